@@ -1,0 +1,132 @@
+"""Siamese losses, and where their stop-gradient sits.
+
+Notation of Halvagal, Laborieux & Zenke (seed 003): online embedding ``z1``,
+target embedding ``z2``, predictor ``W_P`` (symmetric, M×M), prediction
+``p = W_P z1``, stop-gradient ``SG(·)`` = ``.detach()``.
+
+Shapes: ``z1, z2`` are ``(..., B, M)`` (leading dimensions are independent
+replicas, e.g. seeds), ``W_P`` is ``(..., M, M)``. Every loss averages over the
+batch ``B`` and returns one value per replica, shape ``(...)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _checks
+
+
+def SG(x: Tensor) -> Tensor:
+    """Stop-gradient: the value of ``x``, with no gradient flowing back."""
+    return x.detach()
+
+
+def predict(z: Tensor, W_P: Tensor) -> Tensor:
+    """``p = W_P z`` applied to every row of ``z`` (..., B, M)."""
+    _checks.embeddings_match_predictor(z, W_P)
+    return z @ W_P.transpose(-1, -2)
+
+
+def _half_sq(a: Tensor, b: Tensor) -> Tensor:
+    return 0.5 * (a - b).pow(2).sum(-1).mean(-1)
+
+
+def _check(z1: Tensor, z2: Tensor, W_P: Tensor) -> None:
+    _checks.tensor("z1", z1, min_dim=2)
+    _checks.tensor("z2", z2, min_dim=2)
+    _checks.same_shape("z1", z1, "z2", z2)
+    _checks.square("W_P", W_P)
+    _checks.embeddings_match_predictor(z1, W_P)
+
+
+# --- Euclidean forms (seed 003, eqs. 2, 6, 7, 8) -----------------------------
+
+def simsiam(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """Eq. 2: ``½‖W_P z1 − SG(z2)‖²`` (SimSiam / BYOL / DirectPred)."""
+    _check(z1, z2, W_P)
+    return _half_sq(predict(z1, W_P), SG(z2))
+
+
+def no_stopgrad(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """Eq. 6: ``½‖W_P z1 − z2‖²`` — gradients flow through both branches."""
+    _check(z1, z2, W_P)
+    return _half_sq(predict(z1, W_P), z2)
+
+
+def wrong_side(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """Eq. 7: ``½‖SG(W_P z1) − z2‖²`` — the stop-grad on the online branch."""
+    _check(z1, z2, W_P)
+    return _half_sq(SG(predict(z1, W_P)), z2)
+
+
+def isoloss(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """Eq. 8: ``½‖z1 − SG(z2 + z1 − W_P z1)‖²`` (IsoLoss).
+
+    Same value as :func:`simsiam`; its gradient w.r.t. ``z1`` is ``W_P z1 − z2``,
+    the SimSiam gradient w.r.t. ``p`` — the factor ``W_P`` is gone (THEORY H4).
+    """
+    _check(z1, z2, W_P)
+    return _half_sq(z1, SG(z2 + z1 - predict(z1, W_P)))
+
+
+# --- Cosine forms (seed 000; THEORY H6) --------------------------------------
+
+def _unit(x: Tensor) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def neg_cosine(a: Tensor, b: Tensor) -> Tensor:
+    """``−cos(a, b)`` averaged over the batch, shape ``(...)``."""
+    return -(_unit(a) * _unit(b)).sum(-1).mean(-1)
+
+
+def cosine_simsiam(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """``−cos(W_P z1, SG(z2))`` — the form SimSiam and BYOL ship."""
+    _check(z1, z2, W_P)
+    return neg_cosine(predict(z1, W_P), SG(z2))
+
+
+def cosine_no_stopgrad(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """``−cos(W_P z1, z2)``."""
+    _check(z1, z2, W_P)
+    return neg_cosine(predict(z1, W_P), z2)
+
+
+def cosine_wrong_side(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """``−cos(SG(W_P z1), z2)``."""
+    _check(z1, z2, W_P)
+    return neg_cosine(SG(predict(z1, W_P)), z2)
+
+
+def cosine_isoloss(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
+    """Cosine IsoLoss: gradient w.r.t. ``z1`` equals ``∇_p −cos(p, SG(z2))``.
+
+    The surrogate is (seed 000; the authors' code writes it with a factor 2)::
+
+        ℓ = −[ z1ᵀ SG(ẑ2) / SG(‖p‖) − ½ SG(pᵀẑ2 / ‖p‖³) · z1ᵀ SG(W_P) z1 ]
+
+    whose gradient is ``−(ẑ2 − (p̂ᵀẑ2) p̂)/‖p‖`` because ``∇ ½ z1ᵀ W_P z1 = p``.
+    We add ``SG(−cos(p, z2) − ℓ)`` so that the *value* is the cosine loss too
+    (same reading in a log as :func:`cosine_simsiam`); the gradient is unchanged.
+    """
+    _check(z1, z2, W_P)
+    p = predict(z1, W_P)
+    z2n = SG(_unit(z2))
+    p_norm = SG(p.norm(dim=-1))
+    pz = SG((p * z2n).sum(-1))
+    quad = (z1 * predict(z1, SG(W_P))).sum(-1)
+    surrogate = -((z1 * z2n).sum(-1) / p_norm - 0.5 * pz / p_norm ** 3 * quad).mean(-1)
+    value = neg_cosine(SG(p), z2n)
+    return surrogate + SG(value - surrogate)
+
+
+#: (form, stop_grad) → loss; ``stop_grad`` is the branch the SG(·) sits on.
+SIMSIAM = {
+    ("euclidean", "target"): simsiam,
+    ("euclidean", "none"): no_stopgrad,
+    ("euclidean", "online"): wrong_side,
+    ("cosine", "target"): cosine_simsiam,
+    ("cosine", "none"): cosine_no_stopgrad,
+    ("cosine", "online"): cosine_wrong_side,
+}
+ISOLOSS = {"euclidean": isoloss, "cosine": cosine_isoloss}

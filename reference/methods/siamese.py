@@ -1,0 +1,85 @@
+"""Siamese learners with a closed-form predictor: SimSiam-loss (DirectPred) and IsoLoss.
+
+A learner wraps an encoder that the caller owns and exposes the three calls of
+the adapter protocol (``conformance/adapter.py``): ``parameters()``,
+``loss(view1, view2)`` → scalar, and ``after_step()``.
+
+The predictor is rebuilt at every call from the online embeddings of
+``view1``: ``W_P = f_α(Ĉ)`` (seed 003, eq. 1), with ``Ĉ`` the batch correlation
+or its EMA. Leading dimensions of the embeddings are independent replicas; the
+per-replica losses are *summed* so that each replica receives exactly its own
+gradient (a batch of seeds trains as if each ran alone).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from torch import Tensor, nn
+
+from .. import _checks, losses
+from ..predictors import EMACorrelation, correlation, eigen_predictor
+
+FORMS = {"euclidean", "cosine"}
+STOP_GRAD = {"target", "none", "online"}
+
+
+class ClosedFormSiamese:
+    """``loss(x1, x2) = Σ_replicas L(z1, z2, W_P)`` with ``z = encoder(x)``.
+
+    Args:
+        encoder: maps a view (..., B, N) to embeddings (..., B, M).
+        loss: ``"simsiam"`` (eq. 2 and its ablations) or ``"isoloss"`` (eq. 8).
+        form: ``"euclidean"`` or ``"cosine"``.
+        stop_grad: where SG(·) sits for the SimSiam loss: ``"target"`` (correct),
+            ``"none"`` (eq. 6) or ``"online"`` (eq. 7, the wrong side).
+        alpha, eps, normalize, boost: the predictor, see
+            :func:`reference.predictors.eigen_predictor`.
+        corr_ema: ρ of the EMA correlation estimate; ``None`` uses the batch.
+    """
+
+    def __init__(self, encoder: nn.Module, *, loss: str = "simsiam", form: str = "euclidean",
+                 stop_grad: str = "target", alpha: float = 1.0, eps: float = 0.0,
+                 normalize: bool = False, boost: str = "before", corr_ema: float | None = None):
+        _checks.choice("loss", loss, {"simsiam", "isoloss"})
+        _checks.choice("form", form, FORMS)
+        _checks.choice("stop_grad", stop_grad, STOP_GRAD)
+        _checks.positive("alpha", alpha)
+        if loss == "isoloss" and stop_grad != "target":
+            raise ValueError("IsoLoss fixes its own stop-gradient (eq. 8); stop_grad applies "
+                             "to loss='simsiam' only.")
+        self.encoder = encoder
+        self.criterion = losses.ISOLOSS[form] if loss == "isoloss" else losses.SIMSIAM[(form, stop_grad)]
+        self.alpha, self.eps, self.normalize, self.boost = alpha, eps, normalize, boost
+        self.corr = EMACorrelation(corr_ema) if corr_ema is not None else None
+
+    def parameters(self) -> Iterable[Tensor]:
+        return self.encoder.parameters()
+
+    def predictor(self, z1: Tensor) -> Tensor:
+        """``W_P = f_α(Ĉ)`` from the online embeddings (detached)."""
+        C = self.corr.update(z1) if self.corr is not None else correlation(z1)
+        return eigen_predictor(C, self.alpha, eps=self.eps, normalize=self.normalize, boost=self.boost)
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        _checks.same_shape("view1", view1, "view2", view2)
+        z1, z2 = self.encoder(view1), self.encoder(view2)
+        return self.criterion(z1, z2, self.predictor(z1)).sum()
+
+    def after_step(self) -> None:
+        """Nothing to refresh: the target is the online network itself (SimSiam)."""
+
+
+#: method name → fixed options; ``build(method, ...)`` merges user options on top.
+METHODS = {
+    "simsiam": dict(loss="simsiam"),
+    "directpred": dict(loss="simsiam"),
+    "isoloss": dict(loss="isoloss"),
+}
+
+
+def build(method: str, encoder: nn.Module, embed_dim: int, **options) -> ClosedFormSiamese:
+    """Adapter-protocol constructor: a learner for ``method`` around ``encoder``."""
+    _checks.choice("method", method, set(METHODS))
+    if not (isinstance(embed_dim, int) and embed_dim > 0):
+        raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}.")
+    return ClosedFormSiamese(encoder, **{**METHODS[method], **options})

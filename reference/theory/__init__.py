@@ -1,0 +1,1 @@
+"""Closed-form predictions, one module per paper. Never imports the simulators."""
