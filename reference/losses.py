@@ -18,11 +18,14 @@ from . import _checks
 
 def SG(x: Tensor) -> Tensor:
     """Stop-gradient: the value of ``x``, with no gradient flowing back."""
+    _checks.tensor("x", x)
     return x.detach()
 
 
 def predict(z: Tensor, W_P: Tensor) -> Tensor:
     """``p = W_P z`` applied to every row of ``z`` (..., B, M)."""
+    _checks.tensor("z", z, min_dim=1, layout="(..., M)")
+    _checks.square("W_P", W_P)
     _checks.embeddings_match_predictor(z, W_P)
     return z @ W_P.transpose(-1, -2)
 
@@ -31,12 +34,20 @@ def _half_sq(a: Tensor, b: Tensor) -> Tensor:
     return 0.5 * (a - b).pow(2).sum(-1).mean(-1)
 
 
+_NONFINITE = ("the embeddings and the predictor must be finite for the loss to be defined; "
+              "the encoder weights or the views hold NaN/inf (a diverged run: lower the "
+              "learning rate), or W_P was not built by reference.predictors.eigen_predictor "
+              "from a finite correlation.")
+
+
 def _check(z1: Tensor, z2: Tensor, W_P: Tensor) -> None:
-    _checks.tensor("z1", z1, min_dim=2)
-    _checks.tensor("z2", z2, min_dim=2)
+    _checks.tensor("z1", z1, min_dim=2, layout="(..., B, M)")
+    _checks.tensor("z2", z2, min_dim=2, layout="(..., B, M)")
     _checks.same_shape("z1", z1, "z2", z2)
+    _checks.nonempty_batch("z1", z1)
     _checks.square("W_P", W_P)
     _checks.embeddings_match_predictor(z1, W_P)
+    _checks.all_finite((("z1", z1), ("z2", z2), ("W_P", W_P)), hint=_NONFINITE)
 
 
 # --- Euclidean forms (seed 003, eqs. 2, 6, 7, 8) -----------------------------
@@ -77,6 +88,12 @@ def _unit(x: Tensor) -> Tensor:
 
 def neg_cosine(a: Tensor, b: Tensor) -> Tensor:
     """``−cos(a, b)`` averaged over the batch, shape ``(...)``."""
+    _checks.tensor("a", a, min_dim=2, layout="(..., B, M)")
+    _checks.tensor("b", b, min_dim=2, layout="(..., B, M)")
+    if a.shape[-1] != b.shape[-1] or not _checks._broadcastable(tuple(a.shape), tuple(b.shape)):
+        raise ValueError(f"a and b must have the same (or broadcastable) shape (..., B, M), got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}; pass a prediction and a target "
+                         f"computed from the same batch.")
     return -(_unit(a) * _unit(b)).sum(-1).mean(-1)
 
 

@@ -26,7 +26,8 @@ def correlation(z: Tensor) -> Tensor:
     Detached: it is an estimate the predictor is built from, never a path for
     gradients (a non-detached estimate is a mutant the suite must catch).
     """
-    _checks.tensor("z", z, min_dim=2)
+    _checks.tensor("z", z, min_dim=2, layout="(..., B, M)")
+    _checks.nonempty_batch("z", z)
     z = z.detach()
     return z.transpose(-1, -2) @ z / z.shape[-2]
 
@@ -35,7 +36,12 @@ class EMACorrelation:
     """Running estimate ``F̂ ← ρ F̂ + (1 − ρ) Ĉ`` (Tian et al.; ρ = 0.3 in their code)."""
 
     def __init__(self, rho: float):
-        if not 0.0 <= rho < 1.0:
+        try:
+            in_range = bool(0.0 <= rho < 1.0)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"rho must be a number in [0, 1), got {type(rho).__name__} {rho!r}; "
+                            f"pass a float such as 0.3 (Tian et al.).") from None
+        if not in_range:
             raise ValueError(f"rho must lie in [0, 1), got {rho!r}; rho = 0 uses the batch estimate alone.")
         self.rho = float(rho)
         self.F: Tensor | None = None
@@ -57,10 +63,13 @@ def eigen_predictor(C: Tensor, alpha: float = 1.0, *, eps: float = 0.0,
     ``λ̃ = λ₊`` or ``λ₊/λ_max`` when ``normalize``. Returns ``C``'s dtype.
     """
     _checks.square("C", C)
-    _checks.positive("alpha", alpha)
-    _checks.non_negative("eps", eps)
+    _checks.positive("alpha", alpha, hint="alpha is the exponent of ω = λ^α; use alpha > 0 "
+                     "(DirectPred uses 0.5, the theory 1.0).")
+    _checks.non_negative("eps", eps, hint="eps boosts the small eigenvalues; use eps >= 0 "
+                         "(0 disables the boost).")
     _checks.choice("boost", boost, {"before", "after"})
-    _checks.finite("C", C)
+    _checks.finite("C", C, hint="the correlation estimate must be finite; the embeddings it "
+                   "was built from hold NaN/inf (a diverged run: lower the learning rate).")
     C64 = C.detach().to(torch.float64)
     lam, U = torch.linalg.eigh(0.5 * (C64 + C64.transpose(-1, -2)))
     lam = lam.clamp_min(0.0)
@@ -73,5 +82,6 @@ def eigen_predictor(C: Tensor, alpha: float = 1.0, *, eps: float = 0.0,
 def identity_predictor(M: int, *, dtype=torch.float32, device=None) -> Tensor:
     """``W_P = I_M``: SimSiam without a predictor."""
     if not (isinstance(M, int) and M > 0):
-        raise ValueError(f"M must be a positive int, got {M!r}.")
+        raise ValueError(f"M must be a positive int, got {M!r}; pass the embedding dimension, "
+                         f"e.g. identity_predictor(10).")
     return torch.eye(M, dtype=dtype, device=device)

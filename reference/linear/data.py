@@ -26,8 +26,13 @@ def gaussian_views(batch: int, N: int, sigma: float, *, replicas: int | None = N
                    dtype=torch.float64) -> tuple[Tensor, Tensor]:
     """Sample ``x ~ N(0, I_N)`` and two views ``x + σ ε``; shape (replicas, B, N) or (B, N)."""
     if not (isinstance(batch, int) and batch > 0 and isinstance(N, int) and N > 0):
-        raise ValueError(f"batch and N must be positive ints, got batch={batch!r}, N={N!r}.")
-    _checks.non_negative("sigma", sigma)
+        raise ValueError(f"batch and N must be positive ints, got batch={batch!r}, N={N!r}; "
+                         f"e.g. gaussian_views(256, 15, 0.5).")
+    if replicas is not None:
+        _checks.positive_int("replicas", replicas, hint="It is the number of independent seeds S "
+                             "(a leading dimension); pass None for a single (B, N) batch.")
+    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
+                         "use sigma >= 0.")
     shape = (batch, N) if replicas is None else (replicas, batch, N)
     x = torch.randn(shape, generator=generator, dtype=dtype)
     e = torch.randn((2, *shape), generator=generator, dtype=dtype)
@@ -42,8 +47,10 @@ def population_views(N: int, sigma: float, *, dtype=torch.float64) -> tuple[Tens
     covariance) and the difference part ``±σ√N (e_k, −e_k)`` (eigenvalue ``σ²``).
     """
     if not (isinstance(N, int) and N > 0):
-        raise ValueError(f"N must be a positive int, got {N!r}.")
-    _checks.non_negative("sigma", sigma)
+        raise ValueError(f"N must be a positive int, got {N!r}; it is the input dimension, "
+                         f"e.g. population_views(15, 0.5).")
+    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
+                         "use sigma >= 0.")
     I = torch.eye(N, dtype=dtype)
     c, d = math.sqrt(N * (2.0 + sigma ** 2)), sigma * math.sqrt(N)
     x1 = torch.cat([c * I, -c * I, d * I, -d * I])

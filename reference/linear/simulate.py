@@ -9,6 +9,7 @@ population correlation ``C = (1+σ²) W Wᵀ``, ``‖W‖²_F`` and ``‖∇_W�
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,14 +32,53 @@ class Trajectory:
     W: Tensor            # (S, M, N) final weights
 
 
+_NO_PATH = ("the loss has no gradient path to the encoder weights W; did you detach both "
+            "branches? The online branch must keep its gradient (only the target may be SG'd)")
+
+
+def _check_protocol(learner, encoder, views) -> None:
+    missing = [m for m in ("loss", "after_step") if not callable(getattr(learner, m, None))]
+    if missing:
+        raise TypeError(f"learner must follow the adapter protocol (loss(view1, view2) -> scalar, "
+                        f"after_step()), got {type(learner).__name__} without "
+                        f"{', '.join(missing)}; build one with reference.methods.build(...).")
+    W = getattr(encoder, "W", None)
+    if not isinstance(W, Tensor) or W.dim() != 3:
+        got = (f"W of shape {tuple(W.shape)}" if isinstance(W, Tensor)
+               else f"{type(encoder).__name__} without a tensor W")
+        raise TypeError(f"encoder must be a LinearEncoder with weights W of shape (S, M, N), got "
+                        f"{got}; wrap the weights with LinearEncoder(W).")
+    if not W.requires_grad:
+        raise ValueError("encoder.W must require grad (simulate differentiates the loss w.r.t. "
+                         "it), got requires_grad=False; call encoder.W.requires_grad_(True).")
+    if not callable(views):
+        raise TypeError(f"views must be a callable step -> (view1, view2), got "
+                        f"{type(views).__name__}; e.g. views=lambda k: (x1, x2).")
+
+
+def _check_views(pair) -> None:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(x, Tensor) for x in pair)):
+        got = (f"a {type(pair).__name__} of {len(pair)}" if isinstance(pair, (tuple, list))
+               else type(pair).__name__)
+        raise TypeError(f"views(step) must return a pair of tensors (view1, view2), got {got}; "
+                        f"e.g. views=lambda k: population_views(N, sigma).")
+
+
 def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tensor, Tensor]],
              *, lr: float, steps: int, sigma: float, record_every: int = 1) -> Trajectory:
     """Run ``steps`` gradient steps; record every ``record_every`` steps (and the last)."""
-    _checks.positive("lr", lr)
-    _checks.non_negative("sigma", sigma)
-    if not (isinstance(steps, int) and steps >= 0 and isinstance(record_every, int) and record_every > 0):
-        raise ValueError(f"steps must be an int >= 0 and record_every an int > 0, "
-                         f"got steps={steps!r}, record_every={record_every!r}.")
+    _check_protocol(learner, encoder, views)
+    _checks.positive("lr", lr, hint="lr is the step size of W ← W − lr·∇W; use a small positive "
+                     "value such as 0.01.")
+    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
+                         "use sigma >= 0.")
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+        raise ValueError(f"steps must be an int >= 0, got steps={steps!r}; it is the number of "
+                         f"gradient steps, e.g. steps=200.")
+    if not (isinstance(record_every, int) and not isinstance(record_every, bool) and record_every > 0):
+        raise ValueError(f"record_every must be an int > 0, got record_every={record_every!r}; "
+                         f"use 1 to record every step.")
     W = encoder.W
     kappa = 1.0 + sigma ** 2
     rec_steps, eig, sqn, gsq = [], [], [], []
@@ -54,12 +94,36 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
         if k == steps:
             record(k, torch.full(W.shape[:1], float("nan"), dtype=W.dtype))
             break
-        x1, x2 = views(k)
+        pair = views(k)
+        if k == 0:
+            _check_views(pair)
+        x1, x2 = pair
         loss = learner.loss(x1, x2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became non-finite ({loss.item()}) at step {k}: the "
+        # Cheap (attribute reads only) before the one host sync of .item().
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"learner.loss must return a torch.Tensor, got {type(loss).__name__} "
+                            f"at step {k}; return the loss as a scalar tensor.")
+        if loss.dim() != 0:
+            raise ValueError(f"loss must be a scalar tensor, got shape {tuple(loss.shape)} at step "
+                             f"{k}; reduce it over replicas with .sum() (each replica then keeps "
+                             f"its own gradient) before returning it from learner.loss.")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became non-finite ({value}) at step {k}: the "
                                      f"dynamics diverged; lower lr or shorten the run.")
-        (g,) = torch.autograd.grad(loss, [W])
+        if not loss.requires_grad:
+            raise ValueError(_NO_PATH + f" (step {k}: the loss does not require grad"
+                             + ("; simulate is running under torch.no_grad()" if not
+                                torch.is_grad_enabled() else "") + ").")
+        try:
+            (g,) = torch.autograd.grad(loss, [W], allow_unused=True)
+        except RuntimeError as e:
+            if "does not require grad" in str(e) or "not have been used in the graph" in str(e):
+                raise ValueError(_NO_PATH + f" (step {k}).") from e
+            raise
+        if g is None:
+            raise ValueError(_NO_PATH + f" (step {k}: W was not used in the graph of the loss; "
+                             f"does the learner wrap the same encoder that was passed to simulate?).")
         if k % record_every == 0:
             record(k, g.pow(2).sum((-1, -2)))
         with torch.no_grad():

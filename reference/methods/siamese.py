@@ -17,9 +17,12 @@ from typing import Iterable
 from torch import Tensor, nn
 
 from .. import _checks, losses
+from ..linear.model import LinearEncoder
 from ..predictors import EMACorrelation, correlation, eigen_predictor
 
 FORMS = {"euclidean", "cosine"}
+_ENCODER_NONFINITE = ("the encoder output must be finite; the encoder weights or the views hold "
+                      "NaN/inf (a diverged run: lower the learning rate, or check the views).")
 STOP_GRAD = {"target", "none", "online"}
 
 
@@ -40,10 +43,27 @@ class ClosedFormSiamese:
     def __init__(self, encoder: nn.Module, *, loss: str = "simsiam", form: str = "euclidean",
                  stop_grad: str = "target", alpha: float = 1.0, eps: float = 0.0,
                  normalize: bool = False, boost: str = "before", corr_ema: float | None = None):
+        if not callable(encoder):
+            raise TypeError(f"encoder must be a callable module mapping views (..., B, N) to "
+                            f"embeddings (..., B, M), got {type(encoder).__name__}; pass e.g. "
+                            f"reference.linear.LinearEncoder(W).")
         _checks.choice("loss", loss, {"simsiam", "isoloss"})
         _checks.choice("form", form, FORMS)
         _checks.choice("stop_grad", stop_grad, STOP_GRAD)
-        _checks.positive("alpha", alpha)
+        _checks.positive("alpha", alpha, hint="alpha is the exponent of the predictor "
+                         "ω = λ^α; use alpha > 0 (DirectPred uses 0.5, the theory 1.0).")
+        _checks.non_negative("eps", eps, hint="eps boosts the small eigenvalues; use eps >= 0 "
+                             "(0 disables the boost).")
+        _checks.choice("boost", boost, {"before", "after"})
+        if corr_ema is not None:
+            try:
+                ok = bool(0.0 <= corr_ema < 1.0)
+            except (TypeError, ValueError, RuntimeError):
+                ok = False
+            if not ok:
+                raise ValueError(f"corr_ema must be None or a number in [0, 1), got {corr_ema!r}; "
+                                 f"it is ρ of the EMA correlation (Tian et al. use 0.3), None "
+                                 f"uses the batch estimate.")
         if loss == "isoloss" and stop_grad != "target":
             raise ValueError("IsoLoss fixes its own stop-gradient (eq. 8); stop_grad applies "
                              "to loss='simsiam' only.")
@@ -61,8 +81,14 @@ class ClosedFormSiamese:
         return eigen_predictor(C, self.alpha, eps=self.eps, normalize=self.normalize, boost=self.boost)
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        _checks.tensor("view1", view1)
+        _checks.tensor("view2", view2)
         _checks.same_shape("view1", view1, "view2", view2)
         z1, z2 = self.encoder(view1), self.encoder(view2)
+        _checks.tensor("z1 = encoder(view1)", z1)
+        _checks.tensor("z2 = encoder(view2)", z2)
+        _checks.all_finite((("z1 = encoder(view1)", z1), ("z2 = encoder(view2)", z2)),
+                           hint=_ENCODER_NONFINITE)
         return self.criterion(z1, z2, self.predictor(z1)).sum()
 
     def after_step(self) -> None:
@@ -77,9 +103,22 @@ METHODS = {
 }
 
 
+_OPTIONS = {"loss", "form", "stop_grad", "alpha", "eps", "normalize", "boost", "corr_ema"}
+
+
 def build(method: str, encoder: nn.Module, embed_dim: int, **options) -> ClosedFormSiamese:
     """Adapter-protocol constructor: a learner for ``method`` around ``encoder``."""
     _checks.choice("method", method, set(METHODS))
     if not (isinstance(embed_dim, int) and embed_dim > 0):
-        raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}.")
+        raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}; pass the encoder's "
+                         f"output dimension M.")
+    W = getattr(encoder, "W", None)
+    if isinstance(encoder, LinearEncoder) and W.shape[-2] != embed_dim:
+        raise ValueError(f"embed_dim = {embed_dim} does not match the encoder's output dimension "
+                         f"M = {W.shape[-2]} (W has shape {tuple(W.shape)}); pass "
+                         f"embed_dim={W.shape[-2]}.")
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for build({method!r}, ...); valid options "
+                        f"are {sorted(_OPTIONS)}.")
     return ClosedFormSiamese(encoder, **{**METHODS[method], **options})

@@ -151,12 +151,14 @@ def _solve_simsiam(u0: Tensor, tt: Tensor, k: float, a: float) -> Tensor:
     return torch.where(u0b == u_star, u0b, u)
 
 
-def _rk4_log(u0: Tensor, t: Tensor, rate, substeps: int = 400) -> Tensor:
+def _rk4_log(u0: Tensor, t: Tensor, rate, h_max: float = 2e-3) -> Tensor:
+    """Classical RK4 on ``v = ln u`` with steps ≤ ``h_max`` (local error O(h⁵) ≈ 1e-13)."""
     out, v, t_prev = [], torch.log(u0), 0.0
+    f = lambda vv: rate(torch.exp(vv))
     for tk in t.tolist():
-        h = (tk - t_prev) / substeps
-        for _ in range(substeps):
-            f = lambda vv: rate(torch.exp(vv))
+        n = max(1, math.ceil((tk - t_prev) / h_max))
+        h = (tk - t_prev) / n
+        for _ in range(n):
             k1 = f(v); k2 = f(v + 0.5 * h * k1); k3 = f(v + 0.5 * h * k2); k4 = f(v + h * k3)
             v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         t_prev = tk

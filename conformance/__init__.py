@@ -1,0 +1,1 @@
+"""ncspec conformance: the claim registry, the adapter protocol, the pytest plugin and the CLI."""

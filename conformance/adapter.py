@@ -1,0 +1,44 @@
+"""The adapter protocol: how an SSL implementation plugs into the spec suite.
+
+An adapter is any object with
+
+* ``name: str`` — shown in reports;
+* ``capabilities: frozenset[str]`` — tags deciding which claims apply, e.g.
+  ``"simsiam"``, ``"isoloss"``, ``"directpred"``, ``"loss:euclidean"``,
+  ``"loss:cosine"``, ``"ablation:no_stopgrad"``, ``"ablation:wrong_side"``,
+  ``"predictor:closed_form"``, ``"predictor:normalize"``;
+* ``build(method, encoder, embed_dim, **options) -> learner`` — a learner around
+  an ``encoder`` that the harness owns (a linear map for the theory claims).
+
+A learner exposes ``parameters()``, ``loss(view1, view2) -> scalar tensor`` and
+``after_step()`` (target / EMA / predictor refresh, called after each update).
+
+Options the harness passes for the eigenspace claims: ``form`` ("euclidean" |
+"cosine"), ``stop_grad`` ("target" | "none" | "online", with the ablation
+capabilities), ``alpha``, ``eps``, ``normalize``. Leading dimensions of the
+encoder's output are independent replicas; the learner sums their losses.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+
+@runtime_checkable
+class Learner(Protocol):
+    def parameters(self) -> Iterable[Tensor]: ...
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor: ...
+    def after_step(self) -> None: ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    name: str
+    capabilities: frozenset
+
+    def build(self, method: str, encoder: nn.Module, embed_dim: int, **options) -> Learner: ...
+
+
+def supports(adapter: Adapter, *tags: str) -> bool:
+    return all(t in adapter.capabilities for t in tags)

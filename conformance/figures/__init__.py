@@ -1,0 +1,1 @@
+"""Figures that reproduce the seed papers' plots, theory drawn over simulation."""

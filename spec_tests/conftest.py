@@ -1,0 +1,1 @@
+# Fixtures come from the ncspec pytest plugin (conformance/plugin.py): `impl`, `record`.

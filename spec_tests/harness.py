@@ -1,0 +1,85 @@
+"""Shared set-up for the spec tests: Hypothesis draws of the linear model, runs, errors.
+
+The harness owns the encoder (a :class:`LinearEncoder`) and the data; the
+method under test comes from the adapter (``impl``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+from hypothesis import strategies as st
+
+from conformance.adapter import supports
+from reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
+
+
+def require(impl, *tags: str) -> None:
+    """Skip (with the reason) when the adapter lacks a capability the claim needs."""
+    missing = [t for t in tags if t not in impl.capabilities]
+    if missing:
+        pytest.skip(f"adapter {impl.name!r} does not declare {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class LinearSetup:
+    """One draw of the linear-Gaussian model of seed 003 §2."""
+
+    N: int
+    M: int
+    alpha: float
+    sigma: float
+    seed: int
+    replicas: int = 4
+
+    @property
+    def kappa(self) -> float:
+        return 1.0 + self.sigma ** 2
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def spectrum(self, lo: float, hi: float) -> torch.Tensor:
+        """Initial eigenvalues of C, log-uniform in [lo, hi], shape (replicas, M)."""
+        u = torch.rand((self.replicas, self.M), generator=self.generator(1), dtype=torch.float64)
+        return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+
+    def encoder(self, lam_C: torch.Tensor) -> LinearEncoder:
+        """``W`` with ``eig((1+σ²) W Wᵀ) = lam_C`` and random eigenvectors."""
+        return LinearEncoder(weights_with_spectrum(lam_C / self.kappa, self.N, generator=self.generator(2)))
+
+
+@st.composite
+def linear_setups(draw, *, M=(2, 16), sigma=(0.0, 0.3), alpha=(0.5, 1.0), replicas=4):
+    m = draw(st.integers(*M))
+    n = m + draw(st.integers(0, 8))
+    return LinearSetup(N=n, M=m, alpha=draw(st.sampled_from(alpha)),
+                       sigma=draw(st.floats(*sigma, allow_nan=False)),
+                       seed=draw(st.integers(0, 2 ** 31 - 1)), replicas=replicas)
+
+
+def population_run(impl, method: str, setup: LinearSetup, lam0: torch.Tensor, *, lr: float, steps: int,
+                   record_every: int = 1, **options):
+    """Expected-gradient flow (Euler steps on W) on the moment-matched population batch."""
+    enc = setup.encoder(lam0)
+    learner = impl.build(method, enc, setup.M, alpha=setup.alpha, **options)
+    x1, x2 = population_views(setup.N, setup.sigma)
+    return simulate(learner, enc, lambda k: (x1, x2), lr=lr, steps=steps, sigma=setup.sigma,
+                    record_every=record_every)
+
+
+def sgd_run(impl, method: str, setup: LinearSetup, lam0: torch.Tensor, *, lr: float, steps: int,
+            batch: int, record_every: int = 1, **options):
+    """Minibatch SGD on freshly sampled Gaussian views, one stream per replica."""
+    enc = setup.encoder(lam0)
+    learner = impl.build(method, enc, setup.M, alpha=setup.alpha, **options)
+    g = setup.generator(3)
+    return simulate(learner, enc,
+                    lambda k: gaussian_views(batch, setup.N, setup.sigma, replicas=setup.replicas, generator=g),
+                    lr=lr, steps=steps, sigma=setup.sigma, record_every=record_every)
+
+
+def max_rel_err(measured: torch.Tensor, predicted: torch.Tensor) -> float:
+    return ((measured - predicted).abs() / predicted.abs()).max().item()

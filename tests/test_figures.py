@@ -1,0 +1,26 @@
+"""Smoke tests for the figure scripts in :mod:`conformance.figures`."""
+from __future__ import annotations
+
+import pytest
+
+from conformance.figures.eigenspace import eigenspace_figure
+
+
+def test_eigenspace_figure_writes_png_and_pdf(tmp_path):
+    out = tmp_path / "figs"                     # created by the function
+    paths = eigenspace_figure(out)
+    assert [p.name for p in paths] == ["eigenspace.png", "eigenspace.pdf"]
+    for p in paths:
+        assert p.parent == out and p.is_file()
+        # a 2×4 panel figure with streamlines and ~60 curves is far above these sizes;
+        # an empty or failed canvas is a few kB.
+        assert p.stat().st_size > 50_000, (p, p.stat().st_size)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_eigenspace_figure_rejects_a_file_as_out_dir(tmp_path):
+    f = tmp_path / "not_a_dir"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        eigenspace_figure(f)

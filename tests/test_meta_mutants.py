@@ -1,0 +1,58 @@
+"""Meta-test: every claim test fails on the broken variant it is about.
+
+For each mutant in :data:`conformance.mutants.MUTANTS`, each claim listed in its
+``caught_by`` must *fail* (at least one of the claim's tests fails) when the
+suite runs against the mutant, and the same tests must pass on the reference
+(the default ``pytest spec_tests`` run shows that; here we re-check the
+pairing so a claim cannot "catch" a mutant by failing for everyone).
+"""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from conformance.adapters.reference import adapter as reference
+from conformance.claims import load_all
+from conformance.mutants import MUTANTS
+from conformance.plugin import Recorder
+
+CLAIMS = load_all()
+
+
+def run_claim(claim_id: str, adapter) -> str:
+    """Run every test of a claim against ``adapter``: 'failed', 'passed' or 'skipped'."""
+    outcomes = []
+    for test in CLAIMS[claim_id].tests:
+        module, name = test.split("::")
+        fn = getattr(importlib.import_module(module), name)
+        kwargs = {}
+        params = getattr(fn, "hypothesis", None)
+        argnames = fn.__code__.co_varnames if params is None else fn.hypothesis.inner_test.__code__.co_varnames
+        if "impl" in argnames:
+            kwargs["impl"] = adapter
+        if "record" in argnames:
+            kwargs["record"] = Recorder()
+        try:
+            fn(**kwargs)
+            outcomes.append("passed")
+        except pytest.skip.Exception:
+            outcomes.append("skipped")
+        except Exception:  # AssertionError, FloatingPointError, …: the claim caught the bug
+            outcomes.append("failed")
+    if "failed" in outcomes:
+        return "failed"
+    return "passed" if "passed" in outcomes else "skipped"
+
+
+CASES = [(m, c) for m, spec in MUTANTS.items() for c in spec.caught_by]
+
+
+@pytest.mark.parametrize("mutant,claim", CASES, ids=[f"{m}-{c}" for m, c in CASES])
+def test_claim_catches_mutant(mutant, claim):
+    assert run_claim(claim, MUTANTS[mutant].adapter) == "failed", (
+        f"claim {claim} does not catch mutant {mutant!r} ({MUTANTS[mutant].bug})")
+
+
+def test_every_mutant_is_caught_by_some_claim():
+    assert all(spec.caught_by for spec in MUTANTS.values())
