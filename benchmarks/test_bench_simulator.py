@@ -11,9 +11,15 @@ The figure of merit is ``seed_steps_per_s = S · steps / seconds`` (in
 ``extra_info``). Run with ``pytest benchmarks --benchmark-enable``; in the
 default test run (``--benchmark-disable``) each function executes once, as a
 smoke test.
+
+Torch runs single-threaded here (``NCSPEC_BENCH_THREADS`` overrides it): the
+tensors are tiny, so intra-op threads buy nothing and, on a shared machine,
+their spin-waits make timings swing by an order of magnitude. The comparison
+is then one of vectorisation over seeds, not of thread counts.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -79,6 +85,14 @@ CASES = {
     "sgd-batched": ("minibatch-sgd", sgd_batched),
     "sgd-loop": ("minibatch-sgd", sgd_loop),
 }
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("NCSPEC_BENCH_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -18,7 +20,7 @@ def _cmd_claims(args) -> int:
     from .claims import load_all, sort_key
     claims = load_all()
     if args.json:
-        json.dump([claims[c].to_dict() for c in sorted(claims, key=sort_key)], sys.stdout, indent=2)
+        json.dump([claims[c].to_dict() for c in sorted(claims, key=sort_key)], sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0
     from rich.console import Console
@@ -56,9 +58,12 @@ def _cmd_check(args) -> int:
         if args.k:
             pytest_args += ["-k", args.k]
         if not args.verbose:
-            pytest_args += ["--tb=no", "--no-summary", "-p", "no:terminal"]
-        code = pytest.main(pytest_args)
+            pytest_args += ["--tb=short", "--no-summary"]
+        log = io.StringIO()
+        with contextlib.redirect_stdout(sys.stdout if args.verbose else log):
+            code = pytest.main(pytest_args)
         if not os.path.exists(json_path):
+            sys.stderr.write(log.getvalue())
             print(f"ncspec check: the test run ended (pytest exit {int(code)}) without a report.", file=sys.stderr)
             return int(code) or 3
         with open(json_path) as f:

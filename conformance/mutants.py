@@ -94,6 +94,11 @@ def _normalize_ignored(method, options):
     return options
 
 
+def _stop_grad_ignored(method, options):
+    options.pop("stop_grad", None)  # the ablation switch is accepted but has no effect
+    return options
+
+
 def _alpha_ignored(method, options):
     options.pop("alpha", None)  # the predictor always uses α = 1
     return options
@@ -112,21 +117,23 @@ def _spec(name, bug, caught_by, **patches):
 
 
 MUTANTS = {m.name: m for m in [
-    _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H5", "H6"],
+    _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8"],
           loss_patch=_target_not_detached),
     _spec("stopgrad_on_prediction", "SG placed on the online prediction instead of the target",
-          ["H1", "H6"], loss_patch=_sg_on_prediction),
+          ["H1", "H4", "H5", "H6", "H8"], loss_patch=_sg_on_prediction),
     _spec("isoloss_rearrangement_dropped", "IsoLoss computed as ½‖W_P z1 − SG(z2)‖² (keeps the W_P factor)",
           ["H4", "H5"], loss_patch=_iso_dropped),
-    _spec("loss_sign_flipped", "loss returned with the wrong sign (gradient ascent)", ["H1", "H4"],
-          loss_patch=_flip),
-    _spec("predictor_bypassed", "predictor never applied (W_P = I)", ["H1", "H8"],
-          learner_patch=_predictor_bypassed),
-    _spec("correlation_not_detached", "DirectPred's correlation estimate not detached", ["H1"],
-          learner_patch=_correlation_not_detached),
-    _spec("cosine_missing_normalisation", "cosine loss without 1/‖p‖", ["H6"], loss_patch=_cos_unnorm),
+    _spec("loss_sign_flipped", "loss returned with the wrong sign (gradient ascent)",
+          ["H1", "H2", "H3", "H4", "H5", "H6", "H8"], loss_patch=_flip),
+    _spec("predictor_bypassed", "predictor never applied (W_P = I)",
+          ["H1", "H2", "H3", "H4", "H5", "H6", "H8"], learner_patch=_predictor_bypassed),
+    _spec("correlation_not_detached", "DirectPred's correlation estimate not detached",
+          ["H1", "H2", "H4", "H5", "H8"], learner_patch=_correlation_not_detached),
+    _spec("cosine_missing_normalisation", "cosine loss without 1/‖p‖", ["H4", "H6"], loss_patch=_cos_unnorm),
     _spec("normalize_ignored", "the λ_max normalisation option silently ignored", ["H8"],
           option_patch=_normalize_ignored),
-    _spec("alpha_ignored", "the predictor exponent α silently fixed to 1", ["H1"],
-          option_patch=_alpha_ignored),
+    _spec("alpha_ignored", "the predictor exponent α silently fixed to 1",
+          ["H1", "H2", "H3", "H4", "H5", "H8"], option_patch=_alpha_ignored),
+    _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
+          "target)", ["H2", "H3"], option_patch=_stop_grad_ignored),
 ]}

@@ -102,7 +102,7 @@ def test_simsiam_sgd_reaches_fixed_point(impl, record, setup):
 # ----------------------------------------------------------------------------- H2
 H2 = register(
     "H2", title="Without stop-grad every mode decays (collapse)",
-    source="seed 003 eq. 6; THEORY.md H2",
+    source="seed 003 (003_41d94d9186454b71.txt) eq. 6; THEORY.md H2",
     statement="L_noSG = ½‖W_P z1 − z2‖²: dλ/dt = −2ηλ(κω² − 2ω + κ) ≤ 0; no mode ever grows, and with "
               "augmentation noise every mode collapses at a rate ≥ 2η(κ − 1/κ).",
     measures="eigenvalues of C under expected-gradient flow",
@@ -131,7 +131,7 @@ def test_no_stopgrad_collapses(impl, record, setup):
 # ----------------------------------------------------------------------------- H3
 H3 = register(
     "H3", title="Stop-grad on the wrong side: large modes diverge, small modes collapse",
-    source="seed 003 eq. 7; THEORY.md H3",
+    source="seed 003 (003_41d94d9186454b71.txt) eq. 7; THEORY.md H3",
     statement="L_ws = ½‖SG(W_P z1) − z2‖²: dλ/dt = 2ηλ(ω − κ); modes with λ^α > κ diverge (in finite time), "
               "modes with λ^α < κ collapse.",
     measures="eigenvalues of C under expected-gradient flow, up to half the first blow-up time",
@@ -161,7 +161,7 @@ def test_wrong_side_stopgrad_splits_modes(impl, record, setup):
 # ----------------------------------------------------------------------------- H4
 H4 = register(
     "H4", title="IsoLoss: SimSiam's value, W_P removed from the gradient, equalised rates",
-    source="seed 003 eq. 8; seed 000; THEORY.md H4",
+    source="seed 003 (003_41d94d9186454b71.txt) eq. 8; seed 000; THEORY.md H4",
     statement="L_iso = ½‖z1 − SG(z2 + z1 − W_P z1)‖² equals L_SimSiam in value; ∇_{z1}L_iso = ∇_p L_SimSiam "
               "(so ∇_W L_SimSiam = W_P ∇_W L_iso); per mode dλ/dt = 2ηλ(1 − κλ^α), same fixed point.",
     measures="loss values and weight gradients on random batches (Euclidean and cosine forms); eigenvalues "
@@ -212,7 +212,7 @@ def test_isoloss_eigenvalues_follow_logistic(impl, record, setup):
 # ----------------------------------------------------------------------------- H5
 H5 = register(
     "H5", title="Eigenvalues act as learning-rate multipliers; IsoLoss equalises escape times",
-    source="seed 003 §3; seed 000 findings; THEORY.md H5",
+    source="seed 003 (003_41d94d9186454b71.txt) §3; seed 000 (000_2eb8a27abf9ceece.txt) findings; THEORY.md H5",
     statement="A small mode needs t = (G(u1) − G(u0))/(2αη) ≈ λ0^{−α}/(2αη) to escape under SimSiam but "
               "ln((1/u0 − κ)/(1/u1 − κ))/(2αη) ≈ ln(1/λ0)/(2η) under IsoLoss (u = λ^α).",
     measures="time for each mode to reach half the fixed point, SimSiam vs IsoLoss (expected-gradient flow)",
@@ -300,7 +300,7 @@ def test_cosine_loss_conserves_norm_and_equalises(impl, record, setup, loss):
 # ----------------------------------------------------------------------------- H7
 H7 = register(
     "H7", title="The linear network's NTK is (x_iᵀx_j) I_M; every NTK is PSD",
-    source="seed 003 eqs. 3–4, appendix A.1 eqs. 9–12; THEORY.md H7",
+    source="seed 003 (003_41d94d9186454b71.txt) eqs. 3–4, appendix A.1 eqs. 9–12; THEORY.md H7",
     statement="For z = Wx, Θ(x_i, x_j) = (x_iᵀx_j) I_M, invariant under orthogonal transforms of the output; "
               "for any network Θ ⪰ 0, so ⟨−∇_Z L, Ż⟩ = η⟨∇_Z L, Θ∇_Z L⟩ ≥ 0.",
     measures="empirical NTK by autograd Jacobians; its eigenvalues for a ReLU MLP; ⟨−∇_Z L, Ż⟩",
@@ -317,29 +317,40 @@ def empirical_ntk(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
     return (J @ J.T).reshape(B, M, B, M)
 
 
-@H7.check
-@given(setup=linear_setups(M=(2, 8), replicas=1))
-def test_linear_ntk_is_identity_times_gram(record, setup):
+def linear_net(N: int, M: int, W: torch.Tensor) -> torch.nn.Module:
+    net = torch.nn.Linear(N, M, bias=False).double()
+    net.weight.data.copy_(W)
+    return net
+
+
+def check_linear_ntk(record, setup, make_net=linear_net) -> None:
+    """Θ of ``make_net(N, M, W)`` equals (x_iᵀx_j) I_M and is invariant under output rotations."""
     g = setup.generator(11)
     W = torch.randn(setup.M, setup.N, generator=g, dtype=torch.float64)
     X = torch.randn(6, setup.N, generator=g, dtype=torch.float64)
-    net = torch.nn.Linear(setup.N, setup.M, bias=False).double()
-    net.weight.data.copy_(W)
-    theta = empirical_ntk(net, X)
+    theta = empirical_ntk(make_net(setup.N, setup.M, W), X)
     pred = th.linear_ntk(X, setup.M)
     err = ((theta - pred).norm() / pred.norm()).item()
     record("‖Θ − (XXᵀ)⊗I‖ / ‖(XXᵀ)⊗I‖", err, 0.0, error=err, tolerance=1e-12)
-    assert err <= 1e-12
+    assert err <= 1e-12, f"the NTK is not (x_iᵀx_j) I_M (rel err {err:.3g})"
     U = torch.linalg.qr(torch.randn(setup.M, setup.M, generator=g, dtype=torch.float64))[0]
-    rot = torch.nn.Linear(setup.N, setup.M, bias=False).double()
-    rot.weight.data.copy_(U.T @ W)
-    err_rot = ((empirical_ntk(rot, X) - theta).norm() / theta.norm()).item()
+    err_rot = ((empirical_ntk(make_net(setup.N, setup.M, U.T @ W), X) - theta).norm() / theta.norm()).item()
     assert err_rot <= 1e-12, "the linear NTK changed under an orthogonal transform of the output"
 
 
 @H7.check
-@given(seed=st.integers(0, 2 ** 31 - 1))
-def test_ntk_psd_and_updates_descend(record, seed):
+@given(setup=linear_setups(M=(2, 8), replicas=1))
+def test_linear_ntk_is_identity_times_gram(record, setup):
+    check_linear_ntk(record, setup)
+
+
+def ntk_update(theta: torch.Tensor, gradZ: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 with η = 1: Ż = −Θ ∇_Z L."""
+    return -(theta @ gradZ)
+
+
+def check_ntk_descent(record, seed: int, update=ntk_update) -> None:
+    """The empirical NTK of a ReLU MLP is PSD and ``update`` never ascends the loss (eq. 4)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).double()
@@ -352,14 +363,22 @@ def test_ntk_psd_and_updates_descend(record, seed):
     Z = net(X)
     target = torch.randn(Z.shape, generator=g, dtype=torch.float64)
     gradZ = (Z - target).detach().reshape(-1)            # ∇_Z of ½‖Z − SG(target)‖²
-    Zdot = -(theta @ gradZ)                              # eq. 3 with η = 1
-    assert (-gradZ @ Zdot).item() >= 0, "eq. 4 violated: the representational update ascends the loss"
+    inner = (-gradZ @ update(theta, gradZ)).item()
+    record("⟨−∇_Z L, Ż⟩ / ‖∇_Z L‖²", inner / (gradZ @ gradZ).item(), "≥ 0")
+    assert inner >= 0, "eq. 4 violated: the representational update ascends the loss"
+
+
+@H7.check
+@given(seed=st.integers(0, 2 ** 31 - 1))
+def test_ntk_psd_and_updates_descend(record, seed):
+    check_ntk_descent(record, seed)
 
 
 # ----------------------------------------------------------------------------- H8
 H8 = register(
     "H8", title="A λ_max-normalised predictor fixes the top mode; every mode converges to λ_max",
-    source="THEORY.md H8 (derived from the IsoLoss/DirectPred authors' code: ω = ((λ/λ_max)₊ + ε)^α)",
+    source="seed 003 (003_41d94d9186454b71.txt) eq. 1 with the authors' code's normalisation "
+           "ω = ((λ/λ_max)₊ + ε)^α; THEORY.md H8 [derived]",
     statement="With ω = ((λ/λ_max) + ε)^α the top mode has ω_top = (1+ε)^α and evolves as "
               "λ_top(0)·exp(2η ω_top(1 − κω_top) t) (stationary for σ = ε = 0); all modes converge to λ_top.",
     measures="top eigenvalue and the ratios λ_m/λ_max under expected-gradient flow",

@@ -56,3 +56,25 @@ def test_claim_catches_mutant(mutant, claim):
 
 def test_every_mutant_is_caught_by_some_claim():
     assert all(spec.caught_by for spec in MUTANTS.values())
+
+
+def test_h7_catches_a_nonlinear_network():
+    """H7's NTK identity is about linear nets: a tanh layer breaks it."""
+    from spec_tests.harness import LinearSetup
+    from spec_tests.test_eigenspace import check_linear_ntk
+    import torch
+
+    def tanh_net(N, M, W):
+        lin = torch.nn.Linear(N, M, bias=False).double()
+        lin.weight.data.copy_(W)
+        return torch.nn.Sequential(lin, torch.nn.Tanh())
+
+    with pytest.raises(AssertionError, match="not"):
+        check_linear_ntk(Recorder(), LinearSetup(N=6, M=3, alpha=1.0, sigma=0.0, seed=0), make_net=tanh_net)
+
+
+def test_h7_catches_an_update_against_the_kernel():
+    """Eq. 4 fails for an update that uses −Θ (gradient ascent in function space)."""
+    from spec_tests.test_eigenspace import check_ntk_descent
+    with pytest.raises(AssertionError, match="eq. 4"):
+        check_ntk_descent(Recorder(), 0, update=lambda theta, gZ: theta @ gZ)

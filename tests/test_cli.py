@@ -1,0 +1,62 @@
+"""The ncspec command line, run as a user would (a subprocess, from another directory)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ncspec(*args, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_claims_json_lists_h1_to_h8_with_seed_sources(tmp_path):
+    out = ncspec("claims", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    claims = {c["id"]: c for c in json.loads(out.stdout)}
+    for i in range(1, 9):
+        c = claims[f"H{i}"]
+        assert "seed" in c["source"] and c["tests"] and c["statement"] and c["tolerance"]
+
+
+def test_check_writes_report_and_passes_on_reference(tmp_path):
+    out = ncspec("check", "-k", "isoloss_gradient_identity or linear_ntk", "--json", "r.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema"] == "ncspec.report/1" and report["adapter"] == "reference"
+    status = {c["id"]: c["status"] for c in report["claims"]}
+    assert status["H4"] == "passed" and status["H7"] == "passed"
+    assert status["H1"] == "not_run"          # deselected by -k
+    h4 = next(c for c in report["claims"] if c["id"] == "H4")
+    assert all(r["error"] <= r["tolerance"] for r in h4["measurements"])
+    assert "H4" in out.stdout and "passed" in out.stdout
+
+
+def test_check_exits_nonzero_on_a_mutant(tmp_path):
+    out = ncspec("check", "--adapter", "mutant:isoloss_rearrangement_dropped", "-k", "isoloss_gradient_identity",
+                 "--json", "r.json", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {c["id"]: c["status"] for c in report["claims"]}["H4"] == "failed"
+
+
+def test_check_unknown_adapter_is_a_clear_error(tmp_path):
+    out = ncspec("check", "--adapter", "no_such_adapter", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "unknown adapter 'no_such_adapter'" in out.stderr and "module:attr" in out.stderr
+
+
+@pytest.mark.parametrize("spec,match", [("nosuchmodule_xyz:adapter", "cannot load adapter"),
+                                        ("mutant:nope", "unknown mutant")])
+def test_load_adapter_errors(spec, match):
+    from conformance.registry import load_adapter
+    with pytest.raises(LookupError, match=match):
+        load_adapter(spec)
