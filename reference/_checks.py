@@ -43,7 +43,7 @@ def finite(name: str, x: Tensor, *, hint: str | None = None) -> Tensor:
     """
     if not (x.is_floating_point() or x.is_complex()):
         return x                                    # integer and bool tensors are finite
-    if not x.is_complex() and math.isfinite(x.sum().item()):
+    if not x.is_complex() and math.isfinite(x.detach().sum().item()):
         return x
     bad = int((~torch.isfinite(x)).sum().item())
     if bad == 0:
@@ -65,7 +65,8 @@ def all_finite(named: tuple[tuple[str, Tensor], ...], *, hint: str | None = None
             total = None
             break
         if x.is_floating_point():
-            total = x.sum() if total is None else total + x.sum()
+            part = x.detach().sum()                 # no autograd node for a check
+            total = part if total is None else total + part
     else:
         if total is None or math.isfinite(total.item()):
             return

@@ -590,3 +590,32 @@ def test_theory_linear_ntk_rejects_non_tensor():
 def test_theory_linear_ntk_rejects_1d():
     with pytest.raises(ValueError, match=r"X must have at least 2 dimensions"):
         th.linear_ntk(torch.ones(N), M)
+
+
+# --- theory/eigenspace.py (closed forms) --------------------------------------
+from reference.theory import eigenspace as _th
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: _th.predictor_eigenvalues(torch.ones(3), 1.0, boost="bfore"), "boost must be one of"),
+    (lambda: _th.predictor_eigenvalues(torch.ones(3), 1.0, eps=-0.1), "eps must be"),
+    (lambda: _th.predictor_eigenvalues([1.0, 2.0], 1.0), "must be a torch.Tensor"),
+    (lambda: _th.euler_trajectory(torch.ones(3), "simsiam", 1.0, 0.0, lr=0.0, steps=3), "lr must be"),
+    (lambda: _th.euler_trajectory(torch.ones(3), "simsiam", 1.0, 0.0, lr=0.1, steps=2.5), "steps must be"),
+    (lambda: _th.ode_solution(torch.tensor([0.0, 1.0]), torch.zeros(1), "simsiam", 1.0, 0.0), "lam0 must be > 0"),
+    (lambda: _th.ode_solution(torch.ones(2), torch.zeros(1), "simsiam", 1.0, 0.0, eta=-1.0), "eta must be"),
+    (lambda: _th.time_to_reach(torch.tensor([0.1]), 0.5, "simsiam", 0.0, 0.0), "alpha must be"),
+    (lambda: _th.time_to_reach(torch.tensor([0.1]), 2.0, "isoloss", 1.0, 0.0), "between every λ0 and the fixed point"),
+    (lambda: _th.escape_time_asymptotic(torch.tensor([0.0]), "simsiam", 1.0), "lam0 must be > 0"),
+    (lambda: _th.normalized_top_mode(torch.ones(1), torch.zeros(1), 0.0, 0.0), "alpha must be"),
+    (lambda: _th.cosine_mean_omega(torch.ones(3), torch.ones(4)), "same shape"),
+    (lambda: _th.linear_ntk(torch.ones(2, 3), 0), "M must be a positive int"),
+    (lambda: _th.linear_ntk(torch.ones(2, 3, 4), 2), r"X must be a \(B, N\) batch"),
+])
+def test_theory_rejects_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_normalized_predictor_eigenvalues_of_zero_spectrum_are_finite():
+    assert torch.isfinite(_th.predictor_eigenvalues(torch.zeros(3), 1.0, normalize=True)).all()

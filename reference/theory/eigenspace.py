@@ -36,6 +36,21 @@ from .. import _checks
 LOSSES = ("simsiam", "no_stopgrad", "wrong_side", "isoloss")
 
 
+def _lam(name: str, lam, *, positive: bool = True) -> Tensor:
+    _checks.tensor(name, lam, min_dim=0)
+    _checks.finite(name, lam)
+    if positive and (lam <= 0).any():
+        raise ValueError(f"{name} must be > 0 (eigenvalues of C), got min {lam.min().item():.3g}; the theory "
+                         f"is stated for non-collapsed modes.")
+    return lam
+
+
+def _steps(steps) -> int:
+    if not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}.")
+    return steps
+
+
 def kappa(sigma: float) -> float:
     """``κ = 1 + σ²``: the online input's second moment under augmentation."""
     return 1.0 + _checks.non_negative("sigma", sigma) ** 2
@@ -45,9 +60,11 @@ def predictor_eigenvalues(lam: Tensor, alpha: float, *, eps: float = 0.0,
                           normalize: bool = False, boost: str = "before") -> Tensor:
     """``ω_m`` from the eigenvalues ``λ_m`` of C (last dim = modes), as DirectPred sets them."""
     _checks.positive("alpha", alpha)
-    lam = lam.clamp_min(0.0)
+    _checks.non_negative("eps", eps)
+    _checks.choice("boost", boost, {"before", "after"})
+    lam = _lam("lam", lam, positive=False).clamp_min(0.0)
     if normalize:
-        lam = lam / lam.amax(-1, keepdim=True)
+        lam = lam / lam.amax(-1, keepdim=True).clamp_min(torch.finfo(lam.dtype).tiny)
     return (lam + eps) ** alpha if boost == "before" else lam ** alpha + eps
 
 
@@ -67,6 +84,7 @@ def mode_rate(loss: str, omega: Tensor, sigma: float) -> Tensor:
 def eigenvalue_velocity(lam: Tensor, loss: str, alpha: float, sigma: float, eta: float = 1.0,
                         **predictor) -> Tensor:
     """``dλ_m/dt = 2η λ_m r(ω_m)``."""
+    _checks.positive("eta", eta)
     return 2.0 * eta * lam * mode_rate(loss, predictor_eigenvalues(lam, alpha, **predictor), sigma)
 
 
@@ -77,9 +95,11 @@ def euler_trajectory(lam0: Tensor, loss: str, alpha: float, sigma: float, *, lr:
     ``λ ← λ (1 + η r(ω))²`` — what a correct population-flow simulation must
     reproduce to rounding error.
     """
+    _checks.positive("lr", lr)
+    _lam("lam0", lam0, positive=False)
     out = [lam0]
     lam = lam0
-    for _ in range(steps):
+    for _ in range(_steps(steps)):
         lam = lam * (1.0 + lr * mode_rate(loss, predictor_eigenvalues(lam, alpha, **predictor), sigma)) ** 2
         out.append(lam)
     return torch.stack(out)
@@ -116,6 +136,9 @@ def ode_solution(lam0: Tensor, t: Tensor, loss: str, alpha: float, sigma: float,
     """
     _checks.choice("loss", loss, set(LOSSES))
     _checks.positive("alpha", alpha)
+    _checks.positive("eta", eta)
+    _lam("lam0", lam0)
+    _checks.tensor("t", t)
     k, a = kappa(sigma), 2.0 * alpha * eta
     u0 = lam0.to(torch.float64) ** alpha
     tt = t.to(torch.float64).reshape(-1, *([1] * u0.dim()))
@@ -174,9 +197,16 @@ def time_to_reach(lam0: Tensor, lam1: float, loss: str, alpha: float, sigma: flo
     ``u = λ^α``, ``a = 2αη``. ``λ1`` must lie between ``λ0`` and the fixed point.
     """
     _checks.choice("loss", loss, {"simsiam", "isoloss"})
+    _checks.positive("alpha", alpha)
+    _checks.positive("eta", eta)
+    _checks.positive("lam1", lam1)
+    _lam("lam0", lam0)
     k, a = kappa(sigma), 2.0 * alpha * eta
     u0 = lam0.to(torch.float64) ** alpha
     u1 = torch.full_like(u0, float(lam1) ** alpha)
+    if ((u1 - u0) * (1.0 / k - u1) < 0).any():
+        raise ValueError(f"lam1 = {lam1} must lie between every λ0 and the fixed point {k ** (-1 / alpha):.6g}: "
+                         f"a mode never reaches a level beyond its fixed point.")
     if loss == "simsiam":
         return (_G_simsiam(u1, k) - _G_simsiam(u0, k)) / a
     return torch.log((1.0 / u0 - k) / (1.0 / u1 - k)) / a
@@ -185,6 +215,9 @@ def time_to_reach(lam0: Tensor, lam1: float, loss: str, alpha: float, sigma: flo
 def escape_time_asymptotic(lam0: Tensor, loss: str, alpha: float, eta: float = 1.0) -> Tensor:
     """Leading order as ``λ0 → 0`` (H5): ``λ0^{−α}/(2αη)`` (SimSiam), ``ln(1/λ0)/(2η)`` (IsoLoss)."""
     _checks.choice("loss", loss, {"simsiam", "isoloss"})
+    _checks.positive("alpha", alpha)
+    _checks.positive("eta", eta)
+    _lam("lam0", lam0)
     if loss == "simsiam":
         return lam0 ** (-alpha) / (2.0 * alpha * eta)
     return torch.log(1.0 / lam0) / (2.0 * eta)
@@ -196,6 +229,10 @@ def normalized_top_mode(lam_top0: Tensor, t: Tensor, alpha: float, sigma: float,
     ``ω_top = (1+ε)^α`` and evolves as ``λ_top(0) exp(2η r_simsiam(ω_top) t)``;
     stationary when σ = ε = 0. The other modes converge to ``λ_top``.
     """
+    _checks.positive("alpha", alpha)
+    _checks.non_negative("eps", eps)
+    _checks.choice("boost", boost, {"before", "after"})
+    _lam("lam_top0", lam_top0)
     w = (1.0 + eps) ** alpha if boost == "before" else 1.0 + eps
     r = mode_rate("simsiam", torch.tensor(w, dtype=torch.float64), sigma)
     return lam_top0 * torch.exp(2.0 * eta * r * t.to(torch.float64).reshape(-1, *([1] * lam_top0.dim())))
@@ -203,10 +240,15 @@ def normalized_top_mode(lam_top0: Tensor, t: Tensor, alpha: float, sigma: float,
 
 def cosine_mean_omega(omega: Tensor, lam: Tensor) -> Tensor:
     """H6: the level the cosine loss drives every ``ω_m`` to, ``ω̄ = Σω²λ / Σωλ``."""
+    _checks.same_shape("omega", omega, "lam", lam)
     return (omega ** 2 * lam).sum(-1) / (omega * lam).sum(-1)
 
 
 def linear_ntk(X: Tensor, M: int) -> Tensor:
     """H7 (seed 003, eq. 11): ``Θ(x_i, x_j) = (x_iᵀ x_j) I_M`` as a (B, M, B, M) tensor."""
     _checks.tensor("X", X, min_dim=2)
+    if X.dim() != 2:
+        raise ValueError(f"X must be a (B, N) batch of inputs, got shape {tuple(X.shape)}.")
+    if not (isinstance(M, int) and M > 0):
+        raise ValueError(f"M must be a positive int (the output dimension), got {M!r}.")
     return torch.einsum("in,jn->ij", X, X)[:, None, :, None] * torch.eye(M, dtype=X.dtype)[None, :, None, :]
