@@ -13,10 +13,14 @@ Tolerances used throughout:
 * ``EXACT = 1e-8`` — the expected-gradient flow maps each eigenvalue by
   ``λ ← λ(1 + η r(ω))²`` exactly (module docstring of the theory); float64
   rounding over ≤ 2,000 steps with ``eigh`` stays below 1e-12 (measured).
-* ``EULER_C · lr`` — the Euler discretisation is first order in the step, so
-  the simulated trajectory differs from the ODE solution by ``O(lr)``; the
-  constant 5 bounds the measured ``max rel err / lr`` (≤ 2.7 over the four
-  losses, σ ≤ 0.3, λ0 ∈ [0.1, 2], M ≤ 16; `ncspec check --profile thorough`).
+* ``EULER_C[loss] · lr`` — the Euler discretisation is first order in the
+  step, so the simulated trajectory differs from the ODE solution by ``O(lr)``.
+  Since the simulation equals the exact Euler map (checked to 1e-8), the
+  constant is a property of the theory alone: the worst ``max rel err / lr``
+  of the map against the ODE over the box the tests draw from (λ0 ∈ {0.1, 0.2,
+  0.5, 1, 1.5, 2}, σ ∈ {0, .1, .2, .25, .3}, α ∈ {½, 1}, the tests' lr and
+  horizon; extremes are at the box's edges) was SimSiam 1.14, IsoLoss 0.55,
+  no-SG 5.39, wrong side 3.20; the constants are ≈ 1.5× those.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from reference.theory import eigenspace as th
 from .harness import LinearSetup, linear_setups, max_rel_err, population_run, require, sgd_run
 
 EXACT = 1e-8
-EULER_C = 5.0
+EULER_C = {"simsiam": 2.0, "isoloss": 1.0, "no_stopgrad": 8.0, "wrong_side": 5.0}
 
 
 def assert_follows_theory(record, traj, loss, setup, lr, **predictor):
@@ -49,8 +53,9 @@ def assert_follows_theory(record, traj, loss, setup, lr, **predictor):
         return
     ode = th.ode_solution(lam0, traj.t, loss, setup.alpha, setup.sigma)
     err = max_rel_err(traj.eig_C, ode)
-    record("eigenvalues vs ODE solution (max rel err)", err, 0.0, error=err, tolerance=EULER_C * lr)
-    assert err <= EULER_C * lr, f"trajectory departs from the ODE solution by {err:.3g} > {EULER_C}·lr"
+    tol = EULER_C[loss] * lr
+    record("eigenvalues vs ODE solution (max rel err)", err, 0.0, error=err, tolerance=tol)
+    assert err <= tol, f"trajectory departs from the ODE solution by {err:.3g} > {EULER_C[loss]}·lr"
 
 
 # ----------------------------------------------------------------------------- H1
@@ -61,7 +66,7 @@ H1 = register(
               "mode converges to λ* = κ^{−1/α} (= 1 without augmentation noise).",
     measures="eigenvalues of C = E[z zᵀ] during expected-gradient flow and minibatch SGD",
     prediction="per-mode trajectories of the ODE / exact Euler map; fixed point κ^{−1/α}",
-    tolerance="exact map 1e-8 (rounding), ODE 5·lr (first-order Euler), fixed point 1e-6 (T chosen so the "
+    tolerance="exact map 1e-8 (rounding), ODE 2·lr (first-order Euler, measured ≤ 1.14·lr), fixed point 1e-6 (T chosen so the "
               "ODE itself is within 1e-9); SGD: −20 %/+10 % (measured −12.5 %/+3.3 % over 18 runs)",
     derivation="E[∇_W L] = W_P(κW_P − I)W with E[x1x1ᵀ]=κI, E[x1x2ᵀ]=I; W_P commutes with C; see "
                "reference/theory/eigenspace.py.")
@@ -107,7 +112,7 @@ H2 = register(
               "augmentation noise every mode collapses at a rate ≥ 2η(κ − 1/κ).",
     measures="eigenvalues of C under expected-gradient flow",
     prediction="per-mode ODE / exact map; monotone decrease; λ(T) ≤ λ(0)·exp(−2T(κ − 1/κ))",
-    tolerance="exact map 1e-8; ODE 5·lr; monotonicity to rounding (1e-12 relative)")
+    tolerance="exact map 1e-8; ODE 8·lr (measured ≤ 5.39·lr); monotonicity to rounding (1e-12 relative)")
 
 
 @H2.check
@@ -136,7 +141,7 @@ H3 = register(
               "modes with λ^α < κ collapse.",
     measures="eigenvalues of C under expected-gradient flow, up to half the first blow-up time",
     prediction="u(t) = κ/(1 + (κ/u0 − 1)e^{2ακt}), u = λ^α; sign of dλ/dt = sign(λ^α − κ)",
-    tolerance="exact map 1e-8; ODE 5·lr")
+    tolerance="exact map 1e-8; ODE 5·lr (measured ≤ 3.2·lr)")
 
 
 @H3.check
@@ -144,7 +149,7 @@ H3 = register(
 def test_wrong_side_stopgrad_splits_modes(impl, record, setup):
     require(impl, "simsiam", "loss:euclidean", "ablation:wrong_side")
     lam = setup.spectrum(0.2, 0.7)
-    up = torch.rand(lam.shape, generator=setup.generator(5), dtype=torch.float64) < 0.5
+    up = torch.arange(setup.M) >= setup.M // 2                 # half the modes start above the threshold
     lam0 = torch.where(up, lam * 3.0 * setup.kappa ** (1 / setup.alpha), lam)   # above: ≥ 1.8 κ^{1/α}
     u0 = lam0.max() ** setup.alpha
     t_blowup = math.log(1 / (1 - setup.kappa / u0.item())) / (2 * setup.alpha * setup.kappa)
@@ -167,7 +172,8 @@ H4 = register(
     measures="loss values and weight gradients on random batches (Euclidean and cosine forms); eigenvalues "
              "under expected-gradient flow",
     prediction="identity exact; logistic per-mode solution; fixed point κ^{−1/α}",
-    tolerance="identity 1e-10 relative (float64 rounding); exact map 1e-8; ODE 5·lr; fixed point 1e-6")
+    tolerance="identity 1e-10 relative (float64 rounding); exact map 1e-8; ODE 1·lr (measured ≤ 0.55·lr); "
+              "fixed point 1e-6")
 
 
 def _grad_W(learner, enc, x1, x2):
@@ -217,7 +223,8 @@ H5 = register(
               "ln((1/u0 − κ)/(1/u1 − κ))/(2αη) ≈ ln(1/λ0)/(2η) under IsoLoss (u = λ^α).",
     measures="time for each mode to reach half the fixed point, SimSiam vs IsoLoss (expected-gradient flow)",
     prediction="exact escape times from the closed-form ODE solutions; their ratio",
-    tolerance="relative 5·lr on times and on the ratio (first-order Euler; measured ≤ 1.1·lr)",
+    tolerance="relative 0.5·lr on times and on their ratio (first-order Euler with linear interpolation of "
+              "the crossing; measured ≤ 0.24·lr and ≤ 0.16·lr over λ0 ∈ [0.02, 0.1], σ ∈ [0, 0.3], α ∈ {½, 1})",
     derivation="G(u) = −1/u + κ ln(u/|1−κu|) is the antiderivative of 1/(u²(1−κu)) (partial fractions); "
                "IsoLoss's u-equation is logistic.")
 
@@ -253,14 +260,14 @@ def test_escape_time_simsiam_vs_isoloss(impl, record, setup):
         t_pred[loss] = th.time_to_reach(traj.eig_C[0], level, loss, setup.alpha, setup.sigma)
         err = max_rel_err(t_meas[loss], t_pred[loss])
         record(f"{loss} escape time (rel err)", t_meas[loss].mean().item(), t_pred[loss].mean().item(),
-               error=err, tolerance=EULER_C * lr)
-        assert err <= EULER_C * lr, f"{loss}: escape times off by {err:.3g} (rel)"
+               error=err, tolerance=0.5 * lr)
+        assert err <= 0.5 * lr, f"{loss}: escape times off by {err:.3g} (rel)"
     ratio_m = t_meas["simsiam"] / t_meas["isoloss"]
     ratio_p = t_pred["simsiam"] / t_pred["isoloss"]
     err = max_rel_err(ratio_m, ratio_p)
     record("escape-time ratio SimSiam/IsoLoss", ratio_m.mean().item(), ratio_p.mean().item(),
-           error=err, tolerance=2 * EULER_C * lr)
-    assert err <= 2 * EULER_C * lr
+           error=err, tolerance=0.5 * lr)
+    assert err <= 0.5 * lr
     assert (ratio_m > 1).all(), "IsoLoss should escape faster than SimSiam from λ0 ≤ 0.1"
 
 
@@ -270,7 +277,8 @@ H6 = register(
     source="seed 000 (000_2eb8a27abf9ceece.txt) findings; THEORY.md H6",
     statement="−cos(W_P z1, SG(z2)) is scale invariant, so z·∇_z L = 0: in gradient flow ‖W‖ (hence tr C) is "
               "conserved and Euler steps raise ‖W‖² by exactly η²‖∇_W L‖²; the eigenvalues equalise "
-              "(ω_m → ω̄ = Σω²λ/Σωλ). Cosine IsoLoss also equalises and grows ‖z‖.",
+              "(ω_m → ω̄ = Σω²λ/Σωλ). Cosine IsoLoss also equalises and grows ‖z‖ while the spectrum is "
+              "anisotropic (z·∇_z L = −‖z‖(1 − (p̂·ẑ)²)/‖p‖ ≤ 0 for σ = 0; it vanishes at isotropy).",
     measures="‖W‖²_F step by step; condition number λ_max/λ_min of C after minibatch SGD",
     prediction="Δ‖W‖² = lr²‖G‖² exactly; condition number → 1",
     tolerance="norm bookkeeping 1e-9 relative to ‖W‖² (float64 rounding); condition number ≤ 1.5 after 600 "
@@ -290,8 +298,10 @@ def test_cosine_loss_conserves_norm_and_equalises(impl, record, setup, loss):
         err = ((inc - lr ** 2 * traj.grad_sq[:-1]).abs() / traj.sq_norm[:-1]).max().item()
         record("|Δ‖W‖² − lr²‖G‖²| / ‖W‖²", err, 0.0, error=err, tolerance=1e-9)
         assert err <= 1e-9, "the cosine gradient is not orthogonal to W: the loss is not scale invariant"
-    else:
-        assert (inc > 0).all(), "cosine IsoLoss should grow ‖W‖ at every step"
+    elif setup.sigma == 0:
+        assert (inc >= 0).all(), "cosine IsoLoss without augmentation noise must grow ‖W‖ at every step"
+    else:   # with noise the per-batch sign fluctuates once isotropic; the net change is growth
+        assert traj.sq_norm[-1].min() > traj.sq_norm[0].min(), "cosine IsoLoss should grow ‖W‖"
     cond = (traj.eig_C[-1, :, -1] / traj.eig_C[-1, :, 0]).max().item()
     record(f"{loss}: final condition number of C", cond, 1.0, error=cond - 1, tolerance=0.5)
     assert cond <= 1.5, f"eigenvalues did not equalise: condition number {cond:.3g}"
@@ -383,7 +393,8 @@ H8 = register(
               "λ_top(0)·exp(2η ω_top(1 − κω_top) t) (stationary for σ = ε = 0); all modes converge to λ_top.",
     measures="top eigenvalue and the ratios λ_m/λ_max under expected-gradient flow",
     prediction="closed-form top-mode exponential; ratios → 1",
-    tolerance="exact map 1e-8; top mode vs exponential 5·lr·T·|rate|² + 1e-12; ratios within 1e-3 of 1",
+    tolerance="exact map 1e-8; top mode vs exponential 1.1·lr·r_top²·T + 1e-12 (the Euler gap's leading "
+              "order, derived); ratios within 1e-3 of 1",
     derivation="ω_top = (1+ε)^α is constant, so the top mode's rate r(ω_top) is constant; d ln(λ_m/λ_top)/dt "
                "= 2η(r(ω_m) − r(ω_top)) > 0 for ω_m < ω_top ≤ 1/… (r increases towards ω_top from below).")
 
@@ -401,7 +412,9 @@ def test_normalized_predictor_converges_to_lambda_max(impl, record, setup, zero_
     top = traj.eig_C[:, :, -1]
     pred_top = th.normalized_top_mode(traj.eig_C[0, :, -1], traj.t, setup.alpha, setup.sigma)
     err = max_rel_err(top, pred_top)
-    tol = 1e-12 if setup.sigma == 0 else EULER_C * lr * (2 * setup.sigma ** 2) ** 2 * traj.t[-1].item() + 1e-12
+    # discrete λ0(1+ηr)^{2k} vs continuous λ0 e^{2ηrk}: relative gap 1 − e^{−kη²r²} ≤ lr·r²·t (leading order)
+    r_top = th.mode_rate("simsiam", torch.tensor(1.0, dtype=torch.float64), setup.sigma).item()
+    tol = 1.1 * lr * r_top ** 2 * traj.t[-1].item() + 1e-12
     record("top mode vs λ_top(0)·exp(2η r(ω_top) t)", top[-1].mean().item(), pred_top[-1].mean().item(),
            error=err, tolerance=tol)
     assert err <= tol, f"top mode departs from its closed form by {err:.3g}"
