@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import tempfile
 from importlib import metadata
 
@@ -96,10 +98,17 @@ def measured_vs_predicted(claim: dict) -> tuple[str, str]:
     return meas, pred
 
 
+def short_source(source: str) -> str:
+    """``seed 003 (003_….txt) eq. 5; seed 000; THEORY.md H1`` → ``seed 003 eq. 5; seed 000``."""
+    parts = [re.sub(r"\s*\([^)]*\.txt\)", "", p).strip() for p in source.split(";")]
+    return "; ".join(p for p in parts if not p.startswith("THEORY.md"))
+
+
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
-    console = console or Console()
+    if console is None:
+        console = Console() if sys.stdout.isatty() else Console(width=140)
     colour = dict(passed="green", failed="bold red", skipped="yellow", not_run="dim")
     table = Table(title=f"ncspec check — adapter {report['adapter']} (profile {report['profile']})",
                   show_lines=False)
@@ -111,7 +120,7 @@ def print_table(report: dict, console=None) -> None:
         if c["status"] in ("failed", "skipped"):
             reasons = {t["reason"] for t in c["tests"] if t["reason"]}
             meas = meas or "; ".join(sorted(reasons))[:160]
-        table.add_row(c["id"], status, meas, pred, c["source"])
+        table.add_row(c["id"], status, meas, pred, short_source(c["source"]))
     console.print(table)
     s = report["summary"]
     console.print(f"{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
