@@ -85,3 +85,25 @@ def identity_predictor(M: int, *, dtype=torch.float32, device=None) -> Tensor:
         raise ValueError(f"M must be a positive int, got {M!r}; pass the embedding dimension, "
                          f"e.g. identity_predictor(10).")
     return torch.eye(M, dtype=dtype, device=device)
+
+
+def copy_predictor(C: Tensor, *, eps: float = 0.0, norm: str = "fro") -> Tensor:
+    """DirectCopy (Wang et al. 2021, seed 001): ``W_P = C/‖C‖ + εI`` — no eigendecomposition.
+
+    The seed leaves the norm [open]. Default ``"fro"`` (Frobenius): one pass over
+    the matrix, O(M²), and it bounds the spectral norm from above, so
+    ``‖W_P − εI‖₂ ≤ 1``. ``"spectral"`` divides by ``λ_max`` (then ``W_P − εI`` is the
+    α = 1 normalised DirectPred predictor, at the cost of an eigenvalue solve).
+    """
+    _checks.square("C", C)
+    _checks.non_negative("eps", eps)
+    _checks.choice("norm", norm, {"fro", "spectral"})
+    _checks.finite("C", C)
+    C = C.detach()
+    C = 0.5 * (C + C.transpose(-1, -2))
+    if norm == "fro":
+        scale = torch.linalg.matrix_norm(C, ord="fro", keepdim=True)
+    else:
+        scale = torch.linalg.eigvalsh(C.to(torch.float64)).amax(-1)[..., None, None].to(C.dtype)
+    eye = torch.eye(C.shape[-1], dtype=C.dtype, device=C.device)
+    return C / scale.clamp_min(torch.finfo(C.dtype).tiny) + eps * eye

@@ -21,6 +21,30 @@ from torch import Tensor
 from .. import _checks
 
 
+def augmentation_std(sigma, N: int, *, dtype=torch.float64) -> Tensor:
+    """The per-coordinate augmentation std ``σ_j`` as an (N,) tensor.
+
+    ``sigma`` is a number (isotropic, THEORY H) or a sequence/tensor of N values
+    (anisotropic ``X′ = diag(σ_j²)``, THEORY W1).
+    """
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
+                             "use sigma >= 0.")
+        return torch.full((N,), float(sigma), dtype=dtype)
+    s = torch.as_tensor(sigma, dtype=dtype)
+    if s.shape != (N,):
+        raise ValueError(f"sigma must be a number or have one value per input coordinate, shape ({N},), "
+                         f"got shape {tuple(s.shape)}.")
+    if not torch.isfinite(s).all() or (s < 0).any():
+        raise ValueError(f"sigma must hold finite values >= 0 (augmentation stds), got {s.tolist()}.")
+    return s
+
+
+def second_moment(sigma, N: int, *, dtype=torch.float64) -> Tensor:
+    """Diagonal of ``E[x1 x1ᵀ] = I + X′``: ``1 + σ_j²``, shape (N,)."""
+    return 1.0 + augmentation_std(sigma, N, dtype=dtype) ** 2
+
+
 def gaussian_views(batch: int, N: int, sigma: float, *, replicas: int | None = None,
                    generator: torch.Generator | None = None,
                    dtype=torch.float64) -> tuple[Tensor, Tensor]:
@@ -31,12 +55,11 @@ def gaussian_views(batch: int, N: int, sigma: float, *, replicas: int | None = N
     if replicas is not None:
         _checks.positive_int("replicas", replicas, hint="It is the number of independent seeds S "
                              "(a leading dimension); pass None for a single (B, N) batch.")
-    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
-                         "use sigma >= 0.")
+    sig = augmentation_std(sigma, N, dtype=dtype)
     shape = (batch, N) if replicas is None else (replicas, batch, N)
     x = torch.randn(shape, generator=generator, dtype=dtype)
     e = torch.randn((2, *shape), generator=generator, dtype=dtype)
-    return x + sigma * e[0], x + sigma * e[1]
+    return x + sig * e[0], x + sig * e[1]
 
 
 def population_views(N: int, sigma: float, *, dtype=torch.float64) -> tuple[Tensor, Tensor]:
@@ -49,10 +72,11 @@ def population_views(N: int, sigma: float, *, dtype=torch.float64) -> tuple[Tens
     if not (isinstance(N, int) and N > 0):
         raise ValueError(f"N must be a positive int, got {N!r}; it is the input dimension, "
                          f"e.g. population_views(15, 0.5).")
-    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
-                         "use sigma >= 0.")
+    sig = augmentation_std(sigma, N, dtype=dtype)
     I = torch.eye(N, dtype=dtype)
-    c, d = math.sqrt(N * (2.0 + sigma ** 2)), sigma * math.sqrt(N)
-    x1 = torch.cat([c * I, -c * I, d * I, -d * I])
-    x2 = torch.cat([c * I, -c * I, -d * I, d * I])
+    c, d = torch.sqrt(N * (2.0 + sig ** 2)), sig * math.sqrt(N)   # per coordinate: anisotropic σ_j
+    c, d = c * I, d * I
+    x1 = torch.cat([c, -c, d, -d])
+    x2 = torch.cat([c, -c, -d, d])
     return x1, x2
+

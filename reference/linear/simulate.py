@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from .data import second_moment
 from .model import LinearEncoder
 
 
@@ -26,10 +27,11 @@ class Trajectory:
 
     steps: Tensor        # (K,) step index of each record
     t: Tensor            # (K,) time η·step of the gradient flow
-    eig_C: Tensor        # (K, S, M) ascending eigenvalues of (1+σ²) W Wᵀ
+    eig_C: Tensor        # (K, S, M) ascending eigenvalues of C = W (I + X′) Wᵀ
     sq_norm: Tensor      # (K, S)   ‖W‖²_F
     grad_sq: Tensor      # (K, S)   ‖∇_W loss‖²_F of the step taken from that record
     W: Tensor            # (S, M, N) final weights
+    probes: dict         # name → (K, ...) tensors recorded by ``probe(learner, encoder)``
 
 
 _NO_PATH = ("the loss has no gradient path to the encoder weights W; did you detach both "
@@ -66,13 +68,19 @@ def _check_views(pair) -> None:
 
 
 def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tensor, Tensor]],
-             *, lr: float, steps: int, sigma: float, record_every: int = 1) -> Trajectory:
-    """Run ``steps`` gradient steps; record every ``record_every`` steps (and the last)."""
+             *, lr: float, steps: int, sigma, record_every: int = 1,
+             probe: Callable[[object, LinearEncoder], dict] | None = None) -> Trajectory:
+    """Run ``steps`` gradient steps; record every ``record_every`` steps (and the last).
+
+    Every parameter the learner exposes (the encoder's ``W`` and, e.g., a learned
+    predictor) takes the step ``θ ← θ − lr ∇_θ loss``; learning-rate ratios and
+    weight decay are the learner's business (see ``reference.methods.learned``).
+    ``sigma`` is the augmentation std, a number or one value per input coordinate.
+    ``probe(learner, encoder)`` returns extra tensors to record (e.g. ``W_p``).
+    """
     _check_protocol(learner, encoder, views)
     _checks.positive("lr", lr, hint="lr is the step size of W ← W − lr·∇W; use a small positive "
                      "value such as 0.01.")
-    _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "
-                         "use sigma >= 0.")
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be an int >= 0, got steps={steps!r}; it is the number of "
                          f"gradient steps, e.g. steps=200.")
@@ -80,15 +88,19 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
         raise ValueError(f"record_every must be an int > 0, got record_every={record_every!r}; "
                          f"use 1 to record every step.")
     W = encoder.W
-    kappa = 1.0 + sigma ** 2
-    rec_steps, eig, sqn, gsq = [], [], [], []
+    kappa = second_moment(sigma, W.shape[-1], dtype=W.dtype)       # diag of I + X′
+    params = [W] + [p for p in learner.parameters() if p is not W]
+    rec_steps, eig, sqn, gsq, probes = [], [], [], [], {}
 
     def record(k: int, g_sq: Tensor) -> None:
         with torch.no_grad():
             rec_steps.append(k)
-            eig.append(torch.linalg.eigvalsh(kappa * W @ W.transpose(-1, -2)))
+            eig.append(torch.linalg.eigvalsh((W * kappa) @ W.transpose(-1, -2)))
             sqn.append(W.pow(2).sum((-1, -2)))
             gsq.append(g_sq)
+            if probe is not None:
+                for name, value in probe(learner, encoder).items():
+                    probes.setdefault(name, []).append(value.detach().clone())
 
     for k in range(steps + 1):
         if k == steps:
@@ -116,7 +128,7 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
                              + ("; simulate is running under torch.no_grad()" if not
                                 torch.is_grad_enabled() else "") + ").")
         try:
-            (g,) = torch.autograd.grad(loss, [W], allow_unused=True)
+            g, *rest = torch.autograd.grad(loss, params, allow_unused=True)
         except RuntimeError as e:
             if "does not require grad" in str(e) or "not have been used in the graph" in str(e):
                 raise ValueError(_NO_PATH + f" (step {k}).") from e
@@ -128,7 +140,11 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
             record(k, g.pow(2).sum((-1, -2)))
         with torch.no_grad():
             W -= lr * g
+            for p, gp in zip(params[1:], rest):
+                if gp is not None:
+                    p -= lr * gp
         learner.after_step()
     steps_t = torch.tensor(rec_steps)
     return Trajectory(steps=steps_t, t=lr * steps_t.to(W.dtype), eig_C=torch.stack(eig),
-                      sq_norm=torch.stack(sqn), grad_sq=torch.stack(gsq), W=W.detach().clone())
+                      sq_norm=torch.stack(sqn), grad_sq=torch.stack(gsq), W=W.detach().clone(),
+                      probes={k: torch.stack(v) for k, v in probes.items()})

@@ -1,0 +1,120 @@
+"""Siamese learners with a *learned* linear predictor: BYOL and the Tian et al. model.
+
+Tian, Chen & Ganguli (2021) and Wang et al. (2021, seed 001) analyse::
+
+    J = ½ E‖W_p W x1 − SG(W_a x2)‖²
+    Ẇ   = −∇_W J − η W
+    Ẇ_p = −α_p ∇_{W_p} J − η W_p          (predictor learning-rate ratio α_p)
+    Ẇ_a = β (W − W_a)                     (EMA target; or W_a = τ W)
+
+A plain gradient step ``θ ← θ − lr ∇θ loss`` on this learner reproduces that
+flow: ``loss = J + (η/2)‖W‖² + (η/2α_p)‖W_p‖²`` and a gradient hook multiplies
+the predictor's gradient by ``α_p`` (so ``∇_{W_p} = α_p ∇J + η W_p``). Weight
+decay η acts on both W and W_p — the convention under which THEORY T1 holds.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from .. import _checks
+from ..losses import SG
+
+
+class LearnedPredictorSiamese:
+    """``loss(x1, x2)`` = J (+ weight decay) with a learned ``W_p`` (…, M, M).
+
+    Args:
+        encoder: maps views (..., B, N) to embeddings (..., B, M).
+        embed_dim: M.
+        target: ``"online"`` (``W_a = τW``, SimSiam-style) or ``"ema"`` (a copy of the
+            encoder updated as ``θ_a ← m θ_a + (1−m) θ`` in ``after_step``; BYOL).
+        stop_grad: ``"target"`` (correct) or ``"none"`` (gradient also flows through the
+            target branch; only with ``target="online"``, THEORY T5).
+        alpha_p: predictor learning-rate ratio.
+        weight_decay: η on W and W_p.
+        symmetric: parametrise ``W_p = ½(V + Vᵀ)`` (Tian et al.'s symmetric predictor).
+        predictor_init: initial ``W_p``; default ``½ I`` (one per encoder replica).
+        tau: target scale for ``target="online"``.
+        momentum: m of the EMA target.
+        target_init: the EMA target starts at ``target_init · θ`` (T6: a target far
+            from the online net, e.g. 0, is a curriculum).
+    """
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, *, target: str = "online",
+                 stop_grad: str = "target", alpha_p: float = 1.0, weight_decay: float = 0.0,
+                 symmetric: bool = False, predictor_init: Tensor | None = None, tau: float = 1.0,
+                 momentum: float = 0.996, target_init: float = 1.0):
+        _checks.choice("target", target, {"online", "ema"})
+        _checks.choice("stop_grad", stop_grad, {"target", "none"})
+        _checks.positive("alpha_p", alpha_p, hint="the predictor's learning rate is α_p times the encoder's.")
+        _checks.non_negative("weight_decay", weight_decay, hint="0 disables weight decay.")
+        _checks.positive("tau", tau, hint="the target is τ·SG(W x2); SimSiam uses 1.")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}; BYOL uses 0.996.")
+        if stop_grad == "none" and target == "ema":
+            raise ValueError("stop_grad='none' needs target='online': an EMA target has no gradient path.")
+        self.encoder, self.M = encoder, embed_dim
+        self.target, self.stop_grad = target, stop_grad
+        self.alpha_p, self.weight_decay, self.symmetric = float(alpha_p), float(weight_decay), symmetric
+        self.tau, self.momentum = float(tau), float(momentum)
+        if predictor_init is None:
+            W = getattr(encoder, "W", None)
+            lead = tuple(W.shape[:-2]) if isinstance(W, Tensor) else ()
+            predictor_init = 0.5 * torch.eye(embed_dim, dtype=W.dtype if W is not None else torch.float32
+                                             ).expand(*lead, embed_dim, embed_dim)
+        _checks.square("predictor_init", predictor_init)
+        if predictor_init.shape[-1] != embed_dim:
+            raise ValueError(f"predictor_init must be (..., {embed_dim}, {embed_dim}), got "
+                             f"{tuple(predictor_init.shape)}.")
+        self.V = nn.Parameter(predictor_init.detach().clone())
+        self.V.register_hook(lambda g: self.alpha_p * g)
+        self.target_encoder = None
+        if target == "ema":
+            self.target_encoder = copy.deepcopy(encoder)
+            for p in self.target_encoder.parameters():
+                p.requires_grad_(False)
+                p.mul_(target_init)
+
+    @property
+    def W_p(self) -> Tensor:
+        return 0.5 * (self.V + self.V.transpose(-1, -2)) if self.symmetric else self.V
+
+    def parameters(self) -> Iterable[Tensor]:
+        yield from self.encoder.parameters()
+        yield self.V
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        _checks.same_shape("view1", view1, "view2", view2)
+        z1 = self.encoder(view1)
+        if self.target == "ema":
+            with torch.no_grad():
+                za = self.target_encoder(view2)
+        else:
+            za = self.tau * self.encoder(view2)
+            if self.stop_grad == "target":
+                za = SG(za)
+        W_p = self.W_p
+        p = z1 @ W_p.transpose(-1, -2)
+        J = 0.5 * (p - za).pow(2).sum(-1).mean(-1).sum()
+        if self.weight_decay:
+            enc_sq = sum(q.pow(2).sum() for q in self.encoder.parameters())
+            J = J + 0.5 * self.weight_decay * (enc_sq + W_p.pow(2).sum() / self.alpha_p)
+        return J
+
+    def after_step(self) -> None:
+        """EMA target: ``θ_a ← m θ_a + (1 − m) θ`` (m = 1 − β·lr for the flow ``Ẇ_a = β(W − W_a)``)."""
+        if self.target_encoder is None:
+            return
+        with torch.no_grad():
+            for pa, po in zip(self.target_encoder.parameters(), self.encoder.parameters()):
+                pa.mul_(self.momentum).add_(po, alpha=1.0 - self.momentum)
+
+
+LEARNED_METHODS = {
+    "byol": dict(target="ema"),
+    "learned_predictor": dict(target="online"),
+}
