@@ -6,7 +6,9 @@ An adapter is any object with
 * ``capabilities: frozenset[str]`` — tags deciding which claims apply, e.g.
   ``"simsiam"``, ``"isoloss"``, ``"directpred"``, ``"loss:euclidean"``,
   ``"loss:cosine"``, ``"ablation:no_stopgrad"``, ``"ablation:wrong_side"``,
-  ``"predictor:closed_form"``, ``"predictor:normalize"``;
+  ``"predictor:closed_form"``, ``"predictor:normalize"``, ``"predictor:learned"``
+  (the learner then exposes its linear predictor as ``W_p``), ``"target:ema"``,
+  ``"weight_decay"``;
 * ``build(method, encoder, embed_dim, **options) -> learner`` — a learner around
   an ``encoder`` that the harness owns (a linear map for the theory claims).
 

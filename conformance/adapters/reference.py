@@ -7,10 +7,11 @@ from reference import methods
 class ReferenceAdapter:
     name = "reference"
     capabilities = frozenset({
-        "simsiam", "directpred", "isoloss",
+        "simsiam", "directpred", "directset", "directcopy", "isoloss", "byol", "learned_predictor",
         "loss:euclidean", "loss:cosine",
         "ablation:no_stopgrad", "ablation:wrong_side",
-        "predictor:closed_form", "predictor:normalize",
+        "predictor:closed_form", "predictor:normalize", "predictor:learned",
+        "target:ema", "weight_decay",
     })
 
     def build(self, method, encoder, embed_dim, **options):

@@ -40,14 +40,15 @@ class LearnedPredictorSiamese:
         predictor_init: initial ``W_p``; default ``½ I`` (one per encoder replica).
         tau: target scale for ``target="online"``.
         momentum: m of the EMA target.
-        target_init: the EMA target starts at ``target_init · θ`` (T6: a target far
-            from the online net, e.g. 0, is a curriculum).
+        target_init: the EMA target starts at ``target_init · θ``.
+        tau_schedule: ``step → τ`` for ``target="online"`` (T6: a target scale that starts
+            small and grows is a curriculum); overrides ``tau``.
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, *, target: str = "online",
                  stop_grad: str = "target", alpha_p: float = 1.0, weight_decay: float = 0.0,
                  symmetric: bool = False, predictor_init: Tensor | None = None, tau: float = 1.0,
-                 momentum: float = 0.996, target_init: float = 1.0):
+                 momentum: float = 0.996, target_init: float = 1.0, tau_schedule=None):
         _checks.choice("target", target, {"online", "ema"})
         _checks.choice("stop_grad", stop_grad, {"target", "none"})
         _checks.positive("alpha_p", alpha_p, hint="the predictor's learning rate is α_p times the encoder's.")
@@ -61,6 +62,9 @@ class LearnedPredictorSiamese:
         self.target, self.stop_grad = target, stop_grad
         self.alpha_p, self.weight_decay, self.symmetric = float(alpha_p), float(weight_decay), symmetric
         self.tau, self.momentum = float(tau), float(momentum)
+        if tau_schedule is not None and not callable(tau_schedule):
+            raise TypeError(f"tau_schedule must be a callable step -> tau, got {type(tau_schedule).__name__}.")
+        self.tau_schedule, self.step = tau_schedule, 0
         if predictor_init is None:
             W = getattr(encoder, "W", None)
             lead = tuple(W.shape[:-2]) if isinstance(W, Tensor) else ()
@@ -94,7 +98,8 @@ class LearnedPredictorSiamese:
             with torch.no_grad():
                 za = self.target_encoder(view2)
         else:
-            za = self.tau * self.encoder(view2)
+            tau = self.tau if self.tau_schedule is None else float(self.tau_schedule(self.step))
+            za = tau * self.encoder(view2)
             if self.stop_grad == "target":
                 za = SG(za)
         W_p = self.W_p
@@ -107,6 +112,7 @@ class LearnedPredictorSiamese:
 
     def after_step(self) -> None:
         """EMA target: ``θ_a ← m θ_a + (1 − m) θ`` (m = 1 − β·lr for the flow ``Ẇ_a = β(W − W_a)``)."""
+        self.step += 1
         if self.target_encoder is None:
             return
         with torch.no_grad():

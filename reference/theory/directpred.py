@@ -100,3 +100,17 @@ def survival_threshold(eta: float, tau: float = 1.0) -> float:
 def parabola_rate(p: Tensor, *, sigma2: float, eta: float, tau: float = 1.0) -> Tensor:
     """T4: ``ṗ = p(τp − κp² − η)`` on the invariant parabola ``s = p²/α_p``."""
     return p * (tau * p - (1.0 + sigma2) * p ** 2 - eta)
+
+
+def aligned_euler_step(p: Tensor, s: Tensor, *, lr: float, alpha_p: float, sigma: float, tau: float,
+                       eta: float):
+    """The exact per-mode image of one Euler step on (W, W_p) from an aligned state (T3).
+
+    ``W ← (I + lr D) W`` with ``D = W_p(τ − κW_p) − η`` diagonal in the common basis, so
+    ``s ← s (1 + lr d)²``, ``d = p(τ − κp) − η``; ``p ← p + lr ṗ``. A correct simulation
+    reproduces it to rounding.
+    """
+    k = 1.0 + sigma ** 2
+    d = p * (tau - k * p) - eta
+    p_dot = alpha_p * s * (tau - k * p) - eta * p
+    return p + lr * p_dot, s * (1.0 + lr * d) ** 2
