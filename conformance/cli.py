@@ -78,6 +78,9 @@ def _cmd_figure(args) -> int:
     if args.name == "eigenspace":
         from .figures.eigenspace import eigenspace_figure
         paths = eigenspace_figure(args.out, seed=args.seed)
+    elif args.name == "directpred":
+        from .figures.directpred import directpred_figure
+        paths = directpred_figure(args.out, seed=args.seed)
     for p in paths:
         print(p)
     return 0
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_check)
 
     f = sub.add_parser("figure", help="reproduce a paper figure")
-    f.add_argument("name", choices=["eigenspace"])
+    f.add_argument("name", choices=["eigenspace", "directpred"])
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_cmd_figure)

@@ -24,3 +24,18 @@ def test_eigenspace_figure_rejects_a_file_as_out_dir(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         eigenspace_figure(f)
+
+
+def test_directpred_figure_writes_png_and_pdf(tmp_path):
+    from conformance.figures.directpred import directpred_figure
+
+    out = tmp_path / "figs"
+    paths = directpred_figure(out)
+    assert [p.name for p in paths] == ["directpred.png", "directpred.pdf"]
+    for p in paths:
+        assert p.parent == out and p.is_file()
+        # five panels with streamlines, a shaded basin and ~30 curves: hundreds of kB
+        # (png) and > 100 kB (pdf); an empty or failed canvas is a few kB.
+        assert p.stat().st_size > 50_000, (p, p.stat().st_size)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
