@@ -116,6 +116,56 @@ def _spec(name, bug, caught_by, **patches):
     return MutantSpec(name, bug, _Mutant(name, **patches), caught_by)
 
 
+def _weight_decay_doubled(method, options):
+    # Weight decay applied twice: once as the loss's (η/2)‖θ‖² and again by the optimiser (2η in all).
+    if options.get("weight_decay"):
+        options["weight_decay"] = 2.0 * options["weight_decay"]
+    return options
+
+
+def _tau_ignored(method, options):
+    options.pop("tau", None)  # the target scale (W_a = τW) silently fixed to 1
+    return options
+
+
+def _copy_unnormalised(learner):
+    # DirectCopy without the 1/‖Ĉ‖: W_P = Ĉ + εI (the normalisation dropped).
+    if getattr(learner, "kind", None) != "copy":
+        return
+    from reference.predictors import correlation
+
+    def predictor(z1):
+        C = learner.corr.update(z1) if learner.corr is not None else correlation(z1)
+        C = 0.5 * (C + C.transpose(-1, -2))
+        return C + learner.eps * torch.eye(C.shape[-1], dtype=C.dtype, device=C.device)
+    learner.predictor = predictor
+
+
+def _learned_weight_decay_ignored(method, options):
+    if method in ("learned_predictor", "byol"):
+        options.pop("weight_decay", None)   # accepted, never applied
+    return options
+
+
+def _alpha_p_ignored(method, options):
+    options.pop("alpha_p", None)            # the predictor always trains at the encoder's rate
+    return options
+
+
+def _predictor_weight_decay_missing(learner):
+    """Weight decay applied to the encoder only (a predictor param group with weight_decay=0)."""
+    if not hasattr(learner, "W_p") or not getattr(learner, "weight_decay", 0):
+        return
+    original = learner.loss
+    learner.loss = lambda v1, v2: original(v1, v2) - 0.5 * learner.weight_decay * learner.W_p.pow(2).sum() / learner.alpha_p
+
+
+def _learned_target_not_detached(method, options):
+    if method == "learned_predictor" and options.get("stop_grad", "target") == "target":
+        options["stop_grad"] = "none"
+    return options
+
+
 MUTANTS = {m.name: m for m in [
     _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8"],
           loss_patch=_target_not_detached),
@@ -135,5 +185,18 @@ MUTANTS = {m.name: m for m in [
     _spec("alpha_ignored", "the predictor exponent α silently fixed to 1",
           ["H1", "H2", "H3", "H4", "H5", "H8"], option_patch=_alpha_ignored),
     _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
-          "target)", ["H2", "H3"], option_patch=_stop_grad_ignored),
+          "target)", ["H2", "H3", "T5"], option_patch=_stop_grad_ignored),
+    _spec("weight_decay_doubled", "weight decay applied twice (in the loss and again by the optimiser): "
+          "the variance threshold moves to τ²/(8η) − 1", ["W1", "W2", "W3", "T1", "T3", "T4"], option_patch=_weight_decay_doubled),
+    _spec("tau_ignored", "the target-scale option τ silently ignored (W_a = W)", ["W1"], option_patch=_tau_ignored),
+    _spec("learned_weight_decay_ignored", "the learned-predictor model's weight_decay option accepted but "
+          "never applied", ["T1", "T3", "T4"], option_patch=_learned_weight_decay_ignored),
+    _spec("alpha_p_ignored", "the predictor learning-rate ratio α_p ignored (predictor trains at the encoder's "
+          "rate)", ["T1", "T3", "T4"], option_patch=_alpha_p_ignored),
+    _spec("predictor_weight_decay_missing", "weight decay on the encoder only (predictor param group without "
+          "it)", ["T1", "T3", "T4", "T5"], learner_patch=_predictor_weight_decay_missing),
+    _spec("learned_target_not_detached", "the learned-predictor model's target not detached",
+          ["T1", "T2", "T3", "T4", "T6"], option_patch=_learned_target_not_detached),
+    _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
+          ["W2"], learner_patch=_copy_unnormalised),
 ]}
