@@ -8,7 +8,11 @@ An adapter is any object with
   ``"loss:cosine"``, ``"ablation:no_stopgrad"``, ``"ablation:wrong_side"``,
   ``"predictor:closed_form"``, ``"predictor:normalize"``, ``"predictor:learned"``
   (the learner then exposes its linear predictor as ``W_p``), ``"target:ema"``,
-  ``"weight_decay"``;
+  ``"weight_decay"``; the center-vector family ``"simclr"``, ``"triplet"``,
+  ``"barlow_twins"``, ``"vicreg"``, ``"dino"``, ``"swav"``, ``"simsiam_mlp"``,
+  ``"lsimple"`` with ablations ``"ablation:no_predictor"``, ``"ablation:no_decorrelation"``,
+  ``"ablation:no_batchnorm"``, ``"ablation:bn_no_center"``, ``"ablation:no_centering"``,
+  ``"ablation:no_sinkhorn"``;
 * ``build(method, encoder, embed_dim, **options) -> learner`` — a learner around
   an ``encoder`` that the harness owns (a linear map for the theory claims).
 

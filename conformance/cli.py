@@ -4,6 +4,8 @@
     ncspec check [--adapter X] [--json PATH] [--profile ci|thorough] [-k EXPR]
                                            run the spec suite, print the claims table
     ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
+    ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
+    ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
 """
 from __future__ import annotations
 
@@ -81,6 +83,9 @@ def _cmd_figure(args) -> int:
     elif args.name == "directpred":
         from .figures.directpred import directpred_figure
         paths = directpred_figure(args.out, seed=args.seed)
+    elif args.name == "centervector":
+        from .figures.centervector import centervector_figure
+        paths = centervector_figure(args.out, seed=args.seed)
     for p in paths:
         print(p)
     return 0
@@ -106,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_check)
 
     f = sub.add_parser("figure", help="reproduce a paper figure")
-    f.add_argument("name", choices=["eigenspace", "directpred"])
+    f.add_argument("name", choices=["eigenspace", "directpred", "centervector"])
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_cmd_figure)

@@ -43,7 +43,7 @@ class _Mutant(ReferenceAdapter):
         if self._option_patch:
             options = self._option_patch(method, dict(options))
         learner = super().build(method, encoder, embed_dim, **options)
-        if self._loss_patch:
+        if self._loss_patch and hasattr(learner, "criterion"):
             patched = self._loss_patch(method, options, learner.criterion)
             if patched is not None:
                 learner.criterion = patched
@@ -166,6 +166,70 @@ def _learned_target_not_detached(method, options):
     return options
 
 
+# --- the center-vector family (seed 002) ---------------------------------------
+
+from reference.encoders import embed_pair, unit
+from reference.methods import center as _center, clustering as _clustering, contrastive as _contrastive, \
+    redundancy as _redundancy
+
+
+def _dino_centering_ignored(learner):
+    if isinstance(learner, _clustering.DINO):
+        learner.centering = False            # center tracked, never subtracted
+
+
+def _dino_center_never_updated(learner):
+    if isinstance(learner, _clustering.DINO):
+        learner.center_momentum = 1.0        # EMA update forgotten: c stays 0
+
+
+def _lsimple_penalty_sign_flipped(learner):
+    if isinstance(learner, _center.LSimple):
+        learner.lam = -learner.lam
+
+
+def _barlow_twins_bn_dropped(learner):
+    if isinstance(learner, _redundancy.BarlowTwins):
+        learner.batchnorm = False
+
+
+def _barlow_twins_bn_not_centred(learner):
+    if isinstance(learner, _redundancy.BarlowTwins):
+        learner.bn_center = False            # z / rms, no mean subtraction
+
+
+def _triplet_negative_from_same_sample(learner):
+    if isinstance(learner, _contrastive.Triplet):
+        def loss(view1, view2):              # identity "shuffle": the negative is the anchor's own other view
+            z1, z2 = embed_pair(learner.encoder, view1, view2, learner.M, min_batch=2)
+            u1, u2 = unit(z1), unit(z2)
+            positive = (u1 - u2).pow(2).sum(-1)
+            negative = (u1 - u2[..., torch.arange(u2.shape[-2]), :]).pow(2).sum(-1)
+            return (positive - negative).mean(-1).sum()
+        learner.loss = loss
+
+
+def _swav_sinkhorn_ignored(learner):
+    if isinstance(learner, _clustering.SwAV):
+        learner.use_sinkhorn = False
+
+
+def _simsiam_mlp_predictor_bypassed(learner):
+    if isinstance(learner, _center.SimSiamMLP):
+        learner.h = None
+
+
+def _simsiam_mlp_target_not_detached(learner):
+    if isinstance(learner, _center.SimSiamMLP):
+        learner.stop_grad = "none"
+
+
+def _no_predictor_option_ignored(method, options):
+    if method == "simsiam_mlp":
+        options.pop("predictor", None)
+    return options
+
+
 MUTANTS = {m.name: m for m in [
     _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8"],
           loss_patch=_target_not_detached),
@@ -199,4 +263,24 @@ MUTANTS = {m.name: m for m in [
           ["T1", "T2", "T3", "T4", "T6"], option_patch=_learned_target_not_detached),
     _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
           ["W2"], learner_patch=_copy_unnormalised),
+    _spec("dino_centering_ignored", "DINO's center tracked but never subtracted", ["J6"],
+          learner_patch=_dino_centering_ignored),
+    _spec("dino_center_never_updated", "DINO's center EMA never updated (stays 0)", ["J6"],
+          learner_patch=_dino_center_never_updated),
+    _spec("lsimple_penalty_sign_flipped", "L_Simple's center penalty with the wrong sign", ["J1", "J3"],
+          learner_patch=_lsimple_penalty_sign_flipped),
+    _spec("barlow_twins_bn_dropped", "Barlow Twins' cross-correlation on raw embeddings", ["J5"],
+          learner_patch=_barlow_twins_bn_dropped),
+    _spec("barlow_twins_bn_not_centred", "Barlow Twins' BN without the mean subtraction", ["J5"],
+          learner_patch=_barlow_twins_bn_not_centred),
+    _spec("triplet_negative_from_same_sample", "triplet negative taken from the anchor's own sample", ["J4"],
+          learner_patch=_triplet_negative_from_same_sample),
+    _spec("swav_sinkhorn_ignored", "SwAV codes without Sinkhorn-Knopp equipartition", ["J7"],
+          learner_patch=_swav_sinkhorn_ignored),
+    _spec("simsiam_mlp_predictor_bypassed", "SimSiam's MLP predictor never applied", ["J2"],
+          learner_patch=_simsiam_mlp_predictor_bypassed),
+    _spec("simsiam_mlp_target_not_detached", "SimSiam (MLP) target not detached", ["J2"],
+          learner_patch=_simsiam_mlp_target_not_detached),
+    _spec("no_predictor_option_ignored", "the no-predictor ablation switch accepted but ignored", ["J1", "J2"],
+          option_patch=_no_predictor_option_ignored),
 ]}

@@ -12,6 +12,10 @@ class ReferenceAdapter:
         "ablation:no_stopgrad", "ablation:wrong_side",
         "predictor:closed_form", "predictor:normalize", "predictor:learned",
         "target:ema", "weight_decay",
+        # the center-vector family (seed 002)
+        "simsiam_mlp", "lsimple", "simclr", "triplet", "barlow_twins", "vicreg", "dino", "swav",
+        "ablation:no_predictor", "ablation:no_decorrelation", "ablation:no_batchnorm", "ablation:bn_no_center",
+        "ablation:no_centering", "ablation:no_sinkhorn",
     })
 
     def build(self, method, encoder, embed_dim, **options):

@@ -2,22 +2,30 @@
 
 * ``siamese.py`` — closed-form predictors: SimSiam loss with W_P = f_α(C) (DirectPred,
   DirectSet(α)), DirectCopy, IsoLoss;
-* ``learned.py`` — a learned linear predictor: BYOL (EMA target) and the Tian et al. model.
+* ``learned.py`` — a learned linear predictor: BYOL (EMA target) and the Tian et al. model;
+* ``contrastive.py`` — SimCLR/InfoNCE, triplet; ``redundancy.py`` — Barlow Twins, VICReg;
+  ``clustering.py`` — DINO, SwAV; ``center.py`` — SimSiam with an MLP predictor, L_Simple
+  (the center-vector family of seed 002).
 """
 from torch import nn
 
 from .. import _checks
+from . import center, clustering, contrastive, redundancy
 from .learned import LEARNED_METHODS, LearnedPredictorSiamese
 from .siamese import METHODS as CLOSED_FORM_METHODS
 from .siamese import ClosedFormSiamese
 from .siamese import build as _build_closed_form
 
-METHODS = {**CLOSED_FORM_METHODS, **LEARNED_METHODS}
+_FAMILIES = (contrastive, redundancy, clustering, center)
+METHODS = {**CLOSED_FORM_METHODS, **LEARNED_METHODS, **{m: v for f in _FAMILIES for m, v in f.METHODS.items()}}
 
 
 def build(method: str, encoder: nn.Module, embed_dim: int, **options):
     """A learner for ``method`` around ``encoder`` (the adapter protocol's ``build``)."""
     _checks.choice("method", method, set(METHODS))
+    for family in _FAMILIES:
+        if method in family.METHODS:
+            return family.build(method, encoder, embed_dim, **options)
     if method in LEARNED_METHODS:
         return LearnedPredictorSiamese(encoder, embed_dim, **{**LEARNED_METHODS[method], **options})
     return _build_closed_form(method, encoder, embed_dim, **options)
