@@ -6,6 +6,7 @@
     ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
     ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
     ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
+    ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (seed 004)
 """
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def _cmd_claims(args) -> int:
         sys.stdout.write("\n")
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     table = Table(title="ncspec claims")
     for col in ("id", "title", "source", "tests"):
         table.add_column(col, overflow="fold")
     for cid in sorted(claims, key=sort_key):
         c = claims[cid]
-        table.add_row(c.id, c.title, c.source, "\n".join(t.split("::")[-1] for t in c.tests))
+        table.add_row(c.id, escape(c.title), escape(c.source), "\n".join(t.split("::")[-1] for t in c.tests))
     Console().print(table)
     return 0
 
@@ -86,6 +88,9 @@ def _cmd_figure(args) -> int:
     elif args.name == "centervector":
         from .figures.centervector import centervector_figure
         paths = centervector_figure(args.out, seed=args.seed)
+    elif args.name == "dual":
+        from .figures.dual import dual_figure
+        paths = dual_figure(args.out, seed=args.seed)
     for p in paths:
         print(p)
     return 0
@@ -111,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_check)
 
     f = sub.add_parser("figure", help="reproduce a paper figure")
-    f.add_argument("name", choices=["eigenspace", "directpred", "centervector"])
+    f.add_argument("name", choices=["eigenspace", "directpred", "centervector", "dual"])
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_cmd_figure)

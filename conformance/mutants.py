@@ -166,6 +166,16 @@ def _learned_target_not_detached(method, options):
     return options
 
 
+def _ema_target_frozen(learner):
+    """BYOL's target never follows the online encoder (EMA update skipped: momentum stuck at 1)."""
+    if getattr(learner, "target_encoder", None) is None:
+        return
+
+    def after_step():
+        learner.step += 1
+    learner.after_step = after_step
+
+
 # --- the center-vector family (seed 002) ---------------------------------------
 
 from reference.encoders import embed_pair, unit
@@ -249,20 +259,25 @@ MUTANTS = {m.name: m for m in [
     _spec("alpha_ignored", "the predictor exponent α silently fixed to 1",
           ["H1", "H2", "H3", "H4", "H5", "H8"], option_patch=_alpha_ignored),
     _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
-          "target)", ["H2", "H3", "T5"], option_patch=_stop_grad_ignored),
+          "target)", ["H2", "H3", "T5", "P1", "P2", "P3"], option_patch=_stop_grad_ignored),
     _spec("weight_decay_doubled", "weight decay applied twice (in the loss and again by the optimiser): "
-          "the variance threshold moves to τ²/(8η) − 1", ["W1", "W2", "W3", "T1", "T3", "T4"], option_patch=_weight_decay_doubled),
+          "the variance threshold moves to τ²/(8η) − 1", ["W1", "W2", "W3", "T1", "T3", "T4", "P1", "P3", "P4", "P5", "P6"], option_patch=_weight_decay_doubled),
     _spec("tau_ignored", "the target-scale option τ silently ignored (W_a = W)", ["W1"], option_patch=_tau_ignored),
     _spec("learned_weight_decay_ignored", "the learned-predictor model's weight_decay option accepted but "
-          "never applied", ["T1", "T3", "T4"], option_patch=_learned_weight_decay_ignored),
+          "never applied", ["T1", "T3", "T4", "P1", "P2", "P3", "P4", "P5", "P6"],
+          option_patch=_learned_weight_decay_ignored),
     _spec("alpha_p_ignored", "the predictor learning-rate ratio α_p ignored (predictor trains at the encoder's "
           "rate)", ["T1", "T3", "T4"], option_patch=_alpha_p_ignored),
     _spec("predictor_weight_decay_missing", "weight decay on the encoder only (predictor param group without "
-          "it)", ["T1", "T3", "T4", "T5"], learner_patch=_predictor_weight_decay_missing),
+          "it)", ["T1", "T3", "T4", "T5", "P1", "P2", "P3", "P4", "P5", "P6"],
+          learner_patch=_predictor_weight_decay_missing),
     _spec("learned_target_not_detached", "the learned-predictor model's target not detached",
-          ["T1", "T2", "T3", "T4", "T6"], option_patch=_learned_target_not_detached),
+          ["T1", "T2", "T3", "T4", "T6", "P1", "P3", "P4", "P5", "P6"],
+          option_patch=_learned_target_not_detached),
     _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
           ["W2"], learner_patch=_copy_unnormalised),
+    _spec("ema_target_frozen", "the EMA target is never updated (momentum stuck at 1)", ["P6"],
+          learner_patch=_ema_target_frozen),
     _spec("dino_centering_ignored", "DINO's center tracked but never subtracted", ["J6"],
           learner_patch=_dino_centering_ignored),
     _spec("dino_center_never_updated", "DINO's center EMA never updated (stays 0)", ["J6"],

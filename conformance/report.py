@@ -106,6 +106,7 @@ def short_source(source: str) -> str:
 
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=140)
@@ -120,7 +121,7 @@ def print_table(report: dict, console=None) -> None:
         if c["status"] in ("failed", "skipped"):
             reasons = {t["reason"] for t in c["tests"] if t["reason"]}
             meas = meas or "; ".join(sorted(reasons))[:160]
-        table.add_row(c["id"], status, meas, pred, short_source(c["source"]))
+        table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c["source"])))
     console.print(table)
     s = report["summary"]
     console.print(f"{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"

@@ -39,3 +39,16 @@ def test_directpred_figure_writes_png_and_pdf(tmp_path):
         assert p.stat().st_size > 50_000, (p, p.stat().st_size)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize("name", ["centervector", "dual"])
+def test_family_figures_write_png_and_pdf(tmp_path, name):
+    import importlib
+
+    make = getattr(importlib.import_module(f"conformance.figures.{name}"), f"{name}_figure")
+    paths = make(tmp_path / "figs")
+    assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 50_000, (p, p.stat().st_size)   # multi-panel plots
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
