@@ -458,8 +458,8 @@ def test_simulate_reports_divergence():
 # --- methods --------------------------------------------------------------------
 
 def test_build_rejects_unknown_method():
-    with pytest.raises(ValueError, match=r"method must be one of \[.*'byol'.*'simsiam'.*\], got 'vicreg'"):
-        build("vicreg", LinearEncoder(_W()), M)
+    with pytest.raises(ValueError, match=r"method must be one of \[.*'byol'.*'simsiam'.*\], got 'no_such_method'"):
+        build("no_such_method", LinearEncoder(_W()), M)
 
 
 def test_build_rejects_non_positive_embed_dim():
