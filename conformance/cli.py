@@ -7,6 +7,9 @@
     ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
     ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
     ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (seed 004)
+    ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
+    ncspec reproduce table1 --data-root DIR                    seed 003 Table 1 grid (H9)
+    ncspec bench                                               training throughput
 """
 from __future__ import annotations
 
@@ -120,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="output directory")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_cmd_figure)
+
+    from .vision_cli import add_vision_commands   # train, reproduce table1, bench (no torch import here)
+    add_vision_commands(sub)
     return p
 
 

@@ -1,0 +1,189 @@
+"""How the adapter-protocol learners meet a deep encoder.
+
+A learner is built as ``builder(method, encoder, embed_dim, **options)`` (``reference.methods.build``
+or any adapter's ``build``) around :class:`Served` instead of the network itself. The training step
+runs the network once per view (one DDP forward, bf16 autocast, maybe compiled), gathers the
+embeddings over ranks, and *serves* them: when the learner calls ``encoder(view)``, it gets the
+embedding computed for that very tensor. With an EMA target, the call on the learner's second
+argument (the target view) returns the EMA network's embedding instead — so any learner written
+for ``z2 = SG(encoder(view2))`` gets a BYOL-style target without knowing it.
+
+:class:`FastClosedForm` is the same maths as ``reference.methods.siamese.ClosedFormSiamese`` for the
+SimSiam-loss / IsoLoss eigen-predictor methods without the validation that forces host–device
+synchronisation (``ncspec bench`` and GPU runs); the tests check it against the reference.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Served(nn.Module):
+    """The encoder a learner sees: embeddings computed by the training step, looked up by view.
+
+    A learner that deep-copies its encoder for a target of its own (BYOL's EMA target, DINO's
+    teacher) gets a *direct* twin: a copy of the online network that embeds what it is given
+    (bf16 autocast as the step, gathered over ranks); the learner updates its weights itself.
+    """
+
+    def __init__(self, online: nn.Module, embed_dim: int, *, bf16: bool = False):
+        super().__init__()
+        self.online = online
+        self.embed_dim, self.bf16, self.direct = embed_dim, bf16, False
+        self._cache: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        self._target_view: Tensor | None = None
+
+    def __deepcopy__(self, memo):
+        twin = Served(copy.deepcopy(self.online, memo), self.embed_dim, bf16=self.bf16)
+        twin.direct = True
+        return twin
+
+    def serve(self, entries, target_view: Tensor | None = None) -> None:
+        """``entries``: ``(view, online_z, target_z_or_None)`` for the views of this step."""
+        self._cache = list(entries)
+        self._target_view = target_view
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.direct:
+            from .dist import gather
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                z = self.online(x)
+            return gather(z.float())
+        for view, z, zt in self._cache:
+            if view is x:
+                return zt if (zt is not None and x is self._target_view) else z
+        raise RuntimeError("the learner called its encoder on a tensor that is not one of this step's "
+                           "views; a learner must embed exactly the view1/view2 it is given.")
+
+
+class EMA:
+    """Target network ``θ_t ← m θ_t + (1 − m) θ`` with ``m`` cosine-scheduled ``m0 → 1``
+    (BYOL; the IsoLoss authors' 0.99 → 1). Buffers (BN statistics) are copied."""
+
+    def __init__(self, online: nn.Module, m0: float = 0.99, m1: float = 1.0):
+        self.net = copy.deepcopy(online)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.m0, self.m1 = m0, m1
+
+    def momentum(self, step: int, total: int) -> float:
+        return self.m1 - (self.m1 - self.m0) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
+
+    @torch.no_grad()
+    def update(self, online: nn.Module, m: float) -> None:
+        t_params = list(self.net.parameters())
+        o_params = list(online.parameters())
+        torch._foreach_lerp_(t_params, o_params, 1.0 - m)
+        for bt, bo in zip(self.net.buffers(), online.buffers()):
+            bt.copy_(bo)
+
+
+# --- the closed-form learners without host syncs ------------------------------------------------
+
+def _eigen_predictor(C: Tensor, alpha: float, eps: float, normalize: bool, boost: str) -> Tensor:
+    C64 = C.double()
+    lam, U = torch.linalg.eigh(0.5 * (C64 + C64.T))
+    lam = lam.clamp_min(0.0)
+    if normalize:
+        lam = lam / lam.amax().clamp_min(torch.finfo(torch.float64).tiny)
+    omega = (lam + eps) ** alpha if boost == "before" else lam ** alpha + eps
+    return ((U * omega) @ U.T).to(C.dtype)
+
+
+def _unit(x: Tensor) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+class FastClosedForm:
+    """SimSiam loss / IsoLoss with ``W_P = f_α(Ĉ)`` (batch or EMA correlation); see module doc."""
+
+    SUPPORTED = {"loss", "form", "alpha", "eps", "normalize", "boost", "corr_ema"}
+
+    def __init__(self, encoder: nn.Module, *, loss="simsiam", form="euclidean", alpha=1.0, eps=0.0,
+                 normalize=False, boost="before", corr_ema=None):
+        self.encoder, self.kind, self.form = encoder, loss, form
+        self.alpha, self.eps, self.normalize, self.boost, self.rho = alpha, eps, normalize, boost, corr_ema
+        self.F: Tensor | None = None
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def predictor(self, z1: Tensor) -> Tensor:
+        z = z1.detach()
+        C = z.T @ z / z.shape[0]
+        self.F = C if (self.rho is None or self.F is None) else self.rho * self.F + (1 - self.rho) * C
+        return _eigen_predictor(self.F, self.alpha, self.eps, self.normalize, self.boost)
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        z1, z2 = self.encoder(view1), self.encoder(view2)
+        W = self.predictor(z1)
+        p = z1 @ W.T
+        if self.form == "euclidean":
+            if self.kind == "simsiam":
+                return 0.5 * (p - z2.detach()).pow(2).sum(-1).mean()
+            return 0.5 * (z1 - (z2 + z1 - p).detach()).pow(2).sum(-1).mean()
+        z2n = _unit(z2.detach())
+        value = -(_unit(p) * z2n).sum(-1).mean()
+        if self.kind == "simsiam":
+            return value
+        # cosine IsoLoss (reference.losses.cosine_isoloss): gradient of −cos(p, z2) w.r.t. p, at z1
+        pd = p.detach()
+        p_norm = pd.norm(dim=-1)
+        pz = (pd * z2n).sum(-1)
+        quad = (z1 * (z1 @ W.detach().T)).sum(-1)
+        surrogate = -((z1 * z2n).sum(-1) / p_norm - 0.5 * pz / p_norm ** 3 * quad).mean()
+        return surrogate + (value.detach() - surrogate).detach()
+
+    def after_step(self) -> None:
+        pass
+
+
+def build_fast(method: str, encoder: nn.Module, embed_dim: int, **options):
+    """``FastClosedForm`` for simsiam / isoloss / directset / directpred, else ``None``."""
+    from ..methods.siamese import METHODS
+    if method not in ("simsiam", "isoloss", "directset", "directpred"):
+        return None
+    opts = {**METHODS[method], **options}
+    if set(opts) - FastClosedForm.SUPPORTED or opts.get("form", "euclidean") not in ("euclidean", "cosine"):
+        return None
+    return FastClosedForm(encoder, **opts)
+
+
+# --- learner state for checkpoints ------------------------------------------------------------
+
+
+def learner_state(learner) -> dict:
+    """Everything a learner carries besides its encoder: predictor, correlation EMA, counters, and the
+    weights of networks it owns (a BYOL target, a DINO teacher)."""
+    if hasattr(learner, "state_dict") and not isinstance(learner, nn.Module):
+        return {"__state_dict__": learner.state_dict()}
+    out = {}
+    enc = getattr(learner, "encoder", None)
+    for k, v in vars(learner).items():
+        if isinstance(v, nn.Module):
+            if v is not enc:
+                out[k] = ("__module__", v.state_dict())
+            continue
+        if callable(v) and not isinstance(v, Tensor):
+            continue
+        out[k] = v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+    return out
+
+
+def load_learner_state(learner, state: dict) -> None:
+    if "__state_dict__" in state:
+        learner.load_state_dict(state["__state_dict__"])
+        return
+    for k, v in state.items():
+        cur = getattr(learner, k, None)
+        if isinstance(v, tuple) and len(v) == 2 and v[0] == "__module__":
+            cur.load_state_dict(v[1])
+        elif isinstance(cur, Tensor) and isinstance(v, Tensor) and cur.shape == v.shape:
+            with torch.no_grad():
+                cur.copy_(v)
+        else:
+            setattr(learner, k, v)

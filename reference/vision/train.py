@@ -1,0 +1,645 @@
+"""Self-supervised training on images: one loop for every method, device and world size.
+
+``train(TrainConfig(...)) -> dict``. Data live on the device as uint8; each step draws the
+augmentation parameters of the *global* batch (so the data-parallel run sees the same views as the
+single-process run) and every rank augments its slice. The encoder runs once per view (bf16
+autocast, channels_last, optionally compiled, DDP when launched by torchrun); the learner of the
+adapter protocol gets the gathered embeddings through :class:`~reference.vision.siamese.Served`.
+
+Alongside: an online linear readout on detached backbone features (what seed 003 reports), a
+weighted kNN monitor (k = 200, τ = 0.1, cosine; lightly's), an offline linear probe at the end,
+spectrum metrics with a collapse warning, metrics as JSON/CSV (+ plots), and atomic checkpoints
+from which ``resume=True`` continues exactly: the data order and the augmentation draws are
+functions of (seed, epoch), and every state (weights, EMA target, optimiser, readout, learner,
+RNG) is in the checkpoint, so kill-and-resume reproduces the uninterrupted run bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import augment as aug
+from .data import ImageDataset, load_dataset
+from .dist import average_gradients, convert_sync_batchnorm, gather, init_from_env, world
+from .models import make_encoder
+from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
+
+CLOSED_FORM_TABLE1 = ("simsiam", "isoloss")
+OWN_TARGET = ("byol", "dino")            # reference learners that deep-copy their encoder for a target
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "cifar10"                 # "cifar10" | "stl10" | "npz:PATH"
+    data_root: str | None = None
+    download: bool = False
+    limit: int | None = None                 # first N images of every split (smoke runs)
+    unlabeled: bool = True                   # STL-10: pre-train on unlabeled + train
+    # method
+    method: str = "simsiam"
+    method_options: dict | None = None       # None: default_method_options(method, ema)
+    learner: str = "auto"                    # "reference" | "fast" | "auto" (fast on CUDA where it applies)
+    ema: bool = False                        # EMA target network (BYOL-style)
+    ema_momentum: float = 0.99               # cosine-scheduled to 1
+    symmetric: bool = True                   # ½[L(v1, v2) + L(v2, v1)]
+    # model
+    backbone: str = "resnet18"               # "vgg11" | "vgg11_nobn" | "resnet18"
+    width: str | float = "full"              # "tiny" | "small" | "half" | "full" | multiplier
+    proj_hidden: int = 2048
+    proj_out: int = 256
+    proj_out_bn: bool = True                 # SimSiam's BN at the projector output
+    # optimisation
+    epochs: int = 100
+    batch_size: int = 512                    # global
+    lr: float = 0.03                         # per 256 images
+    optimizer: str = "sgd"                   # "sgd" | "lars"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    readout_lr: float = 0.1                  # per 256 images
+    max_steps: int | None = None             # stop after this many steps (bench, checks)
+    # monitoring
+    eval_every: int = 10
+    knn_k: int = 200
+    knn_t: float = 0.1
+    spectrum_samples: int = 2048
+    probe: bool = True
+    probe_iters: int = 100
+    # hardware
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+    sync_bn: bool = True
+    # bookkeeping
+    seed: int = 0
+    out: str | None = None
+    checkpoint_every: int = 10
+    resume: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_method_options(method: str, ema: bool) -> dict:
+    """Seed 003 Table 1's closed-form predictor, with the IsoLoss authors' released settings
+    (ANCHORS.md): cosine form, ``W_P = (Ĉ/λ_max)^½``, correlation EMA 0.998 with an EMA target and
+    0.5 without; the published DirectPred/DirectCopy options otherwise, in cosine form."""
+    if method in CLOSED_FORM_TABLE1:
+        return dict(form="cosine", alpha=0.5, normalize=True, eps=0.0, corr_ema=0.998 if ema else 0.5)
+    if method in ("directpred", "directset", "directcopy"):
+        return dict(form="cosine")
+    return {}
+
+
+# --- small pieces ---------------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _mix(*xs: int) -> int:
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio ``η‖w‖/(‖g‖ + wd‖w‖)`` on weights of ≥ 2
+    dimensions; biases and norm parameters get plain SGD without weight decay."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim > 1:
+                    pn, gn = p.norm(), d.norm()
+                    trust = torch.where((pn > 0) & (gn > 0), g["eta"] * pn / (gn + g["weight_decay"] * pn), 1.0)
+                    d = (d + g["weight_decay"] * p) * trust
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = d.clone()
+                else:
+                    buf.mul_(g["momentum"]).add_(d)
+                p.add_(buf, alpha=-g["lr"])
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class Pair(nn.Module):
+    """Both views through the online encoder in one call (one DDP forward)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, v1: Tensor, v2: Tensor):
+        h1, z1 = self.encoder.forward_with_features(v1)
+        h2, z2 = self.encoder.forward_with_features(v2)
+        return h1, z1, h2, z2
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, x: Tensor, mean, std, *, batch: int = 1024, bf16: bool = False,
+          channels_last: bool = False) -> tuple[Tensor, Tensor]:
+    """Backbone features and embeddings (eval mode, no augmentation) of uint8 images."""
+    was = encoder.training
+    encoder.eval()
+    hs, zs = [], []
+    for i in range(0, x.shape[0], batch):
+        xi = aug.normalize(x[i:i + batch], mean, std, channels_last=channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            h, z = encoder.forward_with_features(xi)
+        hs.append(h.float())
+        zs.append(z.float())
+    encoder.train(was)
+    return torch.cat(hs), torch.cat(zs)
+
+
+def knn_accuracy(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes: int, k: int = 200,
+                 t: float = 0.1, chunk: int = 1024) -> float:
+    """Weighted kNN (``reference.metrics.knn_accuracy``) over test chunks."""
+    from ..metrics import knn_accuracy as knn
+    correct = 0.0
+    for i in range(0, fte.shape[0], chunk):
+        q = fte[i:i + chunk]
+        correct += float(knn(ftr, ytr, q, yte[i:i + chunk], k=k, temperature=t, num_classes=num_classes)) * q.shape[0]
+    return correct / fte.shape[0]
+
+
+def linear_probe(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes: int, iters: int = 100,
+                 weight_decay: float = 1e-4) -> float:
+    """Offline linear probe: standardised frozen features, multinomial logistic regression by L-BFGS."""
+    mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
+    a, b = (ftr - mu) / sd, (fte - mu) / sd
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lin = nn.Linear(a.shape[1], num_classes).to(a.device)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(a), ytr) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return float((lin(b).argmax(1) == yte).float().mean())
+
+
+def spectrum_metrics(z: Tensor) -> dict:
+    """Eigenvalues of the embedding correlation/covariance, RankMe, participation ratio, std of
+    l2-normalised embeddings, center-vector norm (``reference.metrics``)."""
+    from ..metrics import center_norm, normalized_std, participation_ratio, rankme
+    z = z.double()
+    corr = torch.linalg.eigvalsh(z.T @ z / z.shape[0]).flip(0).clamp_min(0)
+    zc = z - z.mean(0)
+    cov = torch.linalg.eigvalsh(zc.T @ zc / z.shape[0]).flip(0).clamp_min(0)
+    return dict(rankme=float(rankme(z)), participation_ratio=float(participation_ratio(z)),
+                normalized_std=float(normalized_std(z)), center_norm=float(center_norm(z)),
+                eig_corr=corr.tolist(), eig_cov=cov.tolist())
+
+
+def collapse_warning(m: dict, dim: int) -> str | None:
+    """Complete collapse: the std of the l2-normalised *training* embeddings (SimSiam's monitor, on
+    the online outputs of the epoch's batches) below 10 % of its isotropic value 1/√M; dimensional
+    collapse: the participation ratio of the (eval-mode, centred) embedding covariance below 1.5,
+    i.e. one direction. (Eval-mode embeddings of a young network share a large common component
+    until the BatchNorm running statistics settle, so their std is not used for the warning.)"""
+    if m["train_normalized_std"] * math.sqrt(dim) < 0.1:
+        return (f"collapse: std of l2-normalised embeddings {m['train_normalized_std']:.4f} < 0.1/√M "
+                f"= {0.1 / math.sqrt(dim):.4f}")
+    if m.get("participation_ratio") is not None and m["participation_ratio"] < 1.5:
+        return f"dimensional collapse: participation ratio {m['participation_ratio']:.2f} < 1.5"
+    return None
+
+
+# --- the trainer ----------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, dataset: ImageDataset | None = None, builder=None):
+        self.cfg = cfg
+        dev = resolve_device(cfg.device)
+        self.rank, self.world, local = init_from_env(dev.type)
+        if dev.type == "cuda" and self.world > 1:
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+        self.device = dev
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.download,
+                                                              unlabeled=cfg.unlabeled)
+        self.ds = ds.limit(cfg.limit).to(dev)
+        self.mean, self.std = self.ds.mean_std()
+        self.x_ssl = self.ds.x_ssl
+        n_unl = 0 if self.ds.x_unlabeled is None else self.ds.x_unlabeled.shape[0]
+        self.y_ssl = torch.cat([self.ds.y_train, torch.full((n_unl,), -1, dtype=torch.int64, device=dev)])
+        self.views = aug.simclr_views(self.ds.name, self.ds.image_size, self.mean, self.std)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the world size {self.world}.")
+        self.batch = min(cfg.batch_size, self.x_ssl.shape[0] // self.world * self.world)
+        self.steps_per_epoch = self.x_ssl.shape[0] // self.batch
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        enc = make_encoder(cfg.backbone, cfg.proj_hidden, cfg.proj_out, cfg.width, cfg.proj_out_bn)
+        if self.world > 1 and cfg.sync_bn:
+            enc = convert_sync_batchnorm(enc, dev.type)
+        self.encoder = enc.to(dev)
+        if cfg.channels_last:
+            self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.encoder, cfg.ema_momentum) if cfg.ema else None
+        self.readout = nn.Linear(self.encoder.feature_dim, self.ds.num_classes).to(dev)
+        pair: nn.Module = Pair(self.encoder)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            pair = DDP(pair, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.pair = torch.compile(pair, backend=cfg.compile_backend) if cfg.compile else pair
+        self.apply_aug = (torch.compile(aug.apply, backend=cfg.compile_backend, dynamic=False)
+                          if cfg.compile else aug.apply)
+
+        self.served = Served(self.encoder, cfg.proj_out, bf16=cfg.bf16)
+        self.learner, self.learner_impl, self.notes = self._build_learner(builder)
+        enc_ids = {id(p) for p in self.encoder.parameters()}
+        self.extra_params = [p for p in self.learner.parameters() if id(p) not in enc_ids]
+        params = list(self.encoder.parameters()) + self.extra_params
+        base_lr = cfg.lr * self.batch / 256
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "lars":
+            self.opt = LARS(params, lr=base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'lars'.")
+        self.base_lr = base_lr
+        self.ro_base_lr = cfg.readout_lr * self.batch / 256
+        self.ro_opt = torch.optim.SGD(self.readout.parameters(), lr=self.ro_base_lr, momentum=0.9)
+        self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
+        self.state = dict(epoch=0, step=0, history=[], spectra=[], warnings=[], status="running")
+        self.out = Path(cfg.out) if cfg.out else None
+        if self.out and self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    # -- construction
+    def _build_learner(self, builder):
+        cfg, notes = self.cfg, []
+        method = cfg.method
+        opts = default_method_options(method, cfg.ema) if cfg.method_options is None else dict(cfg.method_options)
+        if cfg.ema and method in OWN_TARGET:
+            raise ValueError(f"method {method!r} keeps its own EMA target network (momentum option "
+                             f"of the learner); drop ema=True (--ema), which adds the trainer's.")
+        if builder is None:
+            from ..methods import build as builder_ref
+            use_fast = cfg.learner == "fast" or (cfg.learner == "auto" and self.device.type == "cuda")
+            if use_fast:
+                fast = build_fast(method, self.served, cfg.proj_out, **opts)
+                if fast is not None:
+                    return fast, "fast", notes
+                if cfg.learner == "fast":
+                    raise ValueError(f"learner='fast' supports simsiam/isoloss/directset/directpred with options "
+                                     f"{sorted(FastOptions)}; got {method!r} {opts}.")
+            return builder_ref(method, self.served, cfg.proj_out, **opts), "reference", notes
+        return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
+
+    # -- one optimisation step on this rank's slice of the global batch
+    def step(self, v1: Tensor, v2: Tensor, y: Tensor, lr: float, ro_lr: float, m: float | None,
+             *, apply: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        dev = self.device.type
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        for g in self.ro_opt.param_groups:
+            g["lr"] = ro_lr
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            h1, z1, h2, z2 = self.pair(v1, v2)
+            t1 = t2 = None
+            if self.ema is not None:
+                with torch.no_grad():
+                    t1, t2 = self.ema.net(v1), self.ema.net(v2)
+        z1, z2, t1, t2 = gather(z1), gather(z2), gather(t1), gather(t2)
+        entries = [(v1, z1, t1), (v2, z2, t2)]
+        self.served.serve(entries, target_view=v2 if self.ema is not None else None)
+        loss = self.learner.loss(v1, v2)
+        if self.cfg.symmetric:
+            self.served.serve(entries, target_view=v1 if self.ema is not None else None)
+            loss = 0.5 * (loss + self.learner.loss(v2, v1))
+        self.served.serve([])
+        logits = self.readout(torch.cat([h1, h2]).detach().float())
+        yy = torch.cat([y, y])
+        labelled = (yy >= 0).sum()
+        ro_loss = F.cross_entropy(logits, yy, ignore_index=-1, reduction="sum") / labelled.clamp_min(1)
+        self.opt.zero_grad(set_to_none=True)
+        self.ro_opt.zero_grad(set_to_none=True)
+        (loss + ro_loss).backward()
+        average_gradients(self.extra_params + list(self.readout.parameters()))
+        if apply:
+            self.opt.step()
+            self.ro_opt.step()
+            self.learner.after_step()
+            if self.ema is not None:
+                self.ema.update(self.encoder, m)
+        correct = ((logits.argmax(1) == yy) & (yy >= 0)).sum()
+        z_std = F.normalize(z1.detach().float(), dim=1).std(0).mean()   # SimSiam's collapse monitor
+        return loss.detach(), torch.stack([correct, labelled]), z_std
+
+    def views_for(self, epoch: int, s: int, gen: torch.Generator, perm: Tensor):
+        """This rank's slice of step ``s``'s global batch, augmented twice, and its labels."""
+        B, b, H, W = self.batch, self.batch // self.world, self.x_ssl.shape[-2], self.x_ssl.shape[-1]
+        idx = perm[s * B:(s + 1) * B][self.rank * b:(self.rank + 1) * b]
+        x = self.x_ssl[idx]
+        dtype = torch.bfloat16 if self.cfg.bf16 else torch.float32
+        out = []
+        for vc in self.views:
+            p = aug.sample_params(vc, B, H, W, gen, device=self.device)
+            p = {k: v[self.rank * b:(self.rank + 1) * b] for k, v in p.items()}
+            out.append(self.apply_aug(x, p, vc, dtype=dtype, channels_last=self.cfg.channels_last))
+        return out[0], out[1], self.y_ssl[idx]
+
+    def epoch_generators(self, epoch: int):
+        perm = torch.randperm(self.x_ssl.shape[0], generator=torch.Generator().manual_seed(_mix(self.cfg.seed, epoch)))
+        gen = torch.Generator(device=self.device).manual_seed(_mix(self.cfg.seed, epoch, 1))
+        return perm.to(self.device), gen
+
+    def run_epoch(self, epoch: int, progress=None, task=None) -> dict:
+        perm, gen = self.epoch_generators(epoch)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        std_sum = torch.zeros((), device=self.device)
+        acc = torch.zeros(2, device=self.device, dtype=torch.int64)
+        steps = 0
+        for s in range(self.steps_per_epoch):
+            if self.state["step"] >= self.total_steps:
+                break
+            v1, v2, y = self.views_for(epoch, s, gen, perm)
+            k = self.state["step"]
+            lr = lr_at(k, self.total_steps, self.warmup, self.base_lr)
+            ro_lr = lr_at(k, self.total_steps, 0, self.ro_base_lr)
+            m = self.ema.momentum(k, self.total_steps) if self.ema is not None else None
+            loss, c, z_std = self.step(v1, v2, y, lr, ro_lr, m)
+            loss_sum += loss
+            std_sum += z_std
+            acc += c
+            steps += 1
+            self.state["step"] += 1
+            if progress is not None:
+                progress.advance(task)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        return dict(epoch=epoch + 1, step=self.state["step"], loss=float(loss_sum) / max(1, steps),
+                    readout_train_acc=float(acc[0]) / max(1, float(acc[1])),
+                    train_normalized_std=float(std_sum) / max(1, steps),
+                    lr=lr_at(max(0, self.state["step"] - 1), self.total_steps, self.warmup, self.base_lr),
+                    ema_momentum=(self.ema.momentum(self.state["step"], self.total_steps) if self.ema else None),
+                    epoch_time_s=dt, images_per_s=steps * self.batch / dt if dt > 0 else None)
+
+    # -- evaluation (rank 0)
+    def evaluate(self, probe: bool = False) -> dict:
+        cfg, ds = self.cfg, self.ds
+        kw = dict(bf16=cfg.bf16, channels_last=cfg.channels_last)
+        ftr, ztr = embed(self.encoder, ds.x_train, self.mean, self.std, **kw)
+        fte, _ = embed(self.encoder, ds.x_test, self.mean, self.std, **kw)
+        out = dict(knn_acc=knn_accuracy(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.knn_k, cfg.knn_t))
+        with torch.no_grad():
+            out["readout_acc"] = float((self.readout(fte).argmax(1) == ds.y_test).float().mean())
+        spec = spectrum_metrics(ztr[:cfg.spectrum_samples])
+        from ..metrics import rankme
+        out["feature_rankme"] = float(rankme(ftr[:cfg.spectrum_samples].double()))
+        if probe:
+            out["probe_acc"] = linear_probe(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.probe_iters)
+        return out, spec
+
+    # -- persistence
+    def checkpoint(self) -> dict:
+        rng = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return dict(schema="ncspec.vision.ckpt/1", config=self.cfg.to_dict(), state=self.state,
+                    encoder=self.encoder.state_dict(), ema=self.ema.net.state_dict() if self.ema else None,
+                    readout=self.readout.state_dict(), opt=self.opt.state_dict(), ro_opt=self.ro_opt.state_dict(),
+                    learner=learner_state(self.learner), rng=rng)
+
+    def save_checkpoint(self) -> None:
+        ck = self.checkpoint()
+        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(ck, p))
+
+    def load_checkpoint(self, path: Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        mine, theirs = self.cfg.to_dict(), ck["config"]
+        allowed = {"resume", "out", "progress", "device", "data_root", "download", "epochs", "compile",
+                   "compile_backend", "eval_every", "checkpoint_every"}
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if k not in allowed and theirs.get(k) != v}
+        if diff:
+            raise ValueError(f"cannot resume from {path}: the configuration differs in {diff} "
+                             f"(checkpoint value, requested value).")
+        if theirs["epochs"] != mine["epochs"]:
+            raise ValueError(f"cannot resume from {path} with epochs={mine['epochs']}: the run was "
+                             f"scheduled for {theirs['epochs']} epochs (the learning-rate schedule depends on it).")
+        self.encoder.load_state_dict(ck["encoder"])
+        if self.ema is not None:
+            self.ema.net.load_state_dict(ck["ema"])
+        self.readout.load_state_dict(ck["readout"])
+        self.opt.load_state_dict(ck["opt"])
+        self.ro_opt.load_state_dict(ck["ro_opt"])
+        load_learner_state(self.learner, ck["learner"])
+        self.state = ck["state"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        np.random.set_state(ck["rng"]["numpy"])
+        random.setstate(ck["rng"]["python"])
+        if "cuda" in ck["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+
+    def write_metrics(self, final: dict | None = None) -> dict:
+        doc = dict(schema="ncspec.vision/1", config=self.cfg.to_dict(), learner=self.learner_impl,
+                   notes=self.notes, device=str(self.device), world_size=self.world,
+                   batch_size=self.batch, steps_per_epoch=self.steps_per_epoch, status=self.state["status"],
+                   history=self.state["history"], spectra=self.state["spectra"],
+                   warnings=self.state["warnings"], final=final or {})
+        if self.out is None:
+            return doc
+        _atomic_write(self.out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+        keys = list(dict.fromkeys(k for row in self.state["history"] for k in row))
+
+        def write_csv(p):
+            with open(p, "w", newline="") as f:
+                w = csv.DictWriter(f, keys)
+                w.writeheader()
+                w.writerows(self.state["history"])
+        _atomic_write(self.out / "metrics.csv", write_csv)
+        return doc
+
+
+def plot_metrics(doc: dict, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    h = doc["history"]
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
+    ep = [r["epoch"] for r in h]
+    ax[0].plot(ep, [r["loss"] for r in h])
+    ax[0].set(title="training loss", xlabel="epoch")
+    for key in ("knn_acc", "readout_acc", "readout_train_acc"):
+        pts = [(r["epoch"], r[key]) for r in h if r.get(key) is not None]
+        if pts:
+            ax[1].plot(*zip(*pts), marker=".", label=key)
+    if doc["final"].get("probe_acc") is not None:
+        ax[1].axhline(doc["final"]["probe_acc"], ls="--", c="k", label="linear probe")
+    ax[1].set(title="accuracy", xlabel="epoch")
+    ax[1].legend(fontsize=7)
+    for key in ("rankme", "participation_ratio"):
+        pts = [(r["epoch"], r[key]) for r in h if r.get(key) is not None]
+        if pts:
+            ax[2].plot(*zip(*pts), marker=".", label=key)
+    ax2 = ax[2].twinx()
+    pts = [(r["epoch"], r["normalized_std"]) for r in h if r.get("normalized_std") is not None]
+    if pts:
+        ax2.plot(*zip(*pts), c="gray", ls=":", label="std of ẑ")
+    ax[2].set(title="rank / PR (std of ẑ dotted)", xlabel="epoch")
+    ax[2].legend(fontsize=7)
+    for s in doc["spectra"]:
+        ev = np.asarray(s["eig_cov"])
+        ax[3].semilogy(np.arange(1, len(ev) + 1), np.maximum(ev / max(ev[0], 1e-30), 1e-12), label=f"ep {s['epoch']}")
+    ax[3].set(title="covariance eigenvalues / λ_max", xlabel="index")
+    if doc["spectra"]:
+        ax[3].legend(fontsize=6)
+    fig.suptitle(f"{doc['config']['method']} {'EMA' if doc['config']['ema'] else 'no EMA'} · "
+                 f"{doc['config']['backbone']} · {doc['config']['dataset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=False)
+
+
+def train(config: TrainConfig, *, dataset: ImageDataset | None = None, builder=None,
+          stop_after_epoch: int | None = None, return_model: bool = False) -> dict:
+    """Train; returns the metrics document (also written under ``config.out``)."""
+    cfg = config
+    tr = Trainer(cfg, dataset=dataset, builder=builder)
+    ckpt = tr.out / "ckpt.pt" if tr.out else None
+    if cfg.resume:
+        if ckpt is None:
+            raise ValueError("resume=True needs an output directory (out) holding ckpt.pt.")
+        if ckpt.is_file():
+            tr.load_checkpoint(ckpt)
+    t_start = time.perf_counter()
+    from rich.console import Console
+    console = Console(stderr=True, quiet=tr.rank != 0 or not cfg.progress)
+    if tr.state["epoch"] == 0 and tr.rank == 0:
+        console.print(f"[bold]{cfg.method}[/] {'EMA' if cfg.ema else 'no EMA'} · {cfg.backbone} ({cfg.width}) · "
+                      f"{tr.ds.name} {tuple(tr.x_ssl.shape)} · batch {tr.batch} × {tr.steps_per_epoch} steps · "
+                      f"{tr.device} × {tr.world} · learner {tr.learner_impl}")
+        if tr.device.type == "cpu" and cfg.width == "full":
+            console.print("[yellow]note[/]: a full-width network on CPU is slow; --width tiny --backbone vgg11 "
+                          "makes a smoke run.")
+    with _progress(cfg.progress and tr.rank == 0) as progress:
+        task = progress.add_task("train", total=tr.total_steps, completed=tr.state["step"]) if progress else None
+        while tr.state["epoch"] < cfg.epochs and tr.state["step"] < tr.total_steps:
+            e = tr.state["epoch"]
+            row = tr.run_epoch(e, progress, task)
+            tr.state["epoch"] = e + 1
+            last = tr.state["epoch"] >= cfg.epochs or tr.state["step"] >= tr.total_steps
+            if not math.isfinite(row["loss"]):
+                tr.state["warnings"].append(f"epoch {e + 1}: loss is {row['loss']} (diverged); stopping")
+                tr.state["status"] = "diverged"
+            if tr.rank == 0 and (last or (cfg.eval_every and (e + 1) % cfg.eval_every == 0)) \
+                    and tr.state["status"] != "diverged":
+                ev, spec = tr.evaluate()
+                row.update(ev)
+                row.update({k: v for k, v in spec.items() if not k.startswith("eig_")})
+                tr.state["spectra"].append(dict(epoch=e + 1, eig_corr=spec["eig_corr"], eig_cov=spec["eig_cov"]))
+            warn = collapse_warning(row, cfg.proj_out)
+            if warn:
+                tr.state["warnings"].append(f"epoch {e + 1}: {warn}")
+                console.print(f"[yellow]warning[/]: epoch {e + 1}: {warn}")
+            tr.state["history"].append(row)
+            if progress:
+                progress.update(task, description=f"epoch {e + 1}/{cfg.epochs} loss {row['loss']:.4f}"
+                                + (f" kNN {row['knn_acc']:.3f}" if "knn_acc" in row else ""))
+            if tr.rank == 0 and tr.out:
+                tr.write_metrics()
+                if last or (cfg.checkpoint_every and (e + 1) % cfg.checkpoint_every == 0):
+                    tr.save_checkpoint()
+            if tr.world > 1:
+                torch.distributed.barrier()
+            if tr.state["status"] == "diverged":
+                break
+            if stop_after_epoch is not None and tr.state["epoch"] >= stop_after_epoch and not last:
+                doc = tr.write_metrics() if tr.rank == 0 else {}
+                return {**doc, "model": tr.encoder} if return_model else doc
+    final = {}
+    if tr.state["status"] != "diverged":
+        tr.state["status"] = "done"
+    if tr.rank == 0:
+        ev, spec = tr.evaluate(probe=cfg.probe)
+        final = {**ev, **{k: v for k, v in spec.items() if not k.startswith("eig_")},
+                 "epochs_done": tr.state["epoch"], "steps_done": tr.state["step"],
+                 "wall_time_s_this_process": time.perf_counter() - t_start}
+    if tr.world > 1:
+        final["ddp_max_param_diff"] = _max_param_diff(tr)
+    doc = tr.write_metrics(final) if tr.rank == 0 else {"final": final}
+    if tr.rank == 0 and tr.out:
+        try:
+            plot_metrics(doc, tr.out / "metrics.png")
+        except Exception as e:  # plotting must never lose a finished run
+            console.print(f"[yellow]plot failed[/]: {e}")
+        console.print(f"done: kNN {final['knn_acc']:.4f} · readout {final['readout_acc']:.4f}"
+                      + (f" · probe {final['probe_acc']:.4f}" if "probe_acc" in final else "")
+                      + f" · metrics in {tr.out}")
+    return {**doc, "model": tr.encoder} if return_model else doc
+
+
+def _max_param_diff(tr: Trainer) -> float:
+    """max |θ_rank − θ_rank0| over all parameters and ranks (0 when data parallelism is exact)."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in tr.encoder.parameters()])
+    ref = flat.clone()
+    torch.distributed.broadcast(ref, 0)
+    d = (flat - ref).abs().max()
+    torch.distributed.all_reduce(d, op=torch.distributed.ReduceOp.MAX)
+    return float(d)
+
