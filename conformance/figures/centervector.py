@@ -27,6 +27,8 @@ import torch
 from reference import toy
 from reference.methods import center, clustering, contrastive, redundancy
 
+from ._output import render
+
 _FAMILIES = (center, contrastive, redundancy, clustering)
 
 
@@ -77,31 +79,9 @@ def centervector_figure(out_dir: str | pathlib.Path, *, seed: int = 0, seeds: in
     Returns:
         The written paths, in the order of ``fmt``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-
-    out_dir = pathlib.Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a directory; pass a "
-                         f"folder (it is created if missing) for centervector.<fmt>.")
-    if isinstance(fmt, str):
-        fmt = (fmt,)
-    fmt = tuple(fmt)
-    if not fmt or not all(isinstance(f, str) and f and f.isalnum() for f in fmt):
-        raise ValueError(f"fmt must be a non-empty sequence of file extensions such as "
-                         f"('png', 'pdf'), got {fmt!r}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
     if not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
         raise ValueError(f"seeds must be an int >= 1 (replicas per data set), got {seeds!r}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # tiny MLPs: extra threads only add synchronisation
-    try:
-        return _draw(out_dir, seed, seeds, fmt)
-    finally:
-        torch.set_num_threads(threads)
+    return render("centervector", out_dir, fmt, seed, lambda out, f: _draw(out, seed, seeds, f))
 
 
 #: legend placement per column (row 0), in the space the curves leave free

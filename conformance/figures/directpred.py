@@ -71,6 +71,8 @@ from reference.linear.model import random_orthogonal
 from reference.methods import build
 from reference.theory import directpred as theory
 
+from ._output import render
+
 # ---- panels a, b: Tian et al.'s learned predictor (T3, T4)
 SIGMA2_T, ETA_T, TAU, ALPHA_P = 0.5, 0.05, 1.0, 1.0
 LR_T, T_T = 0.05, 80.0
@@ -464,30 +466,7 @@ def directpred_figure(out_dir: str | pathlib.Path, *, seed: int = 0,
     Returns:
         The written paths, in the order of ``fmt``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-
-    out_dir = pathlib.Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a directory; pass a "
-                         f"folder (it is created if missing) for directpred.<fmt>.")
-    if isinstance(fmt, str):
-        fmt = (fmt,)
-    fmt = tuple(fmt)
-    if not fmt or not all(isinstance(f, str) and f and f.isalnum() for f in fmt):
-        raise ValueError(f"fmt must be a non-empty sequence of file extensions such as "
-                         f"('png', 'pdf'), got {fmt!r}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    # Tiny matrices: extra threads only add overhead (and spin-wait on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _draw(out_dir, seed, fmt)
-    finally:
-        torch.set_num_threads(threads)
+    return render("directpred", out_dir, fmt, seed, lambda out, f: _draw(out, seed, f))
 
 
 def _draw(out_dir: pathlib.Path, seed: int, fmt: tuple[str, ...]) -> list[pathlib.Path]:

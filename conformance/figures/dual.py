@@ -38,6 +38,8 @@ import torch
 from reference import dual
 from reference.theory import dual as th
 
+from ._output import render
+
 SIGMA, FRAC = 0.3, 0.6
 P, Q = 1.0 + SIGMA ** 2, 1.0
 S_YY = P
@@ -293,28 +295,7 @@ def dual_figure(out_dir: str | pathlib.Path, *, seed: int = 0, fmt=("png", "pdf"
     Returns:
         The written paths, in the order of ``fmt``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-
-    out_dir = pathlib.Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a directory; pass a "
-                         f"folder (it is created if missing) for dual.<fmt>.")
-    if isinstance(fmt, str):
-        fmt = (fmt,)
-    fmt = tuple(fmt)
-    if not fmt or not all(isinstance(f, str) and f and f.isalnum() for f in fmt):
-        raise ValueError(f"fmt must be a non-empty sequence of file extensions such as "
-                         f"('png', 'pdf'), got {fmt!r}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # tiny tensors: extra threads only add overhead
-    try:
-        return _draw(out_dir, fmt, seed)
-    finally:
-        torch.set_num_threads(threads)
+    return render("dual", out_dir, fmt, seed, lambda out, f: _draw(out, f, seed))
 
 
 def _draw(out_dir: pathlib.Path, fmt: tuple[str, ...], seed: int) -> list[pathlib.Path]:

@@ -35,6 +35,8 @@ from reference.linear import LinearEncoder, population_views, simulate, weights_
 from reference.methods import build
 from reference.theory import eigenspace as theory
 
+from ._output import render
+
 SIGMA, ALPHA, LR, STEPS = 0.1, 1.0, 1e-2, 1500
 
 #: theory loss name → (reference method, stop_grad), column title.
@@ -223,31 +225,7 @@ def eigenspace_figure(out_dir: str | pathlib.Path, *, seed: int = 0,
     Returns:
         The written paths, in the order of ``fmt``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-
-    out_dir = pathlib.Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a directory; pass a "
-                         f"folder (it is created if missing) for eigenspace.<fmt>.")
-    if isinstance(fmt, str):
-        fmt = (fmt,)
-    fmt = tuple(fmt)
-    if not fmt or not all(isinstance(f, str) and f and f.isalnum() for f in fmt):
-        raise ValueError(f"fmt must be a non-empty sequence of file extensions such as "
-                         f"('png', 'pdf'), got {fmt!r}.")
-    if not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    # Tiny matrices: extra threads only add overhead, and they make the run
-    # crawl when other processes compete for the cores (OpenMP spin-waits).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _draw(out_dir, seed, fmt)
-    finally:
-        torch.set_num_threads(threads)
+    return render("eigenspace", out_dir, fmt, seed, lambda out, f: _draw(out, seed, f))
 
 
 def _draw(out_dir: pathlib.Path, seed: int, fmt: tuple[str, ...]) -> list[pathlib.Path]:
