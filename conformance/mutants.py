@@ -13,8 +13,6 @@ import torch
 
 from reference import losses
 from reference.losses import SG, predict, _half_sq
-from reference.methods.siamese import ClosedFormSiamese
-from reference.predictors import eigen_predictor
 
 from .adapters.reference import ReferenceAdapter
 

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from . import registry
-from .claims import CLAIMS
 
 _common = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

@@ -10,7 +10,6 @@ batch ``B`` and returns one value per replica, shape ``(...)``.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from . import _checks

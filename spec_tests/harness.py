@@ -12,7 +12,6 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
-from conformance.adapter import supports
 from reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
 
 

@@ -31,7 +31,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.claims import register
-from reference.linear import LinearEncoder, gaussian_views
+from reference.linear import gaussian_views
 from reference.predictors import correlation, eigen_predictor
 from reference.theory import eigenspace as th
 
@@ -250,7 +250,6 @@ def test_escape_time_simsiam_vs_isoloss(impl, record, setup):
     lam0 = setup.spectrum(0.02, 0.1)
     level = 0.5 * th.fixed_point("simsiam", setup.alpha, setup.sigma)
     t_pred = {l: th.time_to_reach(lam0, level, l, setup.alpha, setup.sigma) for l in ("simsiam", "isoloss")}
-    T = t_pred["simsiam"].max().item() * 1.1
     t_meas = {}
     for loss in ("simsiam", "isoloss"):
         steps = int(math.ceil((t_pred[loss].max().item() * 1.1) / lr))

@@ -12,7 +12,6 @@ import importlib
 
 import pytest
 
-from conformance.adapters.reference import adapter as reference
 from conformance.claims import load_all
 from conformance.mutants import MUTANTS
 from conformance.plugin import Recorder

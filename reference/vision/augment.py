@@ -152,7 +152,6 @@ def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
     r, g, _ = x.unbind(1)
     mx = maxc[:, 0]
     is_r, is_g = mx == r, (mx == g) & (mx != r)
-    is_b = ~is_r & ~is_g
     h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
     h = torch.where(eq[:, 0], torch.zeros_like(h), h)
     h = (h / 6.0 + 1.0) % 1.0

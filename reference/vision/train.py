@@ -23,7 +23,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from . import augment as aug
 from .data import ImageDataset, load_dataset
-from .dist import average_gradients, convert_sync_batchnorm, gather, init_from_env, world
+from .dist import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from .models import make_encoder
 from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
 
@@ -336,7 +336,7 @@ class Trainer:
                     return fast, "fast", notes
                 if cfg.learner == "fast":
                     raise ValueError(f"learner='fast' supports simsiam/isoloss/directset/directpred with options "
-                                     f"{sorted(FastOptions)}; got {method!r} {opts}.")
+                                     f"{sorted(FastClosedForm.SUPPORTED)}; got {method!r} {opts}.")
             return builder_ref(method, self.served, cfg.proj_out, **opts), "reference", notes
         return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
 
