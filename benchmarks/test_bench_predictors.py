@@ -28,7 +28,6 @@ and the comparison is meant to be one of algorithms, not of thread counts.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -75,33 +74,20 @@ def _timed_best(fn, rounds: int) -> float:
     return best
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NCSPEC_BENCH_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("predictor", ["directpred", "directcopy"])
 @pytest.mark.parametrize("M", SIZES)
-def test_predictor_update_cost(benchmark, M, predictor):
+def test_predictor_update_cost(benchmark, timed, M, predictor):
     if M >= 2048 and benchmark.disabled:
         pytest.skip("M = 2048 only with --benchmark-enable (a float64 eigh of 2048×2048 takes seconds)")
     benchmark.group = f"predictor-update M={M}"
     update = _update_fn(predictor, M)
-    seconds: list[float] = []
-
-    def timed() -> torch.Tensor:
-        t0 = time.perf_counter()
-        out = update()
-        seconds.append(time.perf_counter() - t0)
-        return out
+    timed_call, seconds = timed(update)
 
     rounds = ROUNDS[M] if not benchmark.disabled else 1
     # one warm-up call (first-touch allocation), except where a call takes seconds
     warmup = 0 if (M >= 2048 and predictor == "directpred") else 1
-    W_P = benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=warmup)
+    W_P = benchmark.pedantic(timed_call, rounds=rounds, iterations=1, warmup_rounds=warmup)
     assert W_P.shape == (M, M) and W_P.dtype == torch.float32
     assert torch.isfinite(W_P).all()
     torch.testing.assert_close(W_P, W_P.T, rtol=1e-5, atol=1e-6)

@@ -19,8 +19,6 @@ is then one of vectorisation over seeds, not of thread counts.
 """
 from __future__ import annotations
 
-import os
-import time
 
 import pytest
 import torch
@@ -87,27 +85,14 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NCSPEC_BENCH_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_simulator_throughput(benchmark, case):
+def test_simulator_throughput(benchmark, timed, case):
     group, fn = CASES[case]
     benchmark.group = group
-    seconds: list[float] = []
+    timed_call, seconds = timed(fn)
 
-    def timed() -> torch.Tensor:
-        t0 = time.perf_counter()
-        out = fn()
-        seconds.append(time.perf_counter() - t0)
-        return out
-
-    W = benchmark.pedantic(timed, rounds=3, iterations=1, warmup_rounds=0)
+    W = benchmark.pedantic(timed_call, rounds=3, iterations=1, warmup_rounds=0)
     assert W.shape == (S, M, N) and torch.isfinite(W).all()
 
     best = min(seconds)
