@@ -558,7 +558,22 @@ def _progress(enabled: bool):
 
 def train(config: TrainConfig, *, dataset: ImageDataset | None = None, builder=None,
           stop_after_epoch: int | None = None, return_model: bool = False) -> dict:
-    """Train; returns the metrics document (also written under ``config.out``)."""
+    """Train; returns the metrics document (also written under ``config.out``).
+
+    Under torchrun the process group this call joins is also left by it: a process that exits
+    with gloo's threads still running can abort ("terminate called without an active exception").
+    """
+    owns_group = not torch.distributed.is_initialized()
+    try:
+        return _train(config, dataset=dataset, builder=builder, stop_after_epoch=stop_after_epoch,
+                      return_model=return_model)
+    finally:
+        if owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_after_epoch: int | None,
+           return_model: bool) -> dict:
     cfg = config
     tr = Trainer(cfg, dataset=dataset, builder=builder)
     ckpt = tr.out / "ckpt.pt" if tr.out else None
