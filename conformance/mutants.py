@@ -238,6 +238,85 @@ def _no_predictor_option_ignored(method, options):
     return options
 
 
+# --- conformance-claim mutants (C1–C7, D1) ----------------------------------------------------
+
+def _ema_momentum_swapped(learner):
+    """BYOL's EMA written ξ ← (1 − m)ξ + mθ: the target nearly copies the online net every step."""
+    if getattr(learner, "target_encoder", None) is None:
+        return
+
+    @torch.no_grad()
+    def after_step():
+        learner.step += 1
+        m = learner.momentum
+        for pa, po in zip(learner.target_encoder.parameters(), learner.encoder.parameters()):
+            pa.mul_(1.0 - m).add_(po, alpha=m)
+    learner.after_step = after_step
+
+
+def _nonsymmetric_eig(learner):
+    """DirectPred's correlation taken across the two views, ``Ĉ = z1ᵀz2/B`` (not symmetric), and
+    decomposed with the general ``torch.linalg.eig``: ``W_P = Re(V diag(ω) V⁻¹)`` is neither symmetric
+    nor on the online correlation's eigenbasis."""
+    if getattr(learner, "kind", None) != "eigen":
+        return
+
+    def loss(view1, view2):
+        z1, z2 = learner.encoder(view1), learner.encoder(view2)
+        C = (z1.transpose(-1, -2) @ z2 / z1.shape[-2]).detach()
+        lam, V = torch.linalg.eig(C)
+        omega = lam.real.clamp_min(0) ** learner.alpha
+        omega = omega / omega.max(-1, keepdim=True).values.clamp_min(1e-12) + learner.eps
+        W_P = (V @ torch.diag_embed(omega.to(V.dtype)) @ torch.linalg.inv(V)).real
+        learner._W_P = W_P
+        return learner.criterion(z1, z2, W_P).sum()
+    learner.loss = loss
+
+
+def _bt_offdiag_ignored(learner):
+    if isinstance(learner, _redundancy.BarlowTwins):
+        learner.lambda_offdiag = 0.0         # λ accepted, the off-diagonal term never added
+
+
+def _vicreg_variance_doubled(learner):
+    if isinstance(learner, _redundancy.VICReg):
+        learner.std_coeff = 2.0 * learner.std_coeff   # v(Z) + v(Z′) instead of ½[v(Z) + v(Z′)]
+
+
+def _symmetric_terms_overwritten(learner):
+    """``loss = D(p1, SG z2)/2`` then ``loss = D(p2, SG z1)/2``: the second term replaces the first."""
+    if not isinstance(learner, _center.SimSiamMLP) or learner.h is None:
+        return
+    from reference.methods.center import neg_cos
+
+    def loss(view1, view2):
+        z1, z2 = embed_pair(learner.encoder, view1, view2, learner.M, min_batch=2)
+        p1, p2 = learner.h(z1), learner.h(z2)
+        out = 0.5 * neg_cos(p1, z2.detach())
+        out = 0.5 * neg_cos(p2, z1.detach())   # noqa: F841 — the bug: overwritten, not summed
+        return out.sum()
+    learner.loss = loss
+
+
+def _gather_without_autograd(learner):
+    """The global batch gathered with ``dist.all_gather`` (no autograd), the local slice re-inserted
+    with its gradient: every rank's gradient only sees its own samples — off by 1/world_size."""
+    from reference.distributed import GatheredEncoder
+    enc = getattr(learner, "encoder", None)
+    if not isinstance(enc, GatheredEncoder):
+        return
+
+    def gather(z):
+        import torch.distributed as dist
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return z
+        parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, z.detach().contiguous())
+        parts[dist.get_rank()] = z
+        return torch.cat(parts, dim=-2)
+    enc.gather = gather
+
+
 MUTANTS = {m.name: m for m in [
     _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8"],
           loss_patch=_target_not_detached),
@@ -270,11 +349,11 @@ MUTANTS = {m.name: m for m in [
           "it)", ["T1", "T3", "T4", "T5", "P1", "P2", "P3", "P4", "P5", "P6"],
           learner_patch=_predictor_weight_decay_missing),
     _spec("learned_target_not_detached", "the learned-predictor model's target not detached",
-          ["T1", "T2", "T3", "T4", "T6", "P1", "P3", "P4", "P5", "P6"],
+          ["T1", "T2", "T3", "T4", "T6", "P1", "P3", "P4", "P5", "P6", "C1"],
           option_patch=_learned_target_not_detached),
     _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
           ["W2"], learner_patch=_copy_unnormalised),
-    _spec("ema_target_frozen", "the EMA target is never updated (momentum stuck at 1)", ["P6"],
+    _spec("ema_target_frozen", "the EMA target is never updated (momentum stuck at 1)", ["P6", "C2"],
           learner_patch=_ema_target_frozen),
     _spec("dino_centering_ignored", "DINO's center tracked but never subtracted", ["J6"],
           learner_patch=_dino_centering_ignored),
@@ -292,8 +371,19 @@ MUTANTS = {m.name: m for m in [
           learner_patch=_swav_sinkhorn_ignored),
     _spec("simsiam_mlp_predictor_bypassed", "SimSiam's MLP predictor never applied", ["J2"],
           learner_patch=_simsiam_mlp_predictor_bypassed),
-    _spec("simsiam_mlp_target_not_detached", "SimSiam (MLP) target not detached", ["J2"],
+    _spec("simsiam_mlp_target_not_detached", "SimSiam (MLP) target not detached", ["J2", "C1"],
           learner_patch=_simsiam_mlp_target_not_detached),
     _spec("no_predictor_option_ignored", "the no-predictor ablation switch accepted but ignored", ["J1", "J2"],
           option_patch=_no_predictor_option_ignored),
+    _spec("ema_momentum_swapped", "EMA update with m and 1 − m swapped", ["C2"], learner_patch=_ema_momentum_swapped),
+    _spec("nonsymmetric_eig", "DirectPred's W_P from the general eig of the cross-view correlation z1ᵀz2/B "
+          "(non-symmetric)", ["C3"], learner_patch=_nonsymmetric_eig),
+    _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
+          ["C4", "C5"], learner_patch=_bt_offdiag_ignored),
+    _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) instead of ½[v(Z) + v(Z′)]", ["C6"],
+          learner_patch=_vicreg_variance_doubled),
+    _spec("symmetric_terms_overwritten", "SimSiam's symmetrised terms overwritten instead of summed", ["C7"],
+          learner_patch=_symmetric_terms_overwritten),
+    _spec("gather_without_autograd", "global batch gathered without autograd (gradients off by the world "
+          "size)", ["D1"], learner_patch=_gather_without_autograd),
 ]}

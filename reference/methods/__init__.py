@@ -20,8 +20,22 @@ _FAMILIES = (contrastive, redundancy, clustering, center)
 METHODS = {**CLOSED_FORM_METHODS, **LEARNED_METHODS, **{m: v for f in _FAMILIES for m, v in f.METHODS.items()}}
 
 
-def build(method: str, encoder: nn.Module, embed_dim: int, **options):
-    """A learner for ``method`` around ``encoder`` (the adapter protocol's ``build``)."""
+def build(method: str, encoder: nn.Module, embed_dim: int, *, distributed: bool = False, **options):
+    """A learner for ``method`` around ``encoder`` (the adapter protocol's ``build``).
+
+    ``distributed=True``: under ``torch.distributed`` the learner sees the global batch — its
+    encoder's output is gathered over ranks with gradient (:mod:`reference.distributed`).
+    """
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be True or False, got {distributed!r}.")
+    learner = _build(method, encoder, embed_dim, **options)
+    if distributed:
+        from ..distributed import GatheredEncoder
+        learner.encoder = GatheredEncoder(learner.encoder)
+    return learner
+
+
+def _build(method: str, encoder: nn.Module, embed_dim: int, **options):
     _checks.choice("method", method, set(METHODS))
     for family in _FAMILIES:
         if method in family.METHODS:

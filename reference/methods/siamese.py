@@ -92,6 +92,11 @@ class ClosedFormSiamese:
     def parameters(self) -> Iterable[Tensor]:
         return self.encoder.parameters()
 
+    @property
+    def W_P(self) -> Tensor | None:
+        """The predictor matrix used by the last :meth:`loss` call (..., M, M)."""
+        return self._W_P
+
     def predictor(self, z1: Tensor) -> Tensor:
         """``W_P = f_α(Ĉ)`` (or DirectCopy's ``Ĉ/‖Ĉ‖ + εI``) from the online embeddings (detached)."""
         C = self.corr.update(z1) if self.corr is not None else correlation(z1)

@@ -1,0 +1,114 @@
+"""Distributed gradient check: the gradient a rank applies equals the single-process gradient.
+
+Methods whose loss uses batch statistics (Barlow Twins' cross-correlation, VICReg's variance
+and covariance, SimCLR's negatives, DirectPred's correlation) are easy to get subtly wrong under
+data parallelism: the forward value is right, and the gradient is off by ``1/world_size``, or
+uses each rank's local statistics (ANCHORS.md, "distributed" bug class). The check:
+
+1. one process builds the learner on the global batch ``(X1, X2)`` (B samples) and takes
+   ``g = ∂L/∂θ`` for every parameter of ``learner.parameters()``;
+2. ``world_size`` processes (``torch.multiprocessing`` spawn, gloo backend, CPU) build the
+   same learner with ``distributed=True`` from the same seed, each computes its loss on its
+   shard ``X[r·B/W:(r+1)·B/W]`` and its gradient, and the gradients are averaged over ranks —
+   what ``DistributedDataParallel`` applies;
+3. the relative error ``‖ḡ − g‖ / ‖g‖`` must be at float64 round-off.
+
+The harness owns the encoder, a float64 linear map without bias (so no BatchNorm statistic of
+the harness's own can be at fault); the adapter owns everything after it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+
+N_IN, EMBED, BATCH, WORLD = 6, 4, 16, 2
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.method + "".join(f"-{k}={v}" for k, v in sorted(self.options.items()))
+
+
+def _data(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn((1, EMBED, N_IN), generator=g, dtype=torch.float64) / N_IN ** 0.5
+    X = torch.randn((BATCH, N_IN), generator=g, dtype=torch.float64)
+    # two correlated views with a non-zero mean (so centring matters)
+    X1 = X + 0.3 * torch.randn((BATCH, N_IN), generator=g, dtype=torch.float64) + 0.5
+    X2 = X + 0.3 * torch.randn((BATCH, N_IN), generator=g, dtype=torch.float64) + 0.5
+    return W, X1, X2
+
+
+def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+    from reference.linear import LinearEncoder
+    W, X1, X2 = _data(seed)
+    torch.manual_seed(seed)                       # adapters' own initialisations (heads) agree
+    options = dict(case.options, distributed=True) if world > 1 else dict(case.options)
+    learner = adapter.build(case.method, LinearEncoder(W), EMBED, **options)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    n = BATCH // world
+    loss = learner.loss(X1[rank * n:(rank + 1) * n], X2[rank * n:(rank + 1) * n])
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g.detach().clone() for p, g in zip(params, grads)]
+
+
+def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> None:
+    import torch.distributed as dist
+    from .registry import load_adapter
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    adapter = load_adapter(adapter_spec)
+    results = {}
+    for case in cases:
+        try:
+            grads = _gradients(adapter, case, seed, rank=rank, world=world)
+            for g in grads:                       # DDP: average over ranks
+                dist.all_reduce(g)
+                g.div_(world)
+            results[case.id] = grads
+        except Exception as e:                    # reported, not raised: other cases still run
+            results[case.id] = f"{type(e).__name__}: {e}"
+    if rank == 0:
+        tmp = out + ".tmp"
+        torch.save(results, tmp)
+        os.replace(tmp, out)
+
+
+def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
+    """Rank-averaged gradients of ``world`` gloo processes per case id (or the error text)."""
+    from reference.vision.dist import spawn
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "grads.pt")
+        spawn(_rank_main, args=(adapter_spec, list(cases), seed, out), nprocs=world)
+        return torch.load(out)
+
+
+def spec_of(adapter) -> str:
+    """The string that loads ``adapter`` again in a fresh process (its registry spec, else its name)."""
+    return getattr(adapter, "spec", None) or getattr(adapter, "_label", None) or adapter.name
+
+
+def relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    num = sum((x - y).pow(2).sum() for x, y in zip(a, b)).sqrt()
+    den = sum(y.pow(2).sum() for y in b).sqrt()
+    return (num / den).item()
+
+
+def check(adapter_spec: str, adapter, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
+    """``{case id: (relative error, error text or None)}`` against the single-process gradient."""
+    got = distributed_gradients(adapter_spec, cases, seed=seed, world=world)
+    out = {}
+    for case in cases:
+        single = _gradients(adapter, case, seed)
+        d = got[case.id]
+        out[case.id] = (float("nan"), d) if isinstance(d, str) else (relative_error(d, single), None)
+    return out

@@ -1,0 +1,410 @@
+"""Conformance claims C1–C7, D1: properties every correct implementation has, whatever its internals.
+
+The theory claims (H, T, W, J, P) need the closed-form or linear learners the theory is stated
+on; these need only the adapter protocol, so they apply to third-party libraries too (lightly,
+byol-pytorch). Each is derived from the method's definition (the paper's equations) or from the
+theory of stop-gradient; the tolerance is float64 round-off unless stated.
+"""
+from __future__ import annotations
+
+import torch
+from hypothesis import given, strategies as st
+
+from conformance.claims import register
+from reference.linear import LinearEncoder, population_views
+
+from .harness import require
+
+SEEDS = st.integers(0, 2 ** 31 - 1)
+
+
+def _encoder(seed: int, M: int = 4, N: int = 6, scale: float = 1.0) -> LinearEncoder:
+    g = torch.Generator().manual_seed(seed)
+    return LinearEncoder(scale * torch.randn((1, M, N), generator=g, dtype=torch.float64) / N ** 0.5)
+
+
+def _views(seed: int, B: int = 32, N: int = 6, shift: float = 0.3):
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn((B, N), generator=g, dtype=torch.float64)
+    n1, n2 = 0.4 * torch.randn((2, B, N), generator=g, dtype=torch.float64)
+    return x + n1 + shift, x + n2 + shift
+
+
+def _params(learner):
+    return [p for p in learner.parameters() if p.requires_grad]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+# --- C1: stop-gradient -------------------------------------------------------------------
+
+C1 = register(
+    "C1", title="stop-grad: the encoder's gradient comes from the online path only",
+    source="Chen & He 2021 eq. 1–2 (SimSiam), Grill et al. 2020 §3 (BYOL); seed 004 (SG optimises no "
+           "function); seed 003 eq. 6",
+    statement="With SG on the target, the autograd gradient is not the derivative of the loss value "
+              "(the target path is cut); the predictor still receives gradient; an EMA target receives none.",
+    measures="δ = max over 3 random directions d of |⟨g, d⟩ − D_d L| / |D_d L| (D_d L by central "
+             "differences, h = 1e-5); ‖∂L/∂(predictor)‖; gradient reaching the EMA target",
+    prediction="δ = O(1) with a target that shares the online weights (SimSiam); δ = 0 for an EMA target "
+               "(the target is a separate copy); predictor gradient ≠ 0; target gradient none",
+    tolerance="central differences in float64 at h = 1e-5 are accurate to ~1e-9 relative (measured ≤ 3e-9 "
+              "without SG), so δ > 1e-4 certifies a cut target path and δ < 1e-6 certifies none.")
+
+
+def _directional(learner, v1, v2, seed: int, n: int = 3, h: float = 1e-5):
+    """(autograd ⟨g, d⟩, finite-difference D_d L) for ``n`` random unit directions d of the encoder."""
+    enc = [p for p in learner.encoder.parameters()]
+    loss = learner.loss(v1, v2)
+    g = torch.autograd.grad(loss, enc, allow_unused=True)
+    g = [torch.zeros_like(p) if x is None else x for p, x in zip(enc, g)]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        d = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in enc]
+        norm = torch.sqrt(sum(x.pow(2).sum() for x in d))
+        d = [x / norm for x in d]
+        with torch.no_grad():
+            values = []
+            for sign in (1, -1):
+                for p, x in zip(enc, d):
+                    p.add_(sign * h * x)
+                values.append(learner.loss(v1, v2).item())
+                for p, x in zip(enc, d):
+                    p.sub_(sign * h * x)
+        out.append((sum((a * b).sum() for a, b in zip(g, d)).item(), (values[0] - values[1]) / (2 * h)))
+    return out
+
+
+def _delta(pairs) -> float:
+    return max(abs(a - b) / max(abs(b), abs(a), 1e-300) for a, b in pairs)
+
+
+SHARED_TARGET = ("simsiam_mlp", "learned_predictor")
+
+
+@C1.check
+@given(seed=SEEDS)
+def test_stopgrad_cuts_the_target_path(impl, record, seed):
+    """C1: SimSiam-style targets (the online weights, detached) — the gradient is not ∇(loss value)."""
+    methods = [m for m in SHARED_TARGET if m in impl.capabilities]
+    require(impl, *(methods[:1] or ["simsiam_mlp"]))
+    for method in methods:
+        learner = impl.build(method, _encoder(seed), 4)
+        v1, v2 = _views(seed)
+        delta = _delta(_directional(learner, v1, v2, seed))
+        record(f"{method}: δ (target path share of the directional derivative)", delta, "> 1e-4",
+               error=1e-4 / max(delta, 1e-300), tolerance=1.0)
+        assert delta > 1e-4, (f"{method}: the autograd gradient equals the derivative of the loss value "
+                              f"(δ = {delta:.2e}): the target branch is not detached (no stop-grad)")
+        extra = [p for p in _params(learner) if all(p is not q for q in learner.encoder.parameters())]
+        if extra:
+            loss = learner.loss(v1, v2)
+            gp = torch.autograd.grad(loss, extra, allow_unused=True)
+            norm = sum(0.0 if x is None else x.norm().item() for x in gp)
+            record(f"{method}: ‖∂L/∂predictor‖", norm, "> 0")
+            assert norm > 0, f"{method}: the predictor receives no gradient (stop-grad on the prediction?)"
+
+
+@C1.check
+@given(seed=SEEDS)
+def test_ema_target_receives_no_gradient(impl, record, seed):
+    """C1 for BYOL: the target is a separate copy — no gradient reaches it, and the online gradient is
+    exactly the derivative of the loss value with the target held fixed."""
+    require(impl, "byol", "target:ema")
+    learner = impl.build("byol", _encoder(seed), 4)
+    target = getattr(learner, "target_encoder", None)
+    assert target is not None, "a 'target:ema' learner must expose its EMA copy as `target_encoder`"
+    own = {id(p) for p in learner.parameters()}
+    shared = [n for n, p in target.named_parameters() if id(p) in own]
+    assert not shared, f"target parameters {shared} are among learner.parameters(): the optimiser would train them"
+    v1, v2 = _views(seed)
+    loss = learner.loss(v1, v2)
+    reach = [n for n, p in target.named_parameters() if p.requires_grad
+             and torch.autograd.grad(loss, p, retain_graph=True, allow_unused=True)[0] is not None]
+    assert not reach, f"the loss has a gradient path into the EMA target's {reach}: detach the target branch"
+    delta = _delta(_directional(learner, v1, v2, seed))
+    record("byol: δ with the EMA target fixed", delta, 0.0, error=delta, tolerance=1e-6)
+    assert delta < 1e-6, f"the online gradient is not the derivative of the loss (δ = {delta:.2e})"
+
+
+# --- C2: the EMA target ------------------------------------------------------------------------
+
+C2 = register(
+    "C2", title="EMA target: ξ ← m ξ + (1 − m) θ after each step, starting from ξ = θ",
+    source="Grill et al. 2020 (BYOL) §3.1, eq. after (1); He et al. 2020 (MoCo) eq. 2",
+    statement="The target lags the online network by the declared momentum m.",
+    measures="max |ξ_k − ξ_k^pred| / max|ξ_k^pred| after k = 1…4 online moves and after_step() calls",
+    prediction="ξ_k^pred = m ξ_{k−1}^pred + (1 − m) θ_k, ξ_0 = θ_0",
+    tolerance="1e-12: the update is elementwise arithmetic in float64.")
+
+
+@C2.check
+@given(seed=SEEDS, momentum=st.sampled_from([0.9, 0.99, 0.5]))
+def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
+    """C2: move the online encoder by hand, call after_step(), compare the target with the recursion."""
+    require(impl, "byol", "target:ema")
+    enc = _encoder(seed)
+    learner = impl.build("byol", enc, 4, momentum=momentum)
+    target = learner.target_encoder
+    expected = [p.detach().clone() for p in enc.parameters()]
+    err0 = max(_rel(a.detach(), b) for a, b in zip(target.parameters(), expected))
+    record("‖ξ_0 − θ_0‖ / ‖θ_0‖", err0, 0.0, error=err0, tolerance=1e-12)
+    assert err0 <= 1e-12, "the EMA target does not start as a copy of the online encoder"
+    g = torch.Generator().manual_seed(seed + 7)
+    worst = 0.0
+    for k in range(4):
+        with torch.no_grad():
+            for p in enc.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        learner.after_step()
+        expected = [momentum * e + (1 - momentum) * p.detach() for e, p in zip(expected, enc.parameters())]
+        worst = max(worst, *(_rel(a.detach(), b) for a, b in zip(target.parameters(), expected)))
+    record("max_k ‖ξ_k − ξ_k^pred‖ / ‖ξ_k^pred‖", worst, 0.0, error=worst, tolerance=1e-12)
+    assert worst <= 1e-12, (f"the EMA target does not follow ξ ← mξ + (1−m)θ with m = {momentum} "
+                            f"(relative error {worst:.2e}); m and 1 − m swapped, or the update skipped?")
+
+
+# --- C3: DirectPred's predictor shares the correlation's eigenbasis ------------------------------
+
+C3 = register(
+    "C3", title="DirectPred: W_P is symmetric and shares the eigenbasis of the correlation estimate",
+    source="Tian et al. 2021 (DirectPred) §5, eq. 19; seed 003 eq. 1",
+    statement="W_P = Û diag(ω) Ûᵀ with Û the eigenvectors of the (symmetric) correlation estimate Ĉ.",
+    measures="‖W_P − W_Pᵀ‖/‖W_P‖ and ‖W_P Ĉ − Ĉ W_P‖/(‖W_P‖‖Ĉ‖) after the first loss call, with "
+             "Ĉ = z1ᵀz1/B of the online embeddings of that call",
+    prediction="0 and 0",
+    tolerance="1e-10: float64 eigh is backward stable to ~1e-15 relative; measured ≤ 1e-15.")
+
+
+@C3.check
+@given(seed=SEEDS)
+def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, seed):
+    require(impl, "directpred", "predictor:closed_form")
+    enc = _encoder(seed)
+    learner = impl.build("directpred", enc, 4)
+    v1, v2 = _views(seed)
+    learner.loss(v1, v2)
+    W_P = getattr(learner, "W_P", None)
+    assert W_P is not None, "a closed-form predictor learner must expose the matrix it used as `W_P`"
+    W_P = W_P.detach().reshape(-1, 4, 4)[0]
+    with torch.no_grad():
+        z = enc(v1).reshape(-1, v1.shape[0], 4)[0]
+    C = z.T @ z / z.shape[0]
+    asym = ((W_P - W_P.T).norm() / W_P.norm()).item()
+    comm = ((W_P @ C - C @ W_P).norm() / (W_P.norm() * C.norm())).item()
+    record("‖W_P − W_Pᵀ‖/‖W_P‖", asym, 0.0, error=asym, tolerance=1e-10)
+    record("‖[W_P, Ĉ]‖/(‖W_P‖‖Ĉ‖)", comm, 0.0, error=comm, tolerance=1e-10)
+    assert asym <= 1e-10, f"W_P is not symmetric ({asym:.2e}): a general (non-symmetric) eigendecomposition?"
+    assert comm <= 1e-10, f"W_P does not commute with Ĉ ({comm:.2e}): it is not built on Ĉ's eigenbasis"
+
+
+# --- C4, C5: Barlow Twins ------------------------------------------------------------------
+
+C4 = register(
+    "C4", title="Barlow Twins' loss is Σ(1 − c_ii)² + λ Σ_{i≠j} c_ij², c the batch-standardised cross-correlation",
+    source="Zbontar et al. 2021 eq. 1–2",
+    statement="The loss value and its gradient equal the definition for any λ.",
+    measures="relative error of the value and of the encoder gradient against the definition, λ ∈ {0.0051, 0.5}",
+    prediction="0",
+    tolerance="1e-4: the definition standardises with the biased batch variance; implementations differ "
+              "only in the ε added to it (0 to 1e-5; the encoder is scaled so feature variances are ≳ 1, "
+              "so ε moves the value by ≲ 1e-5 relative). An unbiased variance (a factor B/(B−1), 3 % at B = 32) or an ignored λ fails.")
+
+
+def _standardise(z):
+    z = z - z.mean(0)
+    return z / z.pow(2).mean(0).sqrt()
+
+
+def bt_definition(z1, z2, lam):
+    c = _standardise(z1).T @ _standardise(z2) / z1.shape[0]
+    off = c - torch.diag(torch.diagonal(c))
+    return (torch.diagonal(c) - 1).pow(2).sum() + lam * off.pow(2).sum()
+
+
+@C4.check
+@given(seed=SEEDS)
+def test_barlow_twins_loss_matches_its_definition(impl, record, seed):
+    require(impl, "barlow_twins")
+    for lam in (0.0051, 0.5):
+        enc = _encoder(seed, scale=10.0)   # feature variances ≳ 1: BN's ε moves the value ≤ 1e-5
+        learner = impl.build("barlow_twins", enc, 4, lambda_offdiag=lam)
+        v1, v2 = _views(seed)
+        loss = learner.loss(v1, v2)
+        g = torch.autograd.grad(loss, enc.W)[0]
+        W = enc.W.detach().clone().requires_grad_(True)
+        want = bt_definition(v1 @ W[0].T, v2 @ W[0].T, lam)
+        g_want = torch.autograd.grad(want, W)[0]
+        e_val, e_grad = abs(loss.item() - want.item()) / abs(want.item()), _rel(g, g_want)
+        record(f"λ={lam}: value rel. error", e_val, 0.0, error=e_val, tolerance=1e-4)
+        record(f"λ={lam}: gradient rel. error", e_grad, 0.0, error=e_grad, tolerance=1e-4)
+        assert e_val <= 1e-4 and e_grad <= 1e-4, (
+            f"Barlow Twins with λ = {lam}: value off by {e_val:.2e}, gradient by {e_grad:.2e} (relative)")
+
+
+C5 = register(
+    "C5", title="Barlow Twins drives the cross-correlation to the identity",
+    source="Zbontar et al. 2021 §2 (the loss is minimised at c = I)",
+    statement="On the linear-Gaussian model with augmentation-free directions (dim ≥ M), gradient descent "
+              "on the population batch reaches c = I.",
+    measures="max |c − I| after 200 and 400 steps (N = 8, M = 3, λ = 0.5, lr 0.1; noise σ_j = 1 on 5 of 8 "
+             "input directions, 0 on 3; population batch of seed 003's model)",
+    prediction="→ 0 (the approach is algebraic, ~1/t: the invariance term's gradient vanishes quadratically)",
+    tolerance="≤ 0.02 at 400 steps and decreasing: measured 2.7e-3–5.9e-3 at 400 steps over seeds 0–3; with "
+              "the off-diagonal term ignored it stays at 0.65–0.98.")
+
+
+def _bt_flow(impl, seed, steps, N=8, M=3, lam=0.5, lr=0.1):
+    enc = _encoder(seed, M=M, N=N)
+    learner = impl.build("barlow_twins", enc, M, lambda_offdiag=lam)
+    params = _params(learner)
+    sig = torch.ones(N, dtype=torch.float64)
+    sig[:M] = 0.0
+    v1, v2 = population_views(N, sig)
+    out = {}
+    for k in range(1, steps + 1):
+        grads = torch.autograd.grad(learner.loss(v1, v2), params)
+        with torch.no_grad():
+            for p, gp in zip(params, grads):
+                p.sub_(lr * gp)
+        learner.after_step()
+        if k in (steps // 2, steps):
+            with torch.no_grad():
+                z1, z2 = enc(v1)[0], enc(v2)[0]
+                c = _standardise(z1).T @ _standardise(z2) / z1.shape[0]
+            out[k] = (c - torch.eye(M, dtype=c.dtype)).abs().max().item()
+    return out
+
+
+@C5.check
+@given(seed=SEEDS)
+def test_barlow_twins_cross_correlation_goes_to_identity(impl, record, seed):
+    require(impl, "barlow_twins")
+    err = _bt_flow(impl, seed, 400)
+    record("max |c − I| at 400 steps", err[400], 0.0, error=err[400], tolerance=0.02)
+    assert err[400] <= 0.02 and err[400] < err[200], (
+        f"the cross-correlation does not approach I: max|c − I| = {err[200]:.3g} → {err[400]:.3g}")
+
+
+# --- C6: VICReg's terms ---------------------------------------------------------------------
+
+C6 = register(
+    "C6", title="VICReg's invariance, variance and covariance terms match their definitions",
+    source="Bardes et al. 2022 eq. 1–6 and the authors' code (variance term halved per branch)",
+    statement="s = mean (z − z′)²; v = ½[v(Z) + v(Z′)], v(Z) = mean_j relu(1 − √(Var_j + ε)); "
+              "c = c(Z) + c(Z′), c(Z) = Σ_{i≠j} Cov_ij²/M (unbiased Var and Cov)",
+    measures="relative error of each term alone (weights (1,0,0), (0,1,0), (0,0,1)) against the definition",
+    prediction="0",
+    tolerance="1e-10: the same float64 arithmetic up to summation order. Note the paper's eq. 6 writes "
+              "v(Z) + v(Z′); the authors' code (and lightly, and the published μ = 25) use ½ of it.")
+
+
+def vicreg_terms(z1, z2, eps=1e-4):
+    M = z1.shape[-1]
+
+    def v(z):
+        return torch.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+
+    def c(z):
+        zc = z - z.mean(0)
+        cov = zc.T @ zc / (z.shape[0] - 1)
+        return (cov - torch.diag(torch.diagonal(cov))).pow(2).sum() / M
+    return (z1 - z2).pow(2).mean(), 0.5 * (v(z1) + v(z2)), c(z1) + c(z2)
+
+
+@C6.check
+@given(seed=SEEDS)
+def test_vicreg_terms_match_their_definitions(impl, record, seed):
+    require(impl, "vicreg")
+    v1, v2 = _views(seed)
+    names = ("invariance", "variance", "covariance")
+    for i, weights in enumerate(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
+        enc = _encoder(seed)
+        learner = impl.build("vicreg", enc, 4, sim_coeff=weights[0], std_coeff=weights[1],
+                             cov_coeff=weights[2], eps=1e-4)
+        got = learner.loss(v1, v2).item()
+        with torch.no_grad():
+            want = vicreg_terms(v1 @ enc.W[0].T, v2 @ enc.W[0].T)[i].item()
+        err = abs(got - want) / max(abs(want), 1e-12)
+        record(f"{names[i]} term rel. error", err, 0.0, error=err, tolerance=1e-10)
+        assert err <= 1e-10, f"VICReg's {names[i]} term: {got:.10g} ≠ definition {want:.10g}"
+
+
+# --- C7: symmetrised losses --------------------------------------------------------------------
+
+C7 = register(
+    "C7", title="symmetrised losses: L(v1, v2) = L(v2, v1), value and gradient",
+    source="Chen & He 2021 eq. 2 (SimSiam's symmetrised loss); Grill et al. 2020 eq. 2 (BYOL's L + L̃)",
+    statement="Both terms D(p1, SG z2) and D(p2, SG z1) enter the loss (summed, not one overwriting the other).",
+    measures="|L(v1,v2) − L(v2,v1)|/|L| and the gradient's relative difference",
+    prediction="0",
+    tolerance="1e-12: swapping the views permutes the two terms' summation.")
+
+
+@C7.check
+@given(seed=SEEDS)
+def test_symmetrised_loss_is_symmetric(impl, record, seed):
+    methods = ["simsiam_mlp"] + (["byol"] if "symmetrized" in impl.capabilities else [])
+    methods = [m for m in methods if m in impl.capabilities]
+    require(impl, *(methods[:1] or ["simsiam_mlp"]))
+    v1, v2 = _views(seed)
+    for method in methods:
+        torch.manual_seed(seed)
+        learner = impl.build(method, _encoder(seed), 4)
+        params = _params(learner)
+        a, b = learner.loss(v1, v2), learner.loss(v2, v1)
+        ga, gb = torch.autograd.grad(a, params, allow_unused=True), torch.autograd.grad(b, params, allow_unused=True)
+        e_val = abs(a.item() - b.item()) / abs(a.item())
+        e_grad = max(_rel(x, y) for x, y in zip(ga, gb) if x is not None and y is not None)
+        record(f"{method}: value asymmetry", e_val, 0.0, error=e_val, tolerance=1e-12)
+        record(f"{method}: gradient asymmetry", e_grad, 0.0, error=e_grad, tolerance=1e-12)
+        assert e_val <= 1e-12 and e_grad <= 1e-12, (
+            f"{method}: L(v1,v2) ≠ L(v2,v1) (value {e_val:.2e}, gradient {e_grad:.2e}): a symmetrised "
+            f"term is overwritten or dropped")
+
+
+# --- D1: distributed gradients -----------------------------------------------------------------
+
+D1 = register(
+    "D1", title="data-parallel gradient = single-process gradient on the global batch (2 gloo processes)",
+    source="ANCHORS.md (distributed bug class); Zbontar et al. 2021 and Bardes et al. 2022 (global-batch "
+           "statistics); seed 003 eq. 1 (DirectPred's correlation)",
+    statement="For methods with batch statistics (Barlow Twins, VICReg, SimCLR negatives, DirectPred's "
+              "correlation), the rank-averaged gradient of 2 processes on half batches equals the gradient "
+              "of one process on the whole batch.",
+    measures="‖ḡ − g‖/‖g‖ per method (float64, B = 16 split 8 + 8, linear encoder 6 → 4)",
+    prediction="0",
+    tolerance="1e-9: only the summation order differs (measured ≤ 4e-16 for the reference); an all-gather "
+              "without autograd is off by a factor 1/world_size (error 0.5).")
+
+DISTRIBUTED = ("barlow_twins", "vicreg", "simclr", "directpred")
+_dist_cache: dict = {}
+
+
+def _distributed(method: str):
+    def test(impl, record):
+        require(impl, "distributed", method)
+        from conformance.distributed import Case, check, spec_of
+        spec = spec_of(impl)
+        if spec not in _dist_cache:       # one 2-process run per adapter covers every method
+            cases = [Case(m) for m in DISTRIBUTED if m in impl.capabilities]
+            try:
+                _dist_cache[spec] = check(spec, impl, cases)
+            except Exception as e:        # e.g. the adapter cannot be loaded in a fresh process
+                _dist_cache[spec] = {c.id: (float("nan"), f"{type(e).__name__}: {e}"[:2000]) for c in cases}
+        err, text = _dist_cache[spec][Case(method).id]
+        assert text is None, f"{method}: the distributed run raised {text}"
+        record(f"{method}: ‖ḡ − g‖/‖g‖", err, 0.0, error=err, tolerance=1e-9)
+        assert err <= 1e-9, (f"{method}: the data-parallel gradient differs from the global-batch gradient "
+                             f"by {err:.3g} (relative); 0.5 = off by 1/world_size (a gather or all-reduce "
+                             f"without autograd), O(1) otherwise = per-rank batch statistics")
+    test.__name__ = test.__qualname__ = f"test_distributed_gradient_equals_global_batch_gradient_{method}"
+    test.__doc__ = f"D1 for {method}: 2 gloo processes on half batches vs 1 process on the whole batch."
+    return D1.check(test)
+
+
+for _m in DISTRIBUTED:
+    globals()[f"test_distributed_gradient_equals_global_batch_gradient_{_m}"] = _distributed(_m)
