@@ -46,8 +46,8 @@ C1 = register(
            "function); seed 003 eq. 6",
     statement="With SG on the target, the autograd gradient is not the derivative of the loss value "
               "(the target path is cut); the predictor still receives gradient; an EMA target receives none.",
-    measures="δ = max over 3 random directions d of |⟨g, d⟩ − D_d L| / |D_d L| (D_d L by central "
-             "differences, h = 1e-5); ‖∂L/∂(predictor)‖; gradient reaching the EMA target",
+    measures="δ = max over 3 random unit directions d of |⟨g, d⟩ − D_d L| / max(‖g‖, |D_d L|) (D_d L by "
+             "central differences, h = 1e-5); ‖∂L/∂(predictor)‖; gradient reaching the EMA target",
     prediction="δ = O(1) with a target that shares the online weights (SimSiam); δ = 0 for an EMA target "
                "(the target is a separate copy); predictor gradient ≠ 0; target gradient none",
     tolerance="central differences in float64 at h = 1e-5 are accurate to ~1e-9 relative (measured ≤ 3e-9 "
@@ -75,11 +75,16 @@ def _directional(learner, v1, v2, seed: int, n: int = 3, h: float = 1e-5):
                 for p, x in zip(enc, d):
                     p.sub_(sign * h * x)
         out.append((sum((a * b).sum() for a, b in zip(g, d)).item(), (values[0] - values[1]) / (2 * h)))
-    return out
+    gnorm = torch.sqrt(sum(x.pow(2).sum() for x in g)).item()
+    return out, gnorm
 
 
-def _delta(pairs) -> float:
-    return max(abs(a - b) / max(abs(b), abs(a), 1e-300) for a, b in pairs)
+def _delta(pairs_and_norm) -> float:
+    """max_d |⟨g, d⟩ − D_d L| / max(‖g‖, max_d |D_d L|) over unit directions d (relative to the
+    gradient's size, not to one directional derivative, which may be ≈ 0 by chance)."""
+    pairs, gnorm = pairs_and_norm
+    scale = max(gnorm, *(abs(b) for _, b in pairs), 1e-300)
+    return max(abs(a - b) for a, b in pairs) / scale
 
 
 SHARED_TARGET = ("simsiam_mlp", "learned_predictor")
