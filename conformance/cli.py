@@ -1,8 +1,11 @@
 """The ``ncspec`` command line.
 
     ncspec claims [--json]                 list every registered claim
-    ncspec check [--adapter X] [--json PATH] [--profile ci|thorough] [-k EXPR]
+    ncspec check [--adapter X] [--json PATH] [--report PATH.md|.html] [--xfail PATH]
+                 [--profile ci|thorough] [-k EXPR]
                                            run the spec suite, print the claims table
+    ncspec mutants [--all] [--mutant NAME ...] [--claim ID ...] [--json PATH]
+                                           kill matrix: which claims catch which deliberate bug
     ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
     ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
     ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
@@ -44,11 +47,19 @@ def _cmd_claims(args) -> int:
 
 def _cmd_check(args) -> int:
     import pytest
+    from .plugin import XFAIL_ENV_VAR, parse_expected_failures
     from .registry import load_adapter
     from .report import print_table
+    xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
         load_adapter(args.adapter)  # fail fast, with the specific error, before pytest starts
-    except (LookupError, TypeError) as e:
+        if xfail:
+            xfail = os.path.abspath(xfail)
+            parse_expected_failures(xfail)  # syntax only: claim IDs are checked once pytest has the spec modules
+        if args.report and os.path.splitext(args.report)[1].lower() not in (".md", ".html", ".htm"):
+            raise ValueError(f"--report {args.report!r} must end with .md (Markdown plus a PNG beside it) "
+                             f"or .html (one self-contained file).")
+    except (LookupError, TypeError, ValueError, pytest.UsageError) as e:
         print(f"ncspec check: {e}", file=sys.stderr)
         return 2
     if args.profile:
@@ -64,11 +75,15 @@ def _cmd_check(args) -> int:
             pytest_args += ["--hypothesis-profile", args.profile]
         if args.k:
             pytest_args += ["-k", args.k]
+        if xfail:
+            pytest_args += ["--ncspec-xfail", xfail]
         if not args.verbose:
             pytest_args += ["--tb=short", "--no-summary"]
         log = io.StringIO()
         with contextlib.redirect_stdout(sys.stdout if args.verbose else log):
             code = pytest.main(pytest_args)
+        if code == pytest.ExitCode.USAGE_ERROR:   # pytest has printed "ERROR: …" on stderr; no report
+            return 2
         if not os.path.exists(json_path):
             sys.stderr.write(log.getvalue())
             print(f"ncspec check: the test run ended (pytest exit {int(code)}) without a report.", file=sys.stderr)
@@ -78,7 +93,39 @@ def _cmd_check(args) -> int:
     print_table(report)
     if args.json:
         print(f"report written to {args.json}")
-    return 1 if report["summary"]["failed"] else 0
+    if args.report:   # written whatever the outcome: a failing run is when CI needs it most
+        from .report_doc import write_report
+        print("report written to " + ", ".join(write_report(report, args.report)))
+    return 1 if report["summary"]["failed"] else 0  # xfailed claims do not fail the run
+
+
+def _cmd_mutants(args) -> int:
+    from .killmatrix import failures, kill_matrix, print_matrix
+    from .report import atomic_write
+
+    def progress(name, row, seconds):
+        caught = sum(r == "caught" for r in row["claims"].values())
+        print(f"  {name}: caught by {caught}/{len(row['claims'])} claims ({seconds:.1f} s)", file=sys.stderr)
+
+    try:
+        matrix = kill_matrix(args.mutant, args.claim, full=args.all, progress=progress)
+    except LookupError as e:
+        print(f"ncspec mutants: {e}", file=sys.stderr)
+        return 2
+    if not matrix["mutants"]:
+        print("ncspec mutants: no selected claim is in any selected mutant's caught_by; add --all to run "
+              "them anyway.", file=sys.stderr)
+        return 2
+    print_matrix(matrix)
+    if args.json:
+        doc = dict(schema=matrix["schema"], full=matrix["full"],
+                   mutants={n: dict(bug=m["bug"], caught_by=m["caught_by"], claims=m["claims"])
+                            for n, m in matrix["mutants"].items()})
+        print(f"kill matrix written to {atomic_write(args.json, json.dumps(doc, indent=2, ensure_ascii=False))}")
+    problems = failures(matrix)
+    for p in problems:
+        print(f"FAIL: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _cmd_figure(args) -> int:
@@ -112,11 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="implementation under test: 'reference' (default), 'mutant:NAME', an entry-point "
                         "name, or 'package.module:attr'; default $NCSPEC_ADAPTER")
     k.add_argument("--json", metavar="PATH", default=None, help="write the JSON report to PATH")
+    k.add_argument("--report", metavar="PATH", default=None,
+                   help="write a readable report to PATH: .md (with PATH-stem_margins.png beside it) or "
+                        ".html (self-contained); written also when claims fail")
+    k.add_argument("--xfail", metavar="PATH", default=None,
+                   help="expected-failures file, one 'CLAIM_ID[::TEST_SUBSTRING]  reason' per line (# comments): "
+                        "those tests must fail (status xfailed, exit 0); one that passes fails the run. "
+                        "Default $NCSPEC_XFAIL")
     k.add_argument("--profile", choices=["ci", "thorough"], default=None,
                    help="Hypothesis profile: ci (derandomised, quick; default) or thorough (random, many examples)")
     k.add_argument("-k", metavar="EXPR", default=None, help="only run tests matching EXPR (pytest -k)")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
     k.set_defaults(func=_cmd_check)
+
+    m = sub.add_parser("mutants", help="kill matrix: run the claims against the deliberately broken adapters",
+                       description="Run each mutant (conformance/mutants.py) against the claims expected to "
+                                   "catch it (its caught_by) and print mutant × claim: ✗ caught, · survived, "
+                                   "– not applicable (skipped), blank not run. Exit 1 if a mutant is caught by "
+                                   "none of the claims run or a caught_by claim misses its mutant.")
+    m.add_argument("--all", action="store_true",
+                   help="run every claim against every mutant, not only caught_by; takes long "
+                        "(~ mutants × claims × 1 s, tens of minutes)")
+    m.add_argument("--mutant", action="append", metavar="NAME", default=None,
+                   help="only this mutant (repeatable); default all")
+    m.add_argument("--claim", action="append", metavar="ID", default=None,
+                   help="only this claim (repeatable); default all")
+    m.add_argument("--json", metavar="PATH", default=None,
+                   help="write the matrix as JSON (schema ncspec.killmatrix/1) to PATH")
+    m.set_defaults(func=_cmd_mutants)
 
     f = sub.add_parser("figure", help="reproduce a paper figure")
     f.add_argument("name", choices=["eigenspace", "directpred", "centervector", "dual"])

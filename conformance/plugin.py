@@ -5,16 +5,40 @@ Loaded by the repository's root ``conftest.py`` and by ``ncspec check``
 
 * ``--adapter NAME_OR_module:attr`` (default: ``$NCSPEC_ADAPTER`` or ``reference``);
 * ``--ncspec-json PATH`` — write the claim report (see :mod:`conformance.report`);
+* ``--ncspec-report PATH`` — also write it readable: ``.md`` or ``.html`` with a margin
+  plot (see :mod:`conformance.report_doc`);
+* ``--ncspec-xfail PATH`` (default ``$NCSPEC_XFAIL``) — the expected-failures file, below;
 * Hypothesis profiles ``ci`` (derandomised, few examples, no shrinking: the
   default) and ``thorough`` (random seeds, many examples, shrinking), chosen by
   ``--hypothesis-profile`` or ``$NCSPEC_PROFILE``;
 * fixtures ``impl`` (the adapter under test) and ``record`` (measured vs
   predicted values, reported per claim).
+
+Expected-failures file
+----------------------
+An implementation that knowingly deviates from a claim lists it, so CI stays green
+while the deviation is documented — and turns red the day it is fixed. One entry
+per line::
+
+    # CLAIM_ID[::TEST_NAME_SUBSTRING]  reason text...
+    D1::barlow_twins  lightly normalises each rank's shard with local batch statistics
+    H6  our cosine loss adds eps to the norm
+
+``#`` at the start of a line or after whitespace starts a comment; blank lines are
+ignored. The reason is required. Without ``::SUBSTRING`` every test of the claim is
+meant, with it only the tests whose node id contains it (parametrised ids count:
+``H6::[cosine]`` for a test parametrised by ``cosine``). The matched tests get
+``xfail(strict=True)``: a failure is reported as ``xfailed``, a pass fails the run
+("expected failure passed (strict): remove '…' from the expected-failures file"), so
+stale entries cannot pile up. An unknown claim ID, or a substring that matches none
+of the claim's collected tests, is a usage error naming the line.
 """
 from __future__ import annotations
 
 import os
+import re
 import time
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -37,6 +61,11 @@ def pytest_addoption(parser):
                          f"mutant:NAME, an entry point) or 'module:attr'. Default ${registry.ENV_VAR} or 'reference'.")
     group.addoption("--ncspec-json", default=None, metavar="PATH",
                     help="write the per-claim JSON report to PATH")
+    group.addoption("--ncspec-report", default=None, metavar="PATH",
+                    help="write a readable report with a margin plot to PATH (.md or .html)")
+    group.addoption("--ncspec-xfail", default=None, metavar="PATH",
+                    help=f"expected-failures file: 'CLAIM_ID[::TEST_SUBSTRING]  reason' per line "
+                         f"(strict xfail). Default ${XFAIL_ENV_VAR}.")
 
 
 def pytest_configure(config):
@@ -45,8 +74,93 @@ def pytest_configure(config):
     import torch
     torch.set_num_threads(int(os.environ.get("NCSPEC_THREADS", "1")))
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
+    path = config.getoption("ncspec_xfail", default=None) or os.environ.get(XFAIL_ENV_VAR)
+    config._ncspec_xfail = parse_expected_failures(path) if path else []
+    doc = config.getoption("ncspec_report", default=None)
+    if doc and os.path.splitext(doc)[1].lower() not in (".md", ".html", ".htm"):
+        raise pytest.UsageError(f"--ncspec-report {doc!r} must end with .md (Markdown plus a PNG beside it) "
+                                f"or .html (one self-contained file).")
     config._ncspec = Collector(config)
     config.pluginmanager.register(config._ncspec, "ncspec-collector")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/--deselect, so an entry is checked against every claim test
+def pytest_collection_modifyitems(config, items):
+    entries = getattr(config, "_ncspec_xfail", [])
+    if not entries:
+        return
+    from .claims import load_all
+    check_claim_ids(entries, load_all())
+    by_claim: dict[str, list] = {}
+    for item in items:
+        marker = item.get_closest_marker("claim")
+        if marker is not None:
+            by_claim.setdefault(marker.args[0], []).append(item)
+    for e in entries:
+        mine = by_claim.get(e.claim, [])
+        matched = [it for it in mine if e.test_filter in it.nodeid]
+        if mine and not matched:
+            raise pytest.UsageError(
+                f"{e.path}, line {e.line}: {e.test_filter!r} matches no test of claim {e.claim} "
+                f"({', '.join(it.nodeid.split('::')[-1] for it in mine)}); fix the substring or remove the line.")
+        for it in matched:
+            if getattr(it, "_ncspec_xfail", None) is None:  # the first matching line wins
+                it._ncspec_xfail = e
+                it.add_marker(pytest.mark.xfail(strict=True, reason=f"{e.claim}: {e.reason}"))
+
+
+XFAIL_ENV_VAR = "NCSPEC_XFAIL"
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass
+class ExpectedFailure:
+    """One line of the expected-failures file."""
+    claim: str
+    test_filter: str   # "" = every test of the claim
+    reason: str
+    line: int
+    text: str          # the line without its comment, quoted back when the entry is stale
+    path: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(claim=self.claim, test_filter=self.test_filter, reason=self.reason, line=self.line)
+
+
+def parse_expected_failures(path: str) -> list[ExpectedFailure]:
+    """Parse the expected-failures file (format in the module docstring). Claim IDs are
+    checked separately (:func:`check_claim_ids`) because that needs the spec modules."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise pytest.UsageError(f"cannot read the expected-failures file {path!r}: {e.strerror}. "
+                                f"Pass an existing file to --ncspec-xfail / ${XFAIL_ENV_VAR}.") from e
+    entries = []
+    for n, raw in enumerate(lines, 1):
+        text = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not text:
+            continue
+        head, _, reason = text.replace("\t", " ").partition(" ")
+        reason = reason.strip()
+        claim, _, test_filter = head.partition("::")
+        if not _ID.match(claim) or ("::" in head and not test_filter):
+            raise pytest.UsageError(f"{path}, line {n}: {head!r} is not CLAIM_ID or CLAIM_ID::TEST_SUBSTRING "
+                                    f"(e.g. 'H4::isoloss_gradient  reason'); fix or comment out the line.")
+        if not reason:
+            raise pytest.UsageError(f"{path}, line {n}: {head!r} has no reason; write why the failure is "
+                                    f"expected after the ID, e.g. '{head}  our loss adds eps to the norm'.")
+        entries.append(ExpectedFailure(claim, test_filter, reason, n, text, path))
+    return entries
+
+
+def check_claim_ids(entries: list[ExpectedFailure], claims) -> None:
+    """An unknown ID would silently mark nothing: refuse it, naming the line and the known IDs."""
+    from .claims import sort_key
+    for e in entries:
+        if e.claim not in claims:
+            raise pytest.UsageError(f"{e.path}, line {e.line}: unknown claim ID {e.claim!r}; known IDs: "
+                                    f"{', '.join(sorted(claims, key=sort_key))}. Fix the ID or remove the line.")
 
 
 def adapter_spec(config) -> str:
@@ -109,20 +223,38 @@ class Collector:
             return
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
             rec = getattr(item, "_ncspec_record", None)
-            reason = ""
-            if rep.skipped and isinstance(rep.longrepr, tuple):
+            entry = getattr(item, "_ncspec_xfail", None)
+            outcome, reason = rep.outcome, ""
+            if rep.skipped and hasattr(rep, "wasxfail"):
+                outcome = "xfailed"
+                got = call.excinfo.exconly().splitlines()[0][:200] if call.excinfo else ""
+                reason = (entry.reason if entry else rep.wasxfail) + (f" (failed as expected: {got})" if got else "")
+            elif rep.skipped and isinstance(rep.longrepr, tuple):
                 reason = rep.longrepr[2]
+            elif rep.failed and entry is not None and rep.when == "call" and call.excinfo is None:
+                # pytest's strict XPASS: outcome "failed", longrepr "[XPASS(strict)] …", no wasxfail
+                reason = (f"expected failure passed (strict): remove {entry.text!r} from the expected-failures "
+                          f"file ({entry.path}, line {entry.line})")
             elif rep.failed:
                 reason = _first_line(rep)
-            self.tests.append(dict(claim=marker.args[0], test=item.nodeid, outcome=rep.outcome,
+            self.tests.append(dict(claim=marker.args[0], test=item.nodeid, outcome=outcome,
                                    duration=rep.duration, reason=reason,
                                    rows=list(rec.rows.values()) if rec else []))
 
-    def pytest_sessionfinish(self, session):
-        path = self.config.getoption("ncspec_json", default=None)
-        if path:
+    def pytest_sessionfinish(self, session, exitstatus):
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return  # e.g. a bad expected-failures file: no tests ran, an all-"not_run" report would mislead
+        json_path = self.config.getoption("ncspec_json", default=None)
+        doc_path = self.config.getoption("ncspec_report", default=None)
+        if json_path or doc_path:
             from .report import build_report, write_json
-            write_json(build_report(self.tests, adapter_spec(self.config), time.time() - self.started), path)
+            report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
+                                  expected_failures=[e.to_dict() for e in self.config._ncspec_xfail])
+            if json_path:
+                write_json(report, json_path)
+            if doc_path:
+                from .report_doc import write_report
+                write_report(report, doc_path)
 
 
 def _first_line(rep) -> str:

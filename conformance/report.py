@@ -4,32 +4,40 @@ JSON schema (``schema: "ncspec.report/1"``)::
 
     {
       "schema": "ncspec.report/1", "ncspec_version": str, "adapter": str,
-      "profile": str, "duration_s": float,
-      "summary": {"passed": int, "failed": int, "skipped": int, "not_run": int},
+      "profile": str, "created": str (ISO 8601, UTC), "duration_s": float,
+      "summary": {"passed": int, "failed": int, "xfailed": int, "skipped": int, "not_run": int},
+      "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
         {"id": str, "title": str, "source": str, "statement": str,
-         "status": "passed" | "failed" | "skipped" | "not_run",
+         "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
          "tests": [{"test", "outcome", "duration", "reason"}]}
       ]
     }
 
-A claim has failed if any of its tests failed, passed if at least one passed
-and none failed, skipped if all were skipped (the reason says why: e.g. the
-adapter lacks a capability).
+A claim has failed if any of its tests failed (a strict XPASS, i.e. a listed
+expected failure that passed, counts as failed); xfailed if none failed and at
+least one failed as listed in the expected-failures file (test outcome
+``xfailed``, its reason given); passed if at least one passed and none failed
+or xfailed; skipped if all were skipped (the reason says why: e.g. the adapter
+lacks a capability). ``xfailed``, ``created`` and ``expected_failures`` were
+added without a schema bump: readers of the older form just see a new status.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
 import tempfile
+from datetime import datetime, timezone
 from importlib import metadata
 
 from .claims import CLAIMS, load_all, sort_key
 
 SCHEMA = "ncspec.report/1"
+STATUSES = ("passed", "failed", "xfailed", "skipped", "not_run")
 
 
 def _version() -> str:
@@ -44,12 +52,15 @@ def claim_status(outcomes: list[str]) -> str:
         return "not_run"
     if "failed" in outcomes:
         return "failed"
+    if "xfailed" in outcomes:
+        return "xfailed"
     if "passed" in outcomes:
         return "passed"
     return "skipped"
 
 
-def build_report(tests: list[dict], adapter: str, duration: float) -> dict:
+def build_report(tests: list[dict], adapter: str, duration: float,
+                 expected_failures: list[dict] | None = None) -> dict:
     from hypothesis import settings
     load_all()
     claims = []
@@ -61,20 +72,36 @@ def build_report(tests: list[dict], adapter: str, duration: float) -> dict:
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
             tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason")} for t in mine]))
-    summary = {s: sum(c["status"] == s for c in claims) for s in ("passed", "failed", "skipped", "not_run")}
+    summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     return dict(schema=SCHEMA, ncspec_version=_version(), adapter=adapter,
-                profile=settings._current_profile, duration_s=round(duration, 3),
-                summary=summary, claims=claims)
+                profile=settings._current_profile,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                duration_s=round(duration, 3), summary=summary,
+                expected_failures=list(expected_failures or []), claims=claims)
 
 
-def write_json(report: dict, path: str) -> None:
-    """Write atomically: a crash never leaves a half-written report."""
+def atomic_write(path: str, data: str | bytes) -> str:
+    """Write via a temporary file and ``os.replace``: a crash never leaves a half-written
+    report (CI may read it while a run is still going). Returns the absolute path."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from a CI artifact server
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(report: dict, path: str) -> None:
+    atomic_write(path, json.dumps(report, indent=2))
 
 
 def _fmt(v) -> str:
@@ -85,15 +112,20 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
-def measured_vs_predicted(claim: dict) -> tuple[str, str]:
-    """The headline row of a claim: its worst measurement relative to tolerance."""
+def worst_measurement(claim: dict) -> dict | None:
+    """The claim's row with the largest error/tolerance (None without rows)."""
     rows = claim["measurements"]
-    if not rows:
+    return max(rows, key=lambda r: (r["error"] or 0) / (r["tolerance"] or 1)) if rows else None
+
+
+def measured_vs_predicted(claim: dict, with_error: bool = True) -> tuple[str, str]:
+    """The headline row of a claim: its worst measurement relative to tolerance."""
+    worst = worst_measurement(claim)
+    if worst is None:
         return "", ""
-    worst = max(rows, key=lambda r: (r["error"] or 0) / (r["tolerance"] or 1))
     meas = f"{worst['quantity']}: {_fmt(worst['measured'])}"
     pred = _fmt(worst["predicted"])
-    if worst["error"] is not None and worst["tolerance"] is not None:
+    if with_error and worst["error"] is not None and worst["tolerance"] is not None:
         pred += f" (err {_fmt(worst['error'])} ≤ {_fmt(worst['tolerance'])})"
     return meas, pred
 
@@ -110,7 +142,7 @@ def print_table(report: dict, console=None) -> None:
     from rich.table import Table
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=140)
-    colour = dict(passed="green", failed="bold red", skipped="yellow", not_run="dim")
+    colour = dict(passed="green", failed="bold red", xfailed="magenta", skipped="yellow", not_run="dim")
     table = Table(title=f"ncspec check — adapter {report['adapter']} (profile {report['profile']})",
                   show_lines=False)
     for col in ("claim", "status", "measured", "predicted", "source"):
@@ -118,12 +150,19 @@ def print_table(report: dict, console=None) -> None:
     for c in report["claims"]:
         meas, pred = measured_vs_predicted(c)
         status = f"[{colour[c['status']]}]{c['status']}[/]"
+        reasons = "; ".join(sorted({t["reason"] for t in c["tests"] if t["reason"]}))
         if c["status"] in ("failed", "skipped"):
-            reasons = {t["reason"] for t in c["tests"] if t["reason"]}
-            meas = meas or "; ".join(sorted(reasons))[:160]
+            meas = meas or reasons[:160]
+            stale = [t["reason"] for t in c["tests"] if t["reason"].startswith("expected failure passed")]
+            if meas != reasons[:160] and stale:  # a strict XPASS has no failing measurement to point at
+                meas += "\n" + stale[0]
+        elif c["status"] == "xfailed":  # always say why it is allowed to fail
+            meas = (meas + "\n" if meas else "") + "expected failure: " + reasons[:200]
         table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c["source"])))
     console.print(table)
     s = report["summary"]
-    console.print(f"{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
+    console.print(f"{s['passed']} passed, {s['failed']} failed"
+                  + (f", {s['xfailed']} xfailed" if s.get("xfailed") else "")
+                  + f", {s['skipped']} skipped"
                   + (f", {s['not_run']} not run" if s["not_run"] else "")
                   + f" in {report['duration_s']:.1f} s")

@@ -8,41 +8,11 @@ pairing so a claim cannot "catch" a mutant by failing for everyone).
 """
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
-from conformance.claims import load_all
+from conformance.killmatrix import run_claim
 from conformance.mutants import MUTANTS
 from conformance.plugin import Recorder
-
-CLAIMS = load_all()
-
-
-def run_claim(claim_id: str, adapter) -> str:
-    """Run every test of a claim against ``adapter``: 'failed', 'passed' or 'skipped'."""
-    outcomes = []
-    for test in CLAIMS[claim_id].tests:
-        module, name = test.split("::")
-        fn = getattr(importlib.import_module(module), name)
-        kwargs = {}
-        params = getattr(fn, "hypothesis", None)
-        argnames = fn.__code__.co_varnames if params is None else fn.hypothesis.inner_test.__code__.co_varnames
-        if "impl" in argnames:
-            kwargs["impl"] = adapter
-        if "record" in argnames:
-            kwargs["record"] = Recorder()
-        try:
-            fn(**kwargs)
-            outcomes.append("passed")
-        except pytest.skip.Exception:
-            outcomes.append("skipped")
-        except Exception:  # AssertionError, FloatingPointError, …: the claim caught the bug
-            outcomes.append("failed")
-    if "failed" in outcomes:
-        return "failed"
-    return "passed" if "passed" in outcomes else "skipped"
-
 
 CASES = [(m, c) for m, spec in MUTANTS.items() for c in spec.caught_by]
 

@@ -1,0 +1,184 @@
+"""Readable claim reports: Markdown or self-contained HTML, with a margin plot.
+
+``write_report(report, "out/report.md")`` writes the Markdown file and, next to it,
+``report_margins.png`` (linked relatively, so the folder can be uploaded as a CI
+artifact as is); ``write_report(report, "out/report.html")`` writes one HTML file
+with the PNG inlined as base64, so it can be mailed or attached without its folder.
+``report`` is the :mod:`conformance.report` JSON document. Reports are most useful
+when claims fail, so nothing here depends on the outcome.
+
+The margin plot shows, per claim, the worst error/tolerance ratio over its recorded
+measurements on a log scale: a bar right of the line at 1 is a claim outside its
+tolerance, and the distance to the line is how much slack the others have.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from datetime import datetime, timezone
+
+from .report import STATUSES, atomic_write, measured_vs_predicted, short_source, worst_measurement, _fmt
+
+COLOURS = dict(passed="#2e7d32", failed="#c62828", xfailed="#ad1457", skipped="#f9a825", not_run="#9e9e9e")
+_MARKERS = dict(passed="o", failed="X", xfailed="D", skipped="s", not_run=".")
+
+
+def write_report(report: dict, path) -> list[str]:
+    """Write ``report`` to ``path`` (``.md`` or ``.html``); return the files written."""
+    path = os.fspath(path)
+    stem, ext = os.path.splitext(path)
+    ext = ext.lower()
+    if ext not in (".md", ".html", ".htm"):
+        raise ValueError(f"report path {path!r} must end with .md (Markdown, plus <stem>_margins.png "
+                         f"beside it) or .html (one self-contained file).")
+    png = margin_plot(report)
+    if ext == ".md":
+        png_path = f"{stem}_margins.png"
+        return [atomic_write(png_path, png), atomic_write(path, _markdown(report, os.path.basename(png_path)))]
+    return [atomic_write(path, _html(report, base64.b64encode(png).decode("ascii")))]
+
+
+def claim_margin(claim: dict) -> float | None:
+    """Worst error/tolerance over the claim's numeric rows; None if it has none."""
+    ratios = [r["error"] / r["tolerance"] for r in claim["measurements"]
+              if r.get("error") is not None and r.get("tolerance")]
+    return max(ratios) if ratios else None
+
+
+def margin_plot(report: dict) -> bytes:
+    """The margin plot as PNG bytes. Claims that were not run are left out (a ``-k`` run
+    would otherwise be a column of empty rows); claims without numeric rows (orderings,
+    qualitative checks) are drawn as a marker at the left edge labelled with their status."""
+    from matplotlib.figure import Figure   # object API on Agg: no pyplot state, no backend switch
+    from matplotlib.lines import Line2D
+
+    claims = [c for c in report["claims"] if c["status"] != "not_run"]
+    margins = [claim_margin(c) for c in claims]
+    positive = [m for m in margins if m and m > 0]
+    lo = 10.0 ** (math.floor(math.log10(min(positive + [1.0]))) - 1)   # a decade below the smallest
+    hi = max(positive + [1.0]) * 30   # room for the value labels
+    fig = Figure(figsize=(7.5, 1.2 + 0.26 * max(len(claims), 1)), dpi=110)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    for y, (c, m) in enumerate(zip(claims, margins)):
+        colour = COLOURS[c["status"]]
+        if m is None:
+            ax.plot([lo * 1.3], [y], marker=_MARKERS[c["status"]], color=colour, ms=7, ls="none")
+            ax.annotate(c["status"], (lo * 1.3, y), xytext=(8, 0), textcoords="offset points",
+                        va="center", fontsize=7, color=colour)
+        else:
+            ax.barh(y, max(m, lo) - lo, left=lo, color=colour, height=0.6)
+            ax.annotate(f"{m:.2g}" if m else "0", (max(m, lo), y), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(len(claims) - 0.5, -0.5)
+    ax.set_yticks(range(len(claims)), [c["id"] for c in claims], fontsize=8)
+    ax.set_xlabel("worst error / tolerance (≤ 1 is within tolerance)")
+    skipped_out = len(report["claims"]) - len(claims)
+    ax.set_title(f"ncspec margins — adapter {report['adapter']}"
+                 + (f" ({skipped_out} claims not run, not shown)" if skipped_out else ""), fontsize=9)
+    if not claims:
+        ax.text(0.5, 0.5, "no claim ran", transform=ax.transAxes, ha="center", va="center")
+    present = [s for s in STATUSES if any(c["status"] == s for c in claims)]
+    ax.legend(handles=[Line2D([], [], color=COLOURS[s], marker="s", ls="none", label=s) for s in present],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _header(report: dict) -> tuple[str, str, str]:
+    created = report.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    title = f"ncspec check — adapter {report['adapter']}"
+    meta = (f"profile {report['profile']} · ncspec {report['ncspec_version']} · {created} · "
+            f"{report['duration_s']:.1f} s")
+    s = report["summary"]
+    summary = ", ".join(f"{s.get(k, 0)} {k.replace('_', ' ')}" for k in STATUSES)
+    return title, meta, summary
+
+
+def _rows(report: dict):
+    """(id, status, measured, predicted, error ≤ tolerance, source) per claim."""
+    for c in report["claims"]:
+        meas, pred = measured_vs_predicted(c, with_error=False)
+        w = worst_measurement(c)
+        tol = f"{_fmt(w['error'])} ≤ {_fmt(w['tolerance'])}" if w and w["error"] is not None \
+            and w["tolerance"] is not None else ""
+        reasons = "; ".join(sorted({t["reason"] for t in c["tests"] if t["reason"]}))[:300]
+        if c["status"] == "xfailed":   # always say why it is allowed to fail
+            meas = (meas + " — " if meas else "") + "expected failure: " + reasons
+        elif not meas and c["status"] in ("failed", "skipped"):
+            meas = reasons
+        elif c["status"] == "failed" and "expected failure passed" in reasons:
+            meas += " — " + reasons
+        yield c["id"], c["status"], meas, pred, tol, short_source(c["source"])
+
+
+def _detailed(report: dict) -> list[dict]:
+    return [c for c in report["claims"] if c["status"] in ("failed", "xfailed")]
+
+
+def _md(text) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(report: dict, png_name: str) -> str:
+    title, meta, summary = _header(report)
+    out = [f"# {title}", "", meta, "", f"**Summary:** {summary}", "",
+           "## Claims", "", "| ID | status | measured | predicted | error ≤ tolerance | source |",
+           "|---|---|---|---|---|---|"]
+    for cid, status, meas, pred, tol, src in _rows(report):
+        status = f"**{status}**" if status == "failed" else status
+        out.append("| " + " | ".join(_md(x) for x in (cid, status, meas, pred, tol, src)) + " |")
+    out += ["", "## Margins", "", f"![worst error / tolerance per claim]({png_name})", ""]
+    for c in _detailed(report):
+        out += [f"## {c['id']} — {_md(c['title'])} ({c['status']})", "", _md(c["statement"]), "",
+                f"Source: {_md(c['source'])}", "", "| test | outcome | duration (s) | reason |", "|---|---|---|---|"]
+        out += [f"| {_md(t['test'])} | {t['outcome']} | {t['duration']:.2f} | {_md(t['reason'])} |" for t in c["tests"]]
+        out.append("")
+    if report.get("expected_failures"):
+        out += ["## Expected failures", "", "| line | claim | test filter | reason |", "|---|---|---|---|"]
+        out += [f"| {e['line']} | {e['claim']} | {_md(e['test_filter'])} | {_md(e['reason'])} |"
+                for e in report["expected_failures"]]
+        out.append("")
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:left;vertical-align:top}th{background:#f3f3f3}.meta{color:#666}img{max-width:100%}
+""" + "".join(f".{s}{{color:{c};font-weight:bold}}" for s, c in COLOURS.items())
+
+
+def _html(report: dict, png_b64: str) -> str:
+    e = html.escape
+    title, meta, summary = _header(report)
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+           f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>", f"<p class='meta'>{e(meta)}</p>",
+           f"<p><b>Summary:</b> {e(summary)}</p>", "<h2>Claims</h2><table><tr><th>ID</th><th>status</th>"
+           "<th>measured</th><th>predicted</th><th>error ≤ tolerance</th><th>source</th></tr>"]
+    for cid, status, meas, pred, tol, src in _rows(report):
+        out.append(f"<tr><td>{e(cid)}</td><td class='{status}'>{status}</td><td>{e(meas)}</td><td>{e(pred)}</td>"
+                   f"<td>{e(tol)}</td><td>{e(src)}</td></tr>")
+    out += ["</table><h2>Margins</h2>",
+            f"<img alt='worst error / tolerance per claim' src='data:image/png;base64,{png_b64}'>"]
+    for c in _detailed(report):
+        out += [f"<h2>{e(c['id'])} — {e(c['title'])} (<span class='{c['status']}'>{c['status']}</span>)</h2>",
+                f"<p>{e(c['statement'])}</p><p class='meta'>Source: {e(c['source'])}</p>",
+                "<table><tr><th>test</th><th>outcome</th><th>duration (s)</th><th>reason</th></tr>"]
+        out += [f"<tr><td>{e(t['test'])}</td><td class='{t['outcome']}'>{e(t['outcome'])}</td>"
+                f"<td>{t['duration']:.2f}</td><td>{e(t['reason'])}</td></tr>" for t in c["tests"]]
+        out.append("</table>")
+    if report.get("expected_failures"):
+        out.append("<h2>Expected failures</h2><table><tr><th>line</th><th>claim</th><th>test filter</th>"
+                   "<th>reason</th></tr>")
+        out += [f"<tr><td>{x['line']}</td><td>{e(x['claim'])}</td><td>{e(x['test_filter'])}</td>"
+                f"<td>{e(x['reason'])}</td></tr>" for x in report["expected_failures"]]
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,125 @@
+"""Expected failures, readable reports and the kill matrix, through ``conformance.cli.main``.
+
+Runs in-process (a subprocess would pay torch's import for every case) on H4's gradient
+identity, the fastest claim test, which the IsoLoss-rearrangement mutant really fails.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.cli import main
+from conformance.plugin import check_claim_ids, parse_expected_failures
+
+MUTANT = "mutant:isoloss_rearrangement_dropped"
+FAST = "isoloss_gradient_identity"
+
+
+def write(tmp_path, text, name="xfail.txt"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_parse_expected_failures_skips_comments_and_blank_lines(tmp_path):
+    path = write(tmp_path, "# header\n\nH4::isoloss_gradient  keeps W_P  # why: issue 12\n"
+                           "  H6\tcosine adds eps to the norm\nJ5 uses issue#7 numbering\n")
+    entries = parse_expected_failures(path)
+    assert [(e.claim, e.test_filter, e.reason, e.line) for e in entries] == [
+        ("H4", "isoloss_gradient", "keeps W_P", 3), ("H6", "", "cosine adds eps to the norm", 4),
+        ("J5", "", "uses issue#7 numbering", 5)]
+    assert entries[0].text == "H4::isoloss_gradient  keeps W_P"
+    assert entries[0].to_dict() == dict(claim="H4", test_filter="isoloss_gradient", reason="keeps W_P", line=3)
+
+
+@pytest.mark.parametrize("text,match", [("# c\nH4\n", r"line 2: 'H4' has no reason"),
+                                        ("H4::  reason\n", r"line 1: 'H4::' is not CLAIM_ID"),
+                                        ("\n\n4H oops\n", r"line 3: '4H' is not CLAIM_ID")])
+def test_parse_expected_failures_errors_name_the_line(tmp_path, text, match):
+    with pytest.raises(pytest.UsageError, match=match):
+        parse_expected_failures(write(tmp_path, text))
+
+
+def test_unknown_claim_id_names_line_and_known_ids(tmp_path):
+    entries = parse_expected_failures(write(tmp_path, "H4 fine\n# comment\nZ9 no such claim\n"))
+    with pytest.raises(pytest.UsageError, match=r"line 3: unknown claim ID 'Z9'; known IDs: H1, H2"):
+        check_claim_ids(entries, {"H1": None, "H2": None, "H4": None})
+
+
+def test_check_rejects_unknown_claim_id_and_unmatched_filter(tmp_path, capsys):
+    assert main(["check", "-k", FAST, "--xfail", write(tmp_path, "\nH99 reason\n")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: unknown claim ID 'H99'" in err and "H1, H2" in err
+    assert main(["check", "-k", FAST, "--xfail", write(tmp_path, "H4::no_such_test reason\n")]) == 2
+    assert "line 1: 'no_such_test' matches no test of claim H4" in capsys.readouterr().err
+
+
+def test_expected_failure_is_xfailed_and_exits_zero(tmp_path, capsys):
+    xfail = write(tmp_path, f"# known deviation\nH4::{FAST}  our IsoLoss keeps W_P\n")
+    md = tmp_path / "out" / "report.md"
+    code = main(["check", "--adapter", MUTANT, "-k", FAST, "--xfail", xfail,
+                 "--json", str(tmp_path / "r.json"), "--report", str(md)])
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    h4 = next(c for c in report["claims"] if c["id"] == "H4")
+    assert h4["status"] == "xfailed" and report["summary"]["xfailed"] == 1 and report["summary"]["failed"] == 0
+    assert h4["tests"][0]["outcome"] == "xfailed" and "our IsoLoss keeps W_P" in h4["tests"][0]["reason"]
+    assert report["expected_failures"] == [dict(claim="H4", test_filter=FAST, reason="our IsoLoss keeps W_P", line=2)]
+    assert "xfailed" in capsys.readouterr().out
+    # Markdown report: table row, a section for the xfailed claim, the margin plot beside it.
+    text = md.read_text()
+    assert "| H4 | xfailed |" in text and "expected failure: our IsoLoss keeps W_P" in text
+    assert "## H4 —" in text and "![worst error / tolerance per claim](report_margins.png)" in text
+    assert (tmp_path / "out" / "report_margins.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strict_xpass_fails_the_run(tmp_path, capsys):
+    xfail = write(tmp_path, f"H4::{FAST}  stale entry  # fixed upstream\n")
+    html = tmp_path / "report.html"
+    code = main(["check", "-k", FAST, "--xfail", xfail, "--json", str(tmp_path / "r.json"), "--report", str(html)])
+    assert code == 1
+    h4 = next(c for c in json.loads((tmp_path / "r.json").read_text())["claims"] if c["id"] == "H4")
+    assert h4["status"] == "failed"
+    assert h4["tests"][0]["reason"].startswith(
+        f"expected failure passed (strict): remove 'H4::{FAST}  stale entry' from the expected-failures file")
+    assert "expected failure passed" in capsys.readouterr().out
+    # HTML report: self-contained, status coloured, the PNG inline, written although the run failed.
+    page = html.read_text()
+    assert "<td>H4</td><td class='failed'>failed</td>" in page and "data:image/png;base64,iVBORw0KGgo" in page
+    assert "<style>" in page and not list(tmp_path.glob("*.png"))
+
+
+def test_report_suffix_is_checked_before_running(tmp_path, capsys):
+    assert main(["check", "-k", FAST, "--report", str(tmp_path / "r.pdf")]) == 2
+    assert "must end with .md" in capsys.readouterr().err
+
+
+def test_mutants_kill_matrix_json(tmp_path, capsys):
+    path = tmp_path / "km.json"
+    assert main(["mutants", "--mutant", "isoloss_rearrangement_dropped", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "ncspec.killmatrix/1"
+    row = doc["mutants"]["isoloss_rearrangement_dropped"]
+    assert row["claims"] == {"H4": "caught", "H5": "caught"} and "W_P" in row["bug"]
+    out = capsys.readouterr().out
+    assert "isoloss_rearrangement_dropped" in out and "✗" in out and "yes" in out
+
+
+def test_mutants_fails_when_no_claim_run_catches(capsys):
+    # H7 (the linear NTK) does not use the adapter's loss: with --all it runs and misses.
+    assert main(["mutants", "--all", "--mutant", "isoloss_rearrangement_dropped", "--claim", "H7"]) == 1
+    captured = capsys.readouterr()
+    assert "NO" in captured.out and "caught by none of the claims run (H7)" in captured.err
+
+
+def test_mutants_unknown_name_is_a_usage_error(capsys):
+    assert main(["mutants", "--mutant", "no_such_mutant"]) == 2
+    assert "unknown mutant(s) 'no_such_mutant'; known:" in capsys.readouterr().err
+
+
+def test_kill_matrix_names_a_caught_by_claim_that_missed():
+    from conformance.killmatrix import failures
+    matrix = dict(mutants={"m": dict(bug="b", caught_by=["H4", "H5"], claims={"H4": "caught", "H5": "survived"},
+                                     caught=True, missed=["H5"])})
+    assert failures(matrix) == ["claim H5 is listed in caught_by of mutant 'm' but it survived"]
