@@ -8,6 +8,8 @@
   entry-point group;
 * ``"package.module:attr"`` — an adapter object (or a zero-argument factory).
 
+Every adapter comes back wrapped by :func:`conformance.validate.checked`.
+
 The pytest option ``--adapter`` and the environment variable ``NCSPEC_ADAPTER``
 both feed this function (the option wins).
 """
@@ -17,9 +19,12 @@ import importlib
 from importlib import metadata
 
 from .adapter import Adapter
+from .validate import AdapterError, checked
 
 ENV_VAR = "NCSPEC_ADAPTER"
 GROUP = "ncspec.adapters"
+#: adapters shipped with ncspec for third-party libraries: name → module (``pip install ncspec[lightly]``…)
+BUILTIN = {"lightly": "conformance.adapters.lightly", "byol_pytorch": "conformance.adapters.byol_pytorch"}
 
 
 def _entry_points() -> dict:
@@ -28,14 +33,23 @@ def _entry_points() -> dict:
 
 def available() -> list[str]:
     from .mutants import MUTANTS
-    return ["reference", *sorted(_entry_points()), *(f"mutant:{m}" for m in sorted(MUTANTS))]
+    return ["reference", *BUILTIN, *sorted(_entry_points()), *(f"mutant:{m}" for m in sorted(MUTANTS))]
 
 
 def load_adapter(spec: str | None) -> Adapter:
+    """The adapter named by ``spec``, wrapped by :func:`conformance.validate.checked`: a malformed
+    adapter fails here, and its learners on their first use, with an error naming the fix."""
     spec = spec or "reference"
+    return checked(_resolve(spec), spec)
+
+
+def _resolve(spec: str):
     if spec == "reference":
         from .adapters.reference import adapter
         return adapter
+    if spec in BUILTIN:               # shipped third-party adapters (their package via an extra)
+        module = importlib.import_module(BUILTIN[spec])
+        return module.adapter
     if spec.startswith("mutant:"):
         from .mutants import MUTANTS
         name = spec.split(":", 1)[1]
@@ -44,9 +58,18 @@ def load_adapter(spec: str | None) -> Adapter:
         return MUTANTS[name].adapter
     eps = _entry_points()
     if spec in eps:
-        obj = eps[spec].load()
+        ep = eps[spec]
+        dist = getattr(getattr(ep, "dist", None), "name", None)
+        origin = f"entry point {ep.name} = {ep.value!r} in group {GROUP!r}" + (f" (package {dist})" if dist else "")
+        try:
+            obj = ep.load()
+        except Exception as e:
+            raise LookupError(f"cannot load adapter {spec!r}: {origin} failed with {type(e).__name__}: {e}. Fix the "
+                              f"entry point in that package's [project.entry-points.\"{GROUP}\"] table (it must name "
+                              f"'module:attr' of an adapter object) and reinstall it, or uninstall the package.") from e
     elif ":" in spec:
         module, attr = spec.split(":", 1)
+        origin = f"{spec!r}"
         try:
             obj = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
@@ -55,11 +78,11 @@ def load_adapter(spec: str | None) -> Adapter:
     else:
         raise LookupError(f"unknown adapter {spec!r}. Available: {', '.join(available())}; or pass "
                           f"'package.module:attr', or register one in the {GROUP!r} entry-point group.")
-    if callable(obj) and not hasattr(obj, "build"):
-        obj = obj()
-    missing = [a for a in ("name", "capabilities", "build") if not hasattr(obj, a)]
-    if missing:
-        raise TypeError(f"adapter {spec!r} lacks {', '.join(missing)}: an adapter needs a 'name', a "
-                        f"'capabilities' set of tags and a 'build(method, encoder, embed_dim, **options)' "
-                        f"method (see conformance/adapter.py).")
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "build")):   # a class or a factory
+        try:
+            obj = obj()
+        except Exception as e:
+            raise AdapterError(f"adapter {spec!r}: calling {getattr(obj, '__qualname__', obj)!r} (from {origin}) "
+                               f"to create the adapter raised {type(e).__name__}: {e}. Make it callable without "
+                               f"arguments, or point at an adapter instance instead.") from e
     return obj
