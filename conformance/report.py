@@ -150,7 +150,8 @@ def print_table(report: dict, console=None) -> None:
     for c in report["claims"]:
         meas, pred = measured_vs_predicted(c)
         status = f"[{colour[c['status']]}]{c['status']}[/]"
-        reasons = "; ".join(sorted({t["reason"] for t in c["tests"] if t["reason"]}))
+        reasons = "; ".join(sorted({t["reason"] for t in c["tests"] if t["reason"]
+                                        and (c["status"] != "xfailed" or t["outcome"] == "xfailed")}))
         if c["status"] in ("failed", "skipped"):
             meas = meas or reasons[:160]
             stale = [t["reason"] for t in c["tests"] if t["reason"].startswith("expected failure passed")]
