@@ -223,10 +223,22 @@ def test_simsiam_ablations_collapse_with_a_large_center(impl, record):
             hi = sd.max().item()
             record(f"{name}: max normalised std, SimSiam {label}", hi, "≤ 0.1", error=hi, tolerance=0.1)
             assert hi <= 0.1, f"SimSiam {label} on {name}: normalised std {hi:.3f} > 0.1 — not collapsed"
-    for name, s in per_set(ss, "center_norm").items():
+    _simsiam_keeps_the_center_small(ss, record)
+
+
+def _simsiam_keeps_the_center_small(run, record):
+    for name, s in per_set(run, "center_norm").items():
         hi = s.max().item()
         record(f"{name}: max ‖s‖, SimSiam", hi, "≤ 0.75", error=hi, tolerance=0.75)
         assert hi <= 0.75, f"standard SimSiam on {name}: ‖s‖ = {hi:.3f} > 0.75 — the center vector grew"
+
+
+@J2.check
+def test_simsiam_keeps_the_center_small(impl, record):
+    """J2's second half, for any implementation of SimSiam (no ablation switch needed): with its
+    predictor and stop-grad in place, ‖s‖ stays where it started while the broken variants go to 1."""
+    require(impl, "simsiam_mlp")
+    _simsiam_keeps_the_center_small(toy_run(impl, "simsiam_mlp"), record)
 
 
 # ----------------------------------------------------------------------------- J3
