@@ -180,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--all", action="store_true",
                    help="run every claim against every mutant, not only caught_by; takes long "
                         "(~ mutants × claims × 1 s, tens of minutes)")
-    m.add_argument("--mutant", action="append", metavar="NAME", default=None,
+    m.add_argument("--mutant", action="extend", nargs="+", metavar="NAME", default=None,
                    help="only this mutant (repeatable); default all")
-    m.add_argument("--claim", action="append", metavar="ID", default=None,
+    m.add_argument("--claim", action="extend", nargs="+", metavar="ID", default=None,
                    help="only this claim (repeatable); default all")
     m.add_argument("--json", metavar="PATH", default=None,
                    help="write the matrix as JSON (schema ncspec.killmatrix/1) to PATH")

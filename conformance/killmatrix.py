@@ -118,10 +118,10 @@ def print_matrix(matrix: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
     if console is None:
-        console = Console() if sys.stdout.isatty() else Console(width=200)
+        console = Console() if sys.stdout.isatty() else Console(width=240)
     table = Table(title="ncspec mutants — ✗ caught, · survived, – not applicable, blank not run"
                   + (" (all claims)" if matrix["full"] else " (caught_by claims)"))
-    table.add_column("mutant")
+    table.add_column("mutant", no_wrap=True, min_width=max(len(n) for n in matrix["mutants"]) if matrix["mutants"] else 6)
     for c in matrix["claims"]:
         table.add_column(c, justify="center")
     table.add_column("caught")
