@@ -19,6 +19,18 @@ An adapter is any object with
 A learner exposes ``parameters()``, ``loss(view1, view2) -> scalar tensor`` and
 ``after_step()`` (target / EMA / predictor refresh, called after each update).
 
+Three additions to that minimum, each needed by a claim that cannot be checked from outside:
+
+* learners of ``target:ema`` methods expose the EMA copy as ``target_encoder`` (C1: no
+  gradient reaches it; C2: it lags by the declared ``momentum``);
+* closed-form predictors expose the matrix of the last ``loss`` call as ``W_P``, learned
+  linear predictors theirs as ``W_p`` (C3; T1–T6);
+* adapters tagged ``"distributed"`` accept ``distributed=True``: batch statistics over the
+  ``torch.distributed`` process group (lightly's ``gather_distributed=True``; D1).
+
+Further tags: ``"symmetrized"`` (BYOL's loss sums both view orders, C7), and
+``"distributed"``. Full documentation: ``docs/conformance.md``.
+
 Options the harness passes for the eigenspace claims: ``form`` ("euclidean" |
 "cosine"), ``stop_grad`` ("target" | "none" | "online", with the ablation
 capabilities), ``alpha``, ``eps``, ``normalize``. Leading dimensions of the

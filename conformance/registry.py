@@ -48,8 +48,12 @@ def _resolve(spec: str):
         from .adapters.reference import adapter
         return adapter
     if spec in BUILTIN:               # shipped third-party adapters (their package via an extra)
-        module = importlib.import_module(BUILTIN[spec])
-        return module.adapter
+        try:
+            return importlib.import_module(BUILTIN[spec]).adapter
+        except ImportError as e:
+            extra = {"byol_pytorch": "byol"}.get(spec, spec)
+            hint = "" if "ncspec[" in str(e) else f"; install it with python3 -m pip install 'ncspec[{extra}]'"
+            raise LookupError(f"adapter {spec!r} cannot be loaded: {e}{hint}") from e
     if spec.startswith("mutant:"):
         from .mutants import MUTANTS
         name = spec.split(":", 1)[1]

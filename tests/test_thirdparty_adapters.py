@@ -75,3 +75,19 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
     per_rank = torch.autograd.grad((torch.diagonal(c) - 1).pow(2).sum() + 0.0051 * _off_diagonal(c).pow(2).sum(), w)[0]
     got = distributed_gradients("lightly", [Case("barlow_twins")])["barlow_twins"]
     assert relative_error(got, [per_rank]) <= 1e-12      # measured 1.2e-15
+
+
+def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatch, capsys):
+    import builtins
+
+    from conformance.cli import main
+    real = builtins.__import__
+
+    def no_lightly(name, *args, **kwargs):
+        if name == "lightly" or name.startswith("lightly."):
+            raise ImportError("No module named 'lightly'")
+        return real(name, *args, **kwargs)
+    monkeypatch.delitem(sys.modules, "conformance.adapters.lightly", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_lightly)
+    assert main(["check", "--adapter", "lightly"]) == 2
+    assert "pip install 'ncspec[lightly]'" in capsys.readouterr().err
