@@ -379,24 +379,31 @@ D1 = register(
     source="ANCHORS.md (distributed bug class); Zbontar et al. 2021 and Bardes et al. 2022 (global-batch "
            "statistics); seed 003 eq. 1 (DirectPred's correlation)",
     statement="For methods with batch statistics (Barlow Twins, VICReg, SimCLR negatives, DirectPred's "
-              "correlation), the rank-averaged gradient of 2 processes on half batches equals the gradient "
+              "correlation, BatchNorm in SimSiam's predictor), the rank-averaged gradient of 2 processes on half batches equals the gradient "
               "of one process on the whole batch.",
     measures="‖ḡ − g‖/‖g‖ per method (float64, B = 16 split 8 + 8, linear encoder 6 → 4)",
     prediction="0",
     tolerance="1e-9: only the summation order differs (measured ≤ 4e-16 for the reference); an all-gather "
               "without autograd is off by a factor 1/world_size (error 0.5).")
 
-DISTRIBUTED = ("barlow_twins", "vicreg", "simclr", "directpred")
+DISTRIBUTED = ("barlow_twins", "vicreg", "simclr", "directpred", "simsiam_mlp")
+#: extra tags a method's distributed case needs: SimSiam's predictor has BatchNorm, whose statistics
+#: must be global too (SyncBatchNorm on GPUs; adapters that synchronise it declare the tag)
+_DIST_TAGS = {"simsiam_mlp": ("distributed:batchnorm",)}
+
+
+def _dist_methods(impl) -> list[str]:
+    return [m for m in DISTRIBUTED if m in impl.capabilities and all(t in impl.capabilities for t in _DIST_TAGS.get(m, ()))]
 _dist_cache: dict = {}
 
 
 def _distributed(method: str):
     def test(impl, record):
-        require(impl, "distributed", method)
+        require(impl, "distributed", method, *_DIST_TAGS.get(method, ()))
         from conformance.distributed import Case, check, spec_of
         spec = spec_of(impl)
         if spec not in _dist_cache:       # one 2-process run per adapter covers every method
-            cases = [Case(m) for m in DISTRIBUTED if m in impl.capabilities]
+            cases = [Case(m) for m in _dist_methods(impl)]
             try:
                 _dist_cache[spec] = check(spec, impl, cases)
             except Exception as e:        # e.g. the adapter cannot be loaded in a fresh process
