@@ -52,7 +52,8 @@ def _cmd_check(args) -> int:
     from .report import print_table
     xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
-        load_adapter(args.adapter)  # fail fast, with the specific error, before pytest starts
+        from .registry import ENV_VAR
+        load_adapter(args.adapter or os.environ.get(ENV_VAR))  # fail fast, before pytest starts
         if xfail:
             xfail = os.path.abspath(xfail)
             parse_expected_failures(xfail)  # syntax only: claim IDs are checked once pytest has the spec modules

@@ -60,3 +60,19 @@ def test_load_adapter_errors(spec, match):
     from conformance.registry import load_adapter
     with pytest.raises(LookupError, match=match):
         load_adapter(spec)
+
+
+def test_adapter_chosen_by_environment_variable_and_the_option_wins(tmp_path):
+    """array-api-tests style: NCSPEC_ADAPTER picks the implementation; --adapter overrides it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NCSPEC_ADAPTER": "mutant:isoloss_rearrangement_dropped"}
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+           str(ROOT / "spec_tests" / "test_eigenspace.py"), "-k", "isoloss_gradient_identity"]
+    broken = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert broken.returncode == 1, broken.stdout[-2000:]
+    fixed = subprocess.run(run + ["--adapter", "reference"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert fixed.returncode == 0, fixed.stdout[-2000:]
+    out = subprocess.run([sys.executable, "-m", "conformance.cli", "check", "-k", "isoloss_gradient_identity"],
+                         cwd=tmp_path, env={**env, "NCSPEC_ADAPTER": "no_such_adapter"}, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 2 and "unknown adapter 'no_such_adapter'" in out.stderr
