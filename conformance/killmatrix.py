@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import time
 
 # Before any spec module is imported: loading the plugin selects the Hypothesis profile
 # (ci by default), which the tests' @settings capture when they are decorated. Imported
 # later, they would run Hypothesis's default 100 examples with shrinking (~50× slower).
-from .plugin import Recorder
+from .plugin import Recorder, torch_threads
 
 SCHEMA = "ncspec.killmatrix/1"
 _RESULT = {"failed": "caught", "passed": "survived", "skipped": "skipped"}
@@ -80,7 +79,7 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
     selected = sorted(claims or registry, key=sort_key)
     out = {}
     threads = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NCSPEC_THREADS", "1")))  # as the plugin: tiny, latency-bound runs
+    torch.set_num_threads(torch_threads())  # as the plugin: tiny, latency-bound runs
     try:
         for name in mutants or list(MUTANTS):
             spec = MUTANTS[name]

@@ -54,6 +54,11 @@ settings.register_profile("thorough", max_examples=40, **_common)
 settings.load_profile(os.environ.get("NCSPEC_PROFILE", "ci"))
 
 
+def torch_threads() -> int:
+    """Intra-op threads for the claims' runs: ``$NCSPEC_THREADS``, default 1."""
+    return int(os.environ.get("NCSPEC_THREADS", "1"))
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("ncspec")
     group.addoption("--adapter", default=None,
@@ -72,7 +77,7 @@ def pytest_configure(config):
     # The linear simulations are tiny and latency-bound: intra-op threads only add
     # synchronisation (measured 0.9 ms/step on 1 thread vs 13 ms on 2 busy cores).
     import torch
-    torch.set_num_threads(int(os.environ.get("NCSPEC_THREADS", "1")))
+    torch.set_num_threads(torch_threads())
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
     path = config.getoption("ncspec_xfail", default=None) or os.environ.get(XFAIL_ENV_VAR)
     config._ncspec_xfail = parse_expected_failures(path) if path else []

@@ -20,7 +20,7 @@ import math
 import os
 from datetime import datetime, timezone
 
-from .report import STATUSES, atomic_write, measured_vs_predicted, short_source, worst_measurement, _fmt
+from .report import STATUSES, atomic_write, claim_reasons, measured_vs_predicted, short_source, worst_measurement, _fmt
 
 COLOURS = dict(passed="#2e7d32", failed="#c62828", xfailed="#ad1457", skipped="#f9a825", not_run="#9e9e9e")
 _MARKERS = dict(passed="o", failed="X", xfailed="D", skipped="s", not_run=".")
@@ -109,8 +109,7 @@ def _rows(report: dict):
         w = worst_measurement(c)
         tol = f"{_fmt(w['error'])} ≤ {_fmt(w['tolerance'])}" if w and w["error"] is not None \
             and w["tolerance"] is not None else ""
-        reasons = "; ".join(sorted({t["reason"] for t in c["tests"] if t["reason"]
-                                        and (c["status"] != "xfailed" or t["outcome"] == "xfailed")}))[:300]
+        reasons = claim_reasons(c)[:300]
         if c["status"] == "xfailed":   # always say why it is allowed to fail
             meas = (meas + " — " if meas else "") + "expected failure: " + reasons
         elif not meas and c["status"] in ("failed", "skipped"):

@@ -23,21 +23,15 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(f"the 'byol_pytorch' adapter needs byol-pytorch ({e}); install it with "
                       f"python3 -m pip install 'ncspec[byol]'.") from e
 
+from ._replicas import heads, per_replica
+
 _loss_fn = getattr(bp, "cosine_loss_fn", None) or getattr(bp, "loss_fn")   # renamed in 0.8
-
-
-def _replicas(z: Tensor) -> Tensor:
-    return z.reshape(-1, *z.shape[-2:])
 
 
 class _BYOL:
     def __init__(self, encoder: nn.Module, embed_dim: int, *, momentum: float | None, hidden: int):
         self.encoder = encoder
-        W = getattr(encoder, "W", None)
-        S = W.shape[0] if W is not None and W.dim() == 3 else int(getattr(encoder, "replicas", 1))
-        dtype = next(encoder.parameters()).dtype
-        self.predictors = nn.ModuleList(bp.MLP(embed_dim, embed_dim, hidden, sync_batchnorm=False)
-                                        for _ in range(S)).to(dtype)
+        self.predictors = heads(lambda: bp.MLP(embed_dim, embed_dim, hidden, sync_batchnorm=False), encoder)
         self.target_encoder, self.ema = None, None
         if momentum is not None:
             self.target_encoder = copy.deepcopy(encoder)
@@ -49,10 +43,10 @@ class _BYOL:
         yield from self.predictors.parameters()
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = _replicas(self.encoder(view1)), _replicas(self.encoder(view2))
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
         with torch.no_grad():
             target = self.target_encoder or self.encoder
-            t1, t2 = _replicas(target(view1)).detach(), _replicas(target(view2)).detach()
+            t1, t2 = per_replica(target(view1)).detach(), per_replica(target(view2)).detach()
         total = 0
         for s, pred in enumerate(self.predictors):
             total = total + (_loss_fn(pred(z1[s]), t2[s]) + _loss_fn(pred(z2[s]), t1[s])).mean()

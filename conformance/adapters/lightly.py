@@ -22,6 +22,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from ._replicas import heads, per_replica
+
 try:
     import lightly
     from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
@@ -30,11 +32,6 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(f"the 'lightly' adapter needs the lightly package ({e}); install it with "
                       f"python3 -m pip install 'ncspec[lightly]'.") from e
-
-
-def _replicas(z: Tensor) -> Tensor:
-    """(..., B, M) → (S, B, M)."""
-    return z.reshape(-1, *z.shape[-2:])
 
 
 def _options(method: str, options: dict, allowed: dict) -> dict:
@@ -55,7 +52,7 @@ class _PairLoss:
         return self.encoder.parameters()
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = _replicas(self.encoder(view1)), _replicas(self.encoder(view2))
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
         return sum(self.criterion(a, b) for a, b in zip(z1, z2))
 
     def after_step(self) -> None:
@@ -82,12 +79,12 @@ class _Predictive:
         yield from self.heads.parameters()
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = _replicas(self.encoder(view1)), _replicas(self.encoder(view2))
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
         if self.target_encoder is None:
             t1, t2 = z1.detach(), z2.detach()
         else:
             with torch.no_grad():
-                t1, t2 = _replicas(self.target_encoder(view1)), _replicas(self.target_encoder(view2))
+                t1, t2 = per_replica(self.target_encoder(view1)), per_replica(self.target_encoder(view2))
         total = 0
         for s, head in enumerate(self.heads):
             p1, p2 = head(z1[s]), head(z2[s])
@@ -97,18 +94,6 @@ class _Predictive:
     def after_step(self) -> None:
         if self.target_encoder is not None:
             update_momentum(self.encoder, self.target_encoder, m=self.momentum)
-
-
-def _n_replicas(encoder: nn.Module, embed_dim: int) -> int:
-    W = getattr(encoder, "W", None)
-    if W is not None and W.dim() == 3:
-        return W.shape[0]
-    return int(getattr(encoder, "replicas", 1))
-
-
-def _heads(kind, encoder, embed_dim: int, hidden: int) -> nn.ModuleList:
-    dtype = next(encoder.parameters()).dtype
-    return nn.ModuleList(kind(embed_dim, hidden, embed_dim) for _ in range(_n_replicas(encoder, embed_dim))).to(dtype)
 
 
 class LightlyAdapter:
@@ -135,10 +120,12 @@ class LightlyAdapter:
             return _PairLoss(encoder, NTXentLoss(temperature=o["temperature"], gather_distributed=o["distributed"]))
         if method == "byol":
             o = _options(method, options, dict(momentum=0.99, pred_hidden=16))
-            return _Predictive(encoder, _heads(BYOLPredictionHead, encoder, embed_dim, o["pred_hidden"]), o["momentum"])
+            return _Predictive(encoder, heads(lambda: BYOLPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder),
+                               o["momentum"])
         if method == "simsiam_mlp":
             o = _options(method, options, dict(pred_hidden=16))
-            return _Predictive(encoder, _heads(SimSiamPredictionHead, encoder, embed_dim, o["pred_hidden"]), None)
+            return _Predictive(encoder, heads(lambda: SimSiamPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder),
+                               None)
         raise NotImplementedError(f"the lightly adapter does not provide {method!r}; it provides "
                                   f"{sorted(m for m in self.capabilities if ':' not in m)}.")
 

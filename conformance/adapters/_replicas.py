@@ -1,0 +1,27 @@
+"""Replica plumbing shared by the third-party adapters.
+
+The harness's encoders carry S independent replicas on the leading dimension, (S, B, M);
+libraries' losses and heads take (B, M). An adapter builds one head per replica and loops.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def per_replica(z: Tensor) -> Tensor:
+    """(..., B, M) → (S, B, M)."""
+    return z.reshape(-1, *z.shape[-2:])
+
+
+def n_replicas(encoder: nn.Module) -> int:
+    """S of a harness encoder: ``LinearEncoder`` weights (S, M, N), or an MLP's ``replicas``."""
+    W = getattr(encoder, "W", None)
+    if W is not None and W.dim() == 3:
+        return W.shape[0]
+    return int(getattr(encoder, "replicas", 1))
+
+
+def heads(make, encoder: nn.Module) -> nn.ModuleList:
+    """``make()`` once per replica, in the encoder's dtype."""
+    dtype = next(encoder.parameters()).dtype
+    return nn.ModuleList(make() for _ in range(n_replicas(encoder))).to(dtype)
