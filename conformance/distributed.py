@@ -102,7 +102,7 @@ def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0
 
 def spec_of(adapter) -> str:
     """The string that loads ``adapter`` again in a fresh process (its registry spec, else its name)."""
-    return getattr(adapter, "spec", None) or getattr(adapter, "_label", None) or adapter.name
+    return getattr(adapter, "spec", None) or adapter.name
 
 
 def relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:

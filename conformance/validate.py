@@ -137,15 +137,16 @@ class _Proxy:
 class CheckedAdapter(_Proxy):
     """An adapter whose ``build`` validates what it returns (see the module docstring)."""
 
-    __slots__ = ("_label",)
-    _own = ("_inner", "_label")
+    __slots__ = ("_label", "spec")
+    _own = ("_inner", "_label", "spec")
 
     def __init__(self, adapter, spec: str | None = None):
         object.__setattr__(self, "_label", check_adapter(adapter, spec))
         object.__setattr__(self, "_inner", adapter)
+        object.__setattr__(self, "spec", spec)   # what loads it again, e.g. in a spawned process (D1)
 
     def __reduce_ex__(self, protocol):
-        return CheckedAdapter, (self._inner, self._label)
+        return CheckedAdapter, (self._inner, self.spec)
 
     def build(self, method, encoder, embed_dim, **options):
         args = ", ".join([repr(method), "encoder", _short(embed_dim), *(f"{k}={_short(v)}" for k, v in options.items())])

@@ -91,3 +91,13 @@ def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatc
     monkeypatch.setattr(builtins, "__import__", no_lightly)
     assert main(["check", "--adapter", "lightly"]) == 2
     assert "pip install 'ncspec[lightly]'" in capsys.readouterr().err
+
+
+def test_distributed_check_reloads_an_adapter_named_by_import_path():
+    """D1 restarts the adapter in fresh processes from the string it was loaded by, not its name
+    (a 'module:attr' adapter's name is usually not a registry name)."""
+    from conformance.distributed import spec_of
+    spec = "conformance.adapters.lightly:adapter"
+    impl = load_adapter(spec)
+    assert impl.name == "lightly" and spec_of(impl) == spec
+    assert spec_of(load_adapter("reference")) == "reference"
