@@ -1,2 +1,3 @@
-# The repository's root conftest: load the ncspec pytest plugin for `pytest spec_tests`.
-pytest_plugins = ["conformance.plugin"]
+# The ncspec pytest plugin is loaded through its `pytest11` entry point
+# (pyproject.toml), so `pytest` here and `pytest --pyargs ncspec.spec_tests`
+# anywhere else both get `--adapter`, the Hypothesis profiles and the report.

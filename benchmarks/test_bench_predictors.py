@@ -1,16 +1,16 @@
 """Predictor-update cost: DirectPred (an eigendecomposition) vs DirectCopy (none).
 
 One *update* is what a closed-form learner does once per training step (see
-``reference.methods.siamese.ClosedFormSiamese.predictor``):
+``ncspec.reference.methods.siamese.ClosedFormSiamese.predictor``):
 
 1. the EMA correlation estimate ``F̂ ← ρF̂ + (1 − ρ)·zᵀz/B`` from a batch of
    embeddings ``z`` (B = 256, M; float32), ρ = 0.3 (Tian et al.);
 2. the predictor from ``F̂``:
 
-   * DirectPred — :func:`reference.predictors.eigen_predictor` with Tian et al.'s
+   * DirectPred — :func:`ncspec.reference.predictors.eigen_predictor` with Tian et al.'s
      settings (α = ½, ``normalize``, ε = 0.1 added after the power): a float64
      ``eigh`` of the M×M estimate, O(M³);
-   * DirectCopy (seed 001) — :func:`reference.predictors.copy_predictor`,
+   * DirectCopy (seed 001) — :func:`ncspec.reference.predictors.copy_predictor`,
      ``F̂/‖F̂‖_F + εI`` with ε = 0.25: O(M²), no eigendecomposition.
 
 Parametrised over M = 128, 512, 2048, grouped by M so that pytest-benchmark's table
@@ -33,7 +33,7 @@ import time
 import pytest
 import torch
 
-from reference.predictors import EMACorrelation, copy_predictor, eigen_predictor
+from ncspec.reference.predictors import EMACorrelation, copy_predictor, eigen_predictor
 
 B, RHO = 256, 0.3
 SIZES = (128, 512, 2048)

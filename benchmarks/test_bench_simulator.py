@@ -23,9 +23,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
+from ncspec.reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
                               weights_with_spectrum)
-from reference.methods import build
+from ncspec.reference.methods import build
 
 S, N, M, STEPS = 32, 15, 10, 200
 SIGMA, BATCH = 0.5, 256

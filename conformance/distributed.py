@@ -48,7 +48,7 @@ def _data(seed: int):
 
 
 def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
-    from reference.linear import LinearEncoder
+    from ncspec.reference.linear import LinearEncoder
     W, X1, X2 = _data(seed)
     torch.manual_seed(seed)                       # adapters' own initialisations (heads) agree
     options = dict(case.options, distributed=True) if world > 1 else dict(case.options)
@@ -87,7 +87,7 @@ def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> Non
 
 def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
     """Rank-averaged gradients of ``world`` gloo processes per case id (or the error text)."""
-    from reference.vision.dist import spawn
+    from ncspec.reference.vision.dist import spawn
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "grads.pt")
         try:

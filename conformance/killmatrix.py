@@ -1,6 +1,6 @@
 """The kill matrix: which claims catch which deliberately broken implementation.
 
-Each mutant in :data:`conformance.mutants.MUTANTS` names the claims expected to catch
+Each mutant in :data:`ncspec.conformance.mutants.MUTANTS` names the claims expected to catch
 it (``caught_by``). :func:`kill_matrix` runs those claims (or every claim, ``full``)
 against each mutant and reports, per pair, ``caught`` (some test of the claim
 failed), ``survived`` (its tests passed) or ``skipped`` (the mutant lacks a

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from reference import losses
-from reference.losses import SG, predict, _half_sq
+from ncspec.reference import losses
+from ncspec.reference.losses import SG, predict, _half_sq
 
 from .adapters.reference import ReferenceAdapter
 
@@ -130,7 +130,7 @@ def _copy_unnormalised(learner):
     # DirectCopy without the 1/‖Ĉ‖: W_P = Ĉ + εI (the normalisation dropped).
     if getattr(learner, "kind", None) != "copy":
         return
-    from reference.predictors import correlation
+    from ncspec.reference.predictors import correlation
 
     def predictor(z1):
         C = learner.corr.update(z1) if learner.corr is not None else correlation(z1)
@@ -176,8 +176,8 @@ def _ema_target_frozen(learner):
 
 # --- the center-vector family (seed 002) ---------------------------------------
 
-from reference.encoders import embed_pair, unit
-from reference.methods import center as _center, clustering as _clustering, contrastive as _contrastive, \
+from ncspec.reference.encoders import embed_pair, unit
+from ncspec.reference.methods import center as _center, clustering as _clustering, contrastive as _contrastive, \
     redundancy as _redundancy
 
 
@@ -287,7 +287,7 @@ def _symmetric_terms_overwritten(learner):
     """``loss = D(p1, SG z2)/2`` then ``loss = D(p2, SG z1)/2``: the second term replaces the first."""
     if not isinstance(learner, _center.SimSiamMLP) or learner.h is None:
         return
-    from reference.methods.center import neg_cos
+    from ncspec.reference.methods.center import neg_cos
 
     def loss(view1, view2):
         z1, z2 = embed_pair(learner.encoder, view1, view2, learner.M, min_batch=2)
@@ -301,7 +301,7 @@ def _symmetric_terms_overwritten(learner):
 def _gather_without_autograd(learner):
     """The global batch gathered with ``dist.all_gather`` (no autograd), the local slice re-inserted
     with its gradient: every rank's gradient only sees its own samples — off by 1/world_size."""
-    from reference.distributed import GatheredEncoder
+    from ncspec.reference.distributed import GatheredEncoder
     enc = getattr(learner, "encoder", None)
     if not isinstance(enc, GatheredEncoder):
         return

@@ -1,12 +1,12 @@
 """The ncspec pytest plugin: adapter selection, Hypothesis profiles, claim results.
 
 Loaded by the repository's root ``conftest.py`` and by ``ncspec check``
-(``-p conformance.plugin``). It adds
+(``-p ncspec.conformance.plugin``). It adds
 
 * ``--adapter NAME_OR_module:attr`` (default: ``$NCSPEC_ADAPTER`` or ``reference``);
-* ``--ncspec-json PATH`` — write the claim report (see :mod:`conformance.report`);
+* ``--ncspec-json PATH`` — write the claim report (see :mod:`ncspec.conformance.report`);
 * ``--ncspec-report PATH`` — also write it readable: ``.md`` or ``.html`` with a margin
-  plot (see :mod:`conformance.report_doc`);
+  plot (see :mod:`ncspec.conformance.report_doc`);
 * ``--ncspec-xfail PATH`` (default ``$NCSPEC_XFAIL``) — the expected-failures file, below;
 * Hypothesis profiles ``ci`` (derandomised, few examples, no shrinking: the
   default) and ``thorough`` (random seeds, many examples, shrinking), chosen by
@@ -87,6 +87,13 @@ def pytest_configure(config):
                                 f"or .html (one self-contained file).")
     config._ncspec = Collector(config)
     config.pluginmanager.register(config._ncspec, "ncspec-collector")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k selects: `-k H1` selects claim H1's tests
+def pytest_itemcollected(item):
+    marker = item.get_closest_marker("claim")
+    if marker is not None:
+        item.extra_keyword_matches.add(marker.args[0])
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/--deselect, so an entry is checked against every claim test

@@ -3,12 +3,12 @@
 ``load_adapter(spec)`` accepts, in order:
 
 * ``"reference"`` — the built-in reference;
-* ``"mutant:NAME"`` — a broken adapter from :mod:`conformance.mutants`;
+* ``"mutant:NAME"`` — a broken adapter from :mod:`ncspec.conformance.mutants`;
 * a name registered by a third-party package in the ``ncspec.adapters``
   entry-point group;
 * ``"package.module:attr"`` — an adapter object (or a zero-argument factory).
 
-Every adapter comes back wrapped by :func:`conformance.validate.checked`.
+Every adapter comes back wrapped by :func:`ncspec.conformance.validate.checked`.
 
 The pytest option ``--adapter`` and the environment variable ``NCSPEC_ADAPTER``
 both feed this function (the option wins).
@@ -24,7 +24,7 @@ from .validate import AdapterError, checked
 ENV_VAR = "NCSPEC_ADAPTER"
 GROUP = "ncspec.adapters"
 #: adapters shipped with ncspec for third-party libraries: name → module (``pip install ncspec[lightly]``…)
-BUILTIN = {"lightly": "conformance.adapters.lightly", "byol_pytorch": "conformance.adapters.byol_pytorch"}
+BUILTIN = {"lightly": "ncspec.conformance.adapters.lightly", "byol_pytorch": "ncspec.conformance.adapters.byol_pytorch"}
 
 
 def _entry_points() -> dict:
@@ -37,7 +37,7 @@ def available() -> list[str]:
 
 
 def load_adapter(spec: str | None) -> Adapter:
-    """The adapter named by ``spec``, wrapped by :func:`conformance.validate.checked`: a malformed
+    """The adapter named by ``spec``, wrapped by :func:`ncspec.conformance.validate.checked`: a malformed
     adapter fails here, and its learners on their first use, with an error naming the fix."""
     spec = spec or "reference"
     return checked(_resolve(spec), spec)

@@ -16,7 +16,7 @@ After that first call ``learner.loss`` *is* the wrapped learner's bound method:
 the checks cost nothing per training step. Non-finite losses after the first
 call are dynamics (divergence), which the claims judge, not malformations.
 
-:func:`conformance.registry.load_adapter` returns every adapter through
+:func:`ncspec.conformance.registry.load_adapter` returns every adapter through
 :func:`checked`; :func:`unwrap` gives back the object that was wrapped.
 """
 from __future__ import annotations

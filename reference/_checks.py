@@ -100,7 +100,7 @@ def square(name: str, x: Tensor) -> Tensor:
     if x.shape[-1] != x.shape[-2]:
         raise ValueError(f"{name} must be square in its last two dimensions (..., M, M), "
                          f"got shape {tuple(x.shape)}; build it from a correlation (..., M, M), "
-                         f"e.g. with reference.predictors.eigen_predictor.")
+                         f"e.g. with ncspec.reference.predictors.eigen_predictor.")
     return x
 
 

@@ -4,9 +4,9 @@ Methods whose loss uses batch statistics — Barlow Twins' cross-correlation, VI
 and covariance, SimCLR's negatives, DirectPred's correlation estimate — must see the *global*
 batch when trained data-parallel, or their gradient is not the single-process one. The reference
 does it the simplest exact way: the encoder's output is gathered over ranks *with* its gradient
-(:func:`reference.vision.dist.gather`), so every rank evaluates the same global loss ``L``.
+(:func:`ncspec.reference.vision.dist.gather`), so every rank evaluates the same global loss ``L``.
 Backward through the gather sums the ranks' ``∂L/∂z_r``; DDP's (or
-:func:`~reference.vision.dist.average_gradients`') mean over ranks then leaves exactly ``∂L/∂θ``.
+:func:`~ncspec.reference.vision.dist.average_gradients`') mean over ranks then leaves exactly ``∂L/∂θ``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class GatheredEncoder(nn.Module):
     """``encoder`` followed by the gather: views of the local shard → embeddings of the global batch.
 
     ``gather`` is an attribute so a broken variant can be swapped in (the mutant
-    ``gather_without_autograd`` of :mod:`conformance.mutants`).
+    ``gather_without_autograd`` of :mod:`ncspec.conformance.mutants`).
     """
 
     def __init__(self, encoder: nn.Module):

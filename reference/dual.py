@@ -200,8 +200,8 @@ def random_moments(N: int, *, S: int | None = None, generator: torch.Generator |
 # ----------------------------------------------------------------------------- validation
 def _check_state(A: Tensor, B: Tensor, mom: Moments, lam, A_t: Tensor | None = None) -> None:
     if not isinstance(mom, Moments):
-        raise TypeError(f"mom must be a reference.dual.Moments, got {type(mom).__name__}; build it with "
-                        f"reference.dual.moments(xx, xy, yy) or gaussian_moments(N).")
+        raise TypeError(f"mom must be a ncspec.reference.dual.Moments, got {type(mom).__name__}; build it with "
+                        f"ncspec.reference.dual.moments(xx, xy, yy) or gaussian_moments(N).")
     _checks.tensor("A", A, min_dim=2, layout="(..., M, N)")
     _square("B", B, "the predictor is M×M")
     if A.shape[-1] != mom.N:

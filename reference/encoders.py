@@ -1,7 +1,7 @@
 """Small MLP encoders for the toy experiments of seed 002 (Jha et al.), batched over replicas.
 
 Every module here carries S independent replicas (seeds) on a leading dimension,
-like :class:`reference.linear.LinearEncoder`: weights are ``(S, fan_in, fan_out)``,
+like :class:`ncspec.reference.linear.LinearEncoder`: weights are ``(S, fan_in, fan_out)``,
 inputs are ``(B, N)`` (shared by all replicas) or ``(S, B, N)``, outputs ``(S, B, M)``.
 Elementwise optimisers (SGD with momentum, Adam) then train each replica exactly
 as if it ran alone, so a batch of seeds costs one run.
@@ -199,7 +199,7 @@ def check_encoder(encoder, embed_dim) -> None:
     if not callable(encoder) or not hasattr(encoder, "parameters"):
         raise TypeError(f"encoder must be an nn.Module mapping views (..., B, N) to embeddings "
                         f"(..., B, M), got {type(encoder).__name__}; pass e.g. "
-                        f"reference.encoders.MLPEncoder(2, (64, 64), 16).")
+                        f"ncspec.reference.encoders.MLPEncoder(2, (64, 64), 16).")
     if not (isinstance(embed_dim, int) and not isinstance(embed_dim, bool) and embed_dim > 0):
         raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}; pass the encoder's "
                          f"output dimension M.")

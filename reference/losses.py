@@ -35,7 +35,7 @@ def _half_sq(a: Tensor, b: Tensor) -> Tensor:
 
 _NONFINITE = ("the embeddings and the predictor must be finite for the loss to be defined; "
               "the encoder weights or the views hold NaN/inf (a diverged run: lower the "
-              "learning rate), or W_P was not built by reference.predictors.eigen_predictor "
+              "learning rate), or W_P was not built by ncspec.reference.predictors.eigen_predictor "
               "from a finite correlation.")
 
 

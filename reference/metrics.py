@@ -8,7 +8,7 @@ Center vector (seed 002, Jha et al., §3; THEORY J): with unit-norm embeddings
 ``ẑ = z/‖z‖``, ``s = E_x E_ω ẑ`` and the residual ``r_x = E_ω ẑ(ω(x)) − s``.
 On a finite batch the expectations are those of the empirical measure: ``x``
 uniform over the B samples, ``ω`` uniform over the V views. Under that measure
-THEORY J1 and J4 are exact identities (see :mod:`reference.theory.centervector`).
+THEORY J1 and J4 are exact identities (see :mod:`ncspec.reference.theory.centervector`).
 """
 from __future__ import annotations
 

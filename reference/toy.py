@@ -142,7 +142,7 @@ def make(name: str, *, replicas: int = 5, n_train: int = 512, n_test: int = 256,
 def concat(*sets: ToySet) -> ToySet:
     """Stack toy sets along the replica dimension (same input dimension and split sizes)."""
     if not sets or not all(isinstance(s, ToySet) for s in sets):
-        raise TypeError("concat takes one or more ToySet objects (from reference.toy.make).")
+        raise TypeError("concat takes one or more ToySet objects (from ncspec.reference.toy.make).")
     shapes = {(s.x_train.shape[1:], s.x_test.shape[1:], s.nuisance) for s in sets}
     if len(shapes) != 1:
         raise ValueError(f"the toy sets must share their split sizes and input dimension to be stacked, got "
@@ -222,16 +222,16 @@ def train(learner, encoder, data: ToySet, *, steps: int = 300, batch: int = 128,
     augmentations of each (:func:`augment`), takes one optimiser step on
     ``learner.loss(view1, view2)`` and calls ``learner.after_step()``. Optimisers are
     elementwise (Adam; SGD with ``momentum``), so replicas stay independent.
-    ``k``, ``temperature``: the kNN evaluation (:func:`reference.metrics.knn_accuracy`).
+    ``k``, ``temperature``: the kNN evaluation (:func:`ncspec.reference.metrics.knn_accuracy`).
     ``probe(learner, encoder)`` returns extra scalars/tensors to record.
     """
     if not (callable(getattr(learner, "loss", None)) and callable(getattr(learner, "after_step", None))
             and callable(getattr(learner, "parameters", None))):
         raise TypeError(f"learner must follow the adapter protocol (parameters(), loss(view1, view2), "
                         f"after_step()), got {type(learner).__name__}; build it with "
-                        f"reference.methods.build(...) or an adapter's build(...).")
+                        f"ncspec.reference.methods.build(...) or an adapter's build(...).")
     if not isinstance(data, ToySet):
-        raise TypeError(f"data must be a ToySet (reference.toy.make), got {type(data).__name__}.")
+        raise TypeError(f"data must be a ToySet (ncspec.reference.toy.make), got {type(data).__name__}.")
     S = getattr(encoder, "replicas", None)
     if S is not None and S != data.replicas:
         raise ValueError(f"the encoder has {S} replicas but the data {data.replicas}; build the encoder "
@@ -292,10 +292,10 @@ SETTING = dict(hidden=(32, 32), out_dim=16, encoder_bn=True, steps=300, batch=64
 def run(build: Callable, method: str, data: ToySet, *, seed: int = 0, probe=None, **options) -> ToyRun:
     """Train ``build(method, encoder, M, **method_options)`` on ``data`` in the toy :data:`SETTING`.
 
-    ``build`` is an adapter's ``build`` (or :func:`reference.methods.build`); ``options``
+    ``build`` is an adapter's ``build`` (or :func:`ncspec.reference.methods.build`); ``options``
     override :data:`SETTING` keys (``hidden``, ``out_dim``, ``encoder_bn``, ``steps``, …);
     every other option goes to the method. The encoder is an
-    :class:`~reference.encoders.MLPEncoder` with one replica per data replica, initialised
+    :class:`~ncspec.reference.encoders.MLPEncoder` with one replica per data replica, initialised
     from ``seed``; the batches and augmentations are drawn from ``seed`` too.
     """
     from .encoders import MLPEncoder

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
-from reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
+from ncspec.reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
 
 
 def require(impl, *tags: str) -> None:

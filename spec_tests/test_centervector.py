@@ -6,13 +6,13 @@ Approaches" (seed 002, ``002_961f3e6306874e74.txt``: abstract, §3 and the
 captions of Figs. 3–5). Unit embeddings ``ẑ = z/‖z‖``, center
 ``s = E_x E_ω ẑ``, residual ``r_x = E_ω ẑ − s``.
 
-* J1, J4 are exact identities (:mod:`reference.theory.centervector`), checked
+* J1, J4 are exact identities (:mod:`ncspec.reference.theory.centervector`), checked
   with Hypothesis on drawn unit vectors to float64 rounding, and on the value of
   the adapter's losses evaluated on those vectors (an identity encoder).
 * J2, J3, J5, J6, J7 are training claims on the toy sets of
-  :mod:`reference.toy` (Blob and Moons, 2-D signal + 8 nuisance coordinates —
+  :mod:`ncspec.reference.toy` (Blob and Moons, 2-D signal + 8 nuisance coordinates —
   see that module for what is reproduced and why), three seeds each, trained
-  together as six replicas in the toy :data:`reference.toy.SETTING` (MLP 10 →
+  together as six replicas in the toy :data:`ncspec.reference.toy.SETTING` (MLP 10 →
   32 → 32 → 16 with BN, Adam 2e-3, batch 64, 300 steps). The runs are seeded, so
   the reference's numbers are reproducible; thresholds sit between the
   collapsed and the healthy runs with margins of several times the seed-to-seed
@@ -30,10 +30,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.claims import register
-from reference import toy
-from reference.encoders import Identity
-from reference.theory import centervector as th
+from ncspec.conformance.claims import register
+from ncspec.reference import toy
+from ncspec.reference.encoders import Identity
+from ncspec.reference.theory import centervector as th
 
 from .harness import require
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from hypothesis import given, strategies as st
 
-from conformance.claims import register
-from reference.linear import LinearEncoder, population_views
+from ncspec.conformance.claims import register
+from ncspec.reference.linear import LinearEncoder, population_views
 
 from .harness import require
 
@@ -400,7 +400,7 @@ _dist_cache: dict = {}
 def _distributed(method: str):
     def test(impl, record):
         require(impl, "distributed", method, *_DIST_TAGS.get(method, ()))
-        from conformance.distributed import Case, check, spec_of
+        from ncspec.conformance.distributed import Case, check, spec_of
         spec = spec_of(impl)
         if spec not in _dist_cache:       # one 2-process run per adapter covers every method
             cases = [Case(m) for m in _dist_methods(impl)]

@@ -42,9 +42,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.claims import register
-from reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
-from reference.theory.directpred import fixed_points, survival_threshold
+from ncspec.conformance.claims import register
+from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
+from ncspec.reference.theory.directpred import fixed_points, survival_threshold
 
 from .harness import require
 

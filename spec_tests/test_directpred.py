@@ -2,7 +2,7 @@
 
 Tian et al., "Understanding self-supervised learning dynamics without contrastive
 pairs" (ICML 2021), as used and extended by Wang et al. (seed 001, DirectCopy).
-Predictions come from :mod:`reference.theory.directpred` (derivations in its
+Predictions come from :mod:`ncspec.reference.theory.directpred` (derivations in its
 docstring, including T2's constant c = 3/2); the learner is the adapter's
 ``"learned_predictor"`` (online target ``W_a = τW``) or ``"byol"`` (EMA target),
 run on the linear-Gaussian model by the shared simulator.
@@ -15,10 +15,10 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conformance.claims import register
-from reference.linear import LinearEncoder, population_views, simulate
-from reference.linear.model import random_orthogonal
-from reference.theory import directpred as dp
+from ncspec.conformance.claims import register
+from ncspec.reference.linear import LinearEncoder, population_views, simulate
+from ncspec.reference.linear.model import random_orthogonal
+from ncspec.reference.theory import directpred as dp
 
 from .harness import require
 

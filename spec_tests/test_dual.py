@@ -6,12 +6,12 @@ learned-predictor model of Tian et al. with α_p = 1, τ = 1 and weight decay λ
 matrices, so the method under test is the adapter's ``"learned_predictor"`` (SG, and with
 ``stop_grad="none"`` plain gradient descent on Ē) or ``"byol"`` (EMA target).
 
-The harness feeds the learner :meth:`reference.dual.Moments.views`, a deterministic batch
+The harness feeds the learner :meth:`ncspec.reference.dual.Moments.views`, a deterministic batch
 of 2N pairs whose empirical second moments are the population's exactly, so the learner's
 gradient *is* the expected-gradient field, for any joint covariance of (x, y) (general and
 non-symmetric Σxy included). :class:`LearnerField` turns the learner into a vector field on
 (A, B[, A_t]); the shared simulator runs its Euler dynamics. Closed forms come from
-:mod:`reference.theory.dual` (derivations in its docstring); :mod:`reference.dual` supplies
+:mod:`ncspec.reference.theory.dual` (derivations in its docstring); :mod:`ncspec.reference.dual` supplies
 moments, initial states, the Richardson finite-difference Jacobian (exact up to rounding for
 these cubic fields: measured ≤ 3e-12 relative against ``torch.func``) and the balancedness.
 
@@ -27,11 +27,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.claims import register
-from reference import dual
-from reference.linear import LinearEncoder, simulate
-from reference.linear.model import random_orthogonal
-from reference.theory import dual as th
+from ncspec.conformance.claims import register
+from ncspec.reference import dual
+from ncspec.reference.linear import LinearEncoder, simulate
+from ncspec.reference.linear.model import random_orthogonal
+from ncspec.reference.theory import dual as th
 
 from .harness import require
 
@@ -395,7 +395,7 @@ P4 = register(
     measures="limits of the learner's SG run (shared simulator, lr 0.1, 1,500 steps, then Gauss–Newton on the "
              "learner's own field from ‖F‖ ≤ 1e-4 to ‖F‖ ≤ 1e-12) from balanced full-rank starts, per-replica views "
              "x = Pu + σε, y = Qu + σε′ (signal eigenvalues 0.7–1.5, for M < N the other N − M in 0.1–0.3; σ 0.2–0.4; "
-             "P = Q = I or random distortions, mix 0.3); ∇Ē in closed form (reference.dual.grad_objective) there",
+             "P = Q = I or random distortions, mix 0.3); ∇Ē in closed form (ncspec.reference.dual.grad_objective) there",
     prediction="‖R‖ (M = N) and ‖A R‖/‖A‖ relative to ‖ΣxySΣyx‖ + ‖(ΣxxS+λ)(SΣxx+λ)‖: 0; B as predicted; "
                "‖∇_B Ē‖ = 0, ‖∇_A Ē‖/(λ‖A‖) ≥ 1",
     tolerance="1e-8 relative at the polished limits (measured ≤ 5e-15 over 40 random draws; the residual is "
@@ -430,7 +430,7 @@ def sg_limits(impl, M, extra, lam, sigma, mix, seed):
 
     The shared simulator runs the learner's SG dynamics (1,500 Euler steps of 0.1); runs that
     have settled (‖F‖ ≤ 1e-4) are polished by Gauss–Newton on the learner's own field
-    (:func:`reference.dual.refine_equilibrium`, minimal-norm steps) to ‖F‖ ≤ 1e-13, i.e. to the
+    (:func:`ncspec.reference.dual.refine_equilibrium`, minimal-norm steps) to ‖F‖ ≤ 1e-13, i.e. to the
     equilibrium the run converges to (quadratic convergence; the run's remaining distance is
     ‖F‖/|μ| ≲ 1e-2 along the slowest stable direction). Returns the moments, the limits,
     the run's speed before polishing and a mask of full-rank polished equilibria.

@@ -4,7 +4,7 @@ Halvagal, Laborieux & Zenke, "An eigenspace view reveals how predictor networks
 and stop-grads provide implicit variance regularization" (seed 003, the
 workshop paper, eqs. 1–12) and "Implicit variance regularization in
 non-contrastive SSL" (seed 000, NeurIPS abstract). Predictions come from
-:mod:`reference.theory.eigenspace`; simulations run the adapter's learner on
+:mod:`ncspec.reference.theory.eigenspace`; simulations run the adapter's learner on
 the linear-Gaussian model, as expected-gradient flow (Euler steps on W over the
 moment-matched population batch) or minibatch SGD.
 
@@ -30,10 +30,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.claims import register
-from reference.linear import gaussian_views
-from reference.predictors import correlation, eigen_predictor
-from reference.theory import eigenspace as th
+from ncspec.conformance.claims import register
+from ncspec.reference.linear import gaussian_views
+from ncspec.reference.predictors import correlation, eigen_predictor
+from ncspec.reference.theory import eigenspace as th
 
 from .harness import LinearSetup, linear_setups, max_rel_err, population_run, require, sgd_run
 

@@ -12,10 +12,10 @@ import re
 import pytest
 import torch
 
-from conformance.registry import load_adapter
-from conformance.validate import AdapterError, CheckedAdapter, CheckedLearner, checked, unwrap
-from reference.encoders import Identity
-from reference.linear import LinearEncoder, population_views, simulate
+from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.validate import AdapterError, CheckedAdapter, CheckedLearner, checked, unwrap
+from ncspec.reference.encoders import Identity
+from ncspec.reference.linear import LinearEncoder, population_views, simulate
 
 N, M = 5, 3
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference import metrics, toy
-from reference.encoders import MLP, Identity, MLPEncoder, batch_norm
-from reference.methods import center, clustering, contrastive, redundancy
-from reference.methods.clustering import sinkhorn
-from reference.theory import centervector as th
+from ncspec.reference import metrics, toy
+from ncspec.reference.encoders import MLP, Identity, MLPEncoder, batch_norm
+from ncspec.reference.methods import center, clustering, contrastive, redundancy
+from ncspec.reference.methods.clustering import sinkhorn
+from ncspec.reference.theory import centervector as th
 
 FAMILIES = (center, contrastive, redundancy, clustering)
 ALL_METHODS = sorted(m for f in FAMILIES for m in f.METHODS)
@@ -374,7 +374,7 @@ def test_theory_validates():
 
 
 def test_figure_rejects_a_file_as_out_dir(tmp_path):
-    from conformance.figures.centervector import centervector_figure
+    from ncspec.reference.figures.centervector import centervector_figure
     f = tmp_path / "not_a_dir"
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def ncspec(*args, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -57,7 +57,7 @@ def test_check_unknown_adapter_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("spec,match", [("nosuchmodule_xyz:adapter", "cannot load adapter"),
                                         ("mutant:nope", "unknown mutant")])
 def test_load_adapter_errors(spec, match):
-    from conformance.registry import load_adapter
+    from ncspec.conformance.registry import load_adapter
     with pytest.raises(LookupError, match=match):
         load_adapter(spec)
 
@@ -72,7 +72,7 @@ def test_adapter_chosen_by_environment_variable_and_the_option_wins(tmp_path):
     fixed = subprocess.run(run + ["--adapter", "reference"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
     assert fixed.returncode == 0, fixed.stdout[-2000:]
-    out = subprocess.run([sys.executable, "-m", "conformance.cli", "check", "-k", "isoloss_gradient_identity"],
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "-k", "isoloss_gradient_identity"],
                          cwd=tmp_path, env={**env, "NCSPEC_ADAPTER": "no_such_adapter"}, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 2 and "unknown adapter 'no_such_adapter'" in out.stderr

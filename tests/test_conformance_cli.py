@@ -1,4 +1,4 @@
-"""Expected failures, readable reports and the kill matrix, through ``conformance.cli.main``.
+"""Expected failures, readable reports and the kill matrix, through ``ncspec.conformance.cli.main``.
 
 Runs in-process (a subprocess would pay torch's import for every case) on H4's gradient
 identity, the fastest claim test, which the IsoLoss-rearrangement mutant really fails.
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from conformance.cli import main
-from conformance.plugin import check_claim_ids, parse_expected_failures
+from ncspec.conformance.cli import main
+from ncspec.conformance.plugin import check_claim_ids, parse_expected_failures
 
 MUTANT = "mutant:isoloss_rearrangement_dropped"
 FAST = "isoloss_gradient_identity"
@@ -119,7 +119,7 @@ def test_mutants_unknown_name_is_a_usage_error(capsys):
 
 
 def test_kill_matrix_names_a_caught_by_claim_that_missed():
-    from conformance.killmatrix import failures
+    from ncspec.conformance.killmatrix import failures
     matrix = dict(mutants={"m": dict(bug="b", caught_by=["H4", "H5"], claims={"H4": "caught", "H5": "survived"},
                                      caught=True, missed=["H5"])})
     assert failures(matrix) == ["claim H5 is listed in caught_by of mutant 'm' but it survived"]

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from reference import dual
-from reference.theory import dual as th
+from ncspec.reference import dual
+from ncspec.reference.theory import dual as th
 
 DT = torch.float64
 
@@ -420,7 +420,7 @@ def test_theory_validation():
 
 
 def test_dual_figure_rejects_bad_arguments(tmp_path):
-    from conformance.figures.dual import dual_figure
+    from ncspec.reference.figures.dual import dual_figure
     f = tmp_path / "not_a_dir"
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):

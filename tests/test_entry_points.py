@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.registry import available, load_adapter
-from conformance.validate import AdapterError, CheckedAdapter, unwrap
+from ncspec.conformance.registry import available, load_adapter
+from ncspec.conformance.validate import AdapterError, CheckedAdapter, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("adapter_pkg", "adapter_pkg_broken")
@@ -72,7 +72,7 @@ def test_installed_adapter_is_listed_and_loaded_checked(site):
 def test_ncspec_check_runs_the_entry_point_adapter(site, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     k = "test_isoloss or test_no_stopgrad_collapses or test_balancing_invariant_decays"
-    out = subprocess.run([sys.executable, "-m", "conformance.cli", "check", "--adapter", "demo", "-k", k,
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", "demo", "-k", k,
                           "--json", str(tmp_path / "r.json")], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -107,7 +107,7 @@ def test_broken_entry_points_name_the_registration_and_the_fix(site, name, error
 
 def test_ncspec_check_reports_a_broken_entry_point_as_a_usage_error(site, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    out = subprocess.run([sys.executable, "-m", "conformance.cli", "check", "--adapter", "broken_attr"],
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", "broken_attr"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "entry point broken_attr = 'ncspec_broken_adapter:no_such_adapter'" in out.stderr

@@ -1,9 +1,9 @@
-"""Smoke tests for the figure scripts in :mod:`conformance.figures`."""
+"""Smoke tests for the figure scripts in :mod:`ncspec.reference.figures`."""
 from __future__ import annotations
 
 import pytest
 
-from conformance.figures.eigenspace import eigenspace_figure
+from ncspec.reference.figures.eigenspace import eigenspace_figure
 
 
 def test_eigenspace_figure_writes_png_and_pdf(tmp_path):
@@ -27,7 +27,7 @@ def test_eigenspace_figure_rejects_a_file_as_out_dir(tmp_path):
 
 
 def test_directpred_figure_writes_png_and_pdf(tmp_path):
-    from conformance.figures.directpred import directpred_figure
+    from ncspec.reference.figures.directpred import directpred_figure
 
     out = tmp_path / "figs"
     paths = directpred_figure(out)
@@ -45,7 +45,7 @@ def test_directpred_figure_writes_png_and_pdf(tmp_path):
 def test_family_figures_write_png_and_pdf(tmp_path, name):
     import importlib
 
-    make = getattr(importlib.import_module(f"conformance.figures.{name}"), f"{name}_figure")
+    make = getattr(importlib.import_module(f"ncspec.reference.figures.{name}"), f"{name}_figure")
     paths = make(tmp_path / "figs")
     assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
     for p in paths:

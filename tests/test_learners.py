@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from reference.linear import LinearEncoder, gaussian_views
-from reference.methods import build
-from reference.predictors import copy_predictor, correlation
+from ncspec.reference.linear import LinearEncoder, gaussian_views
+from ncspec.reference.methods import build
+from ncspec.reference.predictors import copy_predictor, correlation
 
 
 def _enc(seed=0, S=2, M=3, N=5):

@@ -1,6 +1,6 @@
 """Meta-test: every claim test fails on the broken variant it is about.
 
-For each mutant in :data:`conformance.mutants.MUTANTS`, each claim listed in its
+For each mutant in :data:`ncspec.conformance.mutants.MUTANTS`, each claim listed in its
 ``caught_by`` must *fail* (at least one of the claim's tests fails) when the
 suite runs against the mutant, and the same tests must pass on the reference
 (the default ``pytest spec_tests`` run shows that; here we re-check the
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.killmatrix import run_claim
-from conformance.mutants import MUTANTS
-from conformance.plugin import Recorder
+from ncspec.conformance.killmatrix import run_claim
+from ncspec.conformance.mutants import MUTANTS
+from ncspec.conformance.plugin import Recorder
 
 CASES = [(m, c) for m, spec in MUTANTS.items() for c in spec.caught_by]
 
@@ -29,8 +29,8 @@ def test_every_mutant_is_caught_by_some_claim():
 
 def test_h7_catches_a_nonlinear_network():
     """H7's NTK identity is about linear nets: a tanh layer breaks it."""
-    from spec_tests.harness import LinearSetup
-    from spec_tests.test_eigenspace import check_linear_ntk
+    from ncspec.spec_tests.harness import LinearSetup
+    from ncspec.spec_tests.test_eigenspace import check_linear_ntk
     import torch
 
     def tanh_net(N, M, W):
@@ -44,6 +44,6 @@ def test_h7_catches_a_nonlinear_network():
 
 def test_h7_catches_an_update_against_the_kernel():
     """Eq. 4 fails for an update that uses −Θ (gradient ascent in function space)."""
-    from spec_tests.test_eigenspace import check_ntk_descent
+    from ncspec.spec_tests.test_eigenspace import check_ntk_descent
     with pytest.raises(AssertionError, match="eq. 4"):
         check_ntk_descent(Recorder(), 0, update=lambda theta, gZ: theta @ gZ)

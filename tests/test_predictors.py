@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from reference.linear import LinearEncoder, gaussian_views
-from reference.methods import build
-from reference.predictors import EMACorrelation, correlation, eigen_predictor
+from ncspec.reference.linear import LinearEncoder, gaussian_views
+from ncspec.reference.methods import build
+from ncspec.reference.predictors import EMACorrelation, correlation, eigen_predictor
 
 
 def _C(seed=0, M=5):

@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("lightly")
 pytest.importorskip("byol_pytorch")
 
-from conformance.registry import load_adapter  # noqa: E402
-from spec_tests.test_conformance import _encoder, _views  # noqa: E402
+from ncspec.conformance.registry import load_adapter  # noqa: E402
+from ncspec.spec_tests.test_conformance import _encoder, _views  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XFAIL = os.path.join(ROOT, "conformance", "expected_failures", "lightly.txt")
@@ -23,7 +23,7 @@ XFAIL = os.path.join(ROOT, "conformance", "expected_failures", "lightly.txt")
 def _check(adapter: str, tmp_path, *extra) -> dict:
     out = tmp_path / f"{adapter}.json"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "check", "--adapter", adapter,
+    proc = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", adapter,
                            "--json", str(out), *extra], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -65,7 +65,7 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
     L(½(c_0 + c_1)) with c_r standardised by rank r's own batch statistics — not of the global loss."""
     from lightly.loss.barlow_twins_loss import _normalize, _off_diagonal
 
-    from conformance.distributed import BATCH, Case, _data, distributed_gradients, relative_error
+    from ncspec.conformance.distributed import BATCH, Case, _data, distributed_gradients, relative_error
     W, X1, X2 = _data(0)
     w = W.clone().requires_grad_(True)
     z1, z2 = X1 @ w[0].T, X2 @ w[0].T
@@ -80,14 +80,14 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
 def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatch, capsys):
     import builtins
 
-    from conformance.cli import main
+    from ncspec.conformance.cli import main
     real = builtins.__import__
 
     def no_lightly(name, *args, **kwargs):
         if name == "lightly" or name.startswith("lightly."):
             raise ImportError("No module named 'lightly'")
         return real(name, *args, **kwargs)
-    monkeypatch.delitem(sys.modules, "conformance.adapters.lightly", raising=False)
+    monkeypatch.delitem(sys.modules, "ncspec.conformance.adapters.lightly", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_lightly)
     assert main(["check", "--adapter", "lightly"]) == 2
     assert "pip install 'ncspec[lightly]'" in capsys.readouterr().err
@@ -96,8 +96,8 @@ def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatc
 def test_distributed_check_reloads_an_adapter_named_by_import_path():
     """D1 restarts the adapter in fresh processes from the string it was loaded by, not its name
     (a 'module:attr' adapter's name is usually not a registry name)."""
-    from conformance.distributed import spec_of
-    spec = "conformance.adapters.lightly:adapter"
+    from ncspec.conformance.distributed import spec_of
+    spec = "ncspec.conformance.adapters.lightly:adapter"
     impl = load_adapter(spec)
     assert impl.name == "lightly" and spec_of(impl) == spec
     assert spec_of(load_adapter("reference")) == "reference"

@@ -11,12 +11,12 @@ import math
 import pytest
 import torch
 
-from reference import losses
-from reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
+from ncspec.reference import losses
+from ncspec.reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
                               weights_with_spectrum)
-from reference.methods import ClosedFormSiamese, build
-from reference.predictors import EMACorrelation, correlation, eigen_predictor, identity_predictor
-from reference.theory import eigenspace as th
+from ncspec.reference.methods import ClosedFormSiamese, build
+from ncspec.reference.predictors import EMACorrelation, correlation, eigen_predictor, identity_predictor
+from ncspec.reference.theory import eigenspace as th
 
 S, B, M, N = 2, 8, 3, 5
 DT = torch.float64
@@ -593,7 +593,7 @@ def test_theory_linear_ntk_rejects_1d():
 
 
 # --- theory/eigenspace.py (closed forms) --------------------------------------
-from reference.theory import eigenspace as _th
+from ncspec.reference.theory import eigenspace as _th
 
 
 @pytest.mark.parametrize("call,match", [

@@ -10,7 +10,7 @@ import torch
 import torchvision.transforms.v2 as T2
 import torchvision.transforms.v2.functional as TF
 
-from reference.vision import augment as A
+from ncspec.reference.vision import augment as A
 
 N = 20_000
 

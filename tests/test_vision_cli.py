@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from conformance.vision_cli import main as vision_main
-from reference.vision.data import write_fake_cifar10, write_fake_stl10
-from reference.vision.table1 import PAPER, wallclock_estimate
+from ncspec.conformance.cli import main as vision_main
+from ncspec.reference.vision.data import write_fake_cifar10, write_fake_stl10
+from ncspec.reference.vision.table1 import PAPER, wallclock_estimate
 
 
 @pytest.fixture(scope="module")

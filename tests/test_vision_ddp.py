@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference.vision.data import write_fake_cifar10
-from reference.vision.dist import free_port
-from reference.vision.models import make_encoder
-from reference.vision.train import TrainConfig, train
+from ncspec.reference.vision.data import write_fake_cifar10
+from ncspec.reference.vision.dist import free_port
+from ncspec.reference.vision.models import make_encoder
+from ncspec.reference.vision.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -32,7 +32,7 @@ def root(tmp_path_factory):
 def torchrun(args, out: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "conformance.vision_cli", "train", *args, "--out", str(out)]
+           "--master_port", str(free_port()), "-m", "ncspec.conformance.cli", "train", *args, "--out", str(out)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
     return json.loads((out / "metrics.json").read_text())

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference.methods import build
-from reference.vision.models import forward_flops, make_backbone, make_encoder
-from reference.vision.siamese import EMA, Served, build_fast, learner_state, load_learner_state
+from ncspec.reference.methods import build
+from ncspec.reference.vision.models import forward_flops, make_backbone, make_encoder
+from ncspec.reference.vision.siamese import EMA, Served, build_fast, learner_state, load_learner_state
 
 
 @pytest.mark.parametrize("backbone", ["vgg11", "vgg11_nobn", "resnet18"])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conformance.vision_cli import main as vision_main
-from reference.vision.data import write_fake_cifar10, write_fake_stl10
-from reference.vision.train import TrainConfig, train
+from ncspec.conformance.cli import main as vision_main
+from ncspec.reference.vision.data import write_fake_cifar10, write_fake_stl10
+from ncspec.reference.vision.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(backbone="vgg11", width="tiny", proj_hidden=32, proj_out=16, device="cpu", progress=False, probe_iters=20)
@@ -123,7 +123,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(cifar_root, tmp_path):
     killed = tmp_path / "killed"
     # bit-for-bit needs the same intra-op thread count in both processes (reductions split by thread)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "conformance.vision_cli", *args, "--out", str(killed)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ncspec.conformance.cli", *args, "--out", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (killed / "ckpt.pt").is_file() and proc.poll() is None and time.time() < deadline:
@@ -155,7 +155,7 @@ def test_gpu_code_paths_bf16_channels_last_compile_on_cpu(cifar_root, tmp_path):
 
 
 def test_adapters_and_learned_predictors_train_through_the_protocol(cifar_root, tmp_path):
-    from conformance.registry import load_adapter
+    from ncspec.conformance.registry import load_adapter
     kw = dict(dataset="cifar10", data_root=str(cifar_root), epochs=1, batch_size=32, probe=False, **TINY)
     doc = train(TrainConfig(method="directpred", out=str(tmp_path / "a"), **kw), builder=load_adapter("reference").build)
     assert doc["learner"] == "adapter" and doc["status"] == "done"

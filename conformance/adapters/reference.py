@@ -1,7 +1,7 @@
-"""The reference adapter: ncspec's own implementations (:mod:`reference.methods`)."""
+"""The reference adapter: ncspec's own implementations (:mod:`ncspec.reference.methods`)."""
 from __future__ import annotations
 
-from reference import methods
+from ncspec.reference import methods
 
 
 class ReferenceAdapter:

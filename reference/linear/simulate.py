@@ -43,7 +43,7 @@ def _check_protocol(learner, encoder, views) -> None:
     if missing:
         raise TypeError(f"learner must follow the adapter protocol (loss(view1, view2) -> scalar, "
                         f"after_step()), got {type(learner).__name__} without "
-                        f"{', '.join(missing)}; build one with reference.methods.build(...).")
+                        f"{', '.join(missing)}; build one with ncspec.reference.methods.build(...).")
     W = getattr(encoder, "W", None)
     if not isinstance(W, Tensor) or W.dim() != 3:
         got = (f"W of shape {tuple(W.shape)}" if isinstance(W, Tensor)
@@ -74,7 +74,7 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
 
     Every parameter the learner exposes (the encoder's ``W`` and, e.g., a learned
     predictor) takes the step ``θ ← θ − lr ∇_θ loss``; learning-rate ratios and
-    weight decay are the learner's business (see ``reference.methods.learned``).
+    weight decay are the learner's business (see ``ncspec.reference.methods.learned``).
     ``sigma`` is the augmentation std, a number or one value per input coordinate.
     ``probe(learner, encoder)`` returns extra tensors to record (e.g. ``W_p``).
     """

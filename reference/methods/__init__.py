@@ -24,7 +24,7 @@ def build(method: str, encoder: nn.Module, embed_dim: int, *, distributed: bool 
     """A learner for ``method`` around ``encoder`` (the adapter protocol's ``build``).
 
     ``distributed=True``: under ``torch.distributed`` the learner sees the global batch — its
-    encoder's output is gathered over ranks with gradient (:mod:`reference.distributed`).
+    encoder's output is gathered over ranks with gradient (:mod:`ncspec.reference.distributed`).
     """
     if not isinstance(distributed, bool):
         raise TypeError(f"distributed must be True or False, got {distributed!r}.")

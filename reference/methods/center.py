@@ -1,6 +1,6 @@
 """The center-vector family (seed 002, Jha et al.): SimSiam with an MLP predictor and L_Simple.
 
-Both learners wrap a replica-batched encoder (``reference.encoders.MLPEncoder``:
+Both learners wrap a replica-batched encoder (``ncspec.reference.encoders.MLPEncoder``:
 views (..., B, N) → embeddings (S, B, M)) and follow the adapter protocol:
 ``parameters()``, ``loss(view1, view2)`` → scalar (per-replica losses summed, so
 each replica gets exactly its own gradient), ``after_step()``.

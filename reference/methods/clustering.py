@@ -1,6 +1,6 @@
 """Clustering learners: DINO (centering + sharpening, EMA teacher) and SwAV (prototypes, Sinkhorn-Knopp).
 
-Adapter protocol as in :mod:`reference.methods.center`; embeddings (S, B, M) from a
+Adapter protocol as in :mod:`ncspec.reference.methods.center`; embeddings (S, B, M) from a
 replica-batched encoder, per-replica losses summed; every parameter the learner
 owns (prototypes, head) carries the replica dimension S of the encoder.
 

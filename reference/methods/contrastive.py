@@ -1,6 +1,6 @@
 """Contrastive learners: SimCLR (InfoNCE / NT-Xent) and the triplet loss of THEORY J4.
 
-Adapter protocol as in :mod:`reference.methods.center`: ``loss(view1, view2)`` sums
+Adapter protocol as in :mod:`ncspec.reference.methods.center`: ``loss(view1, view2)`` sums
 per-replica losses of embeddings (..., B, M); ``after_step()`` does nothing.
 
 Seed 002 (Jha et al., §3) reads the negative term of both as a center-vector
@@ -12,7 +12,7 @@ negative has ``E[ẑᵀẑ⁻] = ‖s‖²``, so (THEORY J4, exact)::
 The second equality is J1. :class:`Triplet` computes the expectation over the
 negative exactly (all other samples of the batch), so the identity holds on
 every batch with the unbiased (U-statistic) estimates of ``‖s‖²`` and
-``E‖r_x‖²`` (:func:`reference.theory.centervector.triplet_unbiased`).
+``E‖r_x‖²`` (:func:`ncspec.reference.theory.centervector.triplet_unbiased`).
 """
 from __future__ import annotations
 

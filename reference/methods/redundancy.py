@@ -1,6 +1,6 @@
 """Redundancy-reduction learners: Barlow Twins and VICReg.
 
-Adapter protocol as in :mod:`reference.methods.center`; embeddings (..., B, M), the
+Adapter protocol as in :mod:`ncspec.reference.methods.center`; embeddings (..., B, M), the
 per-replica losses are summed. Both losses use batch statistics, so B ≥ 2.
 
 Center-vector reading (seed 002, §3 and Fig. 5; THEORY J5): Barlow Twins

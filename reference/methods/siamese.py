@@ -36,10 +36,10 @@ class ClosedFormSiamese:
         stop_grad: where SG(·) sits for the SimSiam loss: ``"target"`` (correct),
             ``"none"`` (eq. 6) or ``"online"`` (eq. 7, the wrong side).
         alpha, eps, normalize, boost: the predictor, see
-            :func:`reference.predictors.eigen_predictor`.
+            :func:`ncspec.reference.predictors.eigen_predictor`.
         corr_ema: ρ of the EMA correlation estimate; ``None`` uses the batch.
         predictor: ``"eigen"`` (DirectPred/DirectSet, ``U diag(ω) Uᵀ``) or ``"copy"``
-            (DirectCopy, ``Ĉ/‖Ĉ‖ + εI``, see :func:`reference.predictors.copy_predictor`).
+            (DirectCopy, ``Ĉ/‖Ĉ‖ + εI``, see :func:`ncspec.reference.predictors.copy_predictor`).
         copy_norm: the norm DirectCopy divides by, ``"fro"`` or ``"spectral"``.
         update_every: recompute ``W_P`` every k calls (Tian et al.'s update frequency);
             the correlation estimate is still updated at every call.
@@ -55,7 +55,7 @@ class ClosedFormSiamese:
         if not callable(encoder):
             raise TypeError(f"encoder must be a callable module mapping views (..., B, N) to "
                             f"embeddings (..., B, M), got {type(encoder).__name__}; pass e.g. "
-                            f"reference.linear.LinearEncoder(W).")
+                            f"ncspec.reference.linear.LinearEncoder(W).")
         _checks.choice("loss", loss, {"simsiam", "isoloss"})
         _checks.choice("form", form, FORMS)
         _checks.choice("stop_grad", stop_grad, STOP_GRAD)

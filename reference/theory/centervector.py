@@ -40,7 +40,7 @@ embeddings, positive a view of the same sample drawn with replacement,
 negative uniform over *all* BV embeddings (own sample included) — with the
 plug-in ``s``, ``R``; and (ii) in the unbiased form — positive a *different*
 view, negative from a *different* sample — with ``‖s‖²_U`` and ``R_U``. Form
-(ii) is what :class:`reference.methods.contrastive.Triplet` computes (V = 2).
+(ii) is what :class:`ncspec.reference.methods.contrastive.Triplet` computes (V = 2).
 
 **L_Simple (J3, chosen form).** ``½ mean_i‖ẑ_i1 − ẑ_i2‖² + λ pen(s)`` with
 ``s`` the plug-in center of the two views, ``pen = ‖s‖²`` (or ``‖s‖``). By the

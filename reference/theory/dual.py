@@ -1,5 +1,5 @@
 """Closed forms for the linear SG / EMA / GD dynamics of Ponce, Terver, Hebert & Arbel
-(seed 004), THEORY.md P1–P6. The model and its fields are in :mod:`reference.dual`
+(seed 004), THEORY.md P1–P6. The model and its fields are in :mod:`ncspec.reference.dual`
 (not imported here: the theory never imports the simulators).
 
 Notation: encoder ``A`` (M×N), predictor ``B`` (M×M), ``Σxx = E[xxᵀ]``,

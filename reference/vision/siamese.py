@@ -1,6 +1,6 @@
 """How the adapter-protocol learners meet a deep encoder.
 
-A learner is built as ``builder(method, encoder, embed_dim, **options)`` (``reference.methods.build``
+A learner is built as ``builder(method, encoder, embed_dim, **options)`` (``ncspec.reference.methods.build``
 or any adapter's ``build``) around :class:`Served` instead of the network itself. The training step
 runs the network once per view (one DDP forward, bf16 autocast, maybe compiled), gathers the
 embeddings over ranks, and *serves* them: when the learner calls ``encoder(view)``, it gets the
@@ -8,7 +8,7 @@ embedding computed for that very tensor. With an EMA target, the call on the lea
 argument (the target view) returns the EMA network's embedding instead — so any learner written
 for ``z2 = SG(encoder(view2))`` gets a BYOL-style target without knowing it.
 
-:class:`FastClosedForm` is the same maths as ``reference.methods.siamese.ClosedFormSiamese`` for the
+:class:`FastClosedForm` is the same maths as ``ncspec.reference.methods.siamese.ClosedFormSiamese`` for the
 SimSiam-loss / IsoLoss eigen-predictor methods without the validation that forces host–device
 synchronisation (``ncspec bench`` and GPU runs); the tests check it against the reference.
 """
@@ -129,7 +129,7 @@ class FastClosedForm:
         value = -(_unit(p) * z2n).sum(-1).mean()
         if self.kind == "simsiam":
             return value
-        # cosine IsoLoss (reference.losses.cosine_isoloss): gradient of −cos(p, z2) w.r.t. p, at z1
+        # cosine IsoLoss (ncspec.reference.losses.cosine_isoloss): gradient of −cos(p, z2) w.r.t. p, at z1
         pd = p.detach()
         p_norm = pd.norm(dim=-1)
         pz = (pd * z2n).sum(-1)

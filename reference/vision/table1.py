@@ -1,6 +1,6 @@
 """Seed 003's Table 1 (THEORY.md H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10.
 
-Every cell is an independent :func:`reference.vision.train.train` run; ``run_grid`` runs them in
+Every cell is an independent :func:`ncspec.reference.vision.train.train` run; ``run_grid`` runs them in
 this process (one device) or spreads them over several devices (one worker process per device,
 a shared queue). Finished cells (``metrics.json`` with status "done") are not run again, and an
 interrupted cell resumes from its checkpoint.
@@ -123,7 +123,7 @@ def run_grid(cells: list["TrainConfig"], devices: list[str], log=print) -> list[
                 return
             c = replace(c, device=device)
             log(f"[{i + 1}/{len(cells)}] {Path(c.out).name} on {dev}")
-            r = subprocess.run([sys.executable, "-m", "reference.vision.table1", "--cell", json.dumps(c.to_dict())],
+            r = subprocess.run([sys.executable, "-m", "ncspec.reference.vision.table1", "--cell", json.dumps(c.to_dict())],
                                env=env, capture_output=True, text=True)
             if r.returncode:
                 errors.append(f"{Path(c.out).name} on {dev} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")

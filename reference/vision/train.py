@@ -4,7 +4,7 @@
 augmentation parameters of the *global* batch (so the data-parallel run sees the same views as the
 single-process run) and every rank augments its slice. The encoder runs once per view (bf16
 autocast, channels_last, optionally compiled, DDP when launched by torchrun); the learner of the
-adapter protocol gets the gathered embeddings through :class:`~reference.vision.siamese.Served`.
+adapter protocol gets the gathered embeddings through :class:`~ncspec.reference.vision.siamese.Served`.
 
 Alongside: an online linear readout on detached backbone features (what seed 003 reports), a
 weighted kNN monitor (k = 200, τ = 0.1, cosine; lightly's), an offline linear probe at the end,
@@ -194,7 +194,7 @@ def embed(encoder: nn.Module, x: Tensor, mean, std, *, batch: int = 1024, bf16: 
 
 def knn_accuracy(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes: int, k: int = 200,
                  t: float = 0.1, chunk: int = 1024) -> float:
-    """Weighted kNN (``reference.metrics.knn_accuracy``) over test chunks."""
+    """Weighted kNN (``ncspec.reference.metrics.knn_accuracy``) over test chunks."""
     from ..metrics import knn_accuracy as knn
     correct = 0.0
     for i in range(0, fte.shape[0], chunk):
@@ -227,7 +227,7 @@ def linear_probe(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes
 
 def spectrum_metrics(z: Tensor) -> dict:
     """Eigenvalues of the embedding correlation/covariance, RankMe, participation ratio, std of
-    l2-normalised embeddings, center-vector norm (``reference.metrics``)."""
+    l2-normalised embeddings, center-vector norm (``ncspec.reference.metrics``)."""
     from ..metrics import center_norm, normalized_std, participation_ratio, rankme
     z = z.double()
     corr = torch.linalg.eigvalsh(z.T @ z / z.shape[0]).flip(0).clamp_min(0)

@@ -3,7 +3,7 @@
 A library that implements part of what ncspec can check lists only those tags:
 the claims needing the others are skipped, with the missing tag as the reason.
 """
-from conformance.adapters.reference import ReferenceAdapter
+from ncspec.conformance.adapters.reference import ReferenceAdapter
 
 
 class DemoAdapter(ReferenceAdapter):

@@ -1,22 +1,6 @@
-"""The ``ncspec`` command line.
-
-    ncspec claims [--json]                 list every registered claim
-    ncspec check [--adapter X] [--json PATH] [--report PATH.md|.html] [--xfail PATH]
-                 [--profile ci|thorough] [-k EXPR]
-                                           run the spec suite, print the claims table
-    ncspec mutants [--all] [--mutant NAME ...] [--claim ID ...] [--json PATH]
-                                           kill matrix: which claims catch which deliberate bug
-    ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
-    ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
-    ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
-    ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (seed 004)
-    ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
-    ncspec reproduce table1 --data-root DIR                    seed 003 Table 1 grid (H9)
-    ncspec bench                                               training throughput
-"""
+"""``ncspec claims``, ``ncspec check`` and ``ncspec mutants``: the claims, run on an adapter."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -26,7 +10,7 @@ import tempfile
 
 
 def _cmd_claims(args) -> int:
-    from .claims import load_all, sort_key
+    from ..claims import load_all, sort_key
     claims = load_all()
     if args.json:
         json.dump([claims[c].to_dict() for c in sorted(claims, key=sort_key)], sys.stdout, indent=2, ensure_ascii=False)
@@ -47,12 +31,12 @@ def _cmd_claims(args) -> int:
 
 def _cmd_check(args) -> int:
     import pytest
-    from .plugin import XFAIL_ENV_VAR, parse_expected_failures
-    from .registry import load_adapter
-    from .report import print_table
+    from ..plugin import XFAIL_ENV_VAR, parse_expected_failures
+    from ..registry import load_adapter
+    from ..report import print_table
     xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
-        from .registry import ENV_VAR
+        from ..registry import ENV_VAR
         load_adapter(args.adapter or os.environ.get(ENV_VAR))  # fail fast, before pytest starts
         if xfail:
             xfail = os.path.abspath(xfail)
@@ -67,7 +51,7 @@ def _cmd_check(args) -> int:
         os.environ["NCSPEC_PROFILE"] = args.profile
     with tempfile.TemporaryDirectory() as tmp:
         json_path = args.json or os.path.join(tmp, "report.json")
-        pytest_args = ["--pyargs", "spec_tests", "-p", "conformance.plugin", "-p", "no:cacheprovider",
+        pytest_args = ["--pyargs", "ncspec.spec_tests", "-p", "no:cacheprovider",
                        "--ncspec-json", json_path, "--rootdir", tmp, "-c", os.devnull,
                        "-q" if not args.verbose else "-v", "--no-header", "-p", "no:benchmark"]
         if args.adapter:
@@ -95,14 +79,14 @@ def _cmd_check(args) -> int:
     if args.json:
         print(f"report written to {args.json}")
     if args.report:   # written whatever the outcome: a failing run is when CI needs it most
-        from .report_doc import write_report
+        from ..report_doc import write_report
         print("report written to " + ", ".join(write_report(report, args.report)))
     return 1 if report["summary"]["failed"] else 0  # xfailed claims do not fail the run
 
 
 def _cmd_mutants(args) -> int:
-    from .killmatrix import failures, kill_matrix, print_matrix
-    from .report import atomic_write
+    from ..killmatrix import failures, kill_matrix, print_matrix
+    from ..report import atomic_write
 
     def progress(name, row, seconds):
         caught = sum(r == "caught" for r in row["claims"].values())
@@ -129,28 +113,7 @@ def _cmd_mutants(args) -> int:
     return 1 if problems else 0
 
 
-def _cmd_figure(args) -> int:
-    if args.name == "eigenspace":
-        from .figures.eigenspace import eigenspace_figure
-        paths = eigenspace_figure(args.out, seed=args.seed)
-    elif args.name == "directpred":
-        from .figures.directpred import directpred_figure
-        paths = directpred_figure(args.out, seed=args.seed)
-    elif args.name == "centervector":
-        from .figures.centervector import centervector_figure
-        paths = centervector_figure(args.out, seed=args.seed)
-    elif args.name == "dual":
-        from .figures.dual import dual_figure
-        paths = dual_figure(args.out, seed=args.seed)
-    for p in paths:
-        print(p)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ncspec", description="Executable specification of non-contrastive SSL.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_check_commands(sub) -> None:
     c = sub.add_parser("claims", help="list the registered claims")
     c.add_argument("--json", action="store_true", help="print the claims as JSON")
     c.set_defaults(func=_cmd_claims)
@@ -188,22 +151,3 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", metavar="PATH", default=None,
                    help="write the matrix as JSON (schema ncspec.killmatrix/1) to PATH")
     m.set_defaults(func=_cmd_mutants)
-
-    f = sub.add_parser("figure", help="reproduce a paper figure")
-    f.add_argument("name", choices=["eigenspace", "directpred", "centervector", "dual"])
-    f.add_argument("--out", required=True, help="output directory")
-    f.add_argument("--seed", type=int, default=0)
-    f.set_defaults(func=_cmd_figure)
-
-    from .vision_cli import add_vision_commands   # train, reproduce table1, bench (no torch import here)
-    add_vision_commands(sub)
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """``ncspec train``, ``ncspec reproduce table1`` and ``ncspec bench``: deep-network runs (issue 6).
 
 Wired into ``conformance/cli.py`` by ``add_vision_commands(subparsers)``; also runnable alone as
-``python -m conformance.vision_cli {train,reproduce,bench} ...`` (and under ``torchrun``).
+``python -m ncspec.conformance.cli {train,reproduce,bench} ...`` (and under ``torchrun``).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _add_train(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train one model (any reference method or adapter) on CIFAR-10, STL-10 or an .npz.\n"
                                    "Writes metrics.json, metrics.csv, metrics.png and ckpt.pt under --out.\n\n"
-                                   "Data parallel: torchrun --nproc_per_node N -m conformance.cli train ... "
+                                   "Data parallel: torchrun --nproc_per_node N -m ncspec.conformance.cli train ... "
                                    "(one process per GPU,\nDDP, synchronised BN; --batch-size is the global batch).")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="cifar10", help="cifar10 | stl10 | npz:PATH (arrays x_train, y_train, x_test, y_test)")
@@ -105,13 +105,13 @@ def _add_train(sub):
 def _builder(spec):
     if not spec:
         return None
-    from .registry import load_adapter
+    from ..registry import load_adapter
     return load_adapter(spec).build
 
 
 def cmd_train(a) -> int:
-    from reference.vision.data import DataRootError
-    from reference.vision.train import TrainConfig, train
+    from ncspec.reference.vision.data import DataRootError
+    from ncspec.reference.vision.train import TrainConfig, train
     cfg = TrainConfig(dataset=a.dataset, data_root=a.data_root, download=a.download, limit=a.limit,
                       unlabeled=a.unlabeled, method=a.method, method_options=dict(a.option) if a.option else None,
                       learner=a.learner, ema=a.ema, ema_momentum=a.ema_momentum, symmetric=a.symmetric,
@@ -134,7 +134,7 @@ def cmd_train(a) -> int:
 # --- reproduce table1 ---------------------------------------------------------------------------
 
 def _table1_description() -> str:
-    from reference.vision.table1 import SEC_PER_CIFAR_EPOCH, wallclock_estimate
+    from ncspec.reference.vision.table1 import SEC_PER_CIFAR_EPOCH, wallclock_estimate
     est = wallclock_estimate(4)
     per = ", ".join(f"{k} {v:.0f} min" for k, v in est["per_run_min"].items())
     return f"""\
@@ -197,8 +197,8 @@ def _add_reproduce(sub):
 
 
 def cmd_reproduce(a) -> int:
-    from reference.vision import table1 as T
-    from reference.vision.data import DataRootError, load_dataset
+    from ncspec.reference.vision import table1 as T
+    from ncspec.reference.vision.data import DataRootError, load_dataset
     devices = _devices(a.devices)
     cuda = devices[0].startswith("cuda")
     datasets = [d.strip() for d in a.datasets.split(",") if d.strip()]
@@ -271,8 +271,8 @@ def _add_bench(sub):
 
 
 def cmd_bench(a) -> int:
-    from reference.vision.bench import bench
-    from reference.vision.train import resolve_device
+    from ncspec.reference.vision.bench import bench
+    from ncspec.reference.vision.train import resolve_device
     dev = resolve_device(a.device)
     cpu = dev.type == "cpu"
     if cpu:
@@ -320,14 +320,3 @@ def add_vision_commands(subparsers) -> None:
     _add_train(subparsers)
     _add_reproduce(subparsers)
     _add_bench(subparsers)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="ncspec", description="ncspec deep-network commands")
-    add_vision_commands(p.add_subparsers(dest="command", required=True))
-    a = p.parse_args(argv)
-    return a.func(a)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,19 +7,19 @@ Model: M = 1 (encoder ``a ∈ R^N``, scalar predictor ``b``), N = 2, isotropic v
 (``ȧ ∥ a``), so every trajectory lives in a half-plane ``(ρ = ‖a‖, b)`` and panels a, b
 are exact pictures of the full dynamics. The non-zero SG equilibria are the circles
 (spheres for N > 2) ``‖a‖ = b = r±``, ``r± = [q ± √(q² − 4pλ)]/(2p)``
-(:func:`reference.theory.dual.sphere_radii`).
+(:func:`ncspec.reference.theory.dual.sphere_radii`).
 
 * **a) SG** in the (ρ, b) half-plane. Grey: streamlines of
-  :func:`reference.theory.dual.sg_radial_field`. Red shade: the SG collapse basin (starts
+  :func:`ncspec.reference.theory.dual.sg_radial_field`. Red shade: the SG collapse basin (starts
   that end at 0, from integrating the planar ODE on a grid, RK4); its edge is the stable
   manifold of the saddle (r₋, r₋) (dark red, integrated backwards from the saddle).
   ★ stable (the outer sphere and the origin), ○ saddle (the inner sphere). Dotted: the
   balanced line b = ρ, which attracts at rate 2λ (P3). Coloured solid: the full model
-  (:func:`reference.dual.sg_field`, N = 2, RK4) from eight starts, drawn as (‖a‖, b);
+  (:func:`ncspec.reference.dual.sg_field`, N = 2, RK4) from eight starts, drawn as (‖a‖, b);
   dashed, same colour: the planar ODE from the same start (they coincide: the reduction
   is exact).
 * **b) Gradient descent on Ē** from the same starts: background, log-spaced contours of
-  Ē (:func:`reference.theory.dual.radial_objective`); every run collapses (P2). The
+  Ē (:func:`ncspec.reference.theory.dual.radial_objective`); every run collapses (P2). The
   arrow at the SG limit (r₊, r₊) is −∇Ē there: the SG limit is not stationary for Ē (P4).
 * **c)** The same runs in (a₁, a₂, b): the two circles of equilibria, SG runs (colour)
   ending on the outer circle or at the origin, GD runs (grey) all ending at the origin.
@@ -35,8 +35,8 @@ import pathlib
 import numpy as np
 import torch
 
-from reference import dual
-from reference.theory import dual as th
+from ncspec.reference import dual
+from ncspec.reference.theory import dual as th
 
 from ._output import render
 

@@ -1,6 +1,6 @@
 """Seed 002 (Jha et al.), Figures 3–4 generalised: the center vector ‖s‖ over training, per method.
 
-Rows: the two toy sets of :mod:`reference.toy` (Blob, Moons; 2-D signal plus 8
+Rows: the two toy sets of :mod:`ncspec.reference.toy` (Blob, Moons; 2-D signal plus 8
 nuisance coordinates that every augmentation redraws). Columns:
 
 a) the 2-D signal of one draw of the data set, coloured by label (the seed's
@@ -15,7 +15,7 @@ d) clustering: DINO with and without centering, SwAV with and without
 e) final kNN accuracy of every run (k = 20, t = 0.1, backbone representation).
 
 Curves: mean of ‖s‖ over three seeds, shaded between the smallest and the
-largest seed, in the toy :data:`reference.toy.SETTING` (the claims' setting).
+largest seed, in the toy :data:`ncspec.reference.toy.SETTING` (the claims' setting).
 Dashed curves are the ablations that remove a method's center-vector mechanism.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pathlib
 
 import torch
 
-from reference import toy
-from reference.methods import center, clustering, contrastive, redundancy
+from ncspec.reference import toy
+from ncspec.reference.methods import center, clustering, contrastive, redundancy
 
 from ._output import render
 

@@ -7,11 +7,11 @@ embeddings' correlation ``C``.
 
 * **Top row**, M = 2, N = 6: the plane of the two eigenvalues ``(λ₁, λ₂)`` of
   ``C = (1+σ²) W Wᵀ``. Grey streamlines: the theory's velocity field
-  (:func:`reference.theory.eigenspace.eigenvalue_velocity`; the modes decouple,
+  (:func:`ncspec.reference.theory.eigenspace.eigenvalue_velocity`; the modes decouple,
   so each coordinate moves with its own scalar velocity). Coloured solid
   lines: population (expected-gradient) flow simulated with the reference
   learner, a circle at the start and small dots every Δt = 1; dashed: the
-  theory's :func:`~reference.theory.eigenspace.ode_solution` from the same
+  theory's :func:`~ncspec.reference.theory.eigenspace.ode_solution` from the same
   start. Filled star: stable fixed point; open circle: unstable one.
 * **Bottom row**, M = 10, N = 15: the ten eigenvalues of ``C`` against
   ``t = η·step``, simulated (solid) and ``ode_solution`` (dashed, same colour);
@@ -31,9 +31,9 @@ import pathlib
 import numpy as np
 import torch
 
-from reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
-from reference.methods import build
-from reference.theory import eigenspace as theory
+from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
+from ncspec.reference.methods import build
+from ncspec.reference.theory import eigenspace as theory
 
 from ._output import render
 

@@ -8,7 +8,7 @@ Five panels:
   ``τ = 1``, ``α_p = 1``, drawn in the plane ``(p, √s)`` so that the invariant parabola
   ``s = p²/α_p`` is the pair of lines ``√s = |p|/√α_p`` and the collapsed state
   ``(0, 0)`` is in view; the inset zooms on the saddle. Grey: streamlines of
-  :func:`reference.theory.directpred.aligned_rates`. Red shade: the collapse basin,
+  :func:`ncspec.reference.theory.directpred.aligned_rates`. Red shade: the collapse basin,
   the initial conditions that end at 0, found by integrating the 2-D ODE from every
   point of a grid (RK4, vectorised); its edge is the stable manifold of the saddle
   ``(p*−, p*−²/α_p)``, drawn in dark red by integrating backwards from the saddle.
@@ -20,7 +20,7 @@ Five panels:
   off-diagonal entries of ``UᵀW_pU`` and ``UᵀFU`` stay at round-off (T2: the commutator
   obeys a linear ODE, so 0 is invariant). Dashed, same colour: the T3 ODE from the
   same start.
-* **b)** The p-dynamics on the parabola (T4): :func:`~reference.theory.directpred.
+* **b)** The p-dynamics on the parabola (T4): :func:`~ncspec.reference.theory.directpred.
   parabola_rate` against p for several η at σ² = 0.5. Its roots 0, ``p*−`` (unstable) and
   ``p*+`` (stable) merge in a saddle-node at ``η_c = τ²/(4(1+σ²)) = 1/6``; above it
   every mode collapses. Thick solid: ``(p, ṗ)`` of the matrix model started on the
@@ -54,9 +54,9 @@ Five panels:
   α = 1 for contrast.
 
 All simulations are population (expected-gradient) flows: gradient steps on the
-moment-matched batch of :func:`reference.linear.population_views`, t = lr · step
+moment-matched batch of :func:`ncspec.reference.linear.population_views`, t = lr · step
 (the closed-form runs take a few short steps first and longer ones once the fast
-transient has passed; :func:`reference.linear.simulate` is called once per stage).
+transient has passed; :func:`ncspec.reference.linear.simulate` is called once per stage).
 """
 from __future__ import annotations
 
@@ -66,10 +66,10 @@ import pathlib
 import numpy as np
 import torch
 
-from reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
-from reference.linear.model import random_orthogonal
-from reference.methods import build
-from reference.theory import directpred as theory
+from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
+from ncspec.reference.linear.model import random_orthogonal
+from ncspec.reference.methods import build
+from ncspec.reference.theory import directpred as theory
 
 from ._output import render
 

@@ -1,0 +1,37 @@
+"""The ``ncspec`` command line.
+
+    ncspec claims [--json]                 list every registered claim
+    ncspec check [--adapter X] [--json PATH] [--report PATH.md|.html] [--xfail PATH]
+                 [--profile ci|thorough] [-k EXPR]
+                                           run the spec suite, print the claims table
+    ncspec mutants [--all] [--mutant NAME ...] [--claim ID ...] [--json PATH]
+                                           kill matrix: which claims catch which deliberate bug
+    ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
+    ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
+    ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
+    ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (seed 004)
+    ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
+    ncspec reproduce table1 --data-root DIR                    seed 003 Table 1 grid (H9)
+    ncspec bench                                               training throughput
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .check import add_check_commands
+    from .figure import add_figure_commands
+    from .vision import add_vision_commands   # train, reproduce table1, bench (no torch import here)
+    p = argparse.ArgumentParser(prog="ncspec", description="Executable specification of non-contrastive SSL.")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_check_commands(sub)
+    add_figure_commands(sub)
+    add_vision_commands(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
