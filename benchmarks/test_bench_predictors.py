@@ -32,7 +32,6 @@ import time
 
 import pytest
 import torch
-
 from ncspec.reference.predictors import EMACorrelation, copy_predictor, eigen_predictor
 
 B, RHO = 256, 0.3

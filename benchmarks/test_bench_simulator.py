@@ -19,12 +19,9 @@ is then one of vectorisation over seeds, not of thread counts.
 """
 from __future__ import annotations
 
-
 import pytest
 import torch
-
-from ncspec.reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
-                              weights_with_spectrum)
+from ncspec.reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
 from ncspec.reference.methods import build
 
 S, N, M, STEPS = 32, 15, 10, 200

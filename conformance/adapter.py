@@ -38,7 +38,8 @@ encoder's output are independent replicas; the learner sums their losses.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 

@@ -30,6 +30,7 @@ _RESULT = {"failed": "caught", "passed": "survived", "skipped": "skipped"}
 def run_claim(claim_id: str, adapter) -> str:
     """Run every test of a claim against ``adapter``: 'failed', 'passed' or 'skipped'."""
     import pytest
+
     from .claims import load_all
     outcomes = []
     for test in load_all()[claim_id].tests:
@@ -68,6 +69,7 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
     seconds)`` is called after each mutant. Raises LookupError on an unknown name.
     """
     import torch
+
     from .claims import load_all, sort_key
     from .mutants import MUTANTS
     registry = load_all()
@@ -114,6 +116,7 @@ def failures(matrix: dict) -> list[str]:
 def print_matrix(matrix: dict, console=None) -> None:
     """Rich table: ✗ caught, · survived (red where caught_by promised a catch), – skipped, blank not run."""
     import sys
+
     from rich.console import Console
     from rich.table import Table
     if console is None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-
 from ncspec.reference import losses
-from ncspec.reference.losses import SG, predict, _half_sq
+from ncspec.reference.losses import SG, _half_sq, predict
 
 from .adapters.reference import ReferenceAdapter
 
@@ -177,8 +176,10 @@ def _ema_target_frozen(learner):
 # --- the center-vector family (seed 002) ---------------------------------------
 
 from ncspec.reference.encoders import embed_pair, unit
-from ncspec.reference.methods import center as _center, clustering as _clustering, contrastive as _contrastive, \
-    redundancy as _redundancy
+from ncspec.reference.methods import center as _center
+from ncspec.reference.methods import clustering as _clustering
+from ncspec.reference.methods import contrastive as _contrastive
+from ncspec.reference.methods import redundancy as _redundancy
 
 
 def _dino_centering_ignored(learner):
@@ -293,7 +294,7 @@ def _symmetric_terms_overwritten(learner):
         z1, z2 = embed_pair(learner.encoder, view1, view2, learner.M, min_batch=2)
         p1, p2 = learner.h(z1), learner.h(z2)
         out = 0.5 * neg_cos(p1, z2.detach())
-        out = 0.5 * neg_cos(p2, z1.detach())   # noqa: F841 — the bug: overwritten, not summed
+        out = 0.5 * neg_cos(p2, z1.detach())
         return out.sum()
     learner.loss = loss
 

@@ -20,7 +20,7 @@ import math
 import os
 from datetime import datetime, timezone
 
-from .report import STATUSES, atomic_write, claim_reasons, measured_vs_predicted, short_source, worst_measurement, _fmt
+from .report import STATUSES, _fmt, atomic_write, claim_reasons, measured_vs_predicted, short_source, worst_measurement
 
 COLOURS = dict(passed="#2e7d32", failed="#c62828", xfailed="#ad1457", skipped="#f9a825", not_run="#9e9e9e")
 _MARKERS = dict(passed="o", failed="X", xfailed="D", skipped="s", not_run=".")
@@ -52,7 +52,7 @@ def margin_plot(report: dict) -> bytes:
     """The margin plot as PNG bytes. Claims that were not run are left out (a ``-k`` run
     would otherwise be a column of empty rows); claims without numeric rows (orderings,
     qualitative checks) are drawn as a marker at the left edge labelled with their status."""
-    from matplotlib.figure import Figure   # object API on Agg: no pyplot state, no backend switch
+    from matplotlib.figure import Figure  # object API on Agg: no pyplot state, no backend switch
     from matplotlib.lines import Line2D
 
     claims = [c for c in report["claims"] if c["status"] != "not_run"]

@@ -73,7 +73,7 @@ def check_adapter(obj, spec: str | None = None) -> str:
         raise AdapterError(f"adapter {name!r}: capabilities must be a set or frozenset of str tags, got "
                            f"{type(caps).__name__} {_short(caps)}; write capabilities = frozenset({{'simsiam', "
                            f"'loss:euclidean', ...}}) (tags listed in conformance/adapter.py).")
-    bad = sorted((_short(t) + f" ({type(t).__name__})" for t in caps if not isinstance(t, str)))
+    bad = sorted(_short(t) + f" ({type(t).__name__})" for t in caps if not isinstance(t, str))
     if bad:
         raise AdapterError(f"adapter {name!r}: capabilities holds non-str tags {', '.join(bad)}; every tag is a "
                            f"string such as 'simsiam' or 'loss:euclidean' (see conformance/adapter.py).")
@@ -83,7 +83,7 @@ def check_adapter(obj, spec: str | None = None) -> str:
     return name
 
 
-def checked(adapter, spec: str | None = None) -> "CheckedAdapter":
+def checked(adapter, spec: str | None = None) -> CheckedAdapter:
     """``adapter`` validated now and wrapped so that its learners are validated too (idempotent)."""
     if type(adapter) is CheckedAdapter:
         return adapter

@@ -33,8 +33,8 @@ A *state* is a tuple of tensors: ``(A, B)`` for SG and GD, ``(A, B, A_t)`` for E
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -88,7 +88,7 @@ class Moments:
         z = math.sqrt(2 * self.N) * L.transpose(-1, -2)             # (..., 2N samples, 2N)
         return z[..., :self.N].contiguous(), z[..., self.N:].contiguous()
 
-    def index(self, i) -> "Moments":
+    def index(self, i) -> Moments:
         """The moments of replica ``i`` (for batched moments)."""
         return Moments(self.xx[i], self.xy[i], self.yy[i])
 

@@ -21,7 +21,7 @@ encoder (:func:`replica_shape`) and a ``build`` factory (:func:`make_build`).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -38,8 +38,8 @@ kNN accuracy (backbone representation, train split as the memory bank).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor

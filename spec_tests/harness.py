@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import pytest
 import torch
 from hypothesis import strategies as st
-
 from ncspec.reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
 
 

@@ -29,7 +29,6 @@ import functools
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ncspec.conformance.claims import register
 from ncspec.reference import toy
 from ncspec.reference.encoders import Identity
@@ -61,13 +60,13 @@ def _pairwise_sq(a, b):
     return (a.unsqueeze(-2) - b.unsqueeze(-3)).pow(2).sum(-1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def toy_data() -> toy.ToySet:
     """Blob × 3 seeds, Moons × 3 seeds: six replicas trained in one run."""
     return toy.concat(toy.make("blob", replicas=3, seed=0), toy.make("moons", replicas=3, seed=0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _toy_run(impl, method: str, options: tuple) -> toy.ToyRun:
     return toy.run(impl.build, method, toy_data(), seed=0, **dict(options))
 

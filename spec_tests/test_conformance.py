@@ -8,8 +8,8 @@ theory of stop-gradient; the tolerance is float64 round-off unless stated.
 from __future__ import annotations
 
 import torch
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from ncspec.conformance.claims import register
 from ncspec.reference.linear import LinearEncoder, population_views
 

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ncspec.conformance.claims import register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
 from ncspec.reference.theory.directpred import fixed_points, survival_threshold

@@ -14,7 +14,6 @@ import math
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-
 from ncspec.conformance.claims import register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.linear.model import random_orthogonal

@@ -26,7 +26,6 @@ import math
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ncspec.conformance.claims import register
 from ncspec.reference import dual
 from ncspec.reference.linear import LinearEncoder, simulate

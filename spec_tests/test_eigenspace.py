@@ -29,7 +29,6 @@ import math
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ncspec.conformance.claims import register
 from ncspec.reference.linear import gaussian_views
 from ncspec.reference.predictors import correlation, eigen_predictor

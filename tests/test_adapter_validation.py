@@ -11,7 +11,6 @@ import re
 
 import pytest
 import torch
-
 from ncspec.conformance.registry import load_adapter
 from ncspec.conformance.validate import AdapterError, CheckedAdapter, CheckedLearner, checked, unwrap
 from ncspec.reference.encoders import Identity

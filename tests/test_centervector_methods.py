@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ncspec.reference import metrics, toy
 from ncspec.reference.encoders import MLP, Identity, MLPEncoder, batch_norm
 from ncspec.reference.methods import center, clustering, contrastive, redundancy

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from ncspec.conformance.cli import main
 from ncspec.conformance.plugin import check_claim_ids, parse_expected_failures
 

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-
 from ncspec.reference import dual
 from ncspec.reference.theory import dual as th
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from ncspec.conformance.registry import available, load_adapter
 from ncspec.conformance.validate import AdapterError, CheckedAdapter, unwrap
 

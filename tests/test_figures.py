@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ncspec.reference.figures.eigenspace import eigenspace_figure
 
 

@@ -9,7 +9,6 @@ pairing so a claim cannot "catch" a mutant by failing for everyone).
 from __future__ import annotations
 
 import pytest
-
 from ncspec.conformance.killmatrix import run_claim
 from ncspec.conformance.mutants import MUTANTS
 from ncspec.conformance.plugin import Recorder
@@ -29,9 +28,9 @@ def test_every_mutant_is_caught_by_some_claim():
 
 def test_h7_catches_a_nonlinear_network():
     """H7's NTK identity is about linear nets: a tanh layer breaks it."""
+    import torch
     from ncspec.spec_tests.harness import LinearSetup
     from ncspec.spec_tests.test_eigenspace import check_linear_ntk
-    import torch
 
     def tanh_net(N, M, W):
         lin = torch.nn.Linear(N, M, bias=False).double()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-
 from ncspec.reference.linear import LinearEncoder, gaussian_views
 from ncspec.reference.methods import build
 from ncspec.reference.predictors import EMACorrelation, correlation, eigen_predictor

@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("lightly")
 pytest.importorskip("byol_pytorch")
 
-from ncspec.conformance.registry import load_adapter  # noqa: E402
-from ncspec.spec_tests.test_conformance import _encoder, _views  # noqa: E402
+from ncspec.conformance.registry import load_adapter
+from ncspec.spec_tests.test_conformance import _encoder, _views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XFAIL = os.path.join(ROOT, "conformance", "expected_failures", "lightly.txt")
@@ -64,7 +64,6 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
     """The finding, exactly: lightly's data-parallel gradient is the gradient of
     L(½(c_0 + c_1)) with c_r standardised by rank r's own batch statistics — not of the global loss."""
     from lightly.loss.barlow_twins_loss import _normalize, _off_diagonal
-
     from ncspec.conformance.distributed import BATCH, Case, _data, distributed_gradients, relative_error
     W, X1, X2 = _data(0)
     w = W.clone().requires_grad_(True)

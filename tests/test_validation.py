@@ -10,10 +10,8 @@ import math
 
 import pytest
 import torch
-
 from ncspec.reference import losses
-from ncspec.reference.linear import (LinearEncoder, gaussian_views, population_views, simulate,
-                              weights_with_spectrum)
+from ncspec.reference.linear import LinearEncoder, gaussian_views, population_views, simulate, weights_with_spectrum
 from ncspec.reference.methods import ClosedFormSiamese, build
 from ncspec.reference.predictors import EMACorrelation, correlation, eigen_predictor, identity_predictor
 from ncspec.reference.theory import eigenspace as th

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torchvision.transforms.v2 as T2
 import torchvision.transforms.v2.functional as TF
-
 from ncspec.reference.vision import augment as A
 
 N = 20_000

@@ -5,7 +5,6 @@ import json
 import re
 
 import pytest
-
 from ncspec.conformance.cli import main as vision_main
 from ncspec.reference.vision.data import write_fake_cifar10, write_fake_stl10
 from ncspec.reference.vision.table1 import PAPER, wallclock_estimate

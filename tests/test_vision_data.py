@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from ncspec.reference.vision.data import (DataRootError, load_dataset, write_fake_cifar10, write_fake_stl10)
+from ncspec.reference.vision.data import DataRootError, load_dataset, write_fake_cifar10, write_fake_stl10
 
 
 def test_fake_cifar10_loads_through_torchvision_as_uint8_chw(tmp_path):

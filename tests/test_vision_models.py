@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ncspec.reference.methods import build
 from ncspec.reference.vision.models import forward_flops, make_backbone, make_encoder
 from ncspec.reference.vision.siamese import EMA, Served, build_fast, learner_state, load_learner_state

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ncspec.conformance.cli import main as vision_main
 from ncspec.reference.vision.data import write_fake_cifar10, write_fake_stl10
 from ncspec.reference.vision.train import TrainConfig, train

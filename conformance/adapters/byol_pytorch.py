@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from ._replicas import heads, per_replica
 
-_loss_fn = getattr(bp, "cosine_loss_fn", None) or getattr(bp, "loss_fn")   # renamed in 0.8
+_loss_fn = getattr(bp, "cosine_loss_fn", None) or bp.loss_fn   # renamed in 0.8
 
 
 class _BYOL:

@@ -17,13 +17,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .check import add_check_commands
     from .figure import add_figure_commands
-    from .vision import add_vision_commands   # train, reproduce table1, bench (no torch import here)
+    from .vision import add_vision_commands  # train, reproduce table1, bench (no torch import here)
     p = argparse.ArgumentParser(prog="ncspec", description="Executable specification of non-contrastive SSL.")
     sub = p.add_subparsers(dest="command", required=True)
     add_check_commands(sub)

@@ -31,6 +31,7 @@ def _cmd_claims(args) -> int:
 
 def _cmd_check(args) -> int:
     import pytest
+
     from ..plugin import XFAIL_ENV_VAR, parse_expected_failures
     from ..registry import load_adapter
     from ..report import print_table

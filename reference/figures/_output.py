@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def render(name: str, out_dir, fmt, seed, draw: Callable[[pathlib.Path, tuple[str, ...]], list]) -> list:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import pathlib
 
 import torch
-
 from ncspec.reference import toy
 from ncspec.reference.methods import center, clustering, contrastive, redundancy
 

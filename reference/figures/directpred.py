@@ -65,7 +65,6 @@ import pathlib
 
 import numpy as np
 import torch
-
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
 from ncspec.reference.linear.model import random_orthogonal
 from ncspec.reference.methods import build

@@ -34,7 +34,6 @@ import pathlib
 
 import numpy as np
 import torch
-
 from ncspec.reference import dual
 from ncspec.reference.theory import dual as th
 

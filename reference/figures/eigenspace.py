@@ -30,7 +30,6 @@ import pathlib
 
 import numpy as np
 import torch
-
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
 from ncspec.reference.methods import build
 from ncspec.reference.theory import eigenspace as theory

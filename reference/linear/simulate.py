@@ -10,8 +10,8 @@ population correlation ``C = (1+σ²) W Wᵀ``, ``‖W‖²_F`` and ``‖∇_W�
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

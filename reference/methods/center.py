@@ -28,7 +28,7 @@ an invariance-only loss rewards ``‖s‖ → 1`` (complete collapse).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

@@ -16,7 +16,7 @@ nothing stops every sample from choosing the same prototype: collapse.
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

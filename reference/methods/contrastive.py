@@ -16,7 +16,7 @@ every batch with the unbiased (U-statistic) estimates of ``‖s‖²`` and
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

@@ -15,7 +15,7 @@ decay η acts on both W and W_p — the convention under which THEORY T1 holds.
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

@@ -13,7 +13,7 @@ cannot be minimised by a constant embedding. Without it (``batchnorm=False``,
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

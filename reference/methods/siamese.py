@@ -12,7 +12,7 @@ gradient (a batch of seeds trains as if each ran alone).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import Tensor, nn
 

@@ -20,7 +20,7 @@ import torch
 from . import augment as aug
 from .data import ImageDataset
 from .siamese import _eigen_predictor
-from .train import Trainer, TrainConfig
+from .train import TrainConfig, Trainer
 
 PEAK_FLOPS = 800e12             # ANCHORS.md: bf16 matmul peak measured on one H100
 LIGHTLY_H100_S_PER_EPOCH = 8.42  # ANCHORS.md: lightly-style pipeline, CIFAR ResNet-18 SimSiam, batch 512

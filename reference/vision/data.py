@@ -60,12 +60,12 @@ class ImageDataset:
         x = src[:20000].float().div_(255)
         return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
 
-    def to(self, device) -> "ImageDataset":
+    def to(self, device) -> ImageDataset:
         move = lambda t: None if t is None else t.to(device)
         return ImageDataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
                             move(self.y_test), self.num_classes, move(self.x_unlabeled))
 
-    def limit(self, n: int | None) -> "ImageDataset":
+    def limit(self, n: int | None) -> ImageDataset:
         """The first ``n`` images of every split (tiny smoke runs)."""
         if not n:
             return self
@@ -193,8 +193,8 @@ def load_dataset(spec: str, root: str | os.PathLike | None = None, download: boo
         if download:
             root.mkdir(parents=True, exist_ok=True)
         elif not root.is_dir():
-            raise DataRootError((_cifar_help(root, "not found (the root does not exist)") if spec == "cifar10"
-                                 else _stl_help(root, "not found (the root does not exist)", unlabeled)))
+            raise DataRootError(_cifar_help(root, "not found (the root does not exist)") if spec == "cifar10"
+                                 else _stl_help(root, "not found (the root does not exist)", unlabeled))
         ds = _load_cifar10(root, download) if spec == "cifar10" else _load_stl10(root, download, unlabeled)
     else:
         raise ValueError(f"unknown dataset {spec!r}; use 'cifar10', 'stl10' or 'npz:PATH'.")

@@ -16,7 +16,6 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:                      # torch is imported only when a cell is built or run
@@ -54,7 +53,7 @@ def wallclock_estimate(seeds: int = 4) -> dict:
 
 
 def cell_config(dataset: str, loss: str, ema: bool, seed: int, *, data_root: str | None, out: str,
-                **overrides) -> "TrainConfig":
+                **overrides) -> TrainConfig:
     """The full-data protocol of one cell (see ``ncspec reproduce table1 --help``)."""
     from .train import TrainConfig, default_method_options
     if ema:   # the IsoLoss authors' EMA configuration: LARS lr 1.0, target EMA 0.99 → 1
@@ -78,7 +77,7 @@ def grid(datasets, seeds: int):
     return [(d, l, e, s) for d in datasets for l in LOSSES for e in (True, False) for s in range(seeds)]
 
 
-def _done(cfg: "TrainConfig") -> dict | None:
+def _done(cfg: TrainConfig) -> dict | None:
     p = Path(cfg.out) / "metrics.json"
     if p.is_file():
         doc = json.loads(p.read_text())
@@ -87,12 +86,12 @@ def _done(cfg: "TrainConfig") -> dict | None:
     return None
 
 
-def run_cell(cfg: "TrainConfig") -> dict:
+def run_cell(cfg: TrainConfig) -> dict:
     from .train import train
     return _done(cfg) or train(cfg)
 
 
-def run_grid(cells: list["TrainConfig"], devices: list[str], log=print) -> list[dict]:
+def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[dict]:
     """Run every cell; with several devices, one worker process per device pulls from a queue."""
     if len(devices) <= 1:
         out = []
