@@ -181,8 +181,10 @@ def adapter_spec(config) -> str:
 
 @pytest.fixture(scope="session")
 def impl(request):
-    """The adapter under test (see conformance/adapter.py)."""
-    return registry.load_adapter(adapter_spec(request.config))
+    """The adapter under test (see conformance/adapter.py); its learners run in the definition's time
+    units, a constant loss factor measured and reported (:mod:`ncspec.conformance.scale`)."""
+    from .scale import scale_aware
+    return scale_aware(registry.load_adapter(adapter_spec(request.config)))
 
 
 class Recorder:
@@ -213,9 +215,12 @@ def _severity(row) -> float:
 
 @pytest.fixture
 def record(request):
+    from . import scale
     rec = Recorder()
     request.node._ncspec_record = rec
-    return rec
+    scale.SINK = rec                    # the measured loss scale of every learner built joins the rows
+    yield rec
+    scale.SINK = None
 
 
 class Collector:

@@ -92,14 +92,19 @@ class VICReg:
     Args:
         sim_coeff, std_coeff, cov_coeff: λ, μ, ν (official 25, 25, 1).
         eps: ε of the std (official 1e-4).
+        variance: ``"authors_code"`` (the ½ above, the released code) or ``"paper_eq6"``
+            (``v(Z) + v(Z′)`` as printed in eq. 6 of Bardes, Ponce & LeCun, ICLR 2022).
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, *, sim_coeff: float = 25.0,
-                 std_coeff: float = 25.0, cov_coeff: float = 1.0, eps: float = 1e-4):
+                 std_coeff: float = 25.0, cov_coeff: float = 1.0, eps: float = 1e-4,
+                 variance: str = "authors_code"):
         self.sim_coeff = _checks.non_negative("sim_coeff", sim_coeff, hint="VICReg uses 25.")
         self.std_coeff = _checks.non_negative("std_coeff", std_coeff, hint="VICReg uses 25.")
         self.cov_coeff = _checks.non_negative("cov_coeff", cov_coeff, hint="VICReg uses 1.")
         self.eps = _checks.positive("eps", eps, hint="VICReg uses 1e-4.")
+        _checks.choice("variance", variance, {"authors_code", "paper_eq6"})
+        self.variance = variance
         self.encoder, self.M = encoder, embed_dim
 
     def parameters(self) -> Iterable[Tensor]:
@@ -113,7 +118,8 @@ class VICReg:
         y = z2 - z2.mean(-2, keepdim=True)
         std_x = torch.sqrt(x.var(dim=-2) + self.eps)
         std_y = torch.sqrt(y.var(dim=-2) + self.eps)
-        std_loss = torch.relu(1 - std_x).mean(-1) / 2 + torch.relu(1 - std_y).mean(-1) / 2
+        half = 0.5 if self.variance == "authors_code" else 1.0
+        std_loss = torch.relu(1 - std_x).mean(-1) * half + torch.relu(1 - std_y).mean(-1) * half
         cov_x = x.transpose(-1, -2) @ x / (B - 1)
         cov_y = y.transpose(-1, -2) @ y / (B - 1)
         cov_loss = off_diagonal(cov_x).pow(2).sum(-1) / M + off_diagonal(cov_y).pow(2).sum(-1) / M
@@ -128,5 +134,5 @@ METHODS = {
     "vicreg": (VICReg, {}),
 }
 OPTIONS = {"BarlowTwins": {"lambda_offdiag", "decorrelation", "batchnorm", "bn_center"},
-           "VICReg": {"sim_coeff", "std_coeff", "cov_coeff", "eps"}}
+           "VICReg": {"sim_coeff", "std_coeff", "cov_coeff", "eps", "variance"}}
 build = make_build(METHODS, OPTIONS)

@@ -88,6 +88,7 @@ class ClosedFormSiamese:
         self.kind, self.copy_norm, self.update_every = predictor, copy_norm, update_every
         self.tau, self.weight_decay = float(tau), float(weight_decay)
         self._calls, self._W_P = 0, None
+        self.corr_used: Tensor | None = None   # the estimate Ĉ the last W_P was built from (C3)
 
     def parameters(self) -> Iterable[Tensor]:
         return self.encoder.parameters()
@@ -107,6 +108,7 @@ class ClosedFormSiamese:
             else:
                 self._W_P = eigen_predictor(C, self.alpha, eps=self.eps, normalize=self.normalize,
                                             boost=self.boost)
+            self.corr_used = C
         self._calls += 1
         return self._W_P
 

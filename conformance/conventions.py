@@ -1,0 +1,114 @@
+"""Declared conventions: known, legitimate ways an implementation may differ from the definition.
+
+An adapter may carry an optional ``conventions`` mapping (see ``conformance/adapter.py``). The
+claims check the *declared* convention exactly and show it in their report rows; an undeclared
+deviation still fails, and the failure names the convention that would explain it.
+
+==========================  ===========================================  ==========================
+key                         values                                       default (the reference)
+==========================  ===========================================  ==========================
+``vicreg_variance``         ``"paper_eq6"``: v(Z) + v(Z′) (Bardes, Ponce  ``"authors_code"``
+                            & LeCun, ICLR 2022, eq. 6);
+                            ``"authors_code"``: ½[v(Z) + v(Z′)] (the
+                            authors' released code)
+``loss_value``              ``"definition"``; ``"surrogate"``: the loss   ``"definition"``
+                            is defined only through its gradient (its
+                            value is not the method's; value identities
+                            are not applicable)
+``predictor_estimate``      ``{"rho": ρ}`` (0 ≤ ρ < 1), optionally        none (W_P from the batch,
+                            ``"views": "online" | "both"``: W_P is built  or from what the learner
+                            from a running estimate F ← ρF + (1 − ρ)Ĉ     exposes as ``corr_used``)
+                            of the online view's (or both views')
+                            correlation
+==========================  ===========================================  ==========================
+
+A constant factor in the loss is *not* declared: it is measured (:mod:`ncspec.conformance.scale`).
+"""
+from __future__ import annotations
+
+import math
+
+VALUES = {
+    "vicreg_variance": ("authors_code", "paper_eq6"),
+    "loss_value": ("definition", "surrogate"),
+}
+DEFAULTS = {"vicreg_variance": "authors_code", "loss_value": "definition", "predictor_estimate": None}
+KNOWN = tuple(DEFAULTS)
+#: what each declared value means, for reports and messages
+MEANING = {
+    ("vicreg_variance", "paper_eq6"): "VICReg variance term v(Z) + v(Z′) (Bardes, Ponce & LeCun, ICLR 2022, eq. 6)",
+    ("vicreg_variance", "authors_code"): "VICReg variance term ½[v(Z) + v(Z′)] (the authors' released code)",
+    ("loss_value", "surrogate"): "the loss is defined only through its gradient (value identities not applicable)",
+    ("loss_value", "definition"): "the loss value is the method's",
+}
+
+
+def validate(conventions, label: str) -> dict:
+    """The adapter's ``conventions`` checked; raises ``ValueError`` naming the key and the fix."""
+    if conventions is None:
+        return {}
+    if not isinstance(conventions, dict):
+        raise ValueError(f"adapter {label!r}: conventions must be a dict such as {{'vicreg_variance': "
+                         f"'paper_eq6'}}, got {type(conventions).__name__}.")
+    for key, value in conventions.items():
+        if key not in DEFAULTS:
+            raise ValueError(f"adapter {label!r}: unknown convention {key!r}; known conventions: "
+                             f"{', '.join(KNOWN)} (see docs/conformance.md, 'Declared conventions').")
+        if key in VALUES and value not in VALUES[key]:
+            raise ValueError(f"adapter {label!r}: conventions[{key!r}] = {value!r}; use one of "
+                             f"{', '.join(map(repr, VALUES[key]))}.")
+        if key == "predictor_estimate":
+            _validate_estimate(value, label)
+    return dict(conventions)
+
+
+def _validate_estimate(value, label: str) -> None:
+    fix = "write e.g. {'predictor_estimate': {'rho': 0.3}} (ρ of F ← ρF + (1 − ρ)Ĉ, in [0, 1))"
+    if not isinstance(value, dict) or "rho" not in value:
+        raise ValueError(f"adapter {label!r}: conventions['predictor_estimate'] = {value!r}; {fix}.")
+    unknown = set(value) - {"rho", "views"}
+    if unknown:
+        raise ValueError(f"adapter {label!r}: conventions['predictor_estimate'] has unknown key(s) "
+                         f"{sorted(unknown)}; it takes 'rho' and optionally 'views' ('online' or 'both').")
+    rho = value["rho"]
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (0.0 <= rho < 1.0) or math.isnan(rho):
+        raise ValueError(f"adapter {label!r}: conventions['predictor_estimate']['rho'] = {rho!r}; {fix}.")
+    if value.get("views", "online") not in ("online", "both"):
+        raise ValueError(f"adapter {label!r}: conventions['predictor_estimate']['views'] = {value['views']!r}; "
+                         f"use 'online' (Ĉ = z1ᵀz1/B) or 'both' (½[z1ᵀz1 + z2ᵀz2]/B).")
+
+
+def of(adapter) -> dict:
+    """The adapter's declared conventions (validated; ``{}`` when it declares none)."""
+    return validate(getattr(adapter, "conventions", None), getattr(adapter, "name", type(adapter).__name__))
+
+
+def get(adapter, key: str):
+    """The value in force for ``key``: the declared one, else the default."""
+    return of(adapter).get(key, DEFAULTS[key])
+
+
+def declared(adapter, key: str) -> bool:
+    return key in of(adapter)
+
+
+def reference_options(method: str, conventions: dict) -> dict:
+    """Options that make the reference follow ``conventions`` for ``method`` (the definition it is
+    measured against)."""
+    if method == "vicreg" and "vicreg_variance" in conventions:
+        return {"variance": conventions["vicreg_variance"]}
+    return {}
+
+
+def alternatives(method: str, conventions: dict) -> list[dict]:
+    """Other values of the conventions that apply to ``method`` — what an undeclared deviation may be."""
+    if method != "vicreg":
+        return []
+    now = conventions.get("vicreg_variance", DEFAULTS["vicreg_variance"])
+    return [{"vicreg_variance": v} for v in VALUES["vicreg_variance"] if v != now]
+
+
+def label(key: str, value, *, declared: bool) -> str:
+    """``"vicreg_variance = paper_eq6 (declared): …"`` for report rows."""
+    text = MEANING.get((key, value), repr(value))
+    return f"convention {key} = {value!r} ({'declared' if declared else 'default'}): {text}"

@@ -1,0 +1,333 @@
+"""Scale-aware claims: a constant factor in the loss is a convention, measured and reported, never a failure.
+
+Implementations differ from the method's definition by a constant factor in the loss: no ½ in
+front of ‖p − z‖², a loss weight, a mean over the M embedding features instead of a sum. A factor
+``c > 0`` multiplies every gradient, so it is a learning-rate change: fixed points, orderings and
+identities are unchanged and time runs ``c`` times faster (``η_eff = c·η``). The spec therefore
+measures ``c`` once per learner, on the learner's first ``loss`` call, and runs that learner in
+the definition's time units (its loss divided by ``c``, i.e. ``lr/c`` per step — the same
+trajectory: EMA targets and running estimates advance per step, not per unit of time).
+
+The measurement. On the first call's views, the autograd gradient of the implementation's loss
+``g_impl`` and of the definition's ``g_def`` (the reference method built with the same options
+and declared conventions, on a copy of the same encoder at the same state) are taken with
+respect to the encoder's weights, the learner's aligned parameters (a learned ``W_p``) and both
+views. The least-squares factor is ``c = ⟨g_impl, g_def⟩/‖g_def‖²``, its relative residual
+``r = ‖g_impl − c·g_def‖/‖g_impl‖``.
+
+* ``r ≤ RESIDUAL_TOL`` and ``c > 0``: a pure rescale — reported ("loss scale ×2 (no ½): time
+  rescaled; a convention, not a failure") and the claims judge the rest at their own precision.
+* ``c < 0`` (and ``r`` small): the sign-flip bug (gradient ascent) — fails.
+* ``r > RESIDUAL_TOL``: not a constant factor — the terms are weighted differently from the
+  definition (a data term scaled but not the weight decay, one of two loss terms scaled, a term
+  dropped or added): a different objective, which fails with that message; when a declarable
+  convention (:mod:`ncspec.conformance.conventions`) explains it, the message names it.
+
+The factor cannot be measured (and is taken as 1, said so in the report) when the learner has
+parameters of its own that the definition cannot be aligned with (an MLP head with its own
+initialisation), when it cannot be copied, or when the reference does not build the method with
+these options. The reference adapter is the definition: it is not measured.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import conventions as conv
+from .validate import _Proxy, unwrap
+
+#: Largest relative residual of a pure rescale: 1e-8, the tightest precision of any claim (the exact
+#: Euler map), so a smaller residual is invisible to every claim. A pure rescale leaves float64
+#: rounding only: measured ≤ 4e-16 for the reference ×2, ÷M, ×0.03 and ≤ 6e-16 for lightly 1.6's
+#: Barlow Twins, VICReg and NT-Xent against the definition (C-claim encoders, seeds 0–2). A term
+#: weighted differently leaves its share of the gradient times its misweighting (data term ×2,
+#: weight decay η = 0.05 ×1, on the population batch: 1.2e-4).
+RESIDUAL_TOL = 1e-8
+#: With weight decay, a data term and decay scaled by ratios differing by more than this are named.
+DECAY_RATIO_TOL = 1e-6
+
+_NAMED = ((2.0, "no ½"), (0.5, "an extra ½"))
+
+
+class ScaleMismatch(AssertionError):
+    """The implementation's gradient is not a positive constant times the definition's."""
+
+
+@dataclass
+class ScaleFit:
+    method: str
+    c: float                 # least-squares factor g_impl ≈ c·g_def (1.0 when not measured)
+    residual: float          # ‖g_impl − c g_def‖/‖g_impl‖ (nan when not measured)
+    measured: bool = True
+    note: str = ""           # why not measured
+
+    def describe(self, embed_dim: int | None = None) -> str:
+        if not self.measured:
+            return f"loss scale not measured ({self.note}): time in the implementation's units as given"
+        c = self.c
+        if abs(c - 1.0) <= 1e-9:
+            return "loss scale ×1: the definition's units"
+        names = [n for v, n in _NAMED if abs(c / v - 1.0) <= 1e-9]
+        if embed_dim and abs(c * embed_dim - 1.0) <= 1e-9:
+            names.append(f"mean over the M = {embed_dim} embedding features, not a sum")
+        elif embed_dim and abs(c / (0.5 * embed_dim) - 1.0) <= 1e-9:
+            names.append(f"sum over M = {embed_dim} features without the ½")
+        what = f" ({names[0]})" if names else ""
+        return f"loss scale ×{c:.6g}{what}: time rescaled; a convention, not a failure"
+
+
+def _flat(grads, like) -> Tensor:
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).to(torch.float64)
+                      for g, p in zip(grads, like)]) if like else torch.zeros(0, dtype=torch.float64)
+
+
+def _gradient(learner, tensors: list[Tensor], view1: Tensor, view2: Tensor) -> tuple[Tensor, float]:
+    """Flattened ∂loss/∂(tensors, views) and the loss value, without touching ``learner``'s caller's RNG."""
+    v1 = view1.detach().clone().requires_grad_(view1.is_floating_point())
+    v2 = view2.detach().clone().requires_grad_(view2.is_floating_point())
+    loss = learner.loss(v1, v2)
+    wrt = [t for t in (*tensors, v1, v2) if t.requires_grad]
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True) if loss.requires_grad else [None] * len(wrt)
+    return _flat(grads, wrt), float(loss.detach())
+
+
+def fit(g_impl: Tensor, g_def: Tensor) -> tuple[float, float]:
+    """Least-squares ``c`` of ``g_impl ≈ c·g_def`` and the relative residual."""
+    dd = float(g_def @ g_def)
+    ni = float(g_impl.norm())
+    if dd == 0.0:
+        return (1.0, 0.0) if ni == 0.0 else (1.0, 1.0)
+    c = float(g_impl @ g_def) / dd
+    return c, (float((g_impl - c * g_def).norm()) / ni if ni else 0.0)
+
+
+def _params(learner) -> list[Tensor]:
+    return [p for p in learner.parameters() if isinstance(p, Tensor) and p.requires_grad]
+
+
+class _Probe:
+    """Copies of the learner under test and of the definition, at the learner's initial state."""
+
+    def __init__(self, impl_learner, ref_learner, impl_tensors, ref_tensors, method, options, conventions, encoder,
+                 embed_dim):
+        self._M = embed_dim
+        self.impl, self.ref = impl_learner, ref_learner
+        self.impl_tensors, self.ref_tensors = impl_tensors, ref_tensors
+        self.method, self.options, self.conventions, self.encoder = method, options, conventions, encoder
+
+    def measure(self, view1, view2) -> tuple[ScaleFit, Tensor, Tensor]:
+        rng = torch.get_rng_state()
+        try:
+            g_i, _ = _gradient(self.impl, self.impl_tensors, view1, view2)
+            torch.set_rng_state(rng)
+            g_d, _ = _gradient(self.ref, self.ref_tensors, view1, view2)
+        finally:
+            torch.set_rng_state(rng)
+        c, r = fit(g_i, g_d)
+        return ScaleFit(self.method, c, r), g_i, g_d
+
+    def explain(self, view1, view2, g_i: Tensor, g_d: Tensor) -> str:
+        """What a non-uniform residual is: a declarable convention, or weight decay left unscaled."""
+        for alt in conv.alternatives(self.method, self.conventions):
+            g_alt = self._definition_gradient(view1, view2, **conv.reference_options(self.method, alt))
+            if g_alt is not None:
+                c, r = fit(g_i, g_alt)
+                if r <= RESIDUAL_TOL and c > 0:
+                    (key, value), = alt.items()
+                    return (f" It matches the definition under the convention {key} = {value!r} "
+                            f"({conv.MEANING.get((key, value), value)}) with factor ×{c:.6g}: if that is intended, "
+                            f"declare conventions = {{{key!r}: {value!r}}} on the adapter.")
+        wd = self.options.get("weight_decay")
+        if wd:
+            g_data = self._definition_gradient(view1, view2, weight_decay=0.0)
+            if g_data is not None:
+                A = torch.stack([g_data, g_d - g_data], 1)
+                ab = torch.linalg.lstsq(A, g_i.unsqueeze(1)).solution.squeeze(1)
+                a, b = ab.tolist()
+                r = float((A @ ab - g_i).norm() / g_i.norm())
+                if r <= RESIDUAL_TOL and abs(a - b) > DECAY_RATIO_TOL * max(abs(a), abs(b)):
+                    return (f" Exactly: the data term is scaled ×{a:.6g} but the weight decay (η = {wd:g}) ×{b:.6g} "
+                            f"— weight decay must be scaled with the loss (or both left unscaled); as written the "
+                            f"effective decay is η·{b / a:.6g}.")
+        return (" The loss's terms are weighted differently from the definition (e.g. a data term scaled but not "
+                "the weight decay, or only one of its terms scaled, or a term dropped): a different objective, "
+                "not a convention.")
+
+    def _definition_gradient(self, view1, view2, **override):
+        from ncspec.reference import methods
+        try:
+            enc = copy.deepcopy(self.encoder)
+            ref = methods.build(self.method, enc, self._M, **{**self.options, **override})
+            extra = [p for p in _params(ref) if all(p is not q for q in enc.parameters())]
+            tensors = [*(p for p in enc.parameters() if p.requires_grad), *extra]
+            rng = torch.get_rng_state()
+            try:
+                return _gradient(ref, tensors, view1, view2)[0]
+            finally:
+                torch.set_rng_state(rng)
+        except Exception:
+            return None
+
+
+#: a callable(quantity, measured, predicted, error=..., tolerance=...) receiving the factor rows; the
+#: pytest plugin's ``record`` fixture installs the current test's recorder here.
+SINK = None
+
+
+def _report(fit_: ScaleFit, embed_dim) -> None:
+    if SINK is None:
+        return
+    text = fit_.describe(embed_dim)
+    if fit_.measured:
+        SINK(f"{fit_.method}: {text}", fit_.c, f"c > 0, residual ≤ {RESIDUAL_TOL:g} (a pure rescale)",
+             error=fit_.residual, tolerance=RESIDUAL_TOL)
+    else:
+        SINK(f"{fit_.method}: {text}", 1.0, "not measured")
+
+
+class ScaledLearner(_Proxy):
+    """A learner whose loss is divided by its measured scale ``c`` (see the module docstring)."""
+
+    __slots__ = ("_probe", "_M", "scale", "loss")
+    _own = ("_inner", "_probe", "_M", "scale", "loss")
+
+    def __init__(self, learner, probe, embed_dim):
+        object.__setattr__(self, "_inner", learner)
+        object.__setattr__(self, "_probe", probe)
+        object.__setattr__(self, "_M", embed_dim)
+        object.__setattr__(self, "scale", None)
+        object.__setattr__(self, "loss", self._first_loss)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+    def __deepcopy__(self, memo):
+        inner = copy.deepcopy(self._inner, memo)
+        out = ScaledLearner(inner, None, self._M)
+        object.__setattr__(out, "scale", self.scale)
+        object.__setattr__(out, "loss", out._scaled_loss if self.scale is not None else out._first_loss)
+        return out
+
+    def _first_loss(self, view1, view2):
+        probe = self._probe
+        object.__setattr__(self, "_probe", None)
+        if probe is None:
+            fit_ = ScaleFit("?", 1.0, math.nan, measured=False, note="no definition to compare with")
+        else:
+            fit_, g_i, g_d = probe.measure(view1, view2)
+            if fit_.residual > RESIDUAL_TOL:
+                raise ScaleMismatch(
+                    f"{probe.method}: the implementation's gradient is not a constant multiple of the definition's "
+                    f"(least-squares factor c = {fit_.c:.4g}, relative residual {fit_.residual:.3g} > "
+                    f"{RESIDUAL_TOL:g}, the most a pure loss-scale convention leaves)."
+                    + probe.explain(view1, view2, g_i, g_d))
+            if fit_.c <= 0:
+                raise ScaleMismatch(
+                    f"{probe.method}: the implementation's gradient is c = {fit_.c:.4g} × the definition's: a negative "
+                    f"loss scale is the sign-flip bug (the update ascends the loss), not a convention.")
+        object.__setattr__(self, "scale", fit_)
+        _report(fit_, self._M)
+        object.__setattr__(self, "loss", self._scaled_loss)
+        return self._scaled_loss(view1, view2)
+
+    def _scaled_loss(self, view1, view2):
+        loss = self._inner.loss(view1, view2)
+        c = self.scale.c
+        return loss if c == 1.0 else loss / c
+
+
+class ScaleAwareAdapter(_Proxy):
+    """An adapter whose learners run in the definition's time units (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __reduce_ex__(self, protocol):
+        return ScaleAwareAdapter, (self._inner,)
+
+    def __init__(self, adapter):
+        object.__setattr__(self, "_inner", adapter)
+        conv.of(adapter)                                  # a malformed declaration fails here
+
+    def build(self, method, encoder, embed_dim, **options):
+        inner = self._inner
+        from .adapters.reference import ReferenceAdapter
+        if type(unwrap(inner)) is ReferenceAdapter:       # the definition itself
+            return inner.build(method, encoder, embed_dim, **options)
+        rng = torch.get_rng_state()
+        snapshot = _snapshot(encoder)
+        learner = inner.build(method, encoder, embed_dim, **options)
+        after = torch.get_rng_state()
+        try:
+            probe, note = _make_probe(learner, encoder, snapshot, rng, method, embed_dim, options, conv.of(inner))
+        finally:
+            torch.set_rng_state(after)
+        if probe is None:
+            scaled = ScaledLearner(learner, None, embed_dim)
+            object.__setattr__(scaled, "scale", ScaleFit(method, 1.0, math.nan, measured=False, note=note))
+            object.__setattr__(scaled, "loss", scaled._scaled_loss)
+            if note:
+                _report(scaled.scale, embed_dim)
+            return scaled
+        return ScaledLearner(learner, probe, embed_dim)
+
+
+def _snapshot(encoder):
+    try:
+        return copy.deepcopy(encoder)
+    except Exception:
+        return None
+
+
+def _make_probe(learner, encoder, snapshot, rng, method, embed_dim, options, conventions):
+    """A :class:`_Probe` (copies of the learner and of the definition), or ``(None, why)``."""
+    from ncspec.reference import methods
+    if snapshot is None:
+        return None, "the encoder cannot be copied"
+    if method not in methods.METHODS or options.get("distributed"):
+        return None, ""                                   # nothing to compare with: no note
+    try:
+        enc_i = copy.deepcopy(encoder)
+        memo = {id(encoder): enc_i}
+        impl = copy.deepcopy(learner, memo)
+    except Exception:
+        return None, "the learner cannot be copied"
+    ref_options = {**options, **conv.reference_options(method, conventions)}
+    enc_d = copy.deepcopy(snapshot)
+    torch.set_rng_state(rng)                              # the definition draws what the implementation drew
+    try:
+        ref = methods.build(method, enc_d, embed_dim, **ref_options)
+    except Exception:
+        return None, ""
+    enc_params_i = [p for p in enc_i.parameters() if p.requires_grad]
+    enc_params_d = [p for p in enc_d.parameters() if p.requires_grad]
+    extra_i = [p for p in _params(impl) if all(p is not q for q in enc_i.parameters())]
+    extra_d = [p for p in _params(ref) if all(p is not q for q in enc_d.parameters())]
+    aligned = len(extra_i) == len(extra_d) and all(
+        a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach(), b.detach())
+        for a, b in zip(extra_i, extra_d))
+    if not aligned:
+        return None, "the learner's own parameters (e.g. an MLP head) cannot be aligned with the definition's"
+    probe = _Probe(impl, ref, [*enc_params_i, *extra_i], [*enc_params_d, *extra_d], method,
+                   ref_options, conventions, snapshot, embed_dim)
+    return probe, ""
+
+
+def scale_aware(adapter) -> ScaleAwareAdapter:
+    """``adapter`` whose learners are measured and run in the definition's time units (idempotent)."""
+    return adapter if type(adapter) is ScaleAwareAdapter else ScaleAwareAdapter(adapter)
+
+
+def unscaled(adapter):
+    """The adapter inside :func:`scale_aware` (for claims that compare an implementation with itself)."""
+    while type(adapter) is ScaleAwareAdapter:
+        adapter = object.__getattribute__(adapter, "_inner")
+    return adapter
+
+
+def scale_of(learner) -> ScaleFit | None:
+    """The measured :class:`ScaleFit` of a learner built by a scale-aware adapter (None otherwise)."""
+    return object.__getattribute__(learner, "scale") if type(learner) is ScaledLearner else None
