@@ -110,5 +110,9 @@ def alternatives(method: str, conventions: dict) -> list[dict]:
 
 def label(key: str, value, *, declared: bool) -> str:
     """``"vicreg_variance = paper_eq6 (declared): …"`` for report rows."""
-    text = MEANING.get((key, value), repr(value))
+    if key == "predictor_estimate" and isinstance(value, dict):
+        text = (f"W_P from a running estimate F ← ρF + (1 − ρ)Ĉ, ρ = {value['rho']:g}, Ĉ of the "
+                f"{'online view' if value.get('views', 'online') == 'online' else 'two views'}")
+    else:
+        text = MEANING.get((key, value), repr(value))
     return f"convention {key} = {value!r} ({'declared' if declared else 'default'}): {text}"

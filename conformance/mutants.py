@@ -32,8 +32,10 @@ def _cosine_unnormalised_prediction(z1, z2, W_P):
 
 
 class _Mutant(ReferenceAdapter):
-    def __init__(self, name, loss_patch=None, learner_patch=None, option_patch=None):
+    def __init__(self, name, loss_patch=None, learner_patch=None, option_patch=None, conventions=None):
         self.name = f"mutant:{name}"
+        if conventions is not None:
+            self.conventions = conventions   # what the mutant declares (conformance/conventions.py)
         self._loss_patch, self._learner_patch, self._option_patch = loss_patch, learner_patch, option_patch
 
     def build(self, method, encoder, embed_dim, **options):
@@ -281,7 +283,7 @@ def _bt_offdiag_ignored(learner):
 
 def _vicreg_variance_doubled(learner):
     if isinstance(learner, _redundancy.VICReg):
-        learner.std_coeff = 2.0 * learner.std_coeff   # v(Z) + v(Z′) instead of ½[v(Z) + v(Z′)]
+        learner.std_coeff = 2.0 * learner.std_coeff   # v(Z) + v(Z′) while declaring ½[v(Z) + v(Z′)]
 
 
 def _symmetric_terms_overwritten(learner):
@@ -381,8 +383,9 @@ MUTANTS = {m.name: m for m in [
           "(non-symmetric)", ["C3"], learner_patch=_nonsymmetric_eig),
     _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
           ["C4", "C5"], learner_patch=_bt_offdiag_ignored),
-    _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) instead of ½[v(Z) + v(Z′)]", ["C6"],
-          learner_patch=_vicreg_variance_doubled),
+    _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) (the paper's eq. 6) while the adapter "
+          "declares the authors' code's ½[v(Z) + v(Z′)] (conventions vicreg_variance = 'authors_code')", ["C6"],
+          learner_patch=_vicreg_variance_doubled, conventions={"vicreg_variance": "authors_code"}),
     _spec("symmetric_terms_overwritten", "SimSiam's symmetrised terms overwritten instead of summed", ["C7"],
           learner_patch=_symmetric_terms_overwritten),
     _spec("gather_without_autograd", "global batch gathered without autograd (gradients off by the world "

@@ -50,6 +50,8 @@ RESIDUAL_TOL = 1e-8
 #: With weight decay, a data term and decay scaled by ratios differing by more than this are named.
 DECAY_RATIO_TOL = 1e-6
 
+#: methods whose W_P is built from a correlation estimate (a declared running estimate changes it)
+CLOSED_FORM = ("simsiam", "directpred", "directset", "directcopy", "isoloss")
 _NAMED = ((2.0, "no ½"), (0.5, "an extra ½"))
 
 
@@ -85,14 +87,16 @@ def _flat(grads, like) -> Tensor:
                       for g, p in zip(grads, like)]) if like else torch.zeros(0, dtype=torch.float64)
 
 
-def _gradient(learner, tensors: list[Tensor], view1: Tensor, view2: Tensor) -> tuple[Tensor, float]:
-    """Flattened ∂loss/∂(tensors, views) and the loss value, without touching ``learner``'s caller's RNG."""
-    v1 = view1.detach().clone().requires_grad_(view1.is_floating_point())
-    v2 = view2.detach().clone().requires_grad_(view2.is_floating_point())
-    loss = learner.loss(v1, v2)
-    wrt = [t for t in (*tensors, v1, v2) if t.requires_grad]
-    grads = torch.autograd.grad(loss, wrt, allow_unused=True) if loss.requires_grad else [None] * len(wrt)
-    return _flat(grads, wrt), float(loss.detach())
+def _views_with_grad(view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+    return tuple(v.detach().clone().requires_grad_(v.is_floating_point()) for v in (view1, view2))
+
+
+def _gradient_of(loss: Tensor, tensors: list[Tensor], *, retain: bool = False) -> Tensor:
+    """Flattened ∂loss/∂tensors (zeros where a tensor is not reached)."""
+    wrt = [t for t in tensors if t.requires_grad]
+    grads = (torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=retain) if loss.requires_grad
+             else [None] * len(wrt))
+    return _flat(grads, wrt)
 
 
 def fit(g_impl: Tensor, g_def: Tensor) -> tuple[float, float]:
@@ -110,67 +114,66 @@ def _params(learner) -> list[Tensor]:
 
 
 class _Probe:
-    """Copies of the learner under test and of the definition, at the learner's initial state."""
+    """What the first call needs to build the definition: the method, its options and conventions, and the
+    RNG state the implementation's ``build`` started from (the definition draws the same initialisation)."""
 
-    def __init__(self, impl_learner, ref_learner, impl_tensors, ref_tensors, method, options, conventions, encoder,
-                 embed_dim):
-        self._M = embed_dim
-        self.impl, self.ref = impl_learner, ref_learner
-        self.impl_tensors, self.ref_tensors = impl_tensors, ref_tensors
-        self.method, self.options, self.conventions, self.encoder = method, options, conventions, encoder
+    def __init__(self, method, options, conventions, encoder, embed_dim, rng):
+        self.method, self.options, self.conventions = method, options, conventions
+        self.encoder, self._M, self.rng = encoder, embed_dim, rng
 
-    def measure(self, view1, view2) -> tuple[ScaleFit, Tensor, Tensor]:
-        rng = torch.get_rng_state()
-        try:
-            g_i, _ = _gradient(self.impl, self.impl_tensors, view1, view2)
-            torch.set_rng_state(rng)
-            g_d, _ = _gradient(self.ref, self.ref_tensors, view1, view2)
-        finally:
-            torch.set_rng_state(rng)
-        c, r = fit(g_i, g_d)
-        return ScaleFit(self.method, c, r), g_i, g_d
-
-    def explain(self, view1, view2, g_i: Tensor, g_d: Tensor) -> str:
-        """What a non-uniform residual is: a declarable convention, or weight decay left unscaled."""
-        for alt in conv.alternatives(self.method, self.conventions):
-            g_alt = self._definition_gradient(view1, view2, **conv.reference_options(self.method, alt))
-            if g_alt is not None:
-                c, r = fit(g_i, g_alt)
-                if r <= RESIDUAL_TOL and c > 0:
-                    (key, value), = alt.items()
-                    return (f" It matches the definition under the convention {key} = {value!r} "
-                            f"({conv.MEANING.get((key, value), value)}) with factor ×{c:.6g}: if that is intended, "
-                            f"declare conventions = {{{key!r}: {value!r}}} on the adapter.")
-        wd = self.options.get("weight_decay")
-        if wd:
-            g_data = self._definition_gradient(view1, view2, weight_decay=0.0)
-            if g_data is not None:
-                A = torch.stack([g_data, g_d - g_data], 1)
-                ab = torch.linalg.lstsq(A, g_i.unsqueeze(1)).solution.squeeze(1)
-                a, b = ab.tolist()
-                r = float((A @ ab - g_i).norm() / g_i.norm())
-                if r <= RESIDUAL_TOL and abs(a - b) > DECAY_RATIO_TOL * max(abs(a), abs(b)):
-                    return (f" Exactly: the data term is scaled ×{a:.6g} but the weight decay (η = {wd:g}) ×{b:.6g} "
-                            f"— weight decay must be scaled with the loss (or both left unscaled); as written the "
-                            f"effective decay is η·{b / a:.6g}.")
-        return (" The loss's terms are weighted differently from the definition (e.g. a data term scaled but not "
-                "the weight decay, or only one of its terms scaled, or a term dropped): a different objective, "
-                "not a convention.")
-
-    def _definition_gradient(self, view1, view2, **override):
+    def definition(self, **override):
+        """The reference learner on a copy of the encoder as it is now, and the tensors to differentiate."""
         from ncspec.reference import methods
+        after = torch.get_rng_state()
+        torch.set_rng_state(self.rng)
         try:
             enc = copy.deepcopy(self.encoder)
             ref = methods.build(self.method, enc, self._M, **{**self.options, **override})
-            extra = [p for p in _params(ref) if all(p is not q for q in enc.parameters())]
-            tensors = [*(p for p in enc.parameters() if p.requires_grad), *extra]
-            rng = torch.get_rng_state()
-            try:
-                return _gradient(ref, tensors, view1, view2)[0]
-            finally:
-                torch.set_rng_state(rng)
-        except Exception:
-            return None
+        finally:
+            torch.set_rng_state(after)
+        own = [p for p in enc.parameters() if p.requires_grad]
+        return ref, own, [p for p in _params(ref) if all(p is not q for q in enc.parameters())]
+
+    def definition_gradient(self, view1, view2, rng, **override) -> Tensor:
+        ref, own, extra = self.definition(**override)
+        v1, v2 = _views_with_grad(view1, view2)
+        after = torch.get_rng_state()
+        torch.set_rng_state(rng)                          # the same draws as the implementation's call
+        try:
+            return _gradient_of(ref.loss(v1, v2), [*own, *extra, v1, v2])
+        finally:
+            torch.set_rng_state(after)
+
+    def explain(self, view1, view2, rng, g_i: Tensor, g_d: Tensor) -> str:
+        """What a non-uniform residual is: a declarable convention, or weight decay left unscaled."""
+        for alt in conv.alternatives(self.method, self.conventions):
+            g_alt = self.definition_gradient(view1, view2, rng, **conv.reference_options(self.method, alt))
+            c, r = fit(g_i, g_alt)
+            if r <= RESIDUAL_TOL and c > 0:
+                (key, value), = alt.items()
+                return (f" It matches the definition under the convention {key} = {value!r} "
+                        f"({conv.MEANING.get((key, value), value)}) with factor ×{c:.6g}: if that is intended, "
+                        f"declare conventions = {{{key!r}: {value!r}}} on the adapter.")
+        wd = self.options.get("weight_decay")
+        if wd:
+            g_data = self.definition_gradient(view1, view2, rng, weight_decay=0.0)
+            A = torch.stack([g_data, g_d - g_data], 1)
+            ab = torch.linalg.lstsq(A, g_i.unsqueeze(1)).solution.squeeze(1)
+            a, b = ab.tolist()
+            r = float((A @ ab - g_i).norm() / g_i.norm())
+            if r <= RESIDUAL_TOL and abs(a - b) > DECAY_RATIO_TOL * max(abs(a), abs(b)):
+                return (f" Exactly: the data term is scaled ×{a:.6g} but the weight decay (η = {wd:g}) ×{b:.6g} "
+                        f"— weight decay must be scaled with the loss (or both left unscaled); as written the "
+                        f"effective decay is η·{b / a:.6g}.")
+        if self.method in CLOSED_FORM:
+            return (" Its W_P is not the definition's (the batch correlation z1ᵀz1/B, or the preset's running "
+                    "estimate): if it is built from another running estimate, declare conventions = "
+                    "{'predictor_estimate': {'rho': ρ, 'views': 'online' | 'both'}} and expose it as `corr_used`; "
+                    "otherwise the terms are weighted differently from the definition: a different objective, "
+                    "not a convention.")
+        return (" The loss's terms are weighted differently from the definition (e.g. a data term scaled but not "
+                "the weight decay, or only one of its terms scaled, or a term dropped): a different objective, "
+                "not a convention.")
 
 
 #: a callable(quantity, measured, predicted, error=..., tolerance=...) receiving the factor rows; the
@@ -195,44 +198,63 @@ class ScaledLearner(_Proxy):
     __slots__ = ("_probe", "_M", "scale", "loss")
     _own = ("_inner", "_probe", "_M", "scale", "loss")
 
-    def __init__(self, learner, probe, embed_dim):
+    def __init__(self, learner, probe, embed_dim, scale=None):
         object.__setattr__(self, "_inner", learner)
         object.__setattr__(self, "_probe", probe)
         object.__setattr__(self, "_M", embed_dim)
-        object.__setattr__(self, "scale", None)
-        object.__setattr__(self, "loss", self._first_loss)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "loss", self._scaled_loss if scale is not None else self._first_loss)
 
     def __setattr__(self, name, value):
         setattr(self._inner, name, value)
 
     def __deepcopy__(self, memo):
-        inner = copy.deepcopy(self._inner, memo)
-        out = ScaledLearner(inner, None, self._M)
-        object.__setattr__(out, "scale", self.scale)
-        object.__setattr__(out, "loss", out._scaled_loss if self.scale is not None else out._first_loss)
-        return out
+        return ScaledLearner(copy.deepcopy(self._inner, memo), self._probe, self._M, self.scale)
 
     def _first_loss(self, view1, view2):
-        probe = self._probe
+        """The learner's real first call, on views that carry a gradient; the definition's on the same views."""
+        probe, inner = self._probe, self._inner
         object.__setattr__(self, "_probe", None)
-        if probe is None:
-            fit_ = ScaleFit("?", 1.0, math.nan, measured=False, note="no definition to compare with")
-        else:
-            fit_, g_i, g_d = probe.measure(view1, view2)
-            if fit_.residual > RESIDUAL_TOL:
-                raise ScaleMismatch(
-                    f"{probe.method}: the implementation's gradient is not a constant multiple of the definition's "
-                    f"(least-squares factor c = {fit_.c:.4g}, relative residual {fit_.residual:.3g} > "
-                    f"{RESIDUAL_TOL:g}, the most a pure loss-scale convention leaves)."
-                    + probe.explain(view1, view2, g_i, g_d))
-            if fit_.c <= 0:
-                raise ScaleMismatch(
-                    f"{probe.method}: the implementation's gradient is c = {fit_.c:.4g} × the definition's: a negative "
-                    f"loss scale is the sign-flip bug (the update ascends the loss), not a convention.")
+        rng = torch.get_rng_state()
+        v1, v2 = _views_with_grad(view1, view2)
+        loss = inner.loss(v1, v2)
+        fit_, failure = self._measure(probe, loss, inner, v1, v2, rng)
         object.__setattr__(self, "scale", fit_)
-        _report(fit_, self._M)
         object.__setattr__(self, "loss", self._scaled_loss)
-        return self._scaled_loss(view1, view2)
+        _report(fit_, self._M)
+        if failure:
+            raise ScaleMismatch(failure)
+        return loss if fit_.c == 1.0 else loss / fit_.c
+
+    def _measure(self, probe, loss, inner, v1, v2, rng) -> tuple[ScaleFit, str]:
+        method = probe.method
+        try:
+            ref, own_d, extra_d = probe.definition()
+        except Exception as e:
+            return ScaleFit(method, 1.0, math.nan, measured=False,
+                            note=f"the definition does not build with these options ({type(e).__name__})"), ""
+        own_i = [p for p in probe.encoder.parameters() if p.requires_grad]
+        extra_i = [p for p in _params(inner) if all(p is not q for q in probe.encoder.parameters())]
+        aligned = len(extra_i) == len(extra_d) and all(
+            a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach(), b.detach())
+            for a, b in zip(extra_i, extra_d))
+        if not aligned:
+            return ScaleFit(method, 1.0, math.nan, measured=False, note="the learner's own parameters (e.g. an MLP "
+                            "head) cannot be aligned with the definition's"), ""
+        if not isinstance(loss, Tensor) or loss.dim() != 0:
+            return ScaleFit(method, 1.0, math.nan, measured=False, note="the loss is not a scalar tensor"), ""
+        g_i = _gradient_of(loss, [*own_i, *extra_i, v1, v2], retain=True)
+        g_d = probe.definition_gradient(v1, v2, rng)
+        c, r = fit(g_i, g_d)
+        fit_ = ScaleFit(method, c, r)
+        if r > RESIDUAL_TOL:
+            return fit_, (f"{method}: the implementation's gradient is not a constant multiple of the definition's "
+                          f"(least-squares factor c = {c:.4g}, relative residual {r:.3g} > {RESIDUAL_TOL:g}, the most "
+                          f"a pure loss-scale convention leaves)." + probe.explain(v1, v2, rng, g_i, g_d))
+        if c <= 0:
+            return fit_, (f"{method}: the implementation's gradient is c = {c:.4g} × the definition's: a negative loss "
+                          f"scale is the sign-flip bug (the update ascends the loss), not a convention.")
+        return fit_, ""
 
     def _scaled_loss(self, view1, view2):
         loss = self._inner.loss(view1, view2)
@@ -253,67 +275,25 @@ class ScaleAwareAdapter(_Proxy):
         conv.of(adapter)                                  # a malformed declaration fails here
 
     def build(self, method, encoder, embed_dim, **options):
-        inner = self._inner
+        from ncspec.reference import methods
+
         from .adapters.reference import ReferenceAdapter
+        inner = self._inner
         if type(unwrap(inner)) is ReferenceAdapter:       # the definition itself
             return inner.build(method, encoder, embed_dim, **options)
         rng = torch.get_rng_state()
-        snapshot = _snapshot(encoder)
         learner = inner.build(method, encoder, embed_dim, **options)
-        after = torch.get_rng_state()
-        try:
-            probe, note = _make_probe(learner, encoder, snapshot, rng, method, embed_dim, options, conv.of(inner))
-        finally:
-            torch.set_rng_state(after)
-        if probe is None:
-            scaled = ScaledLearner(learner, None, embed_dim)
-            object.__setattr__(scaled, "scale", ScaleFit(method, 1.0, math.nan, measured=False, note=note))
-            object.__setattr__(scaled, "loss", scaled._scaled_loss)
-            if note:
-                _report(scaled.scale, embed_dim)
-            return scaled
+        conventions = conv.of(inner)
+        if method not in methods.METHODS or options.get("distributed"):
+            return learner                                # nothing to compare with
+        if conventions.get("predictor_estimate") and method in CLOSED_FORM:
+            fit_ = ScaleFit(method, 1.0, math.nan, measured=False,
+                            note="W_P from a declared running estimate: the definition's W_P is not the one used")
+            _report(fit_, embed_dim)
+            return ScaledLearner(learner, None, embed_dim, fit_)
+        probe = _Probe(method, {**options, **conv.reference_options(method, conventions)}, conventions, encoder,
+                       embed_dim, rng)
         return ScaledLearner(learner, probe, embed_dim)
-
-
-def _snapshot(encoder):
-    try:
-        return copy.deepcopy(encoder)
-    except Exception:
-        return None
-
-
-def _make_probe(learner, encoder, snapshot, rng, method, embed_dim, options, conventions):
-    """A :class:`_Probe` (copies of the learner and of the definition), or ``(None, why)``."""
-    from ncspec.reference import methods
-    if snapshot is None:
-        return None, "the encoder cannot be copied"
-    if method not in methods.METHODS or options.get("distributed"):
-        return None, ""                                   # nothing to compare with: no note
-    try:
-        enc_i = copy.deepcopy(encoder)
-        memo = {id(encoder): enc_i}
-        impl = copy.deepcopy(learner, memo)
-    except Exception:
-        return None, "the learner cannot be copied"
-    ref_options = {**options, **conv.reference_options(method, conventions)}
-    enc_d = copy.deepcopy(snapshot)
-    torch.set_rng_state(rng)                              # the definition draws what the implementation drew
-    try:
-        ref = methods.build(method, enc_d, embed_dim, **ref_options)
-    except Exception:
-        return None, ""
-    enc_params_i = [p for p in enc_i.parameters() if p.requires_grad]
-    enc_params_d = [p for p in enc_d.parameters() if p.requires_grad]
-    extra_i = [p for p in _params(impl) if all(p is not q for q in enc_i.parameters())]
-    extra_d = [p for p in _params(ref) if all(p is not q for q in enc_d.parameters())]
-    aligned = len(extra_i) == len(extra_d) and all(
-        a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach(), b.detach())
-        for a, b in zip(extra_i, extra_d))
-    if not aligned:
-        return None, "the learner's own parameters (e.g. an MLP head) cannot be aligned with the definition's"
-    probe = _Probe(impl, ref, [*enc_params_i, *extra_i], [*enc_params_d, *extra_d], method,
-                   ref_options, conventions, snapshot, embed_dim)
-    return probe, ""
 
 
 def scale_aware(adapter) -> ScaleAwareAdapter:

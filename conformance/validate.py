@@ -77,6 +77,12 @@ def check_adapter(obj, spec: str | None = None) -> str:
     if bad:
         raise AdapterError(f"adapter {name!r}: capabilities holds non-str tags {', '.join(bad)}; every tag is a "
                            f"string such as 'simsiam' or 'loss:euclidean' (see conformance/adapter.py).")
+    if getattr(obj, "conventions", None) is not None:   # optional: declared conventions (conformance/conventions.py)
+        from .conventions import validate
+        try:
+            validate(obj.conventions, name)
+        except ValueError as e:
+            raise AdapterError(str(e)) from None
     if not callable(obj.build):
         raise AdapterError(f"adapter {name!r}: build is a {type(obj.build).__name__}, not callable; define "
                            f"build(self, method, encoder, embed_dim, **options) returning a learner.")

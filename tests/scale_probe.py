@@ -9,7 +9,10 @@ must fail, with a message naming it.
 """
 from __future__ import annotations
 
+import torch
 from ncspec.conformance.adapters.reference import ReferenceAdapter
+from ncspec.reference import losses
+from ncspec.reference.predictors import correlation, eigen_predictor
 
 
 class _Scaled:
@@ -63,3 +66,106 @@ per_feature_mean = ScaleProbe("mean-over-M", per_feature=True)
 times_003 = ScaleProbe("x0.03", 0.03)
 data_term_only = ScaleProbe("data-x2-decay-x1", 2.0, data_only=True)
 negative = ScaleProbe("x-1", -1.0)
+
+
+# --- declared conventions (conformance/conventions.py) --------------------------------------------
+
+
+class VICRegForm(ReferenceAdapter):
+    """The reference with VICReg's variance term in ``form``, declaring ``declare`` (None: nothing)."""
+
+    def __init__(self, form: str, declare: str | None):
+        self.name = f"vicreg-{form}" + (f"-declares-{declare}" if declare else "-undeclared")
+        self._form = form
+        if declare:
+            self.conventions = {"vicreg_variance": declare}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "vicreg":
+            options = {**options, "variance": self._form}
+        return super().build(method, encoder, embed_dim, **options)
+
+
+vicreg_paper_declared = VICRegForm("paper_eq6", "paper_eq6")
+vicreg_authors_declared = VICRegForm("authors_code", "authors_code")
+vicreg_paper_undeclared = VICRegForm("paper_eq6", None)
+vicreg_paper_declared_x2 = ScaleProbe("vicreg-paper-x2", 2.0)
+vicreg_paper_declared_x2.conventions = {"vicreg_variance": "paper_eq6"}
+vicreg_paper_declared_x2.build = lambda method, encoder, embed_dim, **o: _Scaled(
+    vicreg_paper_declared.build(method, encoder, embed_dim, **o), 2.0)
+
+
+class _RunningDirectPred:
+    """DirectPred written as in code that refreshes W_P from an EMA of *both* views' correlation,
+    ``F ← ρF + (1 − ρ)·½(z1ᵀz1 + z2ᵀz2)/B``, and exposes only ``W_P`` (no ``corr_used``)."""
+
+    def __init__(self, encoder, rho=0.3, alpha=0.5, eps=0.1):
+        self.encoder, self.rho, self.alpha, self.eps = encoder, rho, alpha, eps
+        self.F, self.W_P = None, None
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def loss(self, view1, view2):
+        z1, z2 = self.encoder(view1), self.encoder(view2)
+        with torch.no_grad():
+            C = 0.5 * (correlation(z1) + correlation(z2))
+            self.F = C if self.F is None else self.rho * self.F + (1.0 - self.rho) * C
+            self.W_P = eigen_predictor(self.F, self.alpha, eps=self.eps, normalize=True, boost="after")
+        return losses.simsiam(z1, z2, self.W_P).sum()
+
+    def after_step(self):
+        pass
+
+
+class RunningEstimate(ReferenceAdapter):
+    def __init__(self, declare: bool):
+        self.name = "running-estimate-" + ("declared" if declare else "undeclared")
+        if declare:
+            self.conventions = {"predictor_estimate": {"rho": 0.3, "views": "both"}}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "directpred":
+            return _RunningDirectPred(encoder, **options)
+        return super().build(method, encoder, embed_dim, **options)
+
+
+running_estimate_declared = RunningEstimate(True)
+running_estimate_undeclared = RunningEstimate(False)
+
+
+class _SurrogateValue(_Scaled):
+    """IsoLoss whose value is shifted by a detached term: the gradient is the definition's, the value not."""
+
+    def loss(self, view1, view2):
+        loss = self._learner.loss(view1, view2)
+        return loss + loss.detach().abs() + 1.0
+
+
+class SurrogateIsoLoss(ReferenceAdapter):
+    def __init__(self, declare: bool):
+        self.name = "isoloss-surrogate-" + ("declared" if declare else "undeclared")
+        if declare:
+            self.conventions = {"loss_value": "surrogate"}
+
+    def build(self, method, encoder, embed_dim, **options):
+        learner = super().build(method, encoder, embed_dim, **options)
+        return _SurrogateValue(learner, 1.0) if method == "isoloss" else learner
+
+
+isoloss_surrogate_declared = SurrogateIsoLoss(True)
+isoloss_surrogate_undeclared = SurrogateIsoLoss(False)
+
+
+class OneTermScaled(ReferenceAdapter):
+    """VICReg with only the invariance term doubled: a different objective, not a convention."""
+
+    name = "vicreg-invariance-x2"
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "vicreg":
+            options = {**options, "sim_coeff": 2.0 * options.get("sim_coeff", 25.0)}
+        return super().build(method, encoder, embed_dim, **options)
+
+
+one_term_scaled = OneTermScaled()
