@@ -28,6 +28,12 @@ Three additions to that minimum, each needed by a claim that cannot be checked f
 * adapters tagged ``"distributed"`` accept ``distributed=True``: batch statistics over the
   ``torch.distributed`` process group (lightly's ``gather_distributed=True``; D1).
 
+Optional: closed-form learners may expose ``corr_used``, the correlation estimate the last ``W_P``
+was built from (C3 checks ``W_P`` against it on every call); adapters may declare ``conventions``,
+a dict of known conventions (``vicreg_variance``, ``loss_value``, ``predictor_estimate``; see
+:mod:`ncspec.conformance.conventions`). A constant factor in the loss needs no declaration: it is
+measured (:mod:`ncspec.conformance.scale`).
+
 Further tags: ``"symmetrized"`` (BYOL's loss sums both view orders, C7), and
 ``"distributed"``. Full documentation: ``docs/conformance.md``.
 
