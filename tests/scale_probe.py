@@ -169,3 +169,29 @@ class OneTermScaled(ReferenceAdapter):
 
 
 one_term_scaled = OneTermScaled()
+
+
+class _NoCorrUsed(_Scaled):
+    """A learner that does not expose ``corr_used``."""
+
+    def __getattr__(self, name):
+        if name == "corr_used":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+
+class HiddenEstimate(ReferenceAdapter):
+    """The reference's ``directpred`` preset (EMA ρ = 0.3 of z1ᵀz1/B) without ``corr_used``."""
+
+    def __init__(self, declare: bool):
+        self.name = "directpred-hidden-estimate-" + ("declared" if declare else "undeclared")
+        if declare:
+            self.conventions = {"predictor_estimate": {"rho": 0.3}}
+
+    def build(self, method, encoder, embed_dim, **options):
+        learner = super().build(method, encoder, embed_dim, **options)
+        return _NoCorrUsed(learner, 1.0) if method == "directpred" else learner
+
+
+hidden_estimate_declared = HiddenEstimate(True)
+hidden_estimate_undeclared = HiddenEstimate(False)

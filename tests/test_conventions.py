@@ -1,0 +1,211 @@
+"""Meta-tests: a constant loss factor and a declared convention are never reported as bugs; a different
+objective, a sign flip and an undeclared deviation still fail, with a message that names them.
+
+The adapters are the reference wrapped in ``tests/scale_probe.py`` (``module:attr`` specs).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ncspec.conformance import scale
+from ncspec.conformance.claims import load_all
+from ncspec.conformance.plugin import Recorder
+from ncspec.conformance.registry import load_adapter
+from ncspec.reference.linear import LinearEncoder, population_views
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+PURE = {"times_two": 2.0, "per_feature_mean": None, "times_003": 0.03}   # None: 1/M
+
+
+def run_claim(claim: str, spec: str, *, aware: bool = True) -> list[tuple[str, str, list[dict]]]:
+    """Every test of ``claim`` against ``spec`` as the pytest plugin runs it: (outcome, message, rows)."""
+    adapter = load_adapter(spec)
+    impl = scale.scale_aware(adapter) if aware else adapter
+    out = []
+    for test in load_all()[claim].tests:
+        module, name = test.split("::")
+        fn = getattr(importlib.import_module("ncspec." + module), name)
+        rec = Recorder()
+        scale.SINK = rec
+        kwargs = {k: v for k, v in (("impl", impl), ("record", rec)) if k in inspect.signature(fn).parameters}
+        try:
+            fn(**kwargs)
+            out.append(("passed", "", list(rec.rows.values())))
+        except pytest.skip.Exception as e:
+            out.append(("skipped", str(e), []))
+        except AssertionError as e:
+            out.append(("failed", f"{type(e).__name__}: {e}", list(rec.rows.values())))
+        finally:
+            scale.SINK = None
+    return out
+
+
+def _first_call(spec: str, method: str, **options):
+    impl = scale.scale_aware(load_adapter(spec))
+    g = torch.Generator().manual_seed(0)
+    enc = LinearEncoder(torch.randn((2, 3, 5), generator=g, dtype=torch.float64))
+    learner = impl.build(method, enc, 3, **options)
+    learner.loss(*population_views(5, 0.3))
+    return scale.scale_of(learner)
+
+
+LEARNERS = [("simsiam", {"alpha": 0.5}), ("directset", {"weight_decay": 0.05}),
+            ("learned_predictor", {"weight_decay": 0.05,
+                                   "predictor_init": 0.5 * torch.eye(3, dtype=torch.float64).expand(2, 3, 3).clone()})]
+
+
+@pytest.mark.parametrize("spec", sorted(PURE))
+@pytest.mark.parametrize("method,options", LEARNERS, ids=[m for m, _ in LEARNERS])
+def test_a_pure_rescale_is_measured_exactly(spec, method, options):
+    fit = _first_call(f"scale_probe:{spec}", method, **options)
+    want = PURE[spec] or 1.0 / 3
+    assert fit.measured and abs(fit.c / want - 1) <= 1e-12 and fit.residual <= 1e-12, fit
+    text = fit.describe(3)
+    assert "a convention, not a failure" in text
+    if spec == "per_feature_mean":
+        assert "mean over the M = 3 embedding features" in text
+    if spec == "times_two":
+        assert "(no ½)" in text
+
+
+@pytest.mark.parametrize("method,options", LEARNERS, ids=[m for m, _ in LEARNERS])
+def test_a_negative_factor_is_the_sign_flip_bug(method, options):
+    with pytest.raises(scale.ScaleMismatch, match="sign-flip bug"):
+        _first_call("scale_probe:negative", method, **options)
+
+
+def test_data_term_scaled_without_weight_decay_fails_naming_it():
+    with pytest.raises(scale.ScaleMismatch, match=r"data term is scaled ×2 but the weight decay \(η = 0.05\) ×1"):
+        _first_call("scale_probe:data_term_only", "directset", weight_decay=0.05)
+
+
+def test_reference_is_not_measured_and_unchanged():
+    impl = scale.scale_aware(load_adapter("reference"))
+    enc = LinearEncoder(torch.randn((1, 3, 5), dtype=torch.float64))
+    assert type(impl.build("simsiam", enc, 3)) is not scale.ScaledLearner
+
+
+# --- claims, in process (the plugin's path: scale-aware impl, rows to the recorder) ---------------
+
+@pytest.mark.parametrize("spec", sorted(PURE))
+@pytest.mark.parametrize("claim", ["H1", "T1", "W2", "C3", "C4", "C6"])
+def test_a_pure_rescale_passes_and_reports_its_factor(spec, claim):
+    """The exact Euler map (H1, 1e-8), the per-step identity (T1, 1e-9), the fixed ray (W2), and the
+    conformance claims, at their present precision, with the factor in the rows."""
+    results = run_claim(claim, f"scale_probe:{spec}")
+    assert all(o == "passed" for o, _, _ in results), results
+    rows = [r["quantity"] for _, _, rs in results for r in rs]
+    assert any("loss scale ×" in q and "a convention, not a failure" in q for q in rows), rows
+
+
+def test_data_term_only_fails_the_weight_decay_claims_naming_it():
+    results = run_claim("W2", "scale_probe:data_term_only")
+    assert any(o == "failed" and "data term is scaled ×2 but the weight decay" in m for o, m, _ in results), results
+
+
+def test_negative_factor_fails_the_dynamics_claims():
+    results = run_claim("H1", "scale_probe:negative")
+    assert any(o == "failed" and "sign-flip bug" in m for o, m, _ in results), results
+
+
+def test_one_of_two_terms_scaled_fails_as_a_different_objective():
+    (outcome, message, _), = run_claim("C6", "scale_probe:one_term_scaled")
+    assert outcome == "failed" and "weighted differently" in message, message
+
+
+# --- declared conventions ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["vicreg_paper_declared", "vicreg_authors_declared", "vicreg_paper_declared_x2",
+                                  "reference"])
+def test_vicreg_passes_in_its_declared_convention(spec):
+    (outcome, message, rows), = run_claim("C6", spec if spec == "reference" else f"scale_probe:{spec}")
+    assert outcome == "passed", message
+    assert any(r["quantity"].startswith("convention vicreg_variance") for r in rows), rows
+
+
+@pytest.mark.parametrize("spec,declares", [("scale_probe:vicreg_paper_undeclared", ""),
+                                           ("mutant:vicreg_variance_doubled", "(it declares 'authors_code')")])
+def test_vicreg_undeclared_variance_fails_naming_the_convention(spec, declares):
+    (outcome, message, _), = run_claim("C6", spec)
+    assert outcome == "failed"
+    assert "declare conventions = {'vicreg_variance': 'paper_eq6'}" in message and declares in message, message
+
+
+def test_surrogate_value_is_checked_on_the_gradient_only():
+    declared = run_claim("H4", "scale_probe:isoloss_surrogate_declared")[0]
+    assert declared[0] == "passed", declared[1]
+    assert any("not applicable" in r["quantity"] and "surrogate" in r["quantity"] for r in declared[2])
+    undeclared = run_claim("H4", "scale_probe:isoloss_surrogate_undeclared")[0]
+    assert undeclared[0] == "failed" and "{'loss_value': 'surrogate'}" in undeclared[1], undeclared[1]
+
+
+@pytest.mark.parametrize("spec", ["reference", "scale_probe:running_estimate_declared", "scale_probe:times_two"])
+def test_c3_holds_on_every_call_of_a_running_estimate(spec):
+    (outcome, message, _), = run_claim("C3", spec)
+    assert outcome == "passed", message
+
+
+@pytest.mark.parametrize("spec", ["scale_probe:hidden_estimate_declared", "scale_probe:running_estimate_declared"])
+def test_c3_uses_a_declared_running_estimate(spec):
+    (outcome, message, rows), = run_claim("C3", spec)
+    assert outcome == "passed", message
+    assert any(r["quantity"].startswith("convention predictor_estimate") for r in rows), rows
+
+
+def test_c3_names_the_convention_for_an_undeclared_running_estimate():
+    # the reference's preset without corr_used: the batch estimate agrees on call 1 only (the old C3 passed)
+    (outcome, message, _), = run_claim("C3", "scale_probe:hidden_estimate_undeclared")
+    assert outcome == "failed" and message.startswith("AssertionError: call 2") and "predictor_estimate" in message
+    (outcome, message, _), = run_claim("C3", "scale_probe:running_estimate_undeclared", aware=False)
+    assert outcome == "failed" and "predictor_estimate" in message, message
+    (outcome, message, _), = run_claim("C3", "scale_probe:running_estimate_undeclared")
+    assert outcome == "failed" and "predictor_estimate" in message, message
+
+
+@pytest.mark.parametrize("aware", [True, False], ids=["scale-aware", "raw"])
+def test_c3_still_catches_the_nonsymmetric_eig_mutant(aware):
+    (outcome, message, _), = run_claim("C3", "mutant:nonsymmetric_eig", aware=aware)
+    assert outcome == "failed", message
+
+
+def test_malformed_conventions_are_an_adapter_error():
+    from ncspec.conformance.validate import AdapterError, checked
+    from scale_probe import VICRegForm
+    bad = VICRegForm("paper_eq6", "paper_eq6")
+    bad.conventions = {"vicreg_variance": "paper"}
+    with pytest.raises(AdapterError, match="use one of 'authors_code', 'paper_eq6'"):
+        checked(bad)
+    bad.conventions = {"predictor_estimate": {"rho": 1.5}}
+    with pytest.raises(AdapterError, match="rho"):
+        checked(bad)
+    bad.conventions = {"learning_rate": 2}
+    with pytest.raises(AdapterError, match="unknown convention 'learning_rate'"):
+        checked(bad)
+
+
+# --- the whole default suite, once per pure rescale (slow: minutes on 2 cores) ------------------
+
+@pytest.mark.parametrize("spec", sorted(PURE))
+def test_a_pure_rescale_passes_every_claim(spec, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "NCSPEC_THREADS": os.environ.get("NCSPEC_THREADS", "1")}
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", f"scale_probe:{spec}",
+                          "--json", "r.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.time() - t0
+    report = json.loads((tmp_path / "r.json").read_text())
+    bad = {c["id"]: c["status"] for c in report["claims"] if c["status"] not in ("passed", "skipped")}
+    assert out.returncode == 0 and not bad, f"{bad} after {seconds:.0f} s\n{out.stdout[-3000:]}{out.stderr[-2000:]}"
+    rows = [r["quantity"] for c in report["claims"] for r in c["measurements"]]
+    assert any("a convention, not a failure" in q for q in rows)
+    print(f"{spec}: every claim passed in {seconds:.0f} s")
