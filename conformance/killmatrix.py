@@ -32,6 +32,8 @@ def run_claim(claim_id: str, adapter) -> str:
     import pytest
 
     from .claims import load_all
+    from .scale import scale_aware
+    adapter = scale_aware(adapter)      # as the plugin's `impl`: a constant loss factor measured, not a kill
     outcomes = []
     for test in load_all()[claim_id].tests:
         module, name = test.split("::")

@@ -217,8 +217,9 @@ class ScaledLearner(_Proxy):
         object.__setattr__(self, "_probe", None)
         rng = torch.get_rng_state()
         v1, v2 = _views_with_grad(view1, view2)
-        loss = inner.loss(v1, v2)
-        fit_, failure = self._measure(probe, loss, inner, v1, v2, rng)
+        with torch.enable_grad():                          # a first call under no_grad is measured all the same
+            loss = inner.loss(v1, v2)
+            fit_, failure = self._measure(probe, loss, inner, v1, v2, rng)
         object.__setattr__(self, "scale", fit_)
         object.__setattr__(self, "loss", self._scaled_loss)
         _report(fit_, self._M)
@@ -251,7 +252,10 @@ class ScaledLearner(_Proxy):
             return fit_, (f"{method}: the implementation's gradient is not a constant multiple of the definition's "
                           f"(least-squares factor c = {c:.4g}, relative residual {r:.3g} > {RESIDUAL_TOL:g}, the most "
                           f"a pure loss-scale convention leaves)." + probe.explain(v1, v2, rng, g_i, g_d))
-        if c <= 0:
+        if c == 0:
+            return fit_, (f"{method}: the implementation's gradient is zero where the definition's is not: no "
+                          f"gradient reaches the parameters (everything detached?), not a convention.")
+        if c < 0:
             return fit_, (f"{method}: the implementation's gradient is c = {c:.4g} × the definition's: a negative loss "
                           f"scale is the sign-flip bug (the update ascends the loss), not a convention.")
         return fit_, ""
