@@ -142,6 +142,17 @@ def short_source(source: str) -> str:
     return "; ".join(p for p in parts if not p.startswith("THEORY.md"))
 
 
+def conventions_in_force(report: dict) -> list[str]:
+    """The measured loss scales and declared conventions found in the rows, once each (claim IDs that saw them)."""
+    seen: dict[str, list[str]] = {}
+    for c in report["claims"]:
+        for r in c["measurements"]:
+            q = r["quantity"]
+            if ("loss scale" in q and "×1:" not in q) or q.startswith("convention "):
+                seen.setdefault(q, []).append(c["id"])
+    return [f"{q} [{', '.join(dict.fromkeys(ids))}]" for q, ids in seen.items()]
+
+
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -166,6 +177,8 @@ def print_table(report: dict, console=None) -> None:
             meas = (meas + "\n" if meas else "") + "expected failure: " + reasons[:200]
         table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c["source"])))
     console.print(table)
+    for note in conventions_in_force(report):
+        console.print(escape(note))
     s = report["summary"]
     console.print(f"{s['passed']} passed, {s['failed']} failed"
                   + (f", {s['xfailed']} xfailed" if s.get("xfailed") else "")
