@@ -532,8 +532,9 @@ P6 = register(
     prediction="field = 0 and spectrum {0^(N−1), −2λ, 2λ − qr} on both spheres; no run within 10 % of the inner "
                "sphere at T; ended runs at ‖a‖ = b = r₊ (or at 0)",
     tolerance="field 1e-12·r, spectrum 1e-8 absolute (finite differences); radius 1e-4 relative after "
-              "T = ln(1e6)/(slowest rate: λ at 0, 2λ − qr₋ at the saddle, min(2λ, qr₊ − 2λ) outer); ≤ 3 % of runs "
-              "may still be undecided (starts within ~e^{−14} of the saddle's stable manifold)",
+              "T = ln(1e6)/(slowest Euler rate |ln|1 + lr·μ||/lr over the modes a run crosses, SG and EMA: λ and β at "
+              "0, the saddle's positive eigenvalue, the outer sphere's non-zero ones); a run not within 1e-4 of "
+              "r₊ nor at 0 is undecided, ≤ 3 % may be (late escapes: starts near the saddle's stable manifold)",
     derivation="ȧ = −(pb² − qb + λ)a, ḃ = −(pb − q)‖a‖² − λb; equilibria need pb² − qb + λ = 0 and then ‖a‖² = "
                "λb/(q − pb) = b²; planar Jacobian trace −qr, determinant 2λqr − 4λ² ⇒ eigenvalues −2λ, 2λ − qr "
                "(reference/theory/dual.py).")
@@ -568,6 +569,17 @@ def test_scalar_equilibria_are_two_spheres(impl, record, N, frac, sigma, seed):
     assert unstable > 0 > stable
 
 
+def _slowest_euler_rate(p, q, lam, beta, N, lr) -> float:
+    """The slowest rate (per unit time, of Euler steps of size lr) among the modes a P6 run must cross, SG or
+    EMA: the decay onto 0 (λ; β for the target), the escape from the inner sphere (its positive eigenvalue)
+    and the decay onto the outer sphere (its non-zero eigenvalues); T = ln(1e6)/rate shrinks each by 1e6."""
+    modes = [-lam, -beta]
+    for spectrum in (th.sphere_spectrum(p, q, lam, N), th.ema_sphere_spectrum(p, q, lam, beta, N)):
+        modes += [mu for mu in spectrum["inner"].tolist() if mu > 0]
+        modes += [mu for mu in spectrum["outer"].tolist() if abs(mu) > 1e-12]
+    return min(th.euler_rate(mu, lr) for mu in modes)
+
+
 @P6.check
 @given(N=st.integers(2, 5), frac=st.floats(0.35, 0.7), sigma=st.floats(0.0, 0.5), seed=SEEDS)
 def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
@@ -575,9 +587,8 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
     p, q = 1.0 + sigma ** 2, 1.0
     lam = frac * th.critical_weight_decay(p, q)
     r_in, r_out = th.sphere_radii(p, q, lam)
-    rate = min(lam, 2 * lam - q * r_in, 2 * lam, q * r_out - 2 * lam)
-    lr = 0.2
-    steps = int(math.ceil(math.log(1e6) / rate / lr))
+    lr, beta = 0.2, 1.0
+    steps = int(math.ceil(math.log(1e6) / _slowest_euler_rate(p, q, lam, beta, N, lr) / lr))
     mom = dual.gaussian_moments(N, signal=torch.eye(N, dtype=torch.float64), sigma_x=sigma)
     g = torch.Generator().manual_seed(seed)
     S = 128
@@ -586,11 +597,13 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
     A0 = rho0 * u / u.norm(dim=-1, keepdim=True)
     B0 = r_out * (3 * torch.rand(S, 1, 1, generator=g, dtype=torch.float64) - 1)
     for kind in ("sg", "ema"):
-        traj = run_learner(impl, kind, mom, A0, B0, lam=lam, lr=lr, steps=steps, beta=1.0)
+        traj = run_learner(impl, kind, mom, A0, B0, lam=lam, lr=lr, steps=steps, beta=beta)
         rho, b = traj.probes["A"][-1].norm(dim=(-1, -2)), traj.probes["B"][-1][:, 0, 0]
         on_inner = ((rho - r_in).abs() <= 0.1 * r_in) & ((b - r_in).abs() <= 0.1 * r_in)
         collapsed = (rho <= 1e-3 * r_out) & (b.abs() <= 1e-3 * r_out)
-        outer = ((rho - r_out).abs() <= 1e-2 * r_out) & ((b - r_out).abs() <= 1e-2 * r_out)
+        # "ended on the outer sphere" at the radius tolerance T was derived for; a run still on its way
+        # (a late escape from the saddle) is undecided, not a radius error
+        outer = ((rho - r_out).abs() <= 1e-4 * r_out) & ((b - r_out).abs() <= 1e-4 * r_out)
         undecided = (~collapsed & ~outer).float().mean().item()
         record(f"{kind.upper()}: runs on the inner sphere", on_inner.sum().item(), 0, error=on_inner.sum().item(),
                tolerance=0.5)
@@ -598,9 +611,10 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
                "recorded (paper: SG 82.0 %, EMA 92.8 % [open sampling])", error=None, tolerance=None)
         record(f"{kind.upper()}: undecided runs at T", undecided, "≤ 0.03", error=undecided, tolerance=0.03)
         assert on_inner.sum() == 0, f"{kind}: {on_inner.sum().item()} runs ended on the inner (saddle) sphere"
-        assert undecided <= 0.03, f"{kind}: {undecided:.1%} of runs ended neither at 0 nor on the outer sphere " \
-                                  f"r₊ = {r_out:.5g} (radii {rho[~collapsed & ~outer][:5].tolist()})"
+        rest = ~collapsed & ~outer
+        assert undecided <= 0.03, (f"{kind}: {undecided:.1%} of runs ended neither at 0 nor on the outer sphere "
+                                   f"r₊ = {r_out:.6g} within 1e-4 (median ‖a‖ {rho[rest].median().item():.6g}, "
+                                   f"b {b[rest].median().item():.6g}; radii {rho[rest][:5].tolist()})")
         if outer.any():
             err = torch.maximum((rho[outer] - r_out).abs(), (b[outer] - r_out).abs()).max().item() / r_out
             record(f"{kind.upper()}: outer radius |‖a‖ − r₊|/r₊", err, 0.0, error=err, tolerance=1e-4)
-            assert err <= 1e-4, f"{kind}: runs settle at radius ≠ r₊ = {r_out:.6g} (rel {err:.3g})"
