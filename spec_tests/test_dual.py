@@ -399,7 +399,9 @@ P4 = register(
                "‖∇_B Ē‖ = 0, ‖∇_A Ē‖/(λ‖A‖) ≥ 1",
     tolerance="1e-8 relative at the polished limits (measured ≤ 5e-15 over 40 random draws; the residual is "
               "O(‖F‖/|μ_min|), |μ_min| ≥ 0.03); at least 2 of 4 runs per draw must settle on a full-rank limit "
-              "(measured: 4 of 4 in all but a few mix = 0.3 draws, where a run can still be moving after 1,500 steps)",
+              "(measured: 4 of 4 in all but a few mix = 0.3 draws); the run length is derived: a run still moving after "
+              "1,500 steps of 0.1 is continued for ln(10‖F‖/1e-4)/|ln|1 + 0.1μ|| steps, μ the slowest stable eigenvalue of "
+              "the model's SG Jacobian at its polished limit (≤ 15,000 steps)",
     derivation="Ḃ = 0 ⇒ B = D(C+λ)⁻¹ (C = AΣxxAᵀ, D = AΣyxAᵀ) ⇒ BC − D = −λB; Aᵀ·(Ȧ = 0) ⇒ BᵀB = AAᵀ; then "
                "A(SΣxx + λ) = BᵀAΣyx and (C+λ)⁻¹A = A(ΣxxS+λ)⁻¹ give S·R = 0 ⇔ A·R = 0; A invertible ⇒ R = 0. "
                "∇_A Ē = −(SG Ȧ) − E[r yᵀ] and ⟨∇_A Ē, A⟩ = E‖r‖² + λ‖A‖² (reference/theory/dual.py).")
@@ -427,25 +429,51 @@ P5 = register(
 def sg_limits(impl, M, extra, lam, sigma, mix, seed):
     """P4/P5: SG limits of the learner from balanced full-rank starts.
 
-    The shared simulator runs the learner's SG dynamics (1,500 Euler steps of 0.1); runs that
-    have settled (‖F‖ ≤ 1e-4) are polished by Gauss–Newton on the learner's own field
+    The shared simulator runs the learner's SG dynamics (Euler steps of 0.1); runs that have
+    settled (‖F‖ ≤ 1e-4) are polished by Gauss–Newton on the learner's own field
     (:func:`ncspec.reference.dual.refine_equilibrium`, minimal-norm steps) to ‖F‖ ≤ 1e-13, i.e. to the
     equilibrium the run converges to (quadratic convergence; the run's remaining distance is
-    ‖F‖/|μ| ≲ 1e-2 along the slowest stable direction). Returns the moments, the limits,
-    the run's speed before polishing and a mask of full-rank polished equilibria.
+    ‖F‖/|μ| ≲ 1e-2 along the slowest stable direction). The run length is derived: after 1,500 steps
+    a run still moving is continued by :func:`_settling_steps` (from the slowest stable eigenvalue of
+    the model's Jacobian at its limit). Returns the moments, the limits, the run's speed before
+    polishing and a mask of full-rank polished equilibria.
     """
     g = torch.Generator().manual_seed(seed)
     N, S = M + extra, 4
     mom = well_posed_moments(N, S, g, sigma=sigma, mix=mix, M=M)
     A0, B0 = balanced_start(M, N, S, g)
-    traj = run_learner(impl, "sg", mom, A0, B0, lam=lam, lr=0.1, steps=1500)
+    lr, settled = 0.1, 1e-4
+    traj = run_learner(impl, "sg", mom, A0, B0, lam=lam, lr=lr, steps=1500)
     A, B = traj.probes["A"][-1], traj.probes["B"][-1]
     field = LearnerField(impl, "sg", mom, lam)
     speed = per_replica(dual.flatten(field((A, B)), 1)).norm(dim=-1)
+    more = _settling_steps(field, mom, lam, A, B, speed, lr=lr, settled=settled)
+    if more:
+        traj = run_learner(impl, "sg", mom, A, B, lam=lam, lr=lr, steps=more)
+        A, B = traj.probes["A"][-1], traj.probes["B"][-1]
+        speed = per_replica(dual.flatten(field((A, B)), 1)).norm(dim=-1)
     (A, B), polished = dual.refine_equilibrium(field, (A, B))
     sv = torch.linalg.svdvals(A)
-    full = (sv[..., -1] > 1e-3 * sv[..., 0]) & (speed <= 1e-4) & (polished <= 1e-12)
+    full = (sv[..., -1] > 1e-3 * sv[..., 0]) & (speed <= settled) & (polished <= 1e-12)
     return mom, A, B, speed, full
+
+
+def _settling_steps(field, mom, lam, A, B, speed, *, lr: float, settled: float, cap: int = 15000) -> int:
+    """Euler steps that bring every run still moving (speed > ``settled``) to a tenth of ``settled``: near its
+    limit the speed shrinks by |1 + lr·μ| per step along the slowest stable eigenvalue μ of the SG Jacobian
+    there (the model's, :func:`ncspec.reference.dual.jacobian`, at the Gauss–Newton polish of the run's
+    state; the O(M) orbit's zero eigenvalues excluded), so it needs ln(10·speed/settled)/|ln|1 + lr·μ||
+    steps. At most ``cap``: a run that slow is not settled and does not count as a full-rank limit."""
+    moving = speed > settled
+    if not moving.any():
+        return 0
+    (Ap, Bp), _ = dual.refine_equilibrium(field, (A, B))
+    ev = torch.linalg.eigvals(dual.jacobian("sg", (Ap, Bp), mom, lam))
+    step = (1 + lr * ev).abs().log().abs()                              # per-step log-contraction of each mode
+    step = torch.where(ev.real < -1e-6, step, torch.full_like(step, math.inf)).amin(-1)
+    need = torch.log(10 * speed / settled) / step
+    need = need[moving & torch.isfinite(need)]
+    return min(int(math.ceil(need.max().item())), cap) if need.numel() else 0
 
 
 EQUILIBRIA = dict(M=st.integers(2, 4), extra=st.sampled_from([0, 0, 1]), lam=st.floats(0.03, 0.06),
