@@ -2,11 +2,15 @@
 
 Each mutant in :data:`ncspec.conformance.mutants.MUTANTS` names the claims expected to catch
 it (``caught_by``). :func:`kill_matrix` runs those claims (or every claim, ``full``)
-against each mutant and reports, per pair, ``caught`` (some test of the claim
-failed), ``survived`` (its tests passed) or ``skipped`` (the mutant lacks a
-capability the claim needs). A mutant no claim catches is a hole in the spec; a
-``caught_by`` claim that misses its mutant is a stale promise. Either fails
-``ncspec mutants``.
+against each mutant and reports, per pair, ``caught`` (an assertion of one of the
+claim's tests failed), ``errored`` (a test crashed instead: an exception other than an
+AssertionError raised in a spec module — from the mutant, the reference code it calls, or
+the test — e.g. a NaN that breaks an eigendecomposition), ``survived`` (its tests passed)
+or ``skipped`` (the mutant lacks a capability the claim needs). Only an assertion is a
+catch: a crash says the code is broken somewhere, not that the claim saw the bug, and the
+same crash would hide a real one. A mutant no claim catches is a hole in the spec; a
+``caught_by`` claim that misses its mutant (survived, skipped or only errored) is a stale
+promise. Either fails ``ncspec mutants``.
 
 Tests are called directly (no pytest session): a claim's tests take only ``impl`` and
 ``record`` beyond their Hypothesis arguments, so this is ~10× faster than a pytest
@@ -24,17 +28,63 @@ import time
 from .plugin import Recorder, torch_threads
 
 SCHEMA = "ncspec.killmatrix/1"
-_RESULT = {"failed": "caught", "passed": "survived", "skipped": "skipped"}
+_RESULT = {"failed": "caught", "errored": "errored", "passed": "survived", "skipped": "skipped"}
 
 
-def run_claim(claim_id: str, adapter) -> str:
-    """Run every test of a claim against ``adapter``: 'failed', 'passed' or 'skipped'."""
+def _leaves(exc: BaseException):
+    """The exceptions inside (nested) exception groups, e.g. Hypothesis' report of several distinct failures."""
+    inner = getattr(exc, "exceptions", None)   # BaseExceptionGroup (3.11+) or the exceptiongroup backport
+    if isinstance(inner, tuple) and inner and all(isinstance(e, BaseException) for e in inner):
+        for e in inner:
+            yield from _leaves(e)
+    else:
+        yield exc
+
+
+def _spec_dir() -> str:
+    import os
+
+    from .. import spec_tests
+    return os.path.dirname(os.path.abspath(spec_tests.__file__))
+
+
+def _asserted_in_spec(exc: BaseException) -> bool:
+    """An AssertionError whose innermost frame is in a spec module (a claim's assertion, not an
+    ``assert`` inside the implementation under test)."""
+    import os
+    if not isinstance(exc, AssertionError):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_spec_dir() + os.sep)
+
+
+def classify(exc: BaseException) -> str:
+    """``"failed"`` if a claim's assertion failed (also inside Hypothesis' grouping of several
+    failures), else ``"errored"`` (a crash)."""
+    return "failed" if any(_asserted_in_spec(e) for e in _leaves(exc)) else "errored"
+
+
+def _describe(exc: BaseException) -> str:
+    leaves = list(_leaves(exc))
+    first = next((e for e in leaves if _asserted_in_spec(e)), leaves[0] if leaves else exc)
+    text = str(first).strip().splitlines()
+    return f"{type(first).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+def run_claim_detail(claim_id: str, adapter) -> tuple[str, list[tuple[str, str, str]]]:
+    """Run every test of a claim against ``adapter``. Returns the claim's outcome — ``'failed'``
+    (an assertion failed), ``'errored'`` (no assertion failed but a test crashed), ``'passed'`` or
+    ``'skipped'`` — and ``(test, outcome, message)`` per test."""
     import pytest
 
     from .claims import load_all
     from .scale import scale_aware
     adapter = scale_aware(adapter)      # as the plugin's `impl`: a constant loss factor measured, not a kill
-    outcomes = []
+    details = []
     for test in load_all()[claim_id].tests:
         module, name = test.split("::")
         fn = getattr(importlib.import_module(module), name)
@@ -51,14 +101,21 @@ def run_claim(claim_id: str, adapter) -> str:
             kwargs["record"] = Recorder()
         try:
             fn(**kwargs)
-            outcomes.append("passed")
-        except pytest.skip.Exception:
-            outcomes.append("skipped")
-        except Exception:  # AssertionError, FloatingPointError, …: the claim caught the bug
-            outcomes.append("failed")
-    if "failed" in outcomes:
-        return "failed"
-    return "passed" if "passed" in outcomes else "skipped"
+            details.append((test, "passed", ""))
+        except pytest.skip.Exception as e:
+            details.append((test, "skipped", str(e.msg)))
+        except Exception as e:  # BaseExceptionGroup from Hypothesis is an Exception when its leaves are
+            details.append((test, classify(e), _describe(e)))
+    outcomes = [o for _, o, _ in details]
+    for result in ("failed", "errored", "passed"):
+        if result in outcomes:
+            return result, details
+    return "skipped", details
+
+
+def run_claim(claim_id: str, adapter) -> str:
+    """Run every test of a claim against ``adapter``: 'failed', 'errored', 'passed' or 'skipped'."""
+    return run_claim_detail(claim_id, adapter)[0]
 
 
 def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = None, full: bool = False,
@@ -91,9 +148,15 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
             if not to_run:
                 continue
             t0 = time.perf_counter()
-            results = {c: _RESULT[run_claim(c, spec.adapter)] for c in to_run}
+            results, errors = {}, {}
+            for c in to_run:
+                outcome, details = run_claim_detail(c, spec.adapter)
+                results[c] = _RESULT[outcome]
+                crashes = [f"{t.split('::')[-1]}: {msg}" for t, o, msg in details if o == "errored"]
+                if crashes:
+                    errors[c] = crashes
             missed = [c for c in spec.caught_by if c in results and results[c] != "caught"]
-            out[name] = dict(bug=spec.bug, caught_by=list(spec.caught_by), claims=results,
+            out[name] = dict(bug=spec.bug, caught_by=list(spec.caught_by), claims=results, errors=errors,
                              caught="caught" in results.values(), missed=missed)
             if progress:
                 progress(name, out[name], time.perf_counter() - t0)
@@ -104,28 +167,38 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
 
 
 def failures(matrix: dict) -> list[str]:
-    """Why the matrix fails (empty when it passes): uncaught mutants and missed promises."""
+    """Why the matrix fails (empty when it passes): uncaught mutants and missed promises. A claim
+    that only crashed on its mutant (``errored``) is a missed promise: a crash is not a catch."""
     problems = []
     for name, m in matrix["mutants"].items():
         if not m["caught"]:
             problems.append(f"mutant {name!r} ({m['bug']}) is caught by none of the claims run "
                             f"({', '.join(m['claims'])})")
         for c in m["missed"]:
-            problems.append(f"claim {c} is listed in caught_by of mutant {name!r} but it {m['claims'][c]}")
+            if m["claims"][c] == "errored":
+                crash = "; ".join(m.get("errors", {}).get(c, []))[:300]
+                problems.append(f"claim {c} is listed in caught_by of mutant {name!r} but it only errored (a crash, "
+                                f"not a failed assertion: {crash}); assert the property the crash stands for "
+                                f"(e.g. finiteness) in the claim's test")
+            else:
+                problems.append(f"claim {c} is listed in caught_by of mutant {name!r} but it {m['claims'][c]}")
     return problems
 
 
 def print_matrix(matrix: dict, console=None) -> None:
-    """Rich table: ✗ caught, · survived (red where caught_by promised a catch), – skipped, blank not run."""
+    """Rich table: ✗ caught, E errored (a crash), · survived (red where caught_by promised a catch), – skipped,
+    blank not run."""
     import sys
 
     from rich.console import Console
     from rich.table import Table
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=240)
-    table = Table(title="ncspec mutants — ✗ caught, · survived, – not applicable, blank not run"
+    table = Table(title="ncspec mutants — ✗ caught (assertion), E errored (crash), · survived, – not applicable, "
+                        "blank not run"
                   + (" (all claims)" if matrix["full"] else " (caught_by claims)"))
-    table.add_column("mutant", no_wrap=True, min_width=max(len(n) for n in matrix["mutants"]) if matrix["mutants"] else 6)
+    table.add_column("mutant", no_wrap=True,
+                     min_width=max(len(n) for n in matrix["mutants"]) if matrix["mutants"] else 6)
     for c in matrix["claims"]:
         table.add_column(c, justify="center")
     table.add_column("caught")
@@ -134,8 +207,9 @@ def print_matrix(matrix: dict, console=None) -> None:
         for c in matrix["claims"]:
             r = m["claims"].get(c)
             promised = c in m["caught_by"]
+            mark = {"survived": "·", "skipped": "–", "errored": "E"}.get(r, "")
             cells.append("" if r is None else "[green]✗[/]" if r == "caught"
-                         else ("[bold red]·[/]" if r == "survived" else "[bold red]–[/]") if promised
-                         else ("[dim]·[/]" if r == "survived" else "[dim]–[/]"))
+                         else f"[bold red]{mark}[/]" if promised
+                         else (f"[yellow]{mark}[/]" if r == "errored" else f"[dim]{mark}[/]"))
         table.add_row(name, *cells, "[green]yes[/]" if m["caught"] else "[bold red]NO[/]")
     console.print(table)

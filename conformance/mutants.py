@@ -276,6 +276,30 @@ def _nonsymmetric_eig(learner):
     learner.loss = loss
 
 
+def _directpred_eps_dropped(learner):
+    """DirectPred's boost ε never added: ``ω = (λ₊/λ_max)^α`` (the ``+ eps`` forgotten)."""
+    if getattr(learner, "kind", None) == "eigen":
+        learner.eps = 0.0
+
+
+def _directpred_no_clamp(learner):
+    """DirectPred's eigenvalues used without clamping at 0: the rounding-negative eigenvalues of a
+    rank-deficient correlation estimate go into ``λ^α`` (NaN for α = ½)."""
+    if getattr(learner, "kind", None) != "eigen":
+        return
+    from ncspec.reference.predictors import correlation
+
+    def predictor(z1):
+        C = (learner.corr.update(z1) if learner.corr is not None else correlation(z1)).to(torch.float64)
+        lam, U = torch.linalg.eigh(0.5 * (C + C.transpose(-1, -2)))
+        if learner.normalize:
+            lam = lam / lam.amax(-1, keepdim=True)
+        omega = (lam + learner.eps) ** learner.alpha if learner.boost == "before" else lam ** learner.alpha + learner.eps
+        learner._W_P = ((U * omega.unsqueeze(-2)) @ U.transpose(-1, -2)).to(z1.dtype)
+        return learner._W_P
+    learner.predictor = predictor
+
+
 def _bt_offdiag_ignored(learner):
     if isinstance(learner, _redundancy.BarlowTwins):
         learner.lambda_offdiag = 0.0         # λ accepted, the off-diagonal term never added
@@ -381,6 +405,10 @@ MUTANTS = {m.name: m for m in [
     _spec("ema_momentum_swapped", "EMA update with m and 1 − m swapped", ["C2"], learner_patch=_ema_momentum_swapped),
     _spec("nonsymmetric_eig", "DirectPred's W_P from the general eig of the cross-view correlation z1ᵀz2/B "
           "(non-symmetric)", ["C3"], learner_patch=_nonsymmetric_eig),
+    _spec("directpred_eps_dropped", "DirectPred's boost ε dropped: ω = (λ₊/λ_max)^α instead of (λ₊/λ_max)^α + ε",
+          ["C8"], learner_patch=_directpred_eps_dropped),
+    _spec("directpred_no_clamp", "DirectPred's eigenvalues not clamped at 0 before the power (NaN for α = ½ on a "
+          "rank-deficient estimate)", ["C8"], learner_patch=_directpred_no_clamp),
     _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
           ["C4", "C5"], learner_patch=_bt_offdiag_ignored),
     _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) (the paper's eq. 6) while the adapter "

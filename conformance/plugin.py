@@ -14,6 +14,13 @@ Loaded by the repository's root ``conftest.py`` and by ``ncspec check``
 * fixtures ``impl`` (the adapter under test) and ``record`` (measured vs
   predicted values, reported per claim).
 
+Reproducible failures: a randomised profile (``thorough``) always runs under a definite
+Hypothesis seed — the one given with ``--hypothesis-seed`` (``ncspec check --seed N``), or one
+drawn here and passed on to Hypothesis' own option — so every draw of the session is rerun by
+that seed (Hypothesis seeds each test with it, whatever ``-k`` selects). Each failing test's
+report carries its reproduction: the failing example and the ``@reproduce_failure`` blob
+(Hypothesis attaches them to the exception as PEP 678 notes), the seed, and the command.
+
 Expected-failures file
 ----------------------
 An implementation that knowingly deviates from a claim lists it, so CI stays green
@@ -73,7 +80,35 @@ def pytest_addoption(parser):
                          f"(strict xfail). Default ${XFAIL_ENV_VAR}.")
 
 
+def profile_name(config) -> str:
+    """The Hypothesis profile this session runs: ``--hypothesis-profile``, ``$NCSPEC_PROFILE`` or ``ci``."""
+    return config.getoption("hypothesis_profile", default=None) or os.environ.get("NCSPEC_PROFILE", "ci")
+
+
+def _session_seed(config) -> int | None:
+    """The Hypothesis seed of a randomised session; None for a derandomised profile (``ci``), whose
+    draws are fixed per test. A seed not given is drawn and handed to Hypothesis' option."""
+    given = config.getoption("hypothesis_seed", default=None)
+    if given is not None:
+        try:
+            return int(given)
+        except ValueError:
+            return given
+    try:
+        derandomized = settings.get_profile(profile_name(config)).derandomize
+    except Exception:   # an unknown profile: Hypothesis reports it
+        return None
+    if derandomized or not hasattr(config.option, "hypothesis_seed"):
+        return None
+    import secrets
+    seed = secrets.randbelow(2 ** 32)
+    config.option.hypothesis_seed = seed
+    return seed
+
+
+@pytest.hookimpl(tryfirst=True)   # before Hypothesis' own pytest_configure reads --hypothesis-seed
 def pytest_configure(config):
+    config._ncspec_seed = _session_seed(config)
     # The linear simulations are tiny and latency-bound: intra-op threads only add
     # synchronisation (measured 0.9 ms/step on 1 thread vs 13 ms on 2 busy cores).
     import torch
@@ -254,9 +289,46 @@ class Collector:
                           f"file ({entry.path}, line {entry.line})")
             elif rep.failed:
                 reason = _first_line(rep)
-            self.tests.append(dict(claim=marker.args[0], test=item.nodeid, outcome=outcome,
-                                   duration=rep.duration, reason=reason,
-                                   rows=list(rec.rows.values()) if rec else []))
+            entry = dict(claim=marker.args[0], test=item.nodeid, outcome=outcome, duration=rep.duration,
+                         reason=reason, rows=list(rec.rows.values()) if rec else [])
+            if rep.failed:
+                entry["reproduce"] = self.reproduction(item, rep, call)
+            self.tests.append(entry)
+
+    def reproduction(self, item, rep, call) -> dict:
+        """What reruns this failure: the failing example and ``@reproduce_failure`` blob (PEP 678 notes
+        Hypothesis attaches to the exception), Hypothesis' own report section, the seed, the command."""
+        notes = []
+        if call.excinfo is not None:
+            stack = [call.excinfo.value]
+            while stack:
+                e = stack.pop()
+                notes += [str(n) for n in getattr(e, "__notes__", ()) if str(n) not in notes]
+                inner = getattr(e, "exceptions", None)
+                if isinstance(inner, tuple):
+                    stack += [x for x in inner if isinstance(x, BaseException)]
+        notes += [text for name, text in rep.sections if name == "Hypothesis" and text not in notes]
+        blob = next((m.group(0) for n in notes for m in [re.search(r"@reproduce_failure\([^)]*\)", n)] if m), None)
+        example = "\n".join(n.strip() for n in notes if "@reproduce_failure" not in n).strip()
+        seed = getattr(self.config, "_ncspec_seed", None)
+        name = item.nodeid.split("::")[-1].split("[")[0]
+        command = f"ncspec check --adapter {adapter_spec(self.config)} -k {name}"
+        if seed is not None:
+            command += f" --seed {seed}"
+        elif profile_name(self.config) != "ci":
+            command += f" --profile {profile_name(self.config)}"
+        return dict(example=example, blob=blob, seed=seed, profile=profile_name(self.config), command=command)
+
+    def pytest_terminal_summary(self, terminalreporter):
+        failed = [t for t in self.tests if t.get("reproduce")]
+        if not failed:
+            return
+        terminalreporter.section("ncspec: reproduce the failures")
+        for t in failed:
+            r = t["reproduce"]
+            terminalreporter.write_line(f"{t['test']}: {r['command']}")
+            if r["blob"]:
+                terminalreporter.write_line(f"    or decorate the test with {r['blob']}")
 
     def pytest_sessionfinish(self, session, exitstatus):
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
@@ -266,7 +338,8 @@ class Collector:
         if json_path or doc_path:
             from .report import build_report, write_json
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
-                                  expected_failures=[e.to_dict() for e in self.config._ncspec_xfail])
+                                  expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
+                                  seed=getattr(self.config, "_ncspec_seed", None))
             if json_path:
                 write_json(report, json_path)
             if doc_path:

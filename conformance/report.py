@@ -4,14 +4,16 @@ JSON schema (``schema: "ncspec.report/1"``)::
 
     {
       "schema": "ncspec.report/1", "ncspec_version": str, "adapter": str,
-      "profile": str, "created": str (ISO 8601, UTC), "duration_s": float,
+      "profile": str, "hypothesis_seed": int | null, "created": str (ISO 8601, UTC), "duration_s": float,
       "summary": {"passed": int, "failed": int, "xfailed": int, "skipped": int, "not_run": int},
+      "ran_no_example": [{"id": str, "reasons": [str]}],
       "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
         {"id": str, "title": str, "source": str, "statement": str,
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
-         "tests": [{"test", "outcome", "duration", "reason"}]}
+         "tests": [{"test", "outcome", "duration", "reason",
+                    "reproduce" (failed tests only): {"example", "blob", "seed", "profile", "command"}}]}
       ]
     }
 
@@ -22,6 +24,13 @@ least one failed as listed in the expected-failures file (test outcome
 or xfailed; skipped if all were skipped (the reason says why: e.g. the adapter
 lacks a capability). ``xfailed``, ``created`` and ``expected_failures`` were
 added without a schema bump: readers of the older form just see a new status.
+
+``ran_no_example`` lists the claims of which no test ran on this adapter (all skipped), with
+the reasons — a claim the adapter's capabilities leave unchecked, never silently.
+``hypothesis_seed`` is the seed of a randomised (``thorough``) session, ``null`` for the
+derandomised ``ci``; ``ncspec check --seed N`` reruns it. A failed test's ``reproduce`` holds the
+failing example and the ``@reproduce_failure`` blob Hypothesis printed, the seed and the
+command that reruns it. These keys were also added without a schema bump.
 """
 from __future__ import annotations
 
@@ -60,7 +69,7 @@ def claim_status(outcomes: list[str]) -> str:
 
 
 def build_report(tests: list[dict], adapter: str, duration: float,
-                 expected_failures: list[dict] | None = None) -> dict:
+                 expected_failures: list[dict] | None = None, seed: int | None = None) -> dict:
     from hypothesis import settings
     load_all()
     claims = []
@@ -71,13 +80,34 @@ def build_report(tests: list[dict], adapter: str, duration: float,
             id=cid, title=c.title, source=c.source, statement=c.statement,
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
-            tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason")} for t in mine]))
+            tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason", "reproduce") if k in t}
+                   for t in mine]))
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     return dict(schema=SCHEMA, ncspec_version=_version(), adapter=adapter,
-                profile=settings._current_profile,
+                profile=settings.get_current_profile_name(), hypothesis_seed=seed,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 duration_s=round(duration, 3), summary=summary,
+                ran_no_example=ran_no_example(claims),
                 expected_failures=list(expected_failures or []), claims=claims)
+
+
+def ran_no_example(claims: list[dict]) -> list[dict]:
+    """The claims of which every collected test was skipped, with the distinct skip reasons."""
+    return [dict(id=c["id"], reasons=sorted({t["reason"] for t in c["tests"] if t["reason"]}))
+            for c in claims if c["status"] == "skipped"]
+
+
+def partly_skipped(claim: dict) -> list[dict]:
+    """A run claim's skipped tests (e.g. the parts that need an ablation switch the adapter lacks)."""
+    if claim["status"] in ("skipped", "not_run"):
+        return []
+    return [t for t in claim["tests"] if t["outcome"] == "skipped"]
+
+
+def failures_to_reproduce(report: dict) -> list[dict]:
+    """``{claim, test, reproduce}`` of every failed test that carries its reproduction."""
+    return [dict(claim=c["id"], test=t["test"], reproduce=t["reproduce"])
+            for c in report["claims"] for t in c["tests"] if t.get("reproduce")]
 
 
 def atomic_write(path: str, data: str | bytes) -> str:
@@ -160,8 +190,9 @@ def print_table(report: dict, console=None) -> None:
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=140)
     colour = dict(passed="green", failed="bold red", xfailed="magenta", skipped="yellow", not_run="dim")
-    table = Table(title=f"ncspec check — adapter {report['adapter']} (profile {report['profile']})",
-                  show_lines=False)
+    seed = report.get("hypothesis_seed")
+    table = Table(title=f"ncspec check — adapter {report['adapter']} (profile {report['profile']}"
+                        + (f", seed {seed}" if seed is not None else "") + ")", show_lines=False)
     for col in ("claim", "status", "measured", "predicted", "source"):
         table.add_column(col, overflow="fold")
     for c in report["claims"]:
@@ -179,9 +210,45 @@ def print_table(report: dict, console=None) -> None:
     console.print(table)
     for note in conventions_in_force(report):
         console.print(escape(note))
+    print_coverage(report, console)
+    print_reproductions(report, console)
     s = report["summary"]
     console.print(f"{s['passed']} passed, {s['failed']} failed"
                   + (f", {s['xfailed']} xfailed" if s.get("xfailed") else "")
                   + f", {s['skipped']} skipped"
                   + (f", {s['not_run']} not run" if s["not_run"] else "")
                   + f" in {report['duration_s']:.1f} s")
+
+
+def print_coverage(report: dict, console) -> None:
+    """Per adapter: the claims that ran no example, and the skipped parts of the others."""
+    from rich.markup import escape
+    none = report.get("ran_no_example", [])
+    if none:
+        console.print(f"[yellow]Claims that ran no example on adapter {escape(report['adapter'])} "
+                      f"({len(none)}):[/]")
+        for c in none:
+            console.print(f"  {c['id']}: " + escape("; ".join(c["reasons"]) or "all tests skipped"))
+    partly = [(c["id"], partly_skipped(c), len(c["tests"])) for c in report["claims"]]
+    partly = [(cid, sk, n) for cid, sk, n in partly if sk]
+    if partly:
+        console.print("Claims run in part (the skipped tests need capabilities the adapter lacks):")
+        for cid, sk, n in partly:
+            console.print(f"  {cid}: {len(sk)} of {n} tests skipped — " + escape("; ".join(
+                f"{t['test'].split('::')[-1]} ({t['reason']})" for t in sk)))
+
+
+def print_reproductions(report: dict, console) -> None:
+    """How to rerun each failure: the command, the failing example, the blob."""
+    from rich.markup import escape
+    failed = failures_to_reproduce(report)
+    if not failed:
+        return
+    console.print("[bold red]Reproduce the failures:[/]")
+    for f in failed:
+        r = f["reproduce"]
+        console.print(f"  {f['claim']} {escape(f['test'].split('::')[-1])}: [bold]{escape(r['command'])}[/]")
+        for line in (r.get("example") or "").splitlines()[:12]:
+            console.print("    " + escape(line))
+        if r.get("blob"):
+            console.print(f"    or decorate the test with {escape(r['blob'])}")

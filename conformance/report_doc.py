@@ -20,7 +20,17 @@ import math
 import os
 from datetime import datetime, timezone
 
-from .report import STATUSES, _fmt, atomic_write, claim_reasons, measured_vs_predicted, short_source, worst_measurement
+from .report import (
+    STATUSES,
+    _fmt,
+    atomic_write,
+    claim_reasons,
+    failures_to_reproduce,
+    measured_vs_predicted,
+    partly_skipped,
+    short_source,
+    worst_measurement,
+)
 
 COLOURS = dict(passed="#2e7d32", failed="#c62828", xfailed="#ad1457", skipped="#f9a825", not_run="#9e9e9e")
 _MARKERS = dict(passed="o", failed="X", xfailed="D", skipped="s", not_run=".")
@@ -99,7 +109,31 @@ def _header(report: dict) -> tuple[str, str, str]:
             f"{report['duration_s']:.1f} s")
     s = report["summary"]
     summary = ", ".join(f"{s.get(k, 0)} {k.replace('_', ' ')}" for k in STATUSES)
+    if report.get("hypothesis_seed") is not None:
+        meta += f" · seed {report['hypothesis_seed']} (rerun: ncspec check --seed {report['hypothesis_seed']})"
     return title, meta, summary
+
+
+def _coverage(report: dict) -> list[tuple[str, str]]:
+    """(claim, why) for each claim that ran no example, then for each claim run in part."""
+    rows = [(c["id"], "no example ran: " + ("; ".join(c["reasons"]) or "all tests skipped"))
+            for c in report.get("ran_no_example", [])]
+    for c in report["claims"]:
+        sk = partly_skipped(c)
+        if sk:
+            rows.append((c["id"], f"{len(sk)} of {len(c['tests'])} tests skipped: " + "; ".join(
+                f"{t['test'].split('::')[-1]} ({t['reason']})" for t in sk)))
+    return rows
+
+
+def _reproductions(report: dict) -> list[tuple[str, str, str]]:
+    """(test, command, example + blob) per failed test."""
+    out = []
+    for f in failures_to_reproduce(report):
+        r = f["reproduce"]
+        extra = "\n".join(x for x in (r.get("example") or "", r.get("blob") or "") if x)
+        out.append((f["test"], r["command"], extra))
+    return out
 
 
 def _rows(report: dict):
@@ -135,6 +169,15 @@ def _markdown(report: dict, png_name: str) -> str:
     for cid, status, meas, pred, tol, src in _rows(report):
         status = f"**{status}**" if status == "failed" else status
         out.append("| " + " | ".join(_md(x) for x in (cid, status, meas, pred, tol, src)) + " |")
+    coverage = _coverage(report)
+    if coverage:
+        out += ["", f"## Coverage on adapter {_md(report['adapter'])}", "", "| claim | what did not run |", "|---|---|"]
+        out += [f"| {cid} | {_md(why)} |" for cid, why in coverage]
+    repro = _reproductions(report)
+    if repro:
+        out += ["", "## Reproduce the failures", ""]
+        for test, command, extra in repro:
+            out += [f"**{_md(test)}**: `{command}`", ""] + (["```", extra, "```", ""] if extra else [])
     out += ["", "## Margins", "", f"![worst error / tolerance per claim]({png_name})", ""]
     for c in _detailed(report):
         out += [f"## {c['id']} — {_md(c['title'])} ({c['status']})", "", _md(c["statement"]), "",
@@ -165,7 +208,20 @@ def _html(report: dict, png_b64: str) -> str:
     for cid, status, meas, pred, tol, src in _rows(report):
         out.append(f"<tr><td>{e(cid)}</td><td class='{status}'>{status}</td><td>{e(meas)}</td><td>{e(pred)}</td>"
                    f"<td>{e(tol)}</td><td>{e(src)}</td></tr>")
-    out += ["</table><h2>Margins</h2>",
+    out.append("</table>")
+    coverage = _coverage(report)
+    if coverage:
+        out.append(f"<h2>Coverage on adapter {e(report['adapter'])}</h2><table><tr><th>claim</th>"
+                   "<th>what did not run</th></tr>")
+        out += [f"<tr><td>{e(cid)}</td><td>{e(why)}</td></tr>" for cid, why in coverage]
+        out.append("</table>")
+    repro = _reproductions(report)
+    if repro:
+        out.append("<h2>Reproduce the failures</h2>")
+        for test, command, extra in repro:
+            out.append(f"<p><b>{e(test)}</b>: <code>{e(command)}</code></p>"
+                       + (f"<pre>{e(extra)}</pre>" if extra else ""))
+    out += ["<h2>Margins</h2>",
             f"<img alt='worst error / tolerance per claim' src='data:image/png;base64,{png_b64}'>"]
     for c in _detailed(report):
         out += [f"<h2>{e(c['id'])} — {e(c['title'])} (<span class='{c['status']}'>{c['status']}</span>)</h2>",

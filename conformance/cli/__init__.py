@@ -2,7 +2,7 @@
 
     ncspec claims [--json]                 list every registered claim
     ncspec check [--adapter X] [--json PATH] [--report PATH.md|.html] [--xfail PATH]
-                 [--profile ci|thorough] [-k EXPR]
+                 [--profile ci|thorough] [--seed N] [-k EXPR]
                                            run the spec suite, print the claims table
     ncspec mutants [--all] [--mutant NAME ...] [--claim ID ...] [--json PATH]
                                            kill matrix: which claims catch which deliberate bug

@@ -45,9 +45,14 @@ def _cmd_check(args) -> int:
         if args.report and os.path.splitext(args.report)[1].lower() not in (".md", ".html", ".htm"):
             raise ValueError(f"--report {args.report!r} must end with .md (Markdown plus a PNG beside it) "
                              f"or .html (one self-contained file).")
+        if args.seed is not None and args.profile == "ci":
+            raise ValueError(f"--seed {args.seed} reruns a draw of the randomised 'thorough' profile; the 'ci' profile "
+                             f"is derandomised (its draws are fixed per test): drop --profile ci.")
     except (LookupError, TypeError, ValueError, pytest.UsageError) as e:
         print(f"ncspec check: {e}", file=sys.stderr)
         return 2
+    if args.seed is not None and not args.profile:
+        args.profile = "thorough"
     if args.profile:
         os.environ["NCSPEC_PROFILE"] = args.profile
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,6 +64,8 @@ def _cmd_check(args) -> int:
             pytest_args += ["--adapter", args.adapter]
         if args.profile:
             pytest_args += ["--hypothesis-profile", args.profile]
+        if args.seed is not None:
+            pytest_args += ["--hypothesis-seed", str(args.seed)]
         if args.k:
             pytest_args += ["-k", args.k]
         if xfail:
@@ -91,7 +98,10 @@ def _cmd_mutants(args) -> int:
 
     def progress(name, row, seconds):
         caught = sum(r == "caught" for r in row["claims"].values())
-        print(f"  {name}: caught by {caught}/{len(row['claims'])} claims ({seconds:.1f} s)", file=sys.stderr)
+        errored = sum(r == "errored" for r in row["claims"].values())
+        print(f"  {name}: caught by {caught}/{len(row['claims'])} claims"
+              + (f", {errored} errored (crash, not a catch)" if errored else "") + f" ({seconds:.1f} s)",
+              file=sys.stderr)
 
     try:
         matrix = kill_matrix(args.mutant, args.claim, full=args.all, progress=progress)
@@ -105,7 +115,8 @@ def _cmd_mutants(args) -> int:
     print_matrix(matrix)
     if args.json:
         doc = dict(schema=matrix["schema"], full=matrix["full"],
-                   mutants={n: dict(bug=m["bug"], caught_by=m["caught_by"], claims=m["claims"])
+                   mutants={n: dict(bug=m["bug"], caught_by=m["caught_by"], claims=m["claims"],
+                                    errors=m.get("errors", {}))
                             for n, m in matrix["mutants"].items()})
         print(f"kill matrix written to {atomic_write(args.json, json.dumps(doc, indent=2, ensure_ascii=False))}")
     problems = failures(matrix)
@@ -133,6 +144,9 @@ def add_check_commands(sub) -> None:
                         "Default $NCSPEC_XFAIL")
     k.add_argument("--profile", choices=["ci", "thorough"], default=None,
                    help="Hypothesis profile: ci (derandomised, quick; default) or thorough (random, many examples)")
+    k.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="Hypothesis seed of a 'thorough' run (implies --profile thorough): reruns the draws of the "
+                        "run that reported this seed; a thorough run without it draws one and reports it")
     k.add_argument("-k", metavar="EXPR", default=None, help="only run tests matching EXPR (pytest -k)")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
     k.set_defaults(func=_cmd_check)

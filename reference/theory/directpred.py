@@ -114,3 +114,59 @@ def aligned_euler_step(p: Tensor, s: Tensor, *, lr: float, alpha_p: float, sigma
     d = p * (tau - k * p) - eta
     p_dot = alpha_p * s * (tau - k * p) - eta * p
     return p + lr * p_dot, s * (1.0 + lr * d) ** 2
+
+
+def directpred_spectrum(lam: Tensor, alpha: float, eps: float) -> Tensor:
+    """DirectPred's predictor eigenvalues (Tian, Chen & Ganguli, ICML 2021, §5; their code):
+    ``ω_m = (λ_m₊ / λ_max)^α + ε`` — negative eigenvalues of the correlation estimate (rounding)
+    clamped at 0, normalised by the largest, raised to α (½ in DirectPred), boosted by ε after
+    the power; ``W_P = U diag(ω) Uᵀ``. ``lam`` (..., M) → ω (..., M), float64.
+
+    The normalisation makes ω independent of the estimate's scale: a running estimate started
+    from 0 (``F̂ = (1 − ρ)Ĉ`` after one step) gives the same ω as ``Ĉ``.
+    """
+    _checks.positive("alpha", alpha)
+    _checks.non_negative("eps", eps)
+    lam = torch.as_tensor(lam, dtype=torch.float64).clamp_min(0.0)
+    top = lam.amax(-1, keepdim=True)
+    if (top <= 0).any():
+        raise ValueError("the correlation estimate has no positive eigenvalue (collapsed embeddings): "
+                         "DirectPred's λ_max normalisation is undefined; draw a non-zero encoder.")
+    return (lam / top) ** alpha + eps
+
+
+def directpred_spectrum_tolerance(M: int, alpha: float, unit_roundoff: float) -> float:
+    """Absolute tolerance on ω of :func:`directpred_spectrum` when the implementation's λ come from
+    another, equally valid float computation of the same M×M estimate (unit roundoff ``u``).
+
+    Weyl's inequality bounds the eigenvalue difference of two backward-stable symmetric
+    eigensolvers (and two summation orders of Ĉ) by ``δ·λ_max`` with ``δ = 10·M·u``, so
+    ``λ̃ = λ₊/λ_max`` moves by at most ``2δ``; ``x ↦ x^α`` on [0, 1] is α-Hölder with constant 1
+    for α ≤ 1 and α-Lipschitz for α ≥ 1. Hence ``|Δω| ≤ (2δ)^α`` (α ≤ 1) or ``2αδ`` (α ≥ 1),
+    plus ``δ`` of rounding in ω itself. For α = ½ in float64 and M = 8 this is ≈ 2e-7: the
+    square root amplifies the rounding of eigenvalues at 0 (a rank-deficient estimate).
+    """
+    _checks.positive("alpha", alpha)
+    delta = 10.0 * M * unit_roundoff
+    return ((2 * delta) ** alpha if alpha <= 1 else 2 * alpha * delta) + delta
+
+
+def parabola_time(p0, p1, *, sigma2: float, eta: float, tau: float = 1.0) -> Tensor:
+    """T4: the exact time for ``ṗ = p(τp − κp² − η) = −κ p (p − p*−)(p − p*+)`` to carry ``p0`` to ``p1``
+    (elementwise; both in the same interval between fixed points, ``p1`` on the flow's side of ``p0``).
+
+    Partial fractions: ``1/(p(p−a)(p−b)) = A/p + B/(p−a) + C/(p−b)`` with ``A = 1/(ab)``,
+    ``B = 1/(a(a−b))``, ``C = 1/(b(b−a))`` (a = p*−, b = p*+), so
+    ``t = −[A ln|p1/p0| + B ln|(p1−a)/(p0−a)| + C ln|(p1−b)/(p0−b)|]/κ``.
+    """
+    a, b = (x.item() for x in fixed_points(sigma2, eta, tau))
+    if not (math.isfinite(a) and a > 0):
+        crit = critical_weight_decay(sigma2, tau)
+        raise ValueError(f"no non-trivial fixed points for η = {eta!r} ≥ τ²/(4κ) = {crit:.6g} (σ² = {sigma2!r}); "
+                         f"parabola_time needs η below the critical weight decay.")
+    p0 = torch.as_tensor(p0, dtype=torch.float64)
+    p1 = torch.as_tensor(p1, dtype=torch.float64)
+    k = 1.0 + sigma2
+    A, B, C = 1.0 / (a * b), 1.0 / (a * (a - b)), 1.0 / (b * (b - a))
+    return -(A * torch.log((p1 / p0).abs()) + B * torch.log(((p1 - a) / (p0 - a)).abs())
+             + C * torch.log(((p1 - b) / (p0 - b)).abs())) / k

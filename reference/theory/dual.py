@@ -210,6 +210,35 @@ def sphere_spectrum(p: float, q: float, lam: float, N: int) -> dict[str, Tensor]
     return out
 
 
+def ema_sphere_spectrum(p: float, q: float, lam: float, beta: float, N: int) -> dict[str, Tensor]:
+    """P6 with an EMA target ``ȧ_t = β(a − a_t)``: the eigenvalues of the (a, b, a_t) field's Jacobian on
+    each sphere ``b = ‖a‖ = ‖a_t‖ = r`` (a_t = a), ascending (2N + 1 values).
+
+    With ``ȧ = −(pb² + λ)a + qb a_t`` and ``ḃ = −pb‖a‖² + q a·a_t − λb``, and ``pr² + λ = qr`` there:
+    the radial block on (‖a‖, b, ‖a_t‖) is ``[[−qr, 2λ − qr, qr], [2λ − qr, −qr, qr], [β, 0, −β]]``; each
+    of the N−1 tangent directions (δa, δa_t ⊥ a) gives ``[[−qr, qr], [β, −β]]``, eigenvalues 0 (along the
+    sphere) and ``−(qr + β)``. The inner sphere keeps one positive eigenvalue (a saddle, slower than SG's
+    ``2λ − qr₋``), the outer none.
+    """
+    _checks.positive("beta", beta, hint="β is the EMA rate of ȧ_t = β(a − a_t); m = 1 − β·lr per step.")
+    _checks.positive_int("N", N)
+    out = {}
+    for name, r in zip(("inner", "outer"), sphere_radii(p, q, lam)):
+        radial = torch.tensor([[-q * r, 2 * lam - q * r, q * r], [2 * lam - q * r, -q * r, q * r],
+                               [beta, 0.0, -beta]], dtype=torch.float64)
+        ev = torch.linalg.eigvals(radial).real
+        tangent = torch.tensor([0.0, -(q * r + beta)], dtype=torch.float64).repeat(N - 1)
+        out[name] = torch.cat([ev, tangent]).sort().values
+    return out
+
+
+def euler_rate(mu: float, lr: float) -> float:
+    """The per-unit-time rate at which Euler steps of size ``lr`` grow or shrink a linear mode of eigenvalue
+    ``mu``: ``|ln|1 + lr·μ||/lr`` (→ |μ| as lr → 0; slower than |μ| for growth, faster for mild decay)."""
+    _checks.positive("lr", lr)
+    return abs(math.log(abs(1.0 + lr * mu))) / lr
+
+
 def sg_radial_field(rho: Tensor, b: Tensor, p: float, q: float, lam: float) -> tuple[Tensor, Tensor]:
     """P6: the SG field in the (ρ = ‖a‖, b) half-plane: ``ρ̇ = −(pb² − qb + λ)ρ``,
     ``ḃ = −(pb − q)ρ² − λb``."""
