@@ -86,7 +86,7 @@ WORLD_OF_ONE = WorldOfOne()
 
 
 class _TorchForDDPCode(types.ModuleType):
-    """``torch`` with ``torch.distributed`` = :data:`WORLD_OF_ONE` (Barlow Twins writes ``torch.distributed.all_reduce``)."""
+    """``torch`` whose ``distributed`` is :data:`WORLD_OF_ONE` (their code calls ``torch.distributed.all_reduce``)."""
 
     distributed = WORLD_OF_ONE
 
