@@ -1,8 +1,9 @@
 """Adapters for published reference code that nobody on the ncspec team wrote (test subjects only).
 
 The code is vendored verbatim beside this file, each file with its repository, path, commit and
-licence: the Barlow Twins authors' ``main.py`` (current and as first released) and the VICReg
-authors' ``main_vicreg.py`` (both MIT). Load them as any user would load their own adapter::
+licence: the Barlow Twins authors' ``main.py`` (current and as first released), the VICReg
+authors' ``main_vicreg.py``, and solo-learn's loss functions (``solo/losses/{barlow,vicreg,simsiam}.py``);
+all MIT. Load them as any user would load their own adapter::
 
     PYTHONPATH=. ncspec check --adapter tests.thirdparty.adapters:vicreg
     PYTHONPATH=. ncspec check --adapter tests.thirdparty.adapters:barlowtwins \\
@@ -52,6 +53,9 @@ from torch import Tensor, nn
 
 from .barlowtwins import main as bt_main
 from .barlowtwins import main_release as bt_release
+from .solo import barlow as solo_barlow
+from .solo import simsiam as solo_simsiam
+from .solo import vicreg as solo_vicreg
 from .vicreg import main_vicreg
 
 
@@ -230,9 +234,100 @@ class VICRegAuthors:
         return AuthorsModules(encoder, modules)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """solo-learn's ``barlow_loss_func`` builds its ``BatchNorm1d`` in the default dtype: the harness's float64."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+class SoloPair:
+    """A solo-learn loss function on (z1, z2) per replica, called as solo's method's ``training_step`` calls it."""
+
+    def __init__(self, encoder: nn.Module, fn):
+        self.encoder, self.fn = encoder, fn
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
+        with default_dtype(z1.dtype):
+            return sum(self.fn(a, b) for a, b in zip(z1, z2))
+
+    def after_step(self) -> None:
+        pass
+
+
+class SoloSimSiam:
+    """solo-learn's ``SimSiam``: the predictor of ``SimSiam.__init__`` (solo/methods/simsiam.py lines 61–66:
+    Linear(bias=False)–BatchNorm1d–ReLU–Linear) and its ``training_step``'s loss
+    ``simsiam_loss_func(p1, z2) / 2 + simsiam_loss_func(p2, z1) / 2`` (the function detaches z)."""
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, hidden: int):
+        self.encoder = encoder
+        dtype = next(encoder.parameters()).dtype
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(embed_dim, hidden, bias=False), nn.BatchNorm1d(hidden),
+                                                 nn.ReLU(), nn.Linear(hidden, embed_dim))
+                                   for _ in range(n_replicas(encoder))).to(dtype)
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        yield from self.heads.parameters()
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
+        total = 0
+        for s, predictor in enumerate(self.heads):
+            p1, p2 = predictor(z1[s]), predictor(z2[s])
+            loss_fn = solo_simsiam.simsiam_loss_func
+            total = total + loss_fn(p1, z2[s]) / 2 + loss_fn(p2, z1[s]) / 2
+        return total
+
+    def after_step(self) -> None:
+        pass
+
+
+class SoloLearn:
+    """vturrisi/solo-learn's loss functions, with the defaults its methods pass them."""
+
+    name = "solo-learn"
+    capabilities = frozenset({"barlow_twins", "vicreg", "simsiam_mlp", "loss:cosine", "distributed"})
+    conventions = {"vicreg_variance": "paper_eq6"}      # v(Z) + v(Z′): no ½ (the authors' code halves it)
+
+    def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
+        if method == "barlow_twins":
+            # solo's BarlowTwins method: lamb 0.0051, scale_loss 0.024 (solo/methods/barlow_twins.py)
+            o = _options(self.name, method, options, dict(lambda_offdiag=0.0051, scale_loss=0.024,
+                                                           decorrelation=True, distributed=False))
+            if o["decorrelation"] is not True:
+                raise ValueError("solo-learn's barlow_loss_func has no switch to drop the off-diagonal term "
+                                 "(decorrelation=False); pass lambda_offdiag=0.0 instead.")
+            return SoloPair(encoder, lambda a, b: solo_barlow.barlow_loss_func(a, b, lamb=o["lambda_offdiag"],
+                                                                              scale_loss=o["scale_loss"]))
+        if method == "vicreg":
+            o = _options(self.name, method, options, dict(sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4,
+                                                           distributed=False))
+            if o["eps"] != 1e-4:
+                raise ValueError(f"solo-learn's variance_loss hard-codes ε = 1e-4; it cannot run with "
+                                 f"eps={o['eps']!r}.")
+            return SoloPair(encoder, lambda a, b: solo_vicreg.vicreg_loss_func(
+                a, b, sim_loss_weight=o["sim_coeff"], var_loss_weight=o["std_coeff"], cov_loss_weight=o["cov_coeff"]))
+        if method == "simsiam_mlp":
+            o = _options(self.name, method, options, dict(pred_hidden=16))
+            return SoloSimSiam(encoder, embed_dim, o["pred_hidden"])
+        raise NotImplementedError(f"the {self.name} adapter provides barlow_twins, vicreg and simsiam_mlp, "
+                                  f"not {method!r}.")
+
+
 #: the current main.py (λ = 0.0051, no loss scale)
 barlowtwins = BarlowTwinsAuthors("barlowtwins-authors", bt_main, dict(lambda_offdiag=0.0051), {})
 #: the code release (λ = 3.9e-3, loss × scale_loss = 1/32): a constant factor in the loss
 barlowtwins_release = BarlowTwinsAuthors("barlowtwins-authors-release", bt_release,
                                          dict(lambda_offdiag=3.9e-3, scale_loss=1 / 32), {})
 vicreg = VICRegAuthors()
+solo_learn = SoloLearn()
