@@ -9,6 +9,7 @@ JSON schema (``schema: "ncspec.report/1"``)::
       "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
         {"id": str, "title": str, "source": str, "statement": str,
+         "citations": [{"key", "where", "text", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
          "tests": [{"test", "outcome", "duration", "reason"}]}
@@ -20,15 +21,16 @@ expected failure that passed, counts as failed); xfailed if none failed and at
 least one failed as listed in the expected-failures file (test outcome
 ``xfailed``, its reason given); passed if at least one passed and none failed
 or xfailed; skipped if all were skipped (the reason says why: e.g. the adapter
-lacks a capability). ``xfailed``, ``created`` and ``expected_failures`` were
+lacks a capability). ``xfailed``, ``created``, ``expected_failures`` and ``citations`` were
 added without a schema bump: readers of the older form just see a new status.
+``source`` is the citations as one line (authors, year, where, arXiv id / DOI);
+``citations`` resolves each against :mod:`ncspec.reference.papers`.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -68,7 +70,8 @@ def build_report(tests: list[dict], adapter: str, duration: float,
         c = CLAIMS[cid]
         mine = [t for t in tests if t["claim"] == cid]
         claims.append(dict(
-            id=cid, title=c.title, source=c.source, statement=c.statement,
+            id=cid, title=c.title, source=c.source_text, citations=[x.to_dict() for x in c.source],
+            statement=c.statement,
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
             tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason")} for t in mine]))
@@ -136,10 +139,10 @@ def claim_reasons(claim: dict) -> str:
                              and (claim["status"] != "xfailed" or t["outcome"] == "xfailed")}))
 
 
-def short_source(source: str) -> str:
-    """``seed 003 (003_….txt) eq. 5; seed 000; THEORY.md H1`` → ``seed 003 eq. 5; seed 000``."""
-    parts = [re.sub(r"\s*\([^)]*\.txt\)", "", p).strip() for p in source.split(";")]
-    return "; ".join(p for p in parts if not p.startswith("THEORY.md"))
+def short_source(claim: dict) -> str:
+    """The claim's citations, one per line: ``Tian, Chen & Ganguli 2021, §4 (arXiv:2102.06810)``."""
+    cites = claim.get("citations")
+    return "\n".join(c["text"] for c in cites) if cites else claim.get("source", "")
 
 
 def print_table(report: dict, console=None) -> None:
@@ -164,7 +167,7 @@ def print_table(report: dict, console=None) -> None:
                 meas += "\n" + stale[0]
         elif c["status"] == "xfailed":  # always say why it is allowed to fail
             meas = (meas + "\n" if meas else "") + "expected failure: " + reasons[:200]
-        table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c["source"])))
+        table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c)))
     console.print(table)
     s = report["summary"]
     console.print(f"{s['passed']} passed, {s['failed']} failed"

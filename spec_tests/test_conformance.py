@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference.linear import LinearEncoder, population_views
 
 from .harness import require
@@ -42,8 +42,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 C1 = register(
     "C1", title="stop-grad: the encoder's gradient comes from the online path only",
-    source="Chen & He 2021 eq. 1–2 (SimSiam), Grill et al. 2020 §3 (BYOL); seed 004 (SG optimises no "
-           "function); seed 003 eq. 6",
+    source=[cite("chen2021simsiam", "eqs. 1–2"), cite("grill2020", "§3"),
+            cite("ponce2025", "abstract: SG optimises no function"), cite("halvagal2022", "eq. 6")],
     statement="With SG on the target, the autograd gradient is not the derivative of the loss value "
               "(the target path is cut); the predictor still receives gradient; an EMA target receives none.",
     measures="δ = max over 3 random unit directions d of |⟨g, d⟩ − D_d L| / max(‖g‖, |D_d L|) (D_d L by "
@@ -140,7 +140,7 @@ def test_ema_target_receives_no_gradient(impl, record, seed):
 
 C2 = register(
     "C2", title="EMA target: ξ ← m ξ + (1 − m) θ after each step, starting from ξ = θ",
-    source="Grill et al. 2020 (BYOL) §3.1, eq. after (1); He et al. 2020 (MoCo) eq. 2",
+    source=[cite("grill2020", "§3.1, the update after eq. 1"), cite("he2020moco", "eq. 2")],
     statement="The target lags the online network by the declared momentum m.",
     measures="max |ξ_k − ξ_k^pred| / max|ξ_k^pred| after k = 1…4 online moves and after_step() calls",
     prediction="ξ_k^pred = m ξ_{k−1}^pred + (1 − m) θ_k, ξ_0 = θ_0",
@@ -177,7 +177,7 @@ def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
 
 C3 = register(
     "C3", title="DirectPred: W_P is symmetric and shares the eigenbasis of the correlation estimate",
-    source="Tian et al. 2021 (DirectPred) §5, eq. 19; seed 003 eq. 1",
+    source=[cite("tian2021", "§5, eq. 19"), cite("halvagal2022", "eq. 1")],
     statement="W_P = Û diag(ω) Ûᵀ with Û the eigenvectors of the (symmetric) correlation estimate Ĉ.",
     measures="‖W_P − W_Pᵀ‖/‖W_P‖ and ‖W_P Ĉ − Ĉ W_P‖/(‖W_P‖‖Ĉ‖) after the first loss call, with "
              "Ĉ = z1ᵀz1/B of the online embeddings of that call",
@@ -211,13 +211,14 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
 
 C4 = register(
     "C4", title="Barlow Twins' loss is Σ(1 − c_ii)² + λ Σ_{i≠j} c_ij², c the batch-standardised cross-correlation",
-    source="Zbontar et al. 2021 eq. 1–2",
+    source=[cite("zbontar2021", "eqs. 1–2")],
     statement="The loss value and its gradient equal the definition for any λ.",
     measures="relative error of the value and of the encoder gradient against the definition, λ ∈ {0.0051, 0.5}",
     prediction="0",
     tolerance="1e-4: the definition standardises with the biased batch variance; implementations differ "
               "only in the ε added to it (0 to 1e-5; the encoder is scaled so feature variances are ≳ 1, "
-              "so ε moves the value by ≲ 1e-5 relative). An unbiased variance (a factor B/(B−1), 3 % at B = 32) or an ignored λ fails.")
+              "so ε moves the value by ≲ 1e-5 relative). An unbiased variance (a factor B/(B−1), 3 % at B = 32) or an "
+              "ignored λ fails.")
 
 
 def _standardise(z):
@@ -253,11 +254,11 @@ def test_barlow_twins_loss_matches_its_definition(impl, record, seed):
 
 C5 = register(
     "C5", title="Barlow Twins drives the cross-correlation to the identity",
-    source="Zbontar et al. 2021 §2 (the loss is minimised at c = I)",
+    source=[cite("zbontar2021", "§2 (the loss is minimised at c = I)")],
     statement="On the linear-Gaussian model with augmentation-free directions (dim ≥ M), gradient descent "
               "on the population batch reaches c = I.",
     measures="max |c − I| after 200 and 400 steps (N = 8, M = 3, λ = 0.5, lr 0.1; noise σ_j = 1 on 5 of 8 "
-             "input directions, 0 on 3; population batch of seed 003's model)",
+             "input directions, 0 on 3; population batch of the linear-Gaussian model)",
     prediction="→ 0 (the approach is algebraic, ~1/t: the invariance term's gradient vanishes quadratically)",
     tolerance="≤ 0.02 at 400 steps and decreasing: measured 2.7e-3–5.9e-3 at 400 steps over seeds 0–3; with "
               "the off-diagonal term ignored it stays at 0.65–0.98.")
@@ -299,7 +300,7 @@ def test_barlow_twins_cross_correlation_goes_to_identity(impl, record, seed):
 
 C6 = register(
     "C6", title="VICReg's invariance, variance and covariance terms match their definitions",
-    source="Bardes et al. 2022 eq. 1–6 and the authors' code (variance term halved per branch)",
+    source=[cite("bardes2022", "eqs. 1–6"), cite("bardes2022", "authors' code: variance term halved per branch")],
     statement="s = mean (z − z′)²; v = ½[v(Z) + v(Z′)], v(Z) = mean_j relu(1 − √(Var_j + ε)); "
               "c = c(Z) + c(Z′), c(Z) = Σ_{i≠j} Cov_ij²/M (unbiased Var and Cov)",
     measures="relative error of each term alone (weights (1,0,0), (0,1,0), (0,0,1)) against the definition",
@@ -343,7 +344,7 @@ def test_vicreg_terms_match_their_definitions(impl, record, seed):
 
 C7 = register(
     "C7", title="symmetrised losses: L(v1, v2) = L(v2, v1), value and gradient",
-    source="Chen & He 2021 eq. 2 (SimSiam's symmetrised loss); Grill et al. 2020 eq. 2 (BYOL's L + L̃)",
+    source=[cite("chen2021simsiam", "eq. 2 (symmetrised loss)"), cite("grill2020", "eq. 2 (L + L̃)")],
     statement="Both terms D(p1, SG z2) and D(p2, SG z1) enter the loss (summed, not one overwriting the other).",
     measures="|L(v1,v2) − L(v2,v1)|/|L| and the gradient's relative difference",
     prediction="0",

@@ -1,7 +1,7 @@
 """Claims W1–W3: weight decay as a threshold on augmentation variance, DirectCopy, downstream samples.
 
-Seed 001 (001_d97b36e880ec29e4.txt, abstract only; Wang, Chen, Du & Tian 2021) builds on Tian,
-Chen & Ganguli 2021 (DirectPred). Linear model, THEORY.md T/W: ``z = W x``, ``x ~ N(0, I_N)``,
+Wang, Chen, Du & Tian 2021 (arXiv:2110.04947; DirectCopy) builds on Tian, Chen & Ganguli 2021
+(DirectPred, arXiv:2102.06810). Linear model: ``z = W x``, ``x ~ N(0, I_N)``,
 views ``x + σ_j ε`` per coordinate (anisotropic ``X′ = diag(σ_j²)``, ``κ_j = 1 + σ_j²``), target
 ``τ·SG(z2)`` (``W_a = τW``), weight decay η on W, closed-form predictor rebuilt from the batch
 correlation ``C = E[z1 z1ᵀ] = W diag(κ) Wᵀ``. Every run is the expected-gradient flow: Euler steps
@@ -41,14 +41,13 @@ from dataclasses import dataclass, field
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
 from ncspec.reference.theory.directpred import fixed_points, survival_threshold
 
 from .harness import require
 
 F64 = torch.float64
-SEED_001 = "seed 001 (001_d97b36e880ec29e4.txt)"
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -173,9 +172,8 @@ HORIZON_SAFETY = 1.5
 
 W1 = register(
     "W1", title="Weight decay keeps the low-augmentation-variance directions and discards the rest",
-    source=f"{SEED_001} abstract ('weight decay acts as an implicit threshold that discards the features "
-           f"with high variance under data augmentations'); Tian et al. 2021 (DirectPred/DirectSet); "
-           f"THEORY.md W1 [derived]",
+    source=[cite("wang2021", "abstract: weight decay discards the features with high variance under augmentation"),
+            cite("tian2021", "DirectPred / DirectSet")],
     statement="Linear model, X′ = diag(σ_j²), W_p = C^α (α = ½ DirectPred-style, α = 1 the unnormalised "
               "DirectCopy), W_a = τW, weight decay η: direction j survives iff σ_j² ≤ τ²/(4η) − 1, survivors "
               "settle at predictor eigenvalue p*+(σ_j²) = [τ + √(τ² − 4(1+σ_j²)η)]/(2(1+σ_j²)), and the learned "
@@ -194,13 +192,14 @@ W1 = register(
               f"3 seeds): 0.074 (discarded residual, angle), 4e-5 (p*+). Without the mixing decade it was 0.74: "
               f"the decade is what the margin rests on. Euler fixed points equal the flow's, so the step size "
               f"adds no bias.",
-    derivation="Per mode: ḋ_j = d_j g_j(ω_j), g_j(ω) = ω(τ − κ_jω) − η, ω_j = (κ_j d_j²)^α; g_j = 0 at ω = p*± "
+    derivation="Derived here (per-mode thresholds): Per mode: ḋ_j = d_j g_j(ω_j), g_j(ω) = ω(τ − κ_jω) − η, ω_j = (κ_j "
+               "d_j²)^α; g_j = 0 at ω = p*± "
                "which exist iff κ_j ≤ τ²/(4η); p*+ stable, 0 stable, p*− the basin edge (init above it: "
                "ω0 ≥ 2.4η/τ > p*− = 2η/(τ + √(τ² − 4κη))). Discarded columns of a mixed W decay at rate "
                "η − p*+_i(τ − κ_j p*+_i) along kept mode i (linearisation; slow only when a kept and a "
                "discarded σ² straddle the cut closely). reference/theory/directpred.py module docstring. W_p is "
                "built from C = E[z1z1ᵀ] = W(I + X′)Wᵀ (online view, as the reference and Tian et al.'s code do), "
-               "not F = WXWᵀ as THEORY.md writes: the threshold and p*+ are the same for both (ω enters g_j "
+               "not F = WXWᵀ:  the threshold and p*+ are the same for both (ω enters g_j "
                "alone), only ‖W e_j‖ differs, by √κ_j.")
 
 
@@ -256,7 +255,7 @@ CANONICAL_S2 = (0.3, 0.8, 1.4, 1.6, 2.5, 4.0)
 
 @W1.check
 def test_weight_decay_threshold_canonical(impl, record):
-    """W1 at the THEORY example (cut 1.5) for α = ½ and α = 1, and at τ = 1.2, η = 0.144 (same cut)."""
+    """W1 at the worked example (cut 1.5) for α = ½ and α = 1, and at τ = 1.2, η = 0.144 (same cut)."""
     require(impl, "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     for eta, tau in ((0.1, 1.0), (0.144, 1.2)):
         for alpha in (0.5, 1.0):
@@ -334,8 +333,8 @@ TOL_COPY_SIN = 1e-8  # DirectCopy aligns exactly: measured ≤ 1e-14 after T = 6
 
 W2 = register(
     "W2", title="DirectCopy (W_p = C/‖C‖_F + εI) learns the low-variance subspace without eigendecomposition",
-    source=f"{SEED_001} abstract ('DirectCopy ... removing the eigen-decomposition step'); Tian et al. 2021 "
-           f"(DirectPred); THEORY.md W2 (norm [open]); the ray analysis below is [derived]",
+    source=[cite("wang2021", "abstract: DirectCopy removes the eigen-decomposition step"),
+            cite("tian2021", "DirectPred")],
     statement="DirectCopy ranks input directions by augmentation variance exactly as DirectSet/DirectPred do: the "
               "top-r right singular subspace of its W is the W1-kept subspace and that of DirectSet's W (r = W1's "
               "kept count), and it never collapses dimensionally. Because C/‖C‖_F is scale-free, the linear "
@@ -350,10 +349,12 @@ W2 = register(
                "exactly (Euler keeps the ray); sin(top-3 subspace, e_1..e_3) → 0; u*(η = 0) = u*(η = 0.1); ε = 0: "
                "σ² = 4 leaves the ray (η_eff = 0.0578, effective cut τ²/(4η_eff) − 1 = 3.33), γ = +0.058 at η = 0",
     tolerance=f"u and growth factor {TOL_RAY:g} for ε = 0.25 (measured ≤ 4e-16 at T = 100), {TOL_RAY_EPS0:g} for ε = 0 "
-              f"(the off-ray mode decays as e^(−2η_eff t) = e^(−0.116 t): measured ≤ 5e-9 at T = 200); DirectCopy vs e_kept "
+              f"(the off-ray mode decays as e^(−2η_eff t) = e^(−0.116 t): measured ≤ 5e-9 at T = 200); DirectCopy vs "
+              f"e_kept "
               f"sin ≤ {TOL_COPY_SIN:g} (measured ≤ 1e-14); vs DirectSet's learned row space ≤ 2·{TOL_SIN:g} "
               f"(triangle inequality with W1's tolerance; measured 1.2e-5)",
-    derivation="Norm: the seed leaves it [open]; the reference default is Frobenius (one O(M²) pass, bounds the "
+    derivation="The ray analysis is derived here. Norm: the paper leaves it open; the reference default is Frobenius "
+               "(one O(M²) pass, bounds the "
                 "spectral norm so ‖W_p − εI‖₂ ≤ 1; 'spectral' divides by λ_max and needs an eigenvalue solve). "
                 "Ray: see copy_ray. Ordering: u*_j = ω_+(κ_j; η_eff) − ε decreases with κ_j, so ‖W e_j‖² = "
                 "u_j‖C‖/κ_j decreases with σ_j² and the top-r singular directions are the r smallest σ_j². With "
@@ -449,7 +450,7 @@ W3_MARGIN = 0.1          # learned ≤ 0.1 × raw where the theory ratio is ≤ 
 
 W3 = register(
     "W3", title="Learned features need far fewer labels when labels live in the low-variance subspace",
-    source=f"{SEED_001} abstract ('reduce the sample complexity on downstream tasks'); THEORY.md W3 [open]",
+    source=[cite("wang2021", "abstract: reduced sample complexity on downstream tasks")],
     statement="Labels y = βᵀx + ξ with β in the r-dimensional low-augmentation-variance subspace (r = 4 ≪ N = 20): "
               "a closed-form linear probe on the features W x learned by DirectPred-style training (DirectSet, "
               "α = ½, η = 0.1, τ = 1, the W1 setting) reaches a given test error with ≈ r/N as many labelled "
@@ -466,7 +467,8 @@ W3 = register(
               f"λ changes raw by < 1 % there. Ordering learned ≤ {W3_MARGIN} × raw at those n (theory ratio "
               f"0.038 / 0.035, measured max 0.040 over 40 seeds). Not asserted at n = r (the ridgeless learned "
               f"risk is infinite at its interpolation threshold) nor at n = N (raw's); recorded.",
-    derivation="[open] form chosen: linear regression labels, clean downstream inputs, a closed-form probe. With "
+    derivation="An open form, chosen here: linear regression labels, clean downstream inputs, a closed-form probe. "
+               "With "
                "W ≈ Σ_i d_i u_i e_iᵀ (W1), Wx carries exactly x_S (r coordinates), so least squares on it is an "
                "r-dimensional problem: excess s² tr E[(X_SᵀX_S)^{-1}] = s² r/(n − r − 1). Raw: min-norm least "
                "squares on isotropic x — bias ‖β‖²(1 − n/N) + variance s² n/(N − n − 1) (n < N), "

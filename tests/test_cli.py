@@ -18,13 +18,15 @@ def ncspec(*args, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_claims_json_lists_h1_to_h8_with_seed_sources(tmp_path):
+def test_claims_json_lists_h1_to_h8_with_paper_citations(tmp_path):
     out = ncspec("claims", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     claims = {c["id"]: c for c in json.loads(out.stdout)}
     for i in range(1, 9):
         c = claims[f"H{i}"]
-        assert "seed" in c["source"] and c["tests"] and c["statement"] and c["tolerance"]
+        assert c["tests"] and c["statement"] and c["tolerance"]
+        assert "Halvagal, Laborieux & Zenke" in c["source"], c["source"]
+        assert all(x["url"].startswith("https://") and x["title"] for x in c["citations"]), c["citations"]
 
 
 def test_check_writes_report_and_passes_on_reference(tmp_path):
