@@ -3,7 +3,7 @@
 Methods whose loss uses batch statistics (Barlow Twins' cross-correlation, VICReg's variance
 and covariance, SimCLR's negatives, DirectPred's correlation) are easy to get subtly wrong under
 data parallelism: the forward value is right, and the gradient is off by ``1/world_size``, or
-uses each rank's local statistics (ANCHORS.md, "distributed" bug class). The check:
+uses each rank's local statistics (the bug class of lightly issue #1977). The check:
 
 1. one process builds the learner on the global batch ``(X1, X2)`` (B samples) and takes
    ``g = ∂L/∂θ`` for every parameter of ``learner.parameters()``;

@@ -173,7 +173,7 @@ def _ema_target_frozen(learner):
     learner.after_step = after_step
 
 
-# --- the center-vector family (seed 002) ---------------------------------------
+# --- the center-vector family (Jha et al. 2024) --------------------------------
 
 from ncspec.reference.encoders import embed_pair, unit
 from ncspec.reference.methods import center as _center

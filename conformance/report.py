@@ -9,7 +9,7 @@ JSON schema (``schema: "ncspec.report/1"``)::
       "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
         {"id": str, "title": str, "source": str, "statement": str,
-         "citations": [{"key", "where", "text", "title", "venue", "year", "url"}],
+         "citations": [{"key", "where", "text", "brief", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
          "tests": [{"test", "outcome", "duration", "reason"}]}
@@ -140,9 +140,10 @@ def claim_reasons(claim: dict) -> str:
 
 
 def short_source(claim: dict) -> str:
-    """The claim's citations, one per line: ``Tian, Chen & Ganguli 2021, §4 (arXiv:2102.06810)``."""
+    """The claim's citations, one per line, without identifiers: ``Tian, Chen & Ganguli 2021, §4``
+    (the reports' reference list and ``ncspec claims`` give the arXiv ids and links)."""
     cites = claim.get("citations")
-    return "\n".join(c["text"] for c in cites) if cites else claim.get("source", "")
+    return "\n".join(c.get("brief", c["text"]) for c in cites) if cites else claim.get("source", "")
 
 
 def print_table(report: dict, console=None) -> None:

@@ -1,4 +1,4 @@
-"""Small MLP encoders for the toy experiments of seed 002 (Jha et al.), batched over replicas.
+"""Small MLP encoders for the toy experiments of Jha et al. (2024), batched over replicas.
 
 Every module here carries S independent replicas (seeds) on a leading dimension,
 like :class:`ncspec.reference.linear.LinearEncoder`: weights are ``(S, fan_in, fan_out)``,
@@ -165,7 +165,7 @@ class MLPEncoder(nn.Module):
 class Identity(nn.Module):
     """``z = x``: an encoder whose embeddings are the views themselves (M = N).
 
-    For checking a learner's loss *value* on given embeddings (THEORY J1, J4): pass unit
+    For checking a learner's loss *value* on given embeddings (claims J1, J4): pass unit
     vectors as views and the learner's ``loss`` sees exactly them. ``replicas`` only
     declares the leading dimension (S) for learners that own per-replica parameters.
     """

@@ -1,6 +1,6 @@
 """Siamese losses, and where their stop-gradient sits.
 
-Notation of Halvagal, Laborieux & Zenke (seed 003): online embedding ``z1``,
+Notation of Halvagal, Laborieux & Zenke (2022): online embedding ``z1``,
 target embedding ``z2``, predictor ``W_P`` (symmetric, M×M), prediction
 ``p = W_P z1``, stop-gradient ``SG(·)`` = ``.detach()``.
 
@@ -49,7 +49,7 @@ def _check(z1: Tensor, z2: Tensor, W_P: Tensor) -> None:
     _checks.all_finite((("z1", z1), ("z2", z2), ("W_P", W_P)), hint=_NONFINITE)
 
 
-# --- Euclidean forms (seed 003, eqs. 2, 6, 7, 8) -----------------------------
+# --- Euclidean forms (Halvagal et al. 2022, eqs. 2, 6, 7, 8) ----------------
 
 def simsiam(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
     """Eq. 2: ``½‖W_P z1 − SG(z2)‖²`` (SimSiam / BYOL / DirectPred)."""
@@ -73,13 +73,13 @@ def isoloss(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
     """Eq. 8: ``½‖z1 − SG(z2 + z1 − W_P z1)‖²`` (IsoLoss).
 
     Same value as :func:`simsiam`; its gradient w.r.t. ``z1`` is ``W_P z1 − z2``,
-    the SimSiam gradient w.r.t. ``p`` — the factor ``W_P`` is gone (THEORY H4).
+    the SimSiam gradient w.r.t. ``p`` — the factor ``W_P`` is gone (claim H4).
     """
     _check(z1, z2, W_P)
     return _half_sq(z1, SG(z2 + z1 - predict(z1, W_P)))
 
 
-# --- Cosine forms (seed 000; THEORY H6) --------------------------------------
+# --- Cosine forms (Halvagal et al. 2023; claim H6) ---------------------------
 
 def _unit(x: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True)
@@ -117,7 +117,7 @@ def cosine_wrong_side(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
 def cosine_isoloss(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
     """Cosine IsoLoss: gradient w.r.t. ``z1`` equals ``∇_p −cos(p, SG(z2))``.
 
-    The surrogate is (seed 000; the authors' code writes it with a factor 2)::
+    The surrogate is (Halvagal et al. 2023; the authors' code writes it with a factor 2)::
 
         ℓ = −[ z1ᵀ SG(ẑ2) / SG(‖p‖) − ½ SG(pᵀẑ2 / ‖p‖³) · z1ᵀ SG(W_P) z1 ]
 

@@ -129,12 +129,18 @@ class Citation:
         p = self.paper
         return f"{p.short}{', ' + self.where if self.where else ''} ({p.identifier})"
 
+    @property
+    def brief(self) -> str:
+        """``Tian, Chen & Ganguli 2021, §4, eq. 9``: for narrow tables (the bibliography resolves it)."""
+        return f"{self.paper.short}{', ' + self.where if self.where else ''}"
+
     def __str__(self) -> str:
         return self.text
 
     def to_dict(self) -> dict:
         p = self.paper
-        return {"key": self.key, "where": self.where, "text": self.text, "title": p.title, "venue": p.venue,
+        return {"key": self.key, "where": self.where, "text": self.text, "brief": self.brief, "title": p.title,
+                "venue": p.venue,
                 "year": p.year, "url": p.link}
 
 

@@ -1,10 +1,10 @@
-"""Closed-form predictors (DirectPred, Tian et al. 2021; seed 003 eq. 1).
+"""Closed-form predictors (DirectPred, Tian et al. 2021; Halvagal et al. 2022, eq. 1).
 
 ``W_P = f_α(C) = U diag(ω) Uᵀ`` with ``C = E[z zᵀ] = U diag(λ) Uᵀ`` the
-uncentred correlation of the online embeddings and ``ω_m = λ_m^α`` (seed 003,
-eq. 1). The authors' code adds two options, both here:
+uncentred correlation of the online embeddings and ``ω_m = λ_m^α`` (Halvagal et al.
+2022, eq. 1). The authors' code adds two options, both here:
 
-* ``normalize``: divide by ``λ_max`` first (THEORY H8) —
+* ``normalize``: divide by ``λ_max`` first (claim H8) —
   ``ω = ((λ/λ_max)₊ + ε)^α``;
 * ``eps``: a boost of the small eigenvalues, added ``"before"`` the power (the
   IsoLoss authors) or ``"after"`` it (Tian et al.: ``ω = λ^α + ε``).
@@ -88,7 +88,7 @@ def identity_predictor(M: int, *, dtype=torch.float32, device=None) -> Tensor:
 
 
 def copy_predictor(C: Tensor, *, eps: float = 0.0, norm: str = "fro") -> Tensor:
-    """DirectCopy (Wang et al. 2021, seed 001): ``W_P = C/‖C‖ + εI`` — no eigendecomposition.
+    """DirectCopy (Wang, Chen, Du & Tian 2021): ``W_P = C/‖C‖ + εI`` — no eigendecomposition.
 
     The seed leaves the norm [open]. Default ``"fro"`` (Frobenius): one pass over
     the matrix, O(M²), and it bounds the spectral norm from above, so

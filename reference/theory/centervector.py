@@ -1,4 +1,4 @@
-"""Closed forms of the center-vector view (seed 002, Jha et al., §3; THEORY J1, J3, J4).
+"""Closed forms of the center-vector view (Jha et al. 2024, §3; claims J1, J3, J4).
 
 Notation: unit embeddings ``ẑ = z/‖z‖``; ``μ_x = E_ω ẑ(ω(x))``; center
 ``s = E_x μ_x``; residual ``r_x = μ_x − s``. Everything below uses only

@@ -1,5 +1,5 @@
 """Learned-predictor dynamics (Tian, Chen & Ganguli 2021) and the weight-decay threshold
-(Wang et al. 2021, seed 001). THEORY.md T1–T6, W1–W3.
+(Wang et al. 2021). Claims T1–T6, W1–W3.
 
 Model: ``J = ½E‖W_p W x1 − SG(W_a x2)‖²``, ``X = E[x̄x̄ᵀ]``, ``X′`` the augmentation
 covariance, so ``E[x1x1ᵀ] = X + X′`` and ``E[x1x2ᵀ] = X``;

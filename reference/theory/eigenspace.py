@@ -1,6 +1,6 @@
-"""Eigenspace dynamics of Siamese losses with a closed-form predictor (THEORY.md H1–H8).
+"""Eigenspace dynamics of Siamese losses with a closed-form predictor (claims H1–H8).
 
-Seed 003 (Halvagal, Laborieux & Zenke), eqs. 1–8, generalised to isotropic
+Halvagal, Laborieux & Zenke 2022, eqs. 1–8, generalised to isotropic
 augmentation noise σ in the linear-Gaussian model (derivation below).
 
 **Derivation.** With ``W_P`` a function of the population correlation
@@ -245,7 +245,7 @@ def cosine_mean_omega(omega: Tensor, lam: Tensor) -> Tensor:
 
 
 def linear_ntk(X: Tensor, M: int) -> Tensor:
-    """H7 (seed 003, eq. 11): ``Θ(x_i, x_j) = (x_iᵀ x_j) I_M`` as a (B, M, B, M) tensor."""
+    """H7 (Halvagal et al. 2022, eq. 11): ``Θ(x_i, x_j) = (x_iᵀ x_j) I_M`` as a (B, M, B, M) tensor."""
     _checks.tensor("X", X, min_dim=2)
     if X.dim() != 2:
         raise ValueError(f"X must be a (B, N) batch of inputs, got shape {tuple(X.shape)}.")
