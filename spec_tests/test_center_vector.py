@@ -177,7 +177,8 @@ def test_triplet_identity_on_unit_vectors(record, views):
     inv_U = d[..., same & ~eye].reshape(S, -1).mean(-1)
     err = max((unb - th.triplet(s_U, R_U)).abs().max().item(),
               (unb - th.triplet_via_invariance(inv_U, s_U)).abs().max().item())
-    record("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err, tolerance=EXACT)
+    record("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err,
+           tolerance=EXACT)
     assert err <= EXACT, f"J4 fails in the unbiased form by {err:.3g}"
 
 

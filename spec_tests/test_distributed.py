@@ -32,7 +32,8 @@ _DIST_TAGS = {"simsiam_mlp": ("distributed:batchnorm",)}
 
 
 def _dist_methods(impl) -> list[str]:
-    return [m for m in DISTRIBUTED if m in impl.capabilities and all(t in impl.capabilities for t in _DIST_TAGS.get(m, ()))]
+    caps = impl.capabilities
+    return [m for m in DISTRIBUTED if m in caps and all(t in caps for t in _DIST_TAGS.get(m, ()))]
 _dist_cache: dict = {}
 
 

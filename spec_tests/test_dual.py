@@ -509,7 +509,8 @@ def test_equilibrium_spectrum_matches_the_orbit(impl, record, M, extra, lam, sig
            error=(zeros - orbit).abs().max().item(), tolerance=0.5)
     record("eigenvalue −2λ multiplicity (min)", twos.min().item(), f"≥ {bal}",
            error=max(bal - twos.min().item(), 0), tolerance=0.5)
-    record("max Re μ / λ over the non-orbit eigenvalues (the stronger statement: ≤ −1)", (rest / lam).max().item(), "< 0",
+    record("max Re μ / λ over the non-orbit eigenvalues (the stronger statement: ≤ −1)", (rest / lam).max().item(),
+           "< 0",
            error=max((rest / lam).max().item() + 1, 0.0), tolerance=1.0)
     nonzero = torch.where(ev.abs() <= 1e-6, torch.full_like(ev.real, math.inf), ev.abs()).amin(-1)
     record("smallest non-zero |μ|", nonzero.min().item(), "≫ 1e-6", error=None, tolerance=None)
@@ -563,7 +564,8 @@ def test_scalar_equilibria_are_two_spheres(impl, record, N, frac, sigma, seed):
         imag = ev.imag.abs().max().item()
         err = (ev.real.sort(-1).values - spectrum[name]).abs().max().item() + imag
         record(f"{name} sphere: spectrum vs {{0^(N−1), −2λ, 2λ − qr}}", err, 0.0, error=err, tolerance=1e-8)
-        assert err <= 1e-8, f"{name} sphere: eigenvalues {ev.real.sort(-1).values[0].tolist()} ≠ {spectrum[name].tolist()}"
+        got = ev.real.sort(-1).values[0].tolist()
+        assert err <= 1e-8, f"{name} sphere: eigenvalues {got} ≠ {spectrum[name].tolist()}"
     r_in, r_out = th.sphere_radii(p, q, lam)
     unstable, stable = 2 * lam - q * r_in, 2 * lam - q * r_out
     record("inner sphere: unstable eigenvalue (2λ − qr₋)/λ", unstable / lam, "> 0", error=None, tolerance=None)

@@ -85,7 +85,8 @@ def test_simsiam_eigenvalues_converge_to_one(impl, record, setup):
     assert abs(th.ode_solution(lam0, traj.t[-1:], "simsiam", setup.alpha, setup.sigma) / fp - 1).max() < 1e-9
     err = (traj.eig_C[-1] / fp - 1).abs().max().item()
     record("final eigenvalues vs κ^{-1/α}", traj.eig_C[-1].mean().item(), fp, error=err, tolerance=1e-6)
-    assert err <= 1e-6, f"eigenvalues end at {traj.eig_C[-1].min().item():.6g}…{traj.eig_C[-1].max().item():.6g}, not {fp:.6g}"
+    lo, hi = traj.eig_C[-1].min().item(), traj.eig_C[-1].max().item()
+    assert err <= 1e-6, f"eigenvalues end at {lo:.6g}…{hi:.6g}, not {fp:.6g}"
 
 
 @H1.check
@@ -101,7 +102,8 @@ def test_simsiam_sgd_reaches_fixed_point(impl, record, setup):
     record("SGD final eigenvalues / κ^{-1/α} − 1 (min)", rel.min().item(), 0.0, error=-rel.min().item(), tolerance=0.2)
     record("SGD final eigenvalues / κ^{-1/α} − 1 (max)", rel.max().item(), 0.0, error=rel.max().item(), tolerance=0.1)
     # batch estimates of C make W_P noisy; f_α is concave for α ≤ 1, so SGD settles slightly low
-    assert rel.min() >= -0.2 and rel.max() <= 0.1, f"SGD eigenvalues/fixed point − 1 in [{rel.min():.3f}, {rel.max():.3f}]"
+    assert rel.min() >= -0.2 and rel.max() <= 0.1, (
+        f"SGD eigenvalues/fixed point − 1 in [{rel.min():.3f}, {rel.max():.3f}]")
 
 
 # ----------------------------------------------------------------------------- H2

@@ -246,7 +246,8 @@ def test_predictor_settles_on_square_root_rule(impl, record, M, alpha_p, eta, si
                        weight_decay=eta, symmetric=True, tau=1.0)
     p, s = _modes(traj, W)
     live = s[-1] > 1e-6
-    err = ((p[-1] - (alpha_p * s[-1]).sqrt()).abs() / (alpha_p * s[-1]).sqrt())[live].max().item() if live.any() else 0.0
+    root = (alpha_p * s[-1]).sqrt()
+    err = ((p[-1] - root).abs() / root)[live].max().item() if live.any() else 0.0
     record("|p_T − √(α_p s_T)| / √(α_p s_T) (surviving modes)", err, 0.0, error=err, tolerance=1e-3)
     assert err <= 1e-3, "the predictor did not settle on the square-root rule p = √(α_p s)"
 
@@ -267,18 +268,6 @@ T4 = register(
                "≤ τ²/(4κ) gives ṗ ≤ −(η − η_c)p (reference/theory/directpred.py).")
 
 
-def _parabola_time(p0, p_end, sigma2, eta, h=0.01, t_max=2000.0):
-    """Time for ṗ = p(τp − κp² − η) to carry p0 within p_end's tolerance (RK2, theory only)."""
-    p, t = torch.as_tensor(p0, dtype=torch.float64), 0.0
-    while t < t_max:
-        f = lambda q: dp.parabola_rate(q, sigma2=sigma2, eta=eta)
-        p = p + h * f(p + 0.5 * h * f(p))
-        t += h
-        if p_end(p):
-            return t
-    return t_max
-
-
 @T4.check
 @given(sigma2=st.floats(0.0, 1.0), frac=st.floats(0.3, 0.6), alpha_p=st.floats(0.5, 2.0),
        seed=st.integers(0, 2 ** 31 - 1))
@@ -288,8 +277,8 @@ def test_modes_collapse_below_p_minus_and_settle_at_p_plus(impl, record, sigma2,
     pm, pp = (x.item() for x in dp.fixed_points(sigma2, eta))
     p0 = torch.tensor([0.5 * pm, 0.8 * pm, 1.25 * pm, 2.0 * pm, 1.5 * pp], dtype=torch.float64)
     M = len(p0)
-    T = 1.5 * _parabola_time(p0, lambda p: bool(((p[2:] - pp).abs() < 1e-6).all() and (p[:2] < 1e-3 * pm).all()),
-                             sigma2, eta)
+    T = 1.5 * dp.parabola_time(p0, lambda p: bool(((p[2:] - pp).abs() < 1e-6).all() and (p[:2] < 1e-3 * pm).all()),
+                               sigma2=sigma2, eta=eta)
     lr = 0.05
     W, W_p = spectral_state(2, M, M, p0 ** 2 / alpha_p, p0, generator=torch.Generator().manual_seed(seed),
                             aligned=True)

@@ -12,7 +12,8 @@ is exactly ``∇_W = W_p(W_p W diag(κ) − τW) + ηW``.
 mutually orthogonal, ``W_p = C^α`` has eigenvalue ``ω_j = (κ_j‖W e_j‖²)^α`` on ``W e_j`` and each
 column obeys ``d/dt ‖W e_j‖ = ‖W e_j‖·g_j(ω_j)``, ``g_j(ω) = ω(τ − κ_jω) − η``. The Euler step of
 size ``lr`` is the exact per-mode map ``d ← d(1 + lr·g_j(ω))`` — the helper
-:func:`scalar_horizon` iterates it to choose the run length. Its fixed points are the flow's:
+:func:`~ncspec.reference.theory.directpred.per_mode_horizon` iterates it to choose the run length. Its
+fixed points are the flow's:
 ``ω ∈ {p*−, p*+}`` iff ``κ_j ≤ τ²/(4η)``, else only 0.
 
 **Mixing (derived here).** For a generic (non-aligned) W, linearise at the fixed point
@@ -25,7 +26,8 @@ the Euler map contracts every mode (``|1 − lr·λ| ≤ ½``).
 
 **Normalised predictors are scale-free (W2, derived here).** ``Ĉ/‖Ĉ‖_F + εI`` (DirectCopy) — and
 likewise the published DirectPred preset ``√(λ/λ_max) + ε`` — is invariant under W → sW, so the
-flow is 1-homogeneous: W/‖W‖ converges to a ray (:func:`copy_ray`) and ‖W‖ ∝ e^{γt}. Weight decay
+flow is 1-homogeneous: W/‖W‖ converges to a ray (:func:`~ncspec.reference.theory.directpred.copy_ray`)
+and ‖W‖ ∝ e^{γt}. Weight decay
 then only shifts γ; the hard threshold of W1 belongs to the *unnormalised* DirectSet(α)
 ``W_p = C^α`` (α = 1: Tian et al.'s code's DirectCopy ``F + εI`` with ε = 0). W1 and W3 therefore
 use method "directset" with ``normalize=False, eps=0``; W2 tests what DirectCopy does instead.
@@ -43,7 +45,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ncspec.conformance.claims import cite, register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
-from ncspec.reference.theory.directpred import fixed_points, survival_threshold
+from ncspec.reference.theory.directpred import (
+    copy_ray,
+    fixed_points,
+    per_mode_horizon,
+    ridgeless_probe_risk,
+    survival_threshold,
+)
 
 from .harness import require
 
@@ -104,27 +112,6 @@ class Setting:
         """Initial predictor eigenvalues ω0 ∈ [lo, lo + 0.2] with lo = 1.2·2η/τ > p*− = 2η/(τ + √(τ² − 4κη))."""
         lo = 1.2 * 2.0 * self.eta / self.tau
         return lo, lo + 0.2
-
-
-def scalar_horizon(st_: Setting, lr: float, tol_p: float, tol_d: float, max_steps: int = 20000) -> int:
-    """Steps the exact per-mode Euler map needs, from both ends of the initial band, until every kept
-    mode has |ω/p*+ − 1| ≤ tol_p and every discarded column ‖W e_j‖ ≤ tol_d·min_kept d*."""
-    kappa, kept, pp = st_.kappa.tolist(), st_.kept.tolist(), st_.p_plus.tolist()
-    a, eta, tau = st_.alpha, st_.eta, st_.tau
-    d_min = st_.d_star[st_.kept].min().item()
-    modes = [(om, j) for om in st_.init_band() for j in range(st_.N)]
-    om = [m[0] for m in modes]
-    for k in range(max_steps):
-        done = True
-        for i, (_, j) in enumerate(modes):
-            if kept[j]:
-                done &= abs(om[i] / pp[j] - 1.0) <= tol_p
-            else:
-                done &= math.sqrt(om[i] ** (1 / a) / kappa[j]) <= tol_d * d_min
-        if done:
-            return k
-        om = [w * abs(1.0 + lr * (w * (tau - kappa[j] * w) - eta)) ** (2 * a) for w, (_, j) in zip(om, modes)]
-    raise AssertionError(f"the per-mode map does not converge within {max_steps} steps for {st_}")
 
 
 def generic_encoder(st_: Setting, replicas: int, seed: int) -> LinearEncoder:
@@ -205,7 +192,8 @@ W1 = register(
 
 def _w1_run(impl, st_: Setting, *, replicas: int, seed: int):
     lr = st_.lr()
-    horizon = scalar_horizon(st_, lr, TOL_P / 10, TOL_DISC / 10)
+    horizon = per_mode_horizon(st_.kappa, st_.p_plus, st_.init_band(), alpha=st_.alpha, eta=st_.eta, tau=st_.tau,
+                               lr=lr, tol_p=TOL_P / 10, tol_d=TOL_DISC / 10)
     # plus one more decade of the slowest mixing mode (a discarded column's component along a kept mode)
     tail = math.ceil(math.log(10.0) / -math.log(1.0 - lr * st_.mixing_rate())) if st_.r < st_.N else 0
     steps = int(math.ceil(HORIZON_SAFETY * horizon)) + tail
@@ -247,7 +235,8 @@ def check_w1(record, st_: Setting, W: torch.Tensor, tag: str) -> None:
     sin = sin_to_coordinates(W, r, kept).max().item()
     record(f"{tag}: sin of largest principal angle, row space vs low-variance subspace", sin, 0.0,
            error=sin, tolerance=TOL_SIN)
-    assert sin <= TOL_SIN, f"{tag}: learned row space is {math.degrees(math.asin(min(sin, 1))):.3g}° from the low-variance subspace"
+    angle = math.degrees(math.asin(min(sin, 1)))
+    assert sin <= TOL_SIN, f"{tag}: learned row space is {angle:.3g}° from the low-variance subspace"
 
 
 CANONICAL_S2 = (0.3, 0.8, 1.4, 1.6, 2.5, 4.0)
@@ -295,32 +284,6 @@ def test_weight_decay_threshold_drawn(impl, record, case):
 
 
 # ----------------------------------------------------------------------------- W2
-def copy_ray(kappa: torch.Tensor, tau: float, eps: float) -> tuple[float, torch.Tensor]:
-    """The DirectCopy ray (derived): effective decay η_eff and the normalised spectrum u* of C.
-
-    With ``W_p = C/‖C‖_F + εI`` and aligned modes, ω_j = ε + u_j, u = c/‖c‖₂ (c_j = κ_j‖W e_j‖²), and
-    ``d ln‖W e_j‖/dt = g_j(ω_j) = ω_j(τ − κ_jω_j) − η``. W_p is invariant under W → sW, so the flow
-    is 1-homogeneous: no fixed scale, only a ray on which every surviving mode grows at one rate γ:
-    ``ω_j(τ − κ_jω_j) = η + γ =: η_eff`` (stable root ω_+), ``u_j = (ω_+(κ_j; η_eff) − ε)₊`` and
-    ``Σ u_j² = 1`` fixes η_eff — independently of η. Modes off the ray (u_j = 0) are stable there
-    because g_j(ε) ≤ γ. Solved by bisection on the decreasing map η_eff ↦ Σ u_j².
-    """
-    def u_of(eta_eff: float) -> torch.Tensor:
-        disc = tau ** 2 - 4.0 * kappa * eta_eff
-        w = (tau + disc.clamp_min(0).sqrt()) / (2.0 * kappa)
-        return torch.where(disc >= 0, (w - eps).clamp_min(0.0), torch.zeros_like(kappa))
-
-    hi = tau ** 2 / (4.0 * kappa.min().item()) + 1e-12  # above it no mode has a root: Σu² = 0 < 1
-    lo = hi - 1.0
-    while u_of(lo).pow(2).sum() < 1.0:
-        lo -= 2.0 * (hi - lo)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if u_of(mid).pow(2).sum() > 1.0 else (lo, mid)
-    eta_eff = 0.5 * (lo + hi)
-    return eta_eff, u_of(eta_eff)
-
-
 def copy_lr(kappa: torch.Tensor, tau: float, eps: float, eta: float) -> float:
     """|1 + lr·g_j(ω)| ≤ 1 for every ω ∈ [ε, 1 + ε] (ω's range under the Frobenius normalisation)."""
     w = 1.0 + eps
@@ -382,7 +345,8 @@ def check_ray(record, traj, lr, kappa, *, eta, eps, tol, tag):
     err_u = (u - u_pred).abs().max().item()
     record(f"{tag}: u_j = κ_j‖W e_j‖²/‖C‖_F vs ray u* (max abs err)", u.mean().item(), u_pred.mean().item(),
            error=err_u, tolerance=tol)
-    assert err_u <= tol, f"{tag}: DirectCopy's normalised spectrum {u[0].tolist()} ≠ ray {u_pred.tolist()} ({err_u:.3g})"
+    assert err_u <= tol, (f"{tag}: DirectCopy's normalised spectrum {u[0].tolist()} ≠ ray {u_pred.tolist()} "
+                          f"({err_u:.3g})")
     ds = (traj.steps[-1] - traj.steps[-2]).item()
     factor = (traj.sq_norm[-1] / traj.sq_norm[-2]) ** (1.0 / (2 * ds)) - 1.0          # per-step ‖W‖ factor − 1
     err_g = ((factor - lr * gamma).abs() / abs(lr * gamma)).max().item()
@@ -416,7 +380,8 @@ def test_directcopy_learns_same_subspace(impl, record):
         sin_ab = sin_between(traj.W, ref_traj.W, ref.r).max().item()
         record(f"sin(top-r subspace DirectCopy, DirectSet α={alpha:g})", sin_ab, 0.0, error=sin_ab,
                tolerance=2 * TOL_SIN)
-        assert sin_ab <= 2 * TOL_SIN, f"DirectCopy and DirectSet(α={alpha}) learn different subspaces (sin {sin_ab:.3g})"
+        assert sin_ab <= 2 * TOL_SIN, (f"DirectCopy and DirectSet(α={alpha}) learn different subspaces "
+                                       f"(sin {sin_ab:.3g})")
 
 
 @W2.check
@@ -490,16 +455,6 @@ def probe_test_mse(F: torch.Tensor, n: int, generator: torch.Generator) -> torch
     return (effective - beta).pow(2).sum(-1) + W3_NOISE ** 2
 
 
-def probe_theory(n: int, dim: int) -> float:
-    """Ridgeless expected test MSE on `dim` isotropic features when β lies in the first W3_R of them."""
-    s2 = W3_NOISE ** 2
-    if dim == W3_R:
-        return s2 * (1 + W3_R / (n - W3_R - 1)) if n >= W3_R + 2 else math.inf
-    if n <= dim - 2:
-        return s2 + (1 - n / dim) + s2 * n / (dim - n - 1)
-    return s2 * (1 + dim / (n - dim - 1)) if n >= dim + 2 else math.inf
-
-
 @W3.check
 @given(seed=st.integers(0, 2 ** 31 - 1))
 def test_learned_features_reduce_sample_complexity(impl, record, seed):
@@ -512,9 +467,10 @@ def test_learned_features_reduce_sample_complexity(impl, record, seed):
     raw = torch.eye(W3_N, dtype=F64).expand_as(W)
     for n in W3_NS:
         learned, direct = probe_test_mse(W, n, g), probe_test_mse(raw, n, g)
-        th_l, th_r = probe_theory(n, W3_R), probe_theory(n, W3_N)
+        th_l, th_r = ridgeless_probe_risk(n, W3_R, W3_R, W3_NOISE), ridgeless_probe_risk(n, W3_N, W3_R, W3_NOISE)
         lm, rm = learned.mean().item(), direct.mean().item()
-        for name, m, med, th in (("learned-feature", lm, learned.median(), th_l), ("raw-input", rm, direct.median(), th_r)):
+        arms = (("learned-feature", lm, learned.median(), th_l), ("raw-input", rm, direct.median(), th_r))
+        for name, m, med, th in arms:
             record(f"n={n:2d}: {name} probe test MSE (mean; median {med:.4g})", m,
                    th if math.isfinite(th) else "∞ (ridgeless interpolation threshold)")
         if n in W3_CHECKED:

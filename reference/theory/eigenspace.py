@@ -182,7 +182,10 @@ def _rk4_log(u0: Tensor, t: Tensor, rate, h_max: float = 2e-3) -> Tensor:
         n = max(1, math.ceil((tk - t_prev) / h_max))
         h = (tk - t_prev) / n
         for _ in range(n):
-            k1 = f(v); k2 = f(v + 0.5 * h * k1); k3 = f(v + 0.5 * h * k2); k4 = f(v + h * k3)
+            k1 = f(v)
+            k2 = f(v + 0.5 * h * k1)
+            k3 = f(v + 0.5 * h * k2)
+            k4 = f(v + h * k3)
             v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         t_prev = tk
         out.append(torch.exp(v))

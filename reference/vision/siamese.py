@@ -48,7 +48,7 @@ class Served(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.direct:
-            from .dist import gather
+            from ..parallel import gather
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 z = self.online(x)
             return gather(z.float())

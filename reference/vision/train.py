@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from . import augment as aug
 from .data import ImageDataset, load_dataset
-from .dist import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from .models import make_encoder
 from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
 
@@ -100,7 +100,8 @@ class TrainConfig:
 def default_method_options(method: str, ema: bool) -> dict:
     """Halvagal et al. 2022, Table 1's closed-form predictor, with the IsoLoss authors' released
     settings (github.com/fmi-basel/implicit-var-reg): cosine form, ``W_P = (Ĉ/λ_max)^½``, correlation
-    EMA 0.998 with an EMA target and 0.5 without; the published DirectPred/DirectCopy options otherwise, in cosine form."""
+    EMA 0.998 with an EMA target and 0.5 without; the published DirectPred/DirectCopy options otherwise,
+    in cosine form."""
     if method in CLOSED_FORM_TABLE1:
         return dict(form="cosine", alpha=0.5, normalize=True, eps=0.0, corr_ema=0.998 if ema else 0.5)
     if method in ("directpred", "directset", "directcopy"):
