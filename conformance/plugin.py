@@ -260,8 +260,10 @@ class Collector:
         doc_path = self.config.getoption("ncspec_report", default=None)
         if json_path or doc_path:
             from .report import build_report, write_json
+            profile = self.config.getoption("hypothesis_profile", default=None)   # hypothesis' own option
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
-                                  expected_failures=[e.to_dict() for e in self.config._ncspec_xfail])
+                                  expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
+                                  profile=profile)
             if json_path:
                 write_json(report, json_path)
             if doc_path:

@@ -70,3 +70,15 @@ def test_conformance_imports_spec_tests_only_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_no_reads_of_hypothesis_private_attributes():
+    hits = []
+    for d in ("reference", "conformance", "spec_tests", "ncspec", "tests", "benchmarks"):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            if path.name == "test_layers.py":
+                continue
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if "hypothesis.internal" in line or "._hypothesis" in line or "settings._" in line:
+                    hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, "\n".join(hits)

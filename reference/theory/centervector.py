@@ -121,11 +121,6 @@ def lsimple(s_sq, r_sq, lam: float, penalty: str = "squared"):
     return invariance(s_sq, r_sq) + lam * pen
 
 
-def lsimple_population(s_sq, r_sq, lam: float):
-    """Population value of the chosen L_Simple (squared penalty): ``1 + (λ − 1)‖s‖² − E‖r_x‖²``."""
-    return 1 + (lam - 1) * s_sq - r_sq
-
-
 def simsiam_no_predictor(s_sq, r_sq):
     """Value of SimSiam without predictor on two views (plug-in): ``1 − 2‖s‖² − 2R``; −1 at collapse."""
     return invariance(s_sq, r_sq) - 1
