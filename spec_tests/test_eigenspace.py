@@ -74,7 +74,7 @@ H1 = register(
 
 @H1.check
 @given(setup=linear_setups())
-def test_simsiam_eigenvalues_converge_to_one(impl, record, setup):
+def test_simsiam_eigenvalues_converge_to_the_fixed_point(impl, record, setup):
     """H1: under expected-gradient flow every eigenvalue of C reaches κ^{−1/α}."""
     require(impl, "simsiam", "loss:euclidean", "predictor:closed_form")
     lr, steps = 0.025, 1600  # T = 40: escape (≤ 1/(2α·0.1^α)) plus 1e-9 relaxation at rate 2α/κ
@@ -91,7 +91,7 @@ def test_simsiam_eigenvalues_converge_to_one(impl, record, setup):
 
 @H1.check
 @given(setup=linear_setups(M=(2, 10), replicas=3))
-def test_simsiam_sgd_reaches_fixed_point(impl, record, setup):
+def test_simsiam_sgd_settles_near_the_fixed_point(impl, record, setup):
     """H1 under minibatch SGD, W_P from the batch correlation (what deep-net code does)."""
     require(impl, "simsiam", "loss:euclidean", "predictor:closed_form")
     lam0 = setup.spectrum(0.1, 2.0)
@@ -186,7 +186,7 @@ def _grad_W(learner, enc, x1, x2):
 
 @H4.check
 @given(setup=linear_setups(), form=st.sampled_from(["euclidean", "cosine"]))
-def test_isoloss_gradient_identity(impl, record, setup, form):
+def test_simsiam_gradient_is_w_p_times_the_isoloss_gradient(impl, record, setup, form):
     """∇_W L_SimSiam = W_P ∇_W L_iso and L_iso = L_SimSiam (exact identity, Halvagal et al. 2022 eq. 8)."""
     require(impl, "simsiam", "isoloss", f"loss:{form}", "predictor:closed_form")
     lam0 = setup.spectrum(0.1, 2.0)
@@ -247,7 +247,7 @@ def _crossing_time(traj, level: float) -> torch.Tensor:
 
 @H5.check
 @given(setup=linear_setups(M=(2, 12)))
-def test_escape_time_simsiam_vs_isoloss(impl, record, setup):
+def test_escape_times_follow_theory_and_isoloss_escapes_first(impl, record, setup):
     require(impl, "simsiam", "isoloss", "loss:euclidean", "predictor:closed_form")
     lr = 0.02
     lam0 = setup.spectrum(0.02, 0.1)

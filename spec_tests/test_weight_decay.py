@@ -243,7 +243,7 @@ CANONICAL_S2 = (0.3, 0.8, 1.4, 1.6, 2.5, 4.0)
 
 
 @W1.check
-def test_weight_decay_threshold_canonical(impl, record):
+def test_weight_decay_keeps_only_directions_below_the_threshold_worked_example(impl, record):
     """W1 at the worked example (cut 1.5) for α = ½ and α = 1, and at τ = 1.2, η = 0.144 (same cut)."""
     require(impl, "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     for eta, tau in ((0.1, 1.0), (0.144, 1.2)):
@@ -274,7 +274,7 @@ def w1_settings(draw):
 
 @W1.check
 @given(case=w1_settings())
-def test_weight_decay_threshold_drawn(impl, record, case):
+def test_weight_decay_keeps_only_directions_below_the_threshold_drawn(impl, record, case):
     """W1 on drawn (η, τ, α, σ²): the switch sits exactly at τ²/(4η) − 1 wherever the σ² fall."""
     require(impl, "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     st_, seed = case
@@ -362,7 +362,7 @@ def check_ray(record, traj, lr, kappa, *, eta, eps, tol, tag):
 
 
 @W2.check
-def test_directcopy_learns_same_subspace(impl, record):
+def test_directcopy_learns_the_directset_subspace(impl, record):
     """W2 in the W1 setting: DirectCopy's ray, and its top-r subspace = W1's = DirectSet's."""
     require(impl, "directcopy", "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     s2, eta, eps = CANONICAL_S2, 0.1, 0.25
@@ -386,7 +386,7 @@ def test_directcopy_learns_same_subspace(impl, record):
 
 @W2.check
 @given(seed=st.integers(0, 2 ** 31 - 1))
-def test_directcopy_without_weight_decay(impl, record, seed):
+def test_directcopy_ray_does_not_depend_on_weight_decay(impl, record, seed):
     """W2 with η = 0: the ray (hence the learned direction) is unchanged, only γ shifts by +η;
     ε = 0.25 keeps every direction (‖W‖ still decays, γ = −0.243); ε = 0 drops σ² = 4 and grows."""
     require(impl, "directcopy", "predictor:closed_form", "loss:euclidean")
