@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from ncspec.reference import losses
 from ncspec.reference.encoders import embed_pair, unit
-from ncspec.reference.losses import SG, _half_sq, predict
+from ncspec.reference.losses import SG, half_sq, predict
 from ncspec.reference.methods import center as _center
 from ncspec.reference.methods import clustering as _clustering
 from ncspec.reference.methods import contrastive as _contrastive
@@ -23,13 +23,13 @@ from .adapters.reference import ReferenceAdapter
 
 def _iso_rearrangement_dropped(z1, z2, W_P):
     # IsoLoss written as its value, ½‖W_P z1 − SG(z2)‖²: the W_P factor stays in the gradient.
-    return _half_sq(predict(z1, W_P), SG(z2))
+    return half_sq(predict(z1, W_P), SG(z2))
 
 
 def _cosine_unnormalised_prediction(z1, z2, W_P):
     # −⟨p, ẑ2⟩ without dividing by ‖p‖: no longer scale invariant.
     p = predict(z1, W_P)
-    return -(p * SG(z2 / z2.norm(dim=-1, keepdim=True))).sum(-1).mean(-1)
+    return -(p * SG(unit(z2))).sum(-1).mean(-1)
 
 
 class _Mutant(ReferenceAdapter):

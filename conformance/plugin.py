@@ -87,6 +87,13 @@ def pytest_configure(config):
                                 f"or .html (one self-contained file).")
     config._ncspec = Collector(config)
     config.pluginmanager.register(config._ncspec, "ncspec-collector")
+    if config.getoption("adapter", default=None) or os.environ.get(registry.ENV_VAR):
+        # Load a chosen adapter now, before collection: a bad name fails fast, and a lab's own packages
+        # (e.g. its `conformance.myadapter`) are imported before pytest puts any test folder on sys.path.
+        try:
+            registry.load_adapter(adapter_spec(config))
+        except (LookupError, TypeError, ValueError) as e:
+            raise pytest.UsageError(f"ncspec: {e}") from e
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k selects: `-k H1` selects claim H1's tests

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
+from .vectors import unit  # noqa: F401  (re-exported: methods and mutants import it from here)
 
 BN_EPS = 1e-5
 
@@ -227,11 +228,6 @@ def embed_pair(encoder, view1: Tensor, view2: Tensor, embed_dim: int, *, min_bat
                              f"pass embed_dim={z.shape[-1]} to build(...).")
     _checks.all_finite((("z1 = encoder(view1)", z1), ("z2 = encoder(view2)", z2)), hint=_NONFINITE)
     return z1, z2
-
-
-def unit(z: Tensor, eps: float = 1e-12) -> Tensor:
-    """``z / ‖z‖`` along the last dimension (``F.normalize`` with the same ``eps``)."""
-    return z / z.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 def make_build(methods: dict[str, tuple[Callable, dict]], options: dict[str, set]) -> Callable:

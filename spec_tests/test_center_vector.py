@@ -33,6 +33,7 @@ from ncspec.conformance.claims import cite, register
 from ncspec.reference import toy
 from ncspec.reference.encoders import Identity
 from ncspec.reference.theory import centervector as th
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
@@ -52,7 +53,7 @@ def unit_views(draw, *, V=(2, 5), B=(1, 24), M=(1, 16), replicas=2):
     e = torch.randn((replicas, 1, 1, m), generator=g, dtype=torch.float64)
     x = (conc * e + torch.randn((replicas, 1, b, m), generator=g, dtype=torch.float64)
          + sigma * torch.randn((replicas, v, b, m), generator=g, dtype=torch.float64))
-    return x / x.norm(dim=-1, keepdim=True)
+    return unit(x)
 
 
 def _pairwise_sq(a, b):

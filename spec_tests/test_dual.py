@@ -31,6 +31,7 @@ from ncspec.reference import dual
 from ncspec.reference.linear import LinearEncoder, simulate
 from ncspec.reference.linear.model import random_orthogonal
 from ncspec.reference.theory import dual as th
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
@@ -555,7 +556,7 @@ def test_scalar_equilibria_are_two_spheres(impl, record, N, frac, sigma, seed):
     spectrum = th.sphere_spectrum(p, q, lam, N)
     for name, r in zip(("inner", "outer"), th.sphere_radii(p, q, lam)):
         u = torch.randn(3, 1, N, generator=g, dtype=torch.float64)
-        A, B = r * u / u.norm(dim=-1, keepdim=True), torch.full((3, 1, 1), r, dtype=torch.float64)
+        A, B = r * unit(u), torch.full((3, 1, 1), r, dtype=torch.float64)
         f = LearnerField(impl, "sg", mom, lam)
         speed = per_replica(dual.flatten(f((A, B)), 1)).norm(dim=-1).max().item()
         record(f"{name} sphere: ‖F‖/r", speed / r, 0.0, error=speed / r, tolerance=1e-12)
@@ -589,7 +590,7 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
     S = 128
     u = torch.randn(S, 1, N, generator=g, dtype=torch.float64)
     rho0 = 2 * r_out * torch.rand(S, 1, 1, generator=g, dtype=torch.float64)
-    A0 = rho0 * u / u.norm(dim=-1, keepdim=True)
+    A0 = rho0 * unit(u)
     B0 = r_out * (3 * torch.rand(S, 1, 1, generator=g, dtype=torch.float64) - 1)
     for kind in ("sg", "ema"):
         traj = run_learner(impl, kind, mom, A0, B0, lam=lam, lr=lr, steps=steps, beta=1.0)

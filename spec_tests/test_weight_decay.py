@@ -52,6 +52,7 @@ from ncspec.reference.theory.directpred import (
     ridgeless_probe_risk,
     survival_threshold,
 )
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
@@ -445,7 +446,7 @@ def probe_test_mse(F: torch.Tensor, n: int, generator: torch.Generator) -> torch
     S, M, N = F.shape
     X = torch.randn(S, W3_DRAWS, n, N, generator=generator, dtype=F64)
     b = torch.randn(S, W3_DRAWS, W3_R, generator=generator, dtype=F64)
-    beta = torch.cat([b / b.norm(dim=-1, keepdim=True), torch.zeros(S, W3_DRAWS, N - W3_R, dtype=F64)], -1)
+    beta = torch.cat([unit(b), torch.zeros(S, W3_DRAWS, N - W3_R, dtype=F64)], -1)
     y = (X @ beta.unsqueeze(-1)).squeeze(-1) + W3_NOISE * torch.randn(S, W3_DRAWS, n, generator=generator, dtype=F64)
     Z = X @ F.transpose(-1, -2).unsqueeze(1)                                # (S, D, n, M)
     G = Z.transpose(-1, -2) @ Z

@@ -29,7 +29,7 @@ def _imports(path: Path) -> set[str]:
 def test_theory_never_imports_a_simulator():
     """reference/theory/* are closed forms: no linear model, simulator, learner, vision or distributed code."""
     allowed = ("torch", "math", "numpy", "__future__", "dataclasses", "typing", "collections", "functools",
-               "ncspec.reference._checks", "ncspec.reference.theory")
+               "ncspec.reference._checks", "ncspec.reference.vectors", "ncspec.reference.theory")
     bad = {}
     for path in sorted((ROOT / "reference" / "theory").glob("*.py")):
         found = sorted(n for n in _imports(path) if not n.startswith(allowed))
@@ -82,3 +82,25 @@ def test_no_reads_of_hypothesis_private_attributes():
                 if "hypothesis.internal" in line or "._hypothesis" in line or "settings._" in line:
                     hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+def test_one_definition_of_each_shared_formula():
+    """l2-normalisation, the eigen-predictor and the cosine-IsoLoss surrogate are written once; the fast
+    vision learners call the same unchecked kernels as the checked public functions."""
+    import re
+    patterns = {"unit": r"^\s*def _?unit\(", "eigen predictor": r"\(lam \+ eps\) \*\* alpha",
+                "cosine-IsoLoss surrogate": r"p_norm \*\* 3",
+                "l2-normalisation inline": r"/ \w+\.norm\(dim=-1, keepdim=True\)"}
+    found = {k: [] for k in patterns}
+    for d in ("reference", "conformance", "spec_tests"):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                for k, pat in patterns.items():
+                    # the theory's spectral map ω(λ) is the independent oracle the predictors are checked
+                    # against (claims H1–H8), so it is deliberately not shared with the implementation
+                    if re.search(pat, line) and not (k == "eigen predictor" and "theory" in path.parts):
+                        found[k].append(f"{path.relative_to(ROOT)}:{i}")
+    assert len(found["unit"]) == 1 and found["unit"][0].startswith("reference/vectors.py"), found["unit"]
+    assert len(found["eigen predictor"]) == 1, found["eigen predictor"]
+    assert len(found["cosine-IsoLoss surrogate"]) == 1, found["cosine-IsoLoss surrogate"]
+    assert [f for f in found["l2-normalisation inline"] if not f.startswith("reference/vectors.py")] == [], found

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from ncspec.reference import dual
 from ncspec.reference.theory import dual as th
+from ncspec.reference.vectors import unit
 
 from ._output import render
 
@@ -233,7 +234,7 @@ def _outcomes(n=1000, seed=0):
     g = torch.Generator().manual_seed(seed)
     mom = dual.gaussian_moments(2, signal=torch.eye(2, dtype=torch.float64), sigma_x=SIGMA)
     u = torch.randn(n, 1, 2, generator=g, dtype=torch.float64)
-    A0 = 2 * R_OUT * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) * u / u.norm(dim=-1, keepdim=True)
+    A0 = 2 * R_OUT * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) * unit(u)
     B0 = R_OUT * (3 * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) - 1)
     rate = min(LAM, 2 * LAM - Q * R_IN, Q * R_OUT - 2 * LAM)
     steps = int(math.log(1e6) / rate / 0.2)

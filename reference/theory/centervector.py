@@ -61,16 +61,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _unit(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
+from ..vectors import unit
 
 
 def _views(views: Tensor) -> Tensor:
     if not isinstance(views, Tensor) or views.dim() < 3:
         raise ValueError(f"views must be a tensor (..., V, B, M) of V views of B samples, got "
                          f"{getattr(views, 'shape', type(views).__name__)}.")
-    return _unit(views)
+    return unit(views)
 
 
 def empirical_moments(views: Tensor) -> tuple[Tensor, Tensor]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
+from ..vectors import unit
 from . import augment as aug
 from .data import ImageDataset, load_dataset
 from .models import make_encoder
@@ -378,7 +379,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.encoder, m)
         correct = ((logits.argmax(1) == yy) & (yy >= 0)).sum()
-        z_std = F.normalize(z1.detach().float(), dim=1).std(0).mean()   # SimSiam's collapse monitor
+        z_std = unit(z1.detach().float()).std(0).mean()   # SimSiam's collapse monitor
         return loss.detach(), torch.stack([correct, labelled]), z_std
 
     def views_for(self, epoch: int, s: int, gen: torch.Generator, perm: Tensor):
