@@ -32,9 +32,9 @@ EPOCHS = {"cifar10": 800, "stl10": 100}
 LOSSES = ("simsiam", "isoloss")
 
 # Wall-clock model (an ESTIMATE from speed figures measured on one H100, not a measurement of this
-# grid): the GPU-resident VGG11 pipeline ran 0.55–0.78 s per 50k-image CIFAR epoch at batch 512 (no BN); we take 1.0 s for
-# batch 256 with BN, +1/3 for the EMA target's extra forward per view (a training step costs
-# ≈ 3 forwards), STL-10 at 96 px costs 2.75/0.306 ≈ 9× per image on 105k images per epoch.
+# grid): the GPU-resident VGG11 pipeline ran 0.55–0.78 s per 50k-image CIFAR epoch at batch 512
+# (no BN); we take 1.0 s for batch 256 with BN, +1/3 for the EMA target's extra forward per view
+# (a training step costs ≈ 3 forwards), STL-10 at 96 px costs 2.75/0.306 ≈ 9× per image on 105k images per epoch.
 SEC_PER_CIFAR_EPOCH = 1.0
 EMA_FACTOR = 4.0 / 3.0
 STL_FACTOR = (2.75 / 0.306) * (105_000 / 50_000)
