@@ -10,7 +10,7 @@ One *update* is what a closed-form learner does once per training step (see
    * DirectPred — :func:`ncspec.reference.predictors.eigen_predictor` with Tian et al.'s
      settings (α = ½, ``normalize``, ε = 0.1 added after the power): a float64
      ``eigh`` of the M×M estimate, O(M³);
-   * DirectCopy (seed 001) — :func:`ncspec.reference.predictors.copy_predictor`,
+   * DirectCopy (Wang et al. 2021) — :func:`ncspec.reference.predictors.copy_predictor`,
      ``F̂/‖F̂‖_F + εI`` with ε = 0.25: O(M²), no eigendecomposition.
 
 Parametrised over M = 128, 512, 2048, grouped by M so that pytest-benchmark's table

@@ -2,35 +2,49 @@
 
 In a ``spec_tests`` module::
 
-    H1 = register("H1", title=..., source=..., statement=..., measures=...,
-                  prediction=..., tolerance=...)
+    H1 = register("H1", title=..., source=[cite("halvagal2022", "eq. 5")], statement=...,
+                  measures=..., prediction=..., tolerance=..., derivation=...)
 
     @H1.check
-    def test_simsiam_eigenvalues_converge_to_one(impl, record, ...): ...
+    def test_simsiam_eigenvalues_converge_to_the_fixed_point(impl, record, ...): ...
 
 ``register`` fills :data:`CLAIMS`; ``Claim.check`` marks the test with
 ``pytest.mark.claim(id)`` and lists it under the claim, so the registry and
-the tests cannot drift apart. :func:`load_all` imports every spec module.
+the tests cannot drift apart. :func:`load_all` imports every spec module
+(lazily: spec modules import this one, never the other way round at import time).
+
+A claim's ``source`` is a list of :class:`~ncspec.reference.papers.Citation`
+(``cite(paper_key, where)``); a claim letter lives in one spec module
+(:data:`MODULES`).
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pytest
+from ncspec.reference.papers import Citation, cite, format_citations
+
+__all__ = ["CLAIMS", "MODULES", "Claim", "cite", "load_all", "register", "sort_key"]
+
+#: claim letter → the spec module that holds its claims (one module per letter)
+MODULES = {
+    "H": "test_eigenspace", "T": "test_learned_predictor", "W": "test_weight_decay", "J": "test_center_vector",
+    "P": "test_dual", "C": "test_conformance", "D": "test_distributed",
+}
 
 
 @dataclass
 class Claim:
     id: str
     title: str
-    source: str          # seed file and equation / section
+    source: list[Citation]  # papers and where in them: [cite("tian2021", "§4, eq. 9"), ...]
     statement: str       # one line, the paper's claim
     measures: str        # the quantity a test measures
     prediction: str      # the predicted value or ordering (from theory)
     tolerance: str       # the tolerance and its justification
-    derivation: str = ""  # for [derived]/[open] claims: how the constant was obtained
+    derivation: str = ""  # what the papers do not state: how a constant was derived or an open form chosen
     tests: list[str] = field(default_factory=list)
 
     def check(self, fn):
@@ -40,8 +54,24 @@ class Claim:
             self.tests.append(name)
         return pytest.mark.claim(self.id)(fn)
 
+    def __post_init__(self):
+        source = [self.source] if isinstance(self.source, Citation) else list(self.source or [])
+        if not source or not all(isinstance(c, Citation) for c in source):
+            raise TypeError(f"claim {self.id!r}: source must be a non-empty list of citations, e.g. "
+                            f"[cite('tian2021', '§4, eq. 9')] (ncspec.reference.papers), got {self.source!r}.")
+        self.source = source
+
+    @property
+    def source_text(self) -> str:
+        """The citations as one resolvable line (author, year, where, arXiv id or DOI)."""
+        return format_citations(self.source)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-friendly: ``source`` is the resolved line, ``citations`` the structured list."""
+        return dict(id=self.id, title=self.title, source=self.source_text,
+                    citations=[c.to_dict() for c in self.source], statement=self.statement,
+                    measures=self.measures, prediction=self.prediction, tolerance=self.tolerance,
+                    derivation=self.derivation, tests=list(self.tests))
 
 
 CLAIMS: dict[str, Claim] = {}

@@ -3,7 +3,7 @@
 Methods whose loss uses batch statistics (Barlow Twins' cross-correlation, VICReg's variance
 and covariance, SimCLR's negatives, DirectPred's correlation) are easy to get subtly wrong under
 data parallelism: the forward value is right, and the gradient is off by ``1/world_size``, or
-uses each rank's local statistics (ANCHORS.md, "distributed" bug class). The check:
+uses each rank's local statistics (the bug class of lightly issue #1977). The check:
 
 1. one process builds the learner on the global batch ``(X1, X2)`` (B samples) and takes
    ``g = ∂L/∂θ`` for every parameter of ``learner.parameters()``;
@@ -88,7 +88,7 @@ def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> Non
 
 def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
     """Rank-averaged gradients of ``world`` gloo processes per case id (or the error text)."""
-    from ncspec.reference.vision.dist import spawn
+    from ncspec.reference.parallel import spawn
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "grads.pt")
         try:

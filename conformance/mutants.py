@@ -11,24 +11,25 @@ from dataclasses import dataclass, field
 
 import torch
 from ncspec.reference import losses
-from ncspec.reference.losses import SG, _half_sq, predict
+from ncspec.reference.encoders import embed_pair, unit
+from ncspec.reference.losses import SG, half_sq, predict
+from ncspec.reference.methods import center as _center
+from ncspec.reference.methods import clustering as _clustering
+from ncspec.reference.methods import contrastive as _contrastive
+from ncspec.reference.methods import redundancy as _redundancy
 
 from .adapters.reference import ReferenceAdapter
 
 
 def _iso_rearrangement_dropped(z1, z2, W_P):
     # IsoLoss written as its value, ½‖W_P z1 − SG(z2)‖²: the W_P factor stays in the gradient.
-    return _half_sq(predict(z1, W_P), SG(z2))
-
-
-def _sign_flipped(z1, z2, W_P):
-    return -losses.simsiam(z1, z2, W_P)
+    return half_sq(predict(z1, W_P), SG(z2))
 
 
 def _cosine_unnormalised_prediction(z1, z2, W_P):
     # −⟨p, ẑ2⟩ without dividing by ‖p‖: no longer scale invariant.
     p = predict(z1, W_P)
-    return -(p * SG(z2 / z2.norm(dim=-1, keepdim=True))).sum(-1).mean(-1)
+    return -(p * SG(unit(z2))).sum(-1).mean(-1)
 
 
 class _Mutant(ReferenceAdapter):
@@ -156,7 +157,8 @@ def _predictor_weight_decay_missing(learner):
     if not hasattr(learner, "W_p") or not getattr(learner, "weight_decay", 0):
         return
     original = learner.loss
-    learner.loss = lambda v1, v2: original(v1, v2) - 0.5 * learner.weight_decay * learner.W_p.pow(2).sum() / learner.alpha_p
+    learner.loss = lambda v1, v2: (original(v1, v2)
+                                   - 0.5 * learner.weight_decay * learner.W_p.pow(2).sum() / learner.alpha_p)
 
 
 def _learned_target_not_detached(method, options):
@@ -175,13 +177,8 @@ def _ema_target_frozen(learner):
     learner.after_step = after_step
 
 
-# --- the center-vector family (seed 002) ---------------------------------------
+# --- the center-vector family (Jha et al. 2024) --------------------------------
 
-from ncspec.reference.encoders import embed_pair, unit
-from ncspec.reference.methods import center as _center
-from ncspec.reference.methods import clustering as _clustering
-from ncspec.reference.methods import contrastive as _contrastive
-from ncspec.reference.methods import redundancy as _redundancy
 
 
 def _dino_centering_ignored(learner):
@@ -365,7 +362,8 @@ MUTANTS = {m.name: m for m in [
     _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
           "target)", ["H2", "H3", "T5", "P1", "P2", "P3"], option_patch=_stop_grad_ignored),
     _spec("weight_decay_doubled", "weight decay applied twice (in the loss and again by the optimiser): "
-          "the variance threshold moves to τ²/(8η) − 1", ["W1", "W2", "W3", "T1", "T3", "T4", "P1", "P3", "P4", "P5", "P6"], option_patch=_weight_decay_doubled),
+          "the variance threshold moves to τ²/(8η) − 1",
+          ["W1", "W2", "W3", "T1", "T3", "T4", "P1", "P3", "P4", "P5", "P6"], option_patch=_weight_decay_doubled),
     _spec("tau_ignored", "the target-scale option τ silently ignored (W_a = W)", ["W1"], option_patch=_tau_ignored),
     _spec("learned_weight_decay_ignored", "the learned-predictor model's weight_decay option accepted but "
           "never applied", ["T1", "T3", "T4", "P1", "P2", "P3", "P4", "P5", "P6"],

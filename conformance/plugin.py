@@ -122,6 +122,13 @@ def pytest_configure(config):
                                 f"or .html (one self-contained file).")
     config._ncspec = Collector(config)
     config.pluginmanager.register(config._ncspec, "ncspec-collector")
+    if config.getoption("adapter", default=None) or os.environ.get(registry.ENV_VAR):
+        # Load a chosen adapter now, before collection: a bad name fails fast, and a lab's own packages
+        # (e.g. its `conformance.myadapter`) are imported before pytest puts any test folder on sys.path.
+        try:
+            registry.load_adapter(adapter_spec(config))
+        except (LookupError, TypeError, ValueError) as e:
+            raise pytest.UsageError(f"ncspec: {e}") from e
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k selects: `-k H1` selects claim H1's tests
@@ -337,9 +344,10 @@ class Collector:
         doc_path = self.config.getoption("ncspec_report", default=None)
         if json_path or doc_path:
             from .report import build_report, write_json
+            profile = self.config.getoption("hypothesis_profile", default=None)   # hypothesis' own option
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
                                   expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
-                                  seed=getattr(self.config, "_ncspec_seed", None))
+                                  seed=getattr(self.config, "_ncspec_seed", None), profile=profile)
             if json_path:
                 write_json(report, json_path)
             if doc_path:

@@ -6,7 +6,8 @@
 * ``"mutant:NAME"`` — a broken adapter from :mod:`ncspec.conformance.mutants`;
 * a name registered by a third-party package in the ``ncspec.adapters``
   entry-point group;
-* ``"package.module:attr"`` — an adapter object (or a zero-argument factory).
+* ``"package.module:attr"`` — an adapter object (or a zero-argument factory), imported from the
+  installed packages or, failing those, the current directory (as ``python -m`` would).
 
 Every adapter comes back wrapped by :func:`ncspec.conformance.validate.checked`.
 
@@ -16,6 +17,8 @@ both feed this function (the option wins).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib import metadata
 
 from .adapter import Adapter
@@ -41,6 +44,19 @@ def load_adapter(spec: str | None) -> Adapter:
     adapter fails here, and its learners on their first use, with an error naming the fix."""
     spec = spec or "reference"
     return checked(_resolve(spec), spec)
+
+
+def _import(module: str):
+    """Import ``module``; as under ``python -m``, a package in the current directory is found too (a lab's
+    ``ncspec check --adapter mylab.adapter:adapter`` from its repository root), after the installed ones."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if e.name != module.split(".")[0] or any(p in ("", cwd) for p in sys.path):
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module)
 
 
 def _resolve(spec: str):
@@ -75,7 +91,7 @@ def _resolve(spec: str):
         module, attr = spec.split(":", 1)
         origin = f"{spec!r}"
         try:
-            obj = getattr(importlib.import_module(module), attr)
+            obj = getattr(_import(module), attr)
         except (ImportError, AttributeError) as e:
             raise LookupError(f"cannot load adapter {spec!r}: {e}. Use 'package.module:attr' "
                               f"naming an importable adapter object.") from e

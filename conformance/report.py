@@ -10,6 +10,7 @@ JSON schema (``schema: "ncspec.report/1"``)::
       "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
         {"id": str, "title": str, "source": str, "statement": str,
+         "citations": [{"key", "where", "text", "brief", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
          "tests": [{"test", "outcome", "duration", "reason",
@@ -22,7 +23,7 @@ expected failure that passed, counts as failed); xfailed if none failed and at
 least one failed as listed in the expected-failures file (test outcome
 ``xfailed``, its reason given); passed if at least one passed and none failed
 or xfailed; skipped if all were skipped (the reason says why: e.g. the adapter
-lacks a capability). ``xfailed``, ``created`` and ``expected_failures`` were
+lacks a capability). ``xfailed``, ``created``, ``expected_failures`` and ``citations`` were
 added without a schema bump: readers of the older form just see a new status.
 
 ``ran_no_example`` lists the claims of which no test ran on this adapter (all skipped), with
@@ -31,13 +32,14 @@ the reasons — a claim the adapter's capabilities leave unchecked, never silent
 derandomised ``ci``; ``ncspec check --seed N`` reruns it. A failed test's ``reproduce`` holds the
 failing example and the ``@reproduce_failure`` blob Hypothesis printed, the seed and the
 command that reruns it. These keys were also added without a schema bump.
+``source`` is the citations as one line (authors, year, where, arXiv id / DOI);
+``citations`` resolves each against :mod:`ncspec.reference.papers`.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -69,7 +71,9 @@ def claim_status(outcomes: list[str]) -> str:
 
 
 def build_report(tests: list[dict], adapter: str, duration: float,
-                 expected_failures: list[dict] | None = None, seed: int | None = None) -> dict:
+                 expected_failures: list[dict] | None = None, seed: int | None = None,
+                 profile: str | None = None) -> dict:
+    """``profile``: the Hypothesis profile the tests ran under (default: the loaded one)."""
     from hypothesis import settings
     load_all()
     claims = []
@@ -77,14 +81,15 @@ def build_report(tests: list[dict], adapter: str, duration: float,
         c = CLAIMS[cid]
         mine = [t for t in tests if t["claim"] == cid]
         claims.append(dict(
-            id=cid, title=c.title, source=c.source, statement=c.statement,
+            id=cid, title=c.title, source=c.source_text, citations=[x.to_dict() for x in c.source],
+            statement=c.statement,
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
             tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason", "reproduce") if k in t}
                    for t in mine]))
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     return dict(schema=SCHEMA, ncspec_version=_version(), adapter=adapter,
-                profile=settings.get_current_profile_name(), hypothesis_seed=seed,
+                profile=profile or settings.get_current_profile_name(), hypothesis_seed=seed,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 duration_s=round(duration, 3), summary=summary,
                 ran_no_example=ran_no_example(claims),
@@ -166,10 +171,11 @@ def claim_reasons(claim: dict) -> str:
                              and (claim["status"] != "xfailed" or t["outcome"] == "xfailed")}))
 
 
-def short_source(source: str) -> str:
-    """``seed 003 (003_….txt) eq. 5; seed 000; THEORY.md H1`` → ``seed 003 eq. 5; seed 000``."""
-    parts = [re.sub(r"\s*\([^)]*\.txt\)", "", p).strip() for p in source.split(";")]
-    return "; ".join(p for p in parts if not p.startswith("THEORY.md"))
+def short_source(claim: dict) -> str:
+    """The claim's citations, one per line, without identifiers: ``Tian, Chen & Ganguli 2021, §4``
+    (the reports' reference list and ``ncspec claims`` give the arXiv ids and links)."""
+    cites = claim.get("citations")
+    return "\n".join(c.get("brief", c["text"]) for c in cites) if cites else claim.get("source", "")
 
 
 def conventions_in_force(report: dict) -> list[str]:
@@ -206,7 +212,7 @@ def print_table(report: dict, console=None) -> None:
                 meas += "\n" + stale[0]
         elif c["status"] == "xfailed":  # always say why it is allowed to fail
             meas = (meas + "\n" if meas else "") + "expected failure: " + reasons[:200]
-        table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c["source"])))
+        table.add_row(c["id"], status, escape(meas), escape(pred), escape(short_source(c)))
     console.print(table)
     for note in conventions_in_force(report):
         console.print(escape(note))

@@ -150,7 +150,14 @@ def _rows(report: dict):
             meas = reasons
         elif c["status"] == "failed" and "expected failure passed" in reasons:
             meas += " — " + reasons
-        yield c["id"], c["status"], meas, pred, tol, short_source(c["source"])
+        yield c["id"], c["status"], meas, pred, tol, short_source(c).replace("\n", "; ")
+
+
+def _references(report: dict) -> list[tuple[str, str]]:
+    """(full reference, link) of every paper the report's claims cite, in order of first citation."""
+    from ncspec.reference.papers import PAPERS
+    keys = dict.fromkeys(x["key"] for c in report["claims"] for x in c.get("citations", ()) if x["key"] in PAPERS)
+    return [(PAPERS[k].reference(), PAPERS[k].link) for k in keys]
 
 
 def _detailed(report: dict) -> list[dict]:
@@ -189,6 +196,9 @@ def _markdown(report: dict, png_name: str) -> str:
         out += [f"| {e['line']} | {e['claim']} | {_md(e['test_filter'])} | {_md(e['reason'])} |"
                 for e in report["expected_failures"]]
         out.append("")
+    refs = _references(report)
+    if refs:
+        out += ["## References", ""] + [f"- {_md(ref)} <{link}>" for ref, link in refs] + [""]
     return "\n".join(out)
 
 
@@ -236,5 +246,9 @@ def _html(report: dict, png_b64: str) -> str:
         out += [f"<tr><td>{x['line']}</td><td>{e(x['claim'])}</td><td>{e(x['test_filter'])}</td>"
                 f"<td>{e(x['reason'])}</td></tr>" for x in report["expected_failures"]]
         out.append("</table>")
+    refs = _references(report)
+    if refs:
+        out.append("<h2>References</h2><ul>" + "".join(f"<li>{e(ref)} <a href='{e(link)}'>{e(link)}</a></li>"
+                                                       for ref, link in refs) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -4,15 +4,15 @@ Methods whose loss uses batch statistics — Barlow Twins' cross-correlation, VI
 and covariance, SimCLR's negatives, DirectPred's correlation estimate — must see the *global*
 batch when trained data-parallel, or their gradient is not the single-process one. The reference
 does it the simplest exact way: the encoder's output is gathered over ranks *with* its gradient
-(:func:`ncspec.reference.vision.dist.gather`), so every rank evaluates the same global loss ``L``.
+(:func:`ncspec.reference.parallel.gather`), so every rank evaluates the same global loss ``L``.
 Backward through the gather sums the ranks' ``∂L/∂z_r``; DDP's (or
-:func:`~ncspec.reference.vision.dist.average_gradients`') mean over ranks then leaves exactly ``∂L/∂θ``.
+:func:`~ncspec.reference.parallel.average_gradients`') mean over ranks then leaves exactly ``∂L/∂θ``.
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .vision.dist import gather, world
+from .parallel import gather, world
 
 
 def gather_batch(z: Tensor) -> Tensor:

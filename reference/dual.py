@@ -1,4 +1,4 @@
-"""The linear encoder/predictor model of Ponce, Terver, Hebert & Arbel (seed 004), THEORY.md P.
+"""The linear encoder/predictor model of Ponce, Terver, Hebert & Arbel (2025), claims P1–P6.
 
 Encoder ``A`` (M×N), predictor ``B`` (M×M), two views ``x, y`` of one input with
 second moments ``Σxx = E[xxᵀ]``, ``Σxy = E[xyᵀ] = Σyxᵀ``, ``Σyy = E[yyᵀ]``::
@@ -157,7 +157,7 @@ def gaussian_moments(N: int, *, sigma_x: float = 0.5, sigma_y: float | None = No
     (different distortions of the two views: a general, non-symmetric ``Σxy``).
     ``signal`` is ``Σu`` (…, N, N); by default a random Wishart matrix ``GGᵀ/N`` with
     ``G`` (…, N, N) standard normal (one per replica when ``S`` is given); pass
-    ``torch.eye(N)`` for the isotropic model of THEORY.md's shared notation.
+    ``torch.eye(N)`` for the isotropic model of the linear-Gaussian claims.
     """
     _checks.positive_int("N", N, hint="N is the input dimension.")
     _checks.non_negative("sigma_x", sigma_x)
@@ -312,7 +312,7 @@ def _unpack(state, n: int):
 
 
 def balancedness(A: Tensor, B: Tensor) -> Tensor:
-    """``BᵀB − AAᵀ`` (..., M, M); decays as ``e^{−2λt}`` under SG and EMA (THEORY P3)."""
+    """``BᵀB − AAᵀ`` (..., M, M); decays as ``e^{−2λt}`` under SG and EMA (claim P3)."""
     _checks.tensor("A", A, min_dim=2, layout="(..., M, N)")
     _square("B", B, "the predictor is M×M")
     if B.shape[-1] != A.shape[-2]:

@@ -1,4 +1,4 @@
-"""Small MLP encoders for the toy experiments of seed 002 (Jha et al.), batched over replicas.
+"""Small MLP encoders for the toy experiments of Jha et al. (2024), batched over replicas.
 
 Every module here carries S independent replicas (seeds) on a leading dimension,
 like :class:`ncspec.reference.linear.LinearEncoder`: weights are ``(S, fan_in, fan_out)``,
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
+from .vectors import unit  # noqa: F401  (re-exported: methods and mutants import it from here)
 
 BN_EPS = 1e-5
 
@@ -165,7 +166,7 @@ class MLPEncoder(nn.Module):
 class Identity(nn.Module):
     """``z = x``: an encoder whose embeddings are the views themselves (M = N).
 
-    For checking a learner's loss *value* on given embeddings (THEORY J1, J4): pass unit
+    For checking a learner's loss *value* on given embeddings (claims J1, J4): pass unit
     vectors as views and the learner's ``loss`` sees exactly them. ``replicas`` only
     declares the leading dimension (S) for learners that own per-replica parameters.
     """
@@ -227,11 +228,6 @@ def embed_pair(encoder, view1: Tensor, view2: Tensor, embed_dim: int, *, min_bat
                              f"pass embed_dim={z.shape[-1]} to build(...).")
     _checks.all_finite((("z1 = encoder(view1)", z1), ("z2 = encoder(view2)", z2)), hint=_NONFINITE)
     return z1, z2
-
-
-def unit(z: Tensor, eps: float = 1e-12) -> Tensor:
-    """``z / ‖z‖`` along the last dimension (``F.normalize`` with the same ``eps``)."""
-    return z / z.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 def make_build(methods: dict[str, tuple[Callable, dict]], options: dict[str, set]) -> Callable:

@@ -4,11 +4,11 @@ Shapes: embeddings are ``(..., B, M)`` (leading dimensions are replicas, e.g.
 seeds); several views of the same samples are stacked as ``(..., V, B, M)``.
 Every metric returns one value per replica, shape ``(...)``, unless stated.
 
-Center vector (seed 002, Jha et al., §3; THEORY J): with unit-norm embeddings
+Center vector (Jha et al. 2024, §3; claims J): with unit-norm embeddings
 ``ẑ = z/‖z‖``, ``s = E_x E_ω ẑ`` and the residual ``r_x = E_ω ẑ(ω(x)) − s``.
 On a finite batch the expectations are those of the empirical measure: ``x``
 uniform over the B samples, ``ω`` uniform over the V views. Under that measure
-THEORY J1 and J4 are exact identities (see :mod:`ncspec.reference.theory.centervector`).
+claims J1 and J4 are exact identities (see :mod:`ncspec.reference.theory.centervector`).
 """
 from __future__ import annotations
 

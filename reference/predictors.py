@@ -1,10 +1,10 @@
-"""Closed-form predictors (DirectPred, Tian et al. 2021; seed 003 eq. 1).
+"""Closed-form predictors (DirectPred, Tian et al. 2021; Halvagal et al. 2022, eq. 1).
 
 ``W_P = f_α(C) = U diag(ω) Uᵀ`` with ``C = E[z zᵀ] = U diag(λ) Uᵀ`` the
-uncentred correlation of the online embeddings and ``ω_m = λ_m^α`` (seed 003,
-eq. 1). The authors' code adds two options, both here:
+uncentred correlation of the online embeddings and ``ω_m = λ_m^α`` (Halvagal et al.
+2022, eq. 1). The authors' code adds two options, both here:
 
-* ``normalize``: divide by ``λ_max`` first (THEORY H8) —
+* ``normalize``: divide by ``λ_max`` first (claim H8) —
   ``ω = ((λ/λ_max)₊ + ε)^α``;
 * ``eps``: a boost of the small eigenvalues, added ``"before"`` the power (the
   IsoLoss authors) or ``"after"`` it (Tian et al.: ``ω = λ^α + ε``).
@@ -70,6 +70,11 @@ def eigen_predictor(C: Tensor, alpha: float = 1.0, *, eps: float = 0.0,
     _checks.choice("boost", boost, {"before", "after"})
     _checks.finite("C", C, hint="the correlation estimate must be finite; the embeddings it "
                    "was built from hold NaN/inf (a diverged run: lower the learning rate).")
+    return eigen_predictor_kernel(C, alpha, eps, normalize, boost)
+
+
+def eigen_predictor_kernel(C: Tensor, alpha: float, eps: float, normalize: bool, boost: str) -> Tensor:
+    """:func:`eigen_predictor` without input checks (no host synchronisation): (..., M, M) → (..., M, M)."""
     C64 = C.detach().to(torch.float64)
     lam, U = torch.linalg.eigh(0.5 * (C64 + C64.transpose(-1, -2)))
     lam = lam.clamp_min(0.0)
@@ -88,9 +93,9 @@ def identity_predictor(M: int, *, dtype=torch.float32, device=None) -> Tensor:
 
 
 def copy_predictor(C: Tensor, *, eps: float = 0.0, norm: str = "fro") -> Tensor:
-    """DirectCopy (Wang et al. 2021, seed 001): ``W_P = C/‖C‖ + εI`` — no eigendecomposition.
+    """DirectCopy (Wang, Chen, Du & Tian 2021): ``W_P = C/‖C‖ + εI`` — no eigendecomposition.
 
-    The seed leaves the norm [open]. Default ``"fro"`` (Frobenius): one pass over
+    The paper leaves the norm open. Default ``"fro"`` (Frobenius): one pass over
     the matrix, O(M²), and it bounds the spectral norm from above, so
     ``‖W_P − εI‖₂ ≤ 1``. ``"spectral"`` divides by ``λ_max`` (then ``W_P − εI`` is the
     α = 1 normalised DirectPred predictor, at the cost of an eigenvalue solve).

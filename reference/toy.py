@@ -1,4 +1,4 @@
-"""Toy data sets, augmentation and the toy training loop of seed 002 (Jha et al., figs. 3–4).
+"""Toy data sets, augmentation and the toy training loop of Jha et al. (2024, Figs. 3–4).
 
 The seed evaluates SimSiam, its ablations and L_Simple on two 2-D toy sets,
 "Blob" and "Moons", averaged over five seeds. Its exact generators and
@@ -282,7 +282,7 @@ def train(learner, encoder, data: ToySet, *, steps: int = 300, batch: int = 128,
                   {k: torch.stack(v) for k, v in extra.items()})
 
 
-#: The toy setting of the center-vector claims and figure (THEORY J2–J7): a 2-layer MLP
+#: The toy setting of the center-vector claims and figure (claims J2–J7): a 2-layer MLP
 #: backbone with BN, 16-D embeddings (no projector), Adam, 300 steps of batch 64; kNN with
 #: k = 20 (lightly's 200 is scaled down to the 512-sample bank) and temperature 0.1.
 SETTING = dict(hidden=(32, 32), out_dim=16, encoder_bn=True, steps=300, batch=64, lr=2e-3,

@@ -23,7 +23,7 @@ def require(impl, *tags: str) -> None:
 
 @dataclass(frozen=True)
 class LinearSetup:
-    """One draw of the linear-Gaussian model of seed 003 §2."""
+    """One draw of the linear-Gaussian model of Halvagal et al. 2022 §2."""
 
     N: int
     M: int

@@ -1,8 +1,8 @@
 # Fixtures come from the ncspec pytest plugin (conformance/plugin.py): `impl`, `record`.
-"""Claims J1–J7: the center vector (seed 002; Jha, Blaschko, Asano & Tuytelaars).
+"""Claims J1–J7: the center vector (Jha, Blaschko, Asano & Tuytelaars 2024).
 
 "The Common Stability Mechanism behind most Self-Supervised Learning
-Approaches" (seed 002, ``002_961f3e6306874e74.txt``: abstract, §3 and the
+Approaches" (arXiv:2402.14957: abstract, §3 and the
 captions of Figs. 3–5). Unit embeddings ``ẑ = z/‖z‖``, center
 ``s = E_x E_ω ẑ``, residual ``r_x = E_ω ẑ − s``.
 
@@ -29,14 +29,14 @@ import functools
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference import toy
 from ncspec.reference.encoders import Identity
 from ncspec.reference.theory import centervector as th
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
-SEED_002 = "seed 002 (002_961f3e6306874e74.txt)"
 EXACT = 1e-12          # float64 rounding of O(1) sums over ≤ 24·5 terms is ~1e-15
 VALUE = 1e-10          # a learner's loss value: a few more float64 operations
 
@@ -53,7 +53,7 @@ def unit_views(draw, *, V=(2, 5), B=(1, 24), M=(1, 16), replicas=2):
     e = torch.randn((replicas, 1, 1, m), generator=g, dtype=torch.float64)
     x = (conc * e + torch.randn((replicas, 1, b, m), generator=g, dtype=torch.float64)
          + sigma * torch.randn((replicas, v, b, m), generator=g, dtype=torch.float64))
-    return x / x.norm(dim=-1, keepdim=True)
+    return unit(x)
 
 
 def _pairwise_sq(a, b):
@@ -84,7 +84,7 @@ def per_set(run: toy.ToyRun, metric: str):
 # ----------------------------------------------------------------------------- J1
 J1 = register(
     "J1", title="Invariance = 2 − 2‖s‖² − 2E‖r_x‖²: an invariance-only loss rewards ‖s‖ → 1",
-    source=f"{SEED_002} §3; THEORY.md J1 [derived, exact]",
+    source=[cite("jha2024", "§3")],
     statement="For unit embeddings and two independent views of the same x, E‖ẑ − ẑ′‖² = 2 − 2‖s‖² − 2E_x‖r_x‖²; "
               "exactly so on every finite batch under its empirical measure (views drawn with replacement, "
               "plug-in s and r) and in the unbiased form (distinct views, U-statistics ‖s‖²_U, R_U).",
@@ -93,7 +93,8 @@ J1 = register(
     prediction="2 − 2‖s‖² − 2R (both forms); L_Simple = 2 − 2‖s‖² − 2R + λ‖s‖²; SimSiam without predictor = "
                "1 − 2‖s‖² − 2R (decreasing in ‖s‖: −1 at complete collapse)",
     tolerance=f"{EXACT:g} absolute for the identities, {VALUE:g} for loss values (float64 rounding, measured ≤ 1e-15)",
-    derivation="E[ẑᵀẑ′|x] = ‖μ_x‖² for conditionally independent views, then E‖μ_x‖² = ‖s‖² + E‖μ_x − s‖²; the "
+    derivation="Derived here (exact identity): E[ẑᵀẑ′|x] = ‖μ_x‖² for conditionally independent views, then E‖μ_x‖² = "
+               "‖s‖² + E‖μ_x − s‖²; the "
                "finite forms are the same argument on the empirical measure, or with U-statistics "
                "(reference/theory/centervector.py). Mixing distinct-view invariance with plug-in s, R is not exact.")
 
@@ -139,7 +140,7 @@ def test_invariance_only_losses_reward_the_center(impl, record, views, lam):
 # ----------------------------------------------------------------------------- J4
 J4 = register(
     "J4", title="Triplet loss (squared, no margin, independent negative) = invariance + 2‖s‖² − 2 = −2E‖r_x‖²",
-    source=f"{SEED_002} §3 (triplet/InfoNCE); THEORY.md J4 [derived, exact]",
+    source=[cite("jha2024", "§3 (triplet / InfoNCE)"), cite("chen2020simclr")],
     statement="With unit embeddings, E‖ẑ − ẑ⁺‖² − E‖ẑ − ẑ⁻‖² with ẑ⁻ independent of the anchor equals "
               "invariance + 2‖s‖² − 2 = −2E_x‖r_x‖²: the negative term is a center-vector penalty.",
     measures="literal triplet averages over all (anchor, positive, negative) index triples of drawn unit vectors, "
@@ -148,7 +149,8 @@ J4 = register(
                "E_emp‖ẑ−ẑ′‖² + 2‖s‖² − 2 with plug-in s, R; unbiased form (positive another view, negative another "
                "sample): −2R_U = mean_{v≠v′}‖ẑ−ẑ′‖² + 2‖s‖²_U − 2. The adapter's loss = the unbiased form (V = 2).",
     tolerance=f"{EXACT:g} absolute for the identities, {VALUE:g} for the loss value (float64 rounding)",
-    derivation="‖a − b‖² = 2 − 2aᵀb for unit vectors and E[ẑᵀẑ⁻] = ‖s‖² for an independent negative; then J1. "
+    derivation="Derived here (exact identity): ‖a − b‖² = 2 − 2aᵀb for unit vectors and E[ẑᵀẑ⁻] = ‖s‖² for an "
+               "independent negative; then J1. "
                "Under the empirical measure 'independent' includes the anchor's own sample (probability 1/B); "
                "excluding it gives E[ẑᵀẑ⁻] = ‖s‖²_U = ‖s‖² − R/(B−1) (reference/theory/centervector.py).")
 
@@ -176,7 +178,8 @@ def test_triplet_identity_on_unit_vectors(record, views):
     inv_U = d[..., same & ~eye].reshape(S, -1).mean(-1)
     err = max((unb - th.triplet(s_U, R_U)).abs().max().item(),
               (unb - th.triplet_via_invariance(inv_U, s_U)).abs().max().item())
-    record("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err, tolerance=EXACT)
+    record("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err,
+           tolerance=EXACT)
     assert err <= EXACT, f"J4 fails in the unbiased form by {err:.3g}"
 
 
@@ -197,7 +200,7 @@ def test_triplet_loss_is_a_center_penalty(impl, record, views):
 # ----------------------------------------------------------------------------- J2
 J2 = register(
     "J2", title="SimSiam without predictor / without stop-grad collapse with ‖s‖ → 1; SimSiam keeps ‖s‖ small",
-    source=f"{SEED_002} Fig. 4; THEORY.md J2 [paper]",
+    source=[cite("jha2024", "Fig. 4")],
     statement="On the Blob and Moons toy sets, SimSiam without predictor and SimSiam without stop-gradient end "
               "with a large center vector and collapse; standard SimSiam keeps ‖s‖ small.",
     measures="final ‖s‖ and normalised std of the embeddings, 3 seeds × {Blob, Moons}, toy SETTING (300 steps)",
@@ -243,7 +246,7 @@ def test_simsiam_keeps_the_center_small(impl, record):
 # ----------------------------------------------------------------------------- J3
 J3 = register(
     "J3", title="L_Simple (invariance + center penalty) avoids collapse and matches or beats SimSiam (kNN)",
-    source=f"{SEED_002} Fig. 3 and abstract; THEORY.md J3 [paper; open form]",
+    source=[cite("jha2024", "Fig. 3 and abstract")],
     statement="Invariance plus a penalty on the center vector avoids collapse and can outperform SimSiam on the "
               "toy sets.",
     measures="final ‖s‖ and kNN accuracy (k = 20, t = 0.1, backbone representation, train split as bank) of "
@@ -252,7 +255,8 @@ J3 = register(
     tolerance="reference measured: L_Simple ‖s‖ ≤ 0.10; mean kNN L_Simple − SimSiam = +0.047 (Blob), +0.020 "
               "(Moons) on seed 0, +0.062, +0.004 on seed 100. The kNN std over seeds is 0.005–0.09, so a mean of 3 "
               "has a standard error of ≈ 0.02–0.05: δ = 0.03 is about one standard error of the difference",
-    derivation="[open] The seed's L_Simple(f) = 0.5 (L(f) − λ_L s) lost its norm and sign; chosen form "
+    derivation="An open form, chosen here: the paper's L_Simple(f) = 0.5 (L(f) − λ_L s) does not say which "
+               "norm of s it penalises, nor its sign; chosen form "
                "½E‖ẑ−ẑ′‖² + λ‖s‖², λ = 2 (reference/methods/center.py). By J1 this is 1 + (λ−1)‖s‖² − E‖r_x‖² in "
                "population: a net center penalty for λ > 1. 'Can outperform' is asserted only as 'not worse "
                "than SimSiam beyond the seed spread'.")
@@ -278,7 +282,7 @@ def test_lsimple_avoids_collapse_and_matches_simsiam(impl, record):
 # ----------------------------------------------------------------------------- J5
 J5 = register(
     "J5", title="Barlow Twins without decorrelation does not collapse because BN removes the center vector",
-    source=f"{SEED_002} Fig. 5; THEORY.md J5 [paper]",
+    source=[cite("jha2024", "Fig. 5")],
     statement="Barlow Twins without its decorrelation term still does not collapse, because the batch "
               "standardisation of its cross-correlation removes the center vector; without it, it collapses.",
     measures="(exact) the BT loss under a shift z ↦ z + c of all embeddings; (toy) final ‖s‖ and normalised std "
@@ -288,7 +292,7 @@ J5 = register(
     tolerance="exact part 1e-9 relative (float64; BN's variance is unchanged by the shift). Toy, reference "
               "measured (seeds 0 and 100): with BN ‖s‖ ≤ 0.53, std ≥ 0.20; without BN ‖s‖ ≥ 0.88; scale-only "
               "‖s‖ ≥ 0.92 — ≥ 0.08 margin to every threshold",
-    derivation="THEORY J5's 'remove the BN and it collapses' is not in the seed's text (Fig. 5's caption shows "
+    derivation="'Remove the BN and it collapses' is our reading, not the paper's text (Fig. 5's caption shows "
                "only that BN removes the center vector); it is checked here as stated, and the scale-only arm "
                "isolates the mean subtraction as the operative part.")
 
@@ -362,7 +366,7 @@ def test_barlow_twins_bn_mean_subtraction_is_what_matters(impl, record):
 # ----------------------------------------------------------------------------- J6
 J6 = register(
     "J6", title="DINO's centering is its center-vector penalty: without it ‖s‖ → 1",
-    source=f"{SEED_002} §3 (DINO: centering and sharpening); THEORY.md J4 ('DINO centering … contain such a term')",
+    source=[cite("jha2024", "§3 (DINO: centering and sharpening)"), cite("caron2021dino")],
     statement="DINO's centering subtracts the running mean of the teacher's outputs — the center vector in score "
               "space; with sharpening but no centering the representation collapses toward one direction.",
     measures="final ‖s‖ of DINO with and without centering (teacher momentum 0.9 for the short toy runs), "
@@ -391,8 +395,7 @@ def test_dino_without_centering_collapses(impl, record):
 # ----------------------------------------------------------------------------- J7
 J7 = register(
     "J7", title="SwAV's Sinkhorn equipartition keeps ‖s‖ small; without it ‖s‖ grows",
-    source=f"{SEED_002} §3 (SwAV: prototypes, equipartition); THEORY.md J4 ('SwAV prototypes … contain such a "
-           f"term')",
+    source=[cite("jha2024", "§3 (SwAV: prototypes, equipartition)"), cite("caron2020swav")],
     statement="Sinkhorn-Knopp spreads each batch evenly over the prototypes, which removes the batch mean of the "
               "codes; replacing the codes by a plain softmax lets the center vector grow toward collapse.",
     measures="final ‖s‖ of SwAV with Sinkhorn-Knopp codes and with softmax codes, 3 seeds × {Blob, Moons}",

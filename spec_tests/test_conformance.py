@@ -11,9 +11,9 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 from ncspec.conformance import conventions
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.conformance.scale import unscaled
-from ncspec.reference.linear import LinearEncoder, population_views
+from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.theory import directpred as dp
 
 from .harness import require
@@ -45,8 +45,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 C1 = register(
     "C1", title="stop-grad: the encoder's gradient comes from the online path only",
-    source="Chen & He 2021 eq. 1–2 (SimSiam), Grill et al. 2020 §3 (BYOL); seed 004 (SG optimises no "
-           "function); seed 003 eq. 6",
+    source=[cite("chen2021simsiam", "eqs. 1–2"), cite("grill2020", "§3"),
+            cite("ponce2025", "abstract: SG optimises no function"), cite("halvagal2022", "eq. 6")],
     statement="With SG on the target, the autograd gradient is not the derivative of the loss value "
               "(the target path is cut); the predictor still receives gradient; an EMA target receives none.",
     measures="δ = max over 3 random unit directions d of |⟨g, d⟩ − D_d L| / max(‖g‖, |D_d L|) (D_d L by "
@@ -143,7 +143,7 @@ def test_ema_target_receives_no_gradient(impl, record, seed):
 
 C2 = register(
     "C2", title="EMA target: ξ ← m ξ + (1 − m) θ after each step, starting from ξ = θ",
-    source="Grill et al. 2020 (BYOL) §3.1, eq. after (1); He et al. 2020 (MoCo) eq. 2",
+    source=[cite("grill2020", "§3.1, the update after eq. 1"), cite("he2020moco", "eq. 2")],
     statement="The target lags the online network by the declared momentum m.",
     measures="max |ξ_k − ξ_k^pred| / max|ξ_k^pred| after k = 1…4 online moves and after_step() calls",
     prediction="ξ_k^pred = m ξ_{k−1}^pred + (1 − m) θ_k, ξ_0 = θ_0",
@@ -164,7 +164,7 @@ def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
     assert err0 <= 1e-12, "the EMA target does not start as a copy of the online encoder"
     g = torch.Generator().manual_seed(seed + 7)
     worst = 0.0
-    for k in range(4):
+    for _ in range(4):
         with torch.no_grad():
             for p in enc.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
@@ -180,7 +180,7 @@ def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
 
 C3 = register(
     "C3", title="DirectPred: W_P is symmetric and shares the eigenbasis of the correlation estimate",
-    source="Tian et al. 2021 (DirectPred) §5, eq. 19; seed 003 eq. 1",
+    source=[cite("tian2021", "§5, eq. 19"), cite("halvagal2022", "eq. 1")],
     statement="W_P = Û diag(ω) Ûᵀ with Û the eigenvectors of the (symmetric) correlation estimate Ĉ.",
     measures="‖W_P − W_Pᵀ‖/‖W_P‖ and ‖W_P Ĉ − Ĉ W_P‖/(‖W_P‖‖Ĉ‖) after each of 4 consecutive loss calls on "
              "different batches, Ĉ the estimate the learner used: its `corr_used`, else the declared running "
@@ -238,13 +238,14 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
 
 C4 = register(
     "C4", title="Barlow Twins' loss is Σ(1 − c_ii)² + λ Σ_{i≠j} c_ij², c the batch-standardised cross-correlation",
-    source="Zbontar et al. 2021 eq. 1–2",
+    source=[cite("zbontar2021", "eqs. 1–2")],
     statement="The loss value and its gradient equal the definition for any λ.",
     measures="relative error of the value and of the encoder gradient against the definition, λ ∈ {0.0051, 0.5}",
     prediction="0",
     tolerance="1e-4: the definition standardises with the biased batch variance; implementations differ "
               "only in the ε added to it (0 to 1e-5; the encoder is scaled so feature variances are ≳ 1, "
-              "so ε moves the value by ≲ 1e-5 relative). An unbiased variance (a factor B/(B−1), 3 % at B = 32) or an ignored λ fails.")
+              "so ε moves the value by ≲ 1e-5 relative). An unbiased variance (a factor B/(B−1), 3 % at B = 32) or an "
+              "ignored λ fails.")
 
 
 def _standardise(z):
@@ -280,36 +281,32 @@ def test_barlow_twins_loss_matches_its_definition(impl, record, seed):
 
 C5 = register(
     "C5", title="Barlow Twins drives the cross-correlation to the identity",
-    source="Zbontar et al. 2021 §2 (the loss is minimised at c = I)",
+    source=[cite("zbontar2021", "§2 (the loss is minimised at c = I)")],
     statement="On the linear-Gaussian model with augmentation-free directions (dim ≥ M), gradient descent "
               "on the population batch reaches c = I.",
     measures="max |c − I| after 200 and 400 steps (N = 8, M = 3, λ = 0.5, lr 0.1; noise σ_j = 1 on 5 of 8 "
-             "input directions, 0 on 3; population batch of seed 003's model)",
+             "input directions, 0 on 3; population batch of the linear-Gaussian model)",
     prediction="→ 0 (the approach is algebraic, ~1/t: the invariance term's gradient vanishes quadratically)",
     tolerance="≤ 0.02 at 400 steps and decreasing: measured 2.7e-3–5.9e-3 at 400 steps over seeds 0–3; with "
               "the off-diagonal term ignored it stays at 0.65–0.98.")
 
 
 def _bt_flow(impl, seed, steps, N=8, M=3, lam=0.5, lr=0.1):
+    """max |c − I| after steps/2 and steps steps of the shared simulator on the population batch."""
     enc = _encoder(seed, M=M, N=N)
     learner = impl.build("barlow_twins", enc, M, lambda_offdiag=lam)
-    params = _params(learner)
     sig = torch.ones(N, dtype=torch.float64)
     sig[:M] = 0.0
     v1, v2 = population_views(N, sig)
-    out = {}
-    for k in range(1, steps + 1):
-        grads = torch.autograd.grad(learner.loss(v1, v2), params)
-        with torch.no_grad():
-            for p, gp in zip(params, grads):
-                p.sub_(lr * gp)
-        learner.after_step()
-        if k in (steps // 2, steps):
-            with torch.no_grad():
-                z1, z2 = enc(v1)[0], enc(v2)[0]
-                c = _standardise(z1).T @ _standardise(z2) / z1.shape[0]
-            out[k] = (c - torch.eye(M, dtype=c.dtype)).abs().max().item()
-    return out
+
+    def probe(_learner, e):
+        z1, z2 = e(v1)[0], e(v2)[0]
+        c = _standardise(z1).T @ _standardise(z2) / z1.shape[0]
+        return {"c_err": (c - torch.eye(M, dtype=c.dtype)).abs().max()}
+
+    traj = simulate(learner, enc, lambda k: (v1, v2), lr=lr, steps=steps, sigma=sig, record_every=steps // 2,
+                    probe=probe)
+    return {int(k): e.item() for k, e in zip(traj.steps, traj.probes["c_err"]) if k > 0}
 
 
 @C5.check
@@ -326,7 +323,7 @@ def test_barlow_twins_cross_correlation_goes_to_identity(impl, record, seed):
 
 C6 = register(
     "C6", title="VICReg's invariance, variance and covariance terms match their definitions",
-    source="Bardes et al. 2022 eq. 1–6 and the authors' code (variance term halved per branch)",
+    source=[cite("bardes2022", "eqs. 1–6"), cite("bardes2022", "authors' code: variance term halved per branch")],
     statement="s = mean (z − z′)²; v = ½[v(Z) + v(Z′)] (authors' code) or v(Z) + v(Z′) (eq. 6), as the adapter "
               "declares (conventions['vicreg_variance']), v(Z) = mean_j relu(1 − √(Var_j + ε)); "
               "c = c(Z) + c(Z′), c(Z) = Σ_{i≠j} Cov_ij²/M (unbiased Var and Cov)",
@@ -396,7 +393,7 @@ def test_vicreg_terms_match_their_definitions(impl, record, seed):
 
 C7 = register(
     "C7", title="symmetrised losses: L(v1, v2) = L(v2, v1), value and gradient",
-    source="Chen & He 2021 eq. 2 (SimSiam's symmetrised loss); Grill et al. 2020 eq. 2 (BYOL's L + L̃)",
+    source=[cite("chen2021simsiam", "eq. 2 (symmetrised loss)"), cite("grill2020", "eq. 2 (L + L̃)")],
     statement="Both terms D(p1, SG z2) and D(p2, SG z1) enter the loss (summed, not one overwriting the other).",
     measures="|L(v1,v2) − L(v2,v1)|/|L| and the gradient's relative difference",
     prediction="0",
@@ -429,7 +426,7 @@ def test_symmetrised_loss_is_symmetric(impl, record, seed):
 
 C8 = register(
     "C8", title="DirectPred: W_P's eigenvalues are ω = (λ₊/λ_max)^α + ε of the correlation estimate",
-    source="Tian, Chen & Ganguli, ICML 2021 (DirectPred) §5 and the authors' code; seed 003 eq. 1",
+    source=[cite("tian2021", "§5 (DirectPred) and the authors' code"), cite("halvagal2022", "eq. 1")],
     statement="DirectPred sets W_P = Û diag(ω) Ûᵀ with ω_m = (λ_m₊/λ_max)^α + ε: the eigenvalues of the correlation "
               "estimate clamped at 0, normalised by the largest, raised to α, boosted by ε after the power.",
     measures="the eigenvalues of W_P after the first loss call (its entries checked finite first) against ω of the "

@@ -6,7 +6,7 @@ or per-rank batch statistics).
 """
 from __future__ import annotations
 
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.conformance.scale import unscaled
 
 from .harness import require
@@ -15,10 +15,11 @@ from .harness import require
 
 D1 = register(
     "D1", title="data-parallel gradient = single-process gradient on the global batch (2 gloo processes)",
-    source="ANCHORS.md (distributed bug class); Zbontar et al. 2021 and Bardes et al. 2022 (global-batch "
-           "statistics); seed 003 eq. 1 (DirectPred's correlation)",
+    source=[cite("lightly1977"), cite("zbontar2021", "global-batch statistics"),
+            cite("bardes2022", "global-batch statistics"), cite("halvagal2022", "eq. 1 (DirectPred's correlation)")],
     statement="For methods with batch statistics (Barlow Twins, VICReg, SimCLR negatives, DirectPred's "
-              "correlation, BatchNorm in SimSiam's predictor), the rank-averaged gradient of 2 processes on half batches equals the gradient "
+              "correlation, BatchNorm in SimSiam's predictor), the rank-averaged gradient of 2 processes on half "
+              "batches equals the gradient "
               "of one process on the whole batch.",
     measures="‖ḡ − g‖/‖g‖ per method (float64, B = 16 split 8 + 8, linear encoder 6 → 4)",
     prediction="0",
@@ -32,7 +33,8 @@ _DIST_TAGS = {"simsiam_mlp": ("distributed:batchnorm",)}
 
 
 def _dist_methods(impl) -> list[str]:
-    return [m for m in DISTRIBUTED if m in impl.capabilities and all(t in impl.capabilities for t in _DIST_TAGS.get(m, ()))]
+    caps = impl.capabilities
+    return [m for m in DISTRIBUTED if m in caps and all(t in caps for t in _DIST_TAGS.get(m, ()))]
 _dist_cache: dict = {}
 
 

@@ -1,6 +1,6 @@
-"""Claims P1–P6: dual perspectives on SG and EMA (Ponce, Terver, Hebert & Arbel; seed 004).
+"""Claims P1–P6: dual perspectives on SG and EMA (Ponce, Terver, Hebert & Arbel 2025, arXiv:2507.01028).
 
-Model (THEORY.md P): encoder A (M×N), predictor B (M×M), views x, y with second moments
+Model: encoder A (M×N), predictor B (M×M), views x, y with second moments
 Σxx, Σxy, Σyy, and ``Ē(A, B) = ½E‖BAx − Ay‖² + λ(‖A‖² + ‖B‖²)/2``. It is exactly the
 learned-predictor model of Tian et al. with α_p = 1, τ = 1 and weight decay λ on both
 matrices, so the method under test is the adapter's ``"learned_predictor"`` (SG, and with
@@ -26,15 +26,15 @@ import math
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference import dual
 from ncspec.reference.linear import LinearEncoder, simulate
 from ncspec.reference.linear.model import random_orthogonal
 from ncspec.reference.theory import dual as th
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
-SEED_004 = "seed 004 (004_eef72cd34fba4b74.txt; Ponce, Terver, Hebert & Arbel)"
 LEARNED = ("learned_predictor", "predictor:learned", "weight_decay")
 EMA = ("byol", "target:ema")
 ROUND = 1e-9
@@ -107,8 +107,7 @@ def per_replica(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- P1
 P1 = register(
     "P1", title="The SG and EMA fields are not gradient fields (of Ē or of any smooth function)",
-    source=f"{SEED_004} abstract ('they do not optimize the original objective, or any other smooth function'); "
-           f"THEORY.md P1 [paper]; the rotated-views periodic orbit is [derived]",
+    source=[cite("ponce2025", "abstract: SG and EMA optimise no smooth function")],
     statement="With E[xyᵀ] ≠ 0 the Jacobian of the SG field (and of the EMA field on (A, B, A_t)) is not symmetric, "
               "so it is locally the Euclidean gradient of no function; the Jacobian of −∇Ē (minus the Hessian) is "
               "symmetric; with E[xyᵀ] = 0 the SG field is a gradient. Metric-free: with a rotated second view the "
@@ -121,7 +120,8 @@ P1 = register(
     tolerance="symmetric: 1e-9 (finite-difference rounding ≤ 3e-12 measured); asymmetric: every replica ≥ 1e-6 "
               "(the measured 1 % quantile over 2,100 random draws with N ≥ 2 is ≥ 0.04), median of 3–4 replicas ≥ "
               "0.05; periodic orbit: field residual 1e-10 relative (rounding)",
-    derivation="J_SG = −H_θθ − H_θT·Π (target T = A): the first term is symmetric, the second carries Σyx and "
+    derivation="The rotated-views periodic orbit is derived here. J_SG = −H_θθ − H_θT·Π (target T = A): the first term "
+               "is symmetric, the second carries Σyx and "
                "vanishes iff Σyx = 0. Rotated views: ‖a‖ and b follow P6's planar system with q = cos θ while a turns "
                "at angular velocity −b sin θ, so the outer circle of radius r₊ = [cos θ + √(cos²θ − 4κλ)]/(2κ) is a "
                "periodic orbit of period 2π/(r₊ sin θ) (reference/theory/dual.py).")
@@ -185,7 +185,7 @@ def test_ema_field_jacobian_is_not_symmetric(impl, record, M, extra, lam, beta, 
 @P1.check
 @given(theta=st.floats(0.2, 1.2), frac=st.floats(0.2, 0.8), sigma=st.floats(0.0, 0.5), seed=SEEDS)
 def test_rotated_views_give_a_periodic_orbit(impl, record, theta, frac, sigma, seed):
-    """A closed orbit rules out every gradient flow, whatever the metric (THEORY P1, metric-free form)."""
+    """A closed orbit rules out every gradient flow, whatever the metric (P1, metric-free form)."""
     require(impl, *LEARNED)
     kappa = 1.0 + sigma ** 2
     lam = frac * th.critical_weight_decay(kappa, math.cos(theta))
@@ -211,8 +211,7 @@ def test_rotated_views_give_a_periodic_orbit(impl, record, theta, frac, sigma, s
 # ----------------------------------------------------------------------------- P2
 P2 = register(
     "P2", title="Gradient descent on Ē (no SG, no EMA) always collapses in the linear model",
-    source=f"{SEED_004} abstract ('minimizing the original objective ... always leads to collapse'); "
-           f"THEORY.md P2 [paper]; the rate bound is [derived]",
+    source=[cite("ponce2025", "abstract: minimising the original objective always leads to collapse")],
     statement="⟨∇_A Ē, A⟩ = E‖BAx − Ay‖² + λ‖A‖², so under gradient flow ‖A(t)‖ ≤ e^{−λt}‖A(0)‖, the only "
               "stationary point of Ē is (0, 0), and (A, B) → 0 from every start, including starts from which SG "
               "keeps a full-rank representation.",
@@ -221,7 +220,8 @@ P2 = register(
                "with T = ln(1e3)/λ; SG from the same start keeps ‖A_T‖ ≥ 0.3‖A_0‖",
     tolerance="per-step inequality to 1e-12 relative (rounding); collapse thresholds from e^{−λT} = 1e-3 with a "
               "10× margin (B follows A: its forcing AΣyxAᵀ decays at 2λ)",
-    derivation="tr(Aᵀ(Bᵀ E[r xᵀ] − E[r yᵀ])) = E[rᵀ(BAx − Ay)] = E‖r‖² (r = BAx − Ay); an Euler step gives "
+    derivation="The rate bound is derived here: tr(Aᵀ(Bᵀ E[r xᵀ] − E[r yᵀ])) = E[rᵀ(BAx − Ay)] = E‖r‖² (r = BAx − Ay); "
+               "an Euler step gives "
                "‖A′‖² = (1 − 2λh)‖A‖² − 2hE‖r‖² + ‖ΔA‖² (reference/theory/dual.py).")
 
 
@@ -300,7 +300,7 @@ def test_gradient_descent_on_E_collapses(impl, record, M, extra, lam, mix, seed)
 # ----------------------------------------------------------------------------- P3
 P3 = register(
     "P3", title="Balancedness BᵀB − AAᵀ decays as e^{−2λt} under SG and EMA, not under gradient descent",
-    source=f"{SEED_004}; THEORY.md P3 [derived] (Tian et al.'s balancing with α_p = 1, cf. T1)",
+    source=[cite("ponce2025"), cite("tian2021", "balancing invariant with α_p = 1, cf. T1")],
     statement="K = BᵀB − AAᵀ obeys K̇ = −2λK for the SG field and for the EMA field (any target A_t); under "
               "gradient descent on Ē, K̇ + 2λK = −(E[r(Ay)ᵀ] + E[(Ay)rᵀ]) ≠ 0.",
     measures="K̇ = ḂᵀB + BᵀḂ − ȦAᵀ − AȦᵀ from the learner's field at random states (general moments); K along the "
@@ -310,7 +310,8 @@ P3 = register(
     tolerance="instantaneous identities 1e-9 relative (rounding); along the run, |K(T) − e^{−2λT}K(0)| ≤ "
               "Σ‖ΔBᵀΔB − ΔAΔAᵀ‖ + |(1−2λh)^n − e^{−2λT}|‖K(0)‖ (+1e-12), a bound from the exact Euler identity "
               "K′ = (1−2λh)K + ΔBᵀΔB − ΔAΔAᵀ; GD: defect identity 1e-9, defect ≥ 1e-4·‖2λK‖ (measured ≥ 0.018)",
-    derivation="BᵀḂ = −BᵀE[rxᵀ]Aᵀ − λBᵀB and ȦAᵀ = −BᵀE[rxᵀ]Aᵀ − λAAᵀ for any target, so the E-terms cancel in "
+    derivation="Derived here: BᵀḂ = −BᵀE[rxᵀ]Aᵀ − λBᵀB and ȦAᵀ = −BᵀE[rxᵀ]Aᵀ − λAAᵀ for any target, so the E-terms "
+               "cancel in "
                "K̇; GD's extra Ȧ term E[r yᵀ] contributes −E[r(Ay)ᵀ] − E[(Ay)rᵀ] (reference/theory/dual.py).")
 
 
@@ -386,15 +387,15 @@ def test_gradient_descent_breaks_balancedness(impl, record, M, extra, lam, sourc
 P4 = register(
     "P4", title="Full-rank SG equilibria lie on the variety (ΣxxS + λI)(SΣxx + λI) = ΣxySΣyx and are not "
                 "stationary points of Ē",
-    source=f"{SEED_004} abstract ('equilibria ... form algebraic varieties'; Fig. 1: a limit point A of SG is a "
-           f"minimum w.r.t. the predictor but not of Ē); THEORY.md P4 [paper, derived form]",
+    source=[cite("ponce2025", "abstract: equilibria form algebraic varieties; Fig. 1")],
     statement="At an SG equilibrium B = AΣyxAᵀ(AΣxxAᵀ + λI)⁻¹, BᵀB = AAᵀ and A·R(S) = 0 with S = AᵀA and "
-              "R = ΣxySΣyx − (ΣxxS + λI)(SΣxx + λI); for A square and invertible this is THEORY's R = 0 (for M < N "
+              "R = ΣxySΣyx − (ΣxxS + λI)(SΣxx + λI); for A square and invertible this is the paper's R = 0 (for M < N "
               "S is singular and only A·R = 0 holds). At a non-zero SG limit ∇_B Ē = 0 but ‖∇_A Ē‖ ≥ λ‖A‖.",
     measures="limits of the learner's SG run (shared simulator, lr 0.1, 1,500 steps, then Gauss–Newton on the "
              "learner's own field from ‖F‖ ≤ 1e-4 to ‖F‖ ≤ 1e-12) from balanced full-rank starts, per-replica views "
              "x = Pu + σε, y = Qu + σε′ (signal eigenvalues 0.7–1.5, for M < N the other N − M in 0.1–0.3; σ 0.2–0.4; "
-             "P = Q = I or random distortions, mix 0.3); ∇Ē in closed form (ncspec.reference.dual.grad_objective) there",
+             "P = Q = I or random distortions, mix 0.3); ∇Ē in closed form (ncspec.reference.dual.grad_objective) "
+             "there",
     prediction="‖R‖ (M = N) and ‖A R‖/‖A‖ relative to ‖ΣxySΣyx‖ + ‖(ΣxxS+λ)(SΣxx+λ)‖: 0; B as predicted; "
                "‖∇_B Ē‖ = 0, ‖∇_A Ē‖/(λ‖A‖) ≥ 1",
     tolerance="1e-8 relative at the polished limits (measured ≤ 5e-15 over 40 random draws; the residual is "
@@ -402,25 +403,26 @@ P4 = register(
               "(measured: 4 of 4 in all but a few mix = 0.3 draws); the run length is derived: a run still moving after "
               "1,500 steps of 0.1 is continued for ln(10‖F‖/1e-4)/|ln|1 + 0.1μ|| steps, μ the slowest stable eigenvalue of "
               "the model's SG Jacobian at its polished limit (≤ 15,000 steps)",
-    derivation="Ḃ = 0 ⇒ B = D(C+λ)⁻¹ (C = AΣxxAᵀ, D = AΣyxAᵀ) ⇒ BC − D = −λB; Aᵀ·(Ȧ = 0) ⇒ BᵀB = AAᵀ; then "
+    derivation="The algebraic form of the equilibria is derived here: Ḃ = 0 ⇒ B = D(C+λ)⁻¹ (C = AΣxxAᵀ, D = AΣyxAᵀ) ⇒ "
+               "BC − D = −λB; Aᵀ·(Ȧ = 0) ⇒ BᵀB = AAᵀ; then "
                "A(SΣxx + λ) = BᵀAΣyx and (C+λ)⁻¹A = A(ΣxxS+λ)⁻¹ give S·R = 0 ⇔ A·R = 0; A invertible ⇒ R = 0. "
                "∇_A Ē = −(SG Ȧ) − E[r yᵀ] and ⟨∇_A Ē, A⟩ = E‖r‖² + λ‖A‖² (reference/theory/dual.py).")
 
 P5 = register(
     "P5", title="At SG equilibria the Jacobian has one zero eigenvalue per dimension of the O(M) orbit; the others "
                 "are stable",
-    source=f"{SEED_004} abstract ('generally asymptotically stable'); THEORY.md P5 [paper]; orbit dimension, the "
-           f"−2λ block and the scalar counter-example to '≤ −λ' are [derived]",
+    source=[cite("ponce2025", "abstract: equilibria generally asymptotically stable")],
     statement="(A, B) ↦ (QA, QBQᵀ) (Q ∈ O(M)) preserves Ē and the fields; its orbit through an equilibrium with rank A "
               "= r has dimension r(2M − r − 1)/2 (M(M−1)/2 at full rank), and the SG Jacobian there has exactly that "
               "many zero eigenvalues; −2λ has multiplicity ≥ M(M+1)/2 (the balancedness); all other eigenvalues have "
-              "negative real part at the limits of SG runs. THEORY's stronger 'real part ≤ −λ' is not implied (P6's "
+              "negative real part at the limits of SG runs. The stronger 'real part ≤ −λ' is not implied (P6's "
               "exact spectrum violates it for λ > 2q²/(9p)); it is recorded, not asserted.",
     measures="eigenvalues of the learner's SG Jacobian (Richardson central differences) at P4's full-rank limits",
     prediction="#{|μ| ≤ 1e-6} = M(M−1)/2; #{|μ + 2λ| ≤ 1e-6} ≥ M(M+1)/2; max Re μ over the rest < 0",
     tolerance="eigenvalue zero-threshold 1e-6 (limits polished to ‖F‖ ≤ 1e-12, finite differences ≤ 1e-11; the "
               "smallest non-zero |μ| measured ≥ 0.03); stability: max Re ≤ −1e-4",
-    derivation="tangent space of the orbit {(ΩA, ΩB − BΩ)}: dim so(M) − dim{Ω : ΩA = 0, [Ω, B] = 0} and at an "
+    derivation="The orbit dimension, the −2λ block and the scalar counter-example to '≤ −λ' are derived here: tangent "
+               "space of the orbit {(ΩA, ΩB − BΩ)}: dim so(M) − dim{Ω : ΩA = 0, [Ω, B] = 0} and at an "
                "equilibrium B vanishes on range(A)^⊥, so the stabiliser is so(M − r); ∇K·J = −2λ∇K at F = 0 "
                "(reference/theory/dual.py).")
 
@@ -500,7 +502,7 @@ def test_sg_equilibria_lie_on_the_variety(impl, record, M, extra, lam, sigma, mi
         record("‖(ΣxxS+λI)(SΣxx+λI) − ΣxySΣyx‖ / scale (M = N)", R, 0.0, error=R, tolerance=1e-8)
         assert R <= 1e-8, f"full-rank SG limit violates (ΣxxS+λI)(SΣxx+λI) = ΣxySΣyx (rel {R:.3g})"
     else:
-        record("M < N: THEORY's R at the limit (not zero: S singular)", R, "≠ 0", error=None, tolerance=None)
+        record("M < N: R at the limit (not zero: S singular)", R, "≠ 0", error=None, tolerance=None)
     Bp = th.sg_predictor(A, xx, xy, lam)
     errB = ((B - Bp).norm(dim=(-1, -2)) / B.norm(dim=(-1, -2))).max().item()
     record("‖B − AΣyxAᵀ(AΣxxAᵀ+λI)⁻¹‖/‖B‖", errB, 0.0, error=errB, tolerance=1e-8)
@@ -536,7 +538,8 @@ def test_equilibrium_spectrum_matches_the_orbit(impl, record, M, extra, lam, sig
            error=(zeros - orbit).abs().max().item(), tolerance=0.5)
     record("eigenvalue −2λ multiplicity (min)", twos.min().item(), f"≥ {bal}",
            error=max(bal - twos.min().item(), 0), tolerance=0.5)
-    record("max Re μ / λ over the non-orbit eigenvalues (THEORY: ≤ −1)", (rest / lam).max().item(), "< 0",
+    record("max Re μ / λ over the non-orbit eigenvalues (the stronger statement: ≤ −1)", (rest / lam).max().item(),
+           "< 0",
            error=max((rest / lam).max().item() + 1, 0.0), tolerance=1.0)
     nonzero = torch.where(ev.abs() <= 1e-6, torch.full_like(ev.real, math.inf), ev.abs()).amin(-1)
     record("smallest non-zero |μ|", nonzero.min().item(), "≫ 1e-6", error=None, tolerance=None)
@@ -549,11 +552,12 @@ def test_equilibrium_spectrum_matches_the_orbit(impl, record, M, extra, lam, sig
 P6 = register(
     "P6", title="Scalar output: non-zero equilibria on two spheres, the inner a saddle, the outer stable; runs never "
                 "end on the inner one",
-    source=f"{SEED_004}; THEORY.md P6 [paper; constants open]: radii, spectra [derived]; proportions [open]",
+    source=[cite("ponce2025")],
     statement="M = 1, Σxx = pI, Σxy = qI: non-zero SG (and EMA) equilibria are b = ‖a‖ = r± = [q ± √(q² − 4pλ)]/(2p) "
               "(λ < q²/(4p)); the Jacobian there has N−1 zeros (tangent), −2λ and 2λ − qr± (> 0 inner, < 0 outer). "
-              "From sampled starts, SG and EMA runs end at 0 or on the outer sphere, never on the inner one. THEORY "
-              "quotes 92.8 % vs 82.0 % reaching the outer sphere (EMA vs SG) for the paper's [open] sampling; the "
+              "From sampled starts, SG and EMA runs end at 0 or on the outer sphere, never on the inner one. The paper "
+              "quotes 92.8 % vs 82.0 % reaching the outer sphere (EMA vs SG) for a sampling the paper leaves "
+              "unspecified; the "
               "proportions here are recorded only.",
     measures="the learner's SG field and Jacobian on the spheres; 128 SG and 128 EMA (β = 1) Euler runs (lr 0.2) "
              "from a ~ ρ₀·uniform direction, ρ₀ ~ U(0, 2r₊), b₀ ~ U(−r₊, 2r₊), x = u + σε, y = u + σε′",
@@ -563,7 +567,9 @@ P6 = register(
               "T = ln(1e6)/(slowest Euler rate |ln|1 + lr·μ||/lr over the modes a run crosses, SG and EMA: λ and β at "
               "0, the saddle's positive eigenvalue, the outer sphere's non-zero ones); a run not within 1e-4 of "
               "r₊ nor at 0 is undecided, ≤ 3 % may be (late escapes: starts near the saddle's stable manifold)",
-    derivation="ȧ = −(pb² − qb + λ)a, ḃ = −(pb − q)‖a‖² − λb; equilibria need pb² − qb + λ = 0 and then ‖a‖² = "
+    derivation="The paper leaves the constants open: the radii and spectra are derived here, the proportions are a "
+               "chosen form. ȧ = −(pb² − qb + λ)a, ḃ = −(pb − q)‖a‖² − λb; equilibria need pb² − qb + λ = 0 and then "
+               "‖a‖² = "
                "λb/(q − pb) = b²; planar Jacobian trace −qr, determinant 2λqr − 4λ² ⇒ eigenvalues −2λ, 2λ − qr "
                "(reference/theory/dual.py).")
 
@@ -579,7 +585,7 @@ def test_scalar_equilibria_are_two_spheres(impl, record, N, frac, sigma, seed):
     spectrum = th.sphere_spectrum(p, q, lam, N)
     for name, r in zip(("inner", "outer"), th.sphere_radii(p, q, lam)):
         u = torch.randn(3, 1, N, generator=g, dtype=torch.float64)
-        A, B = r * u / u.norm(dim=-1, keepdim=True), torch.full((3, 1, 1), r, dtype=torch.float64)
+        A, B = r * unit(u), torch.full((3, 1, 1), r, dtype=torch.float64)
         f = LearnerField(impl, "sg", mom, lam)
         speed = per_replica(dual.flatten(f((A, B)), 1)).norm(dim=-1).max().item()
         record(f"{name} sphere: ‖F‖/r", speed / r, 0.0, error=speed / r, tolerance=1e-12)
@@ -588,11 +594,12 @@ def test_scalar_equilibria_are_two_spheres(impl, record, N, frac, sigma, seed):
         imag = ev.imag.abs().max().item()
         err = (ev.real.sort(-1).values - spectrum[name]).abs().max().item() + imag
         record(f"{name} sphere: spectrum vs {{0^(N−1), −2λ, 2λ − qr}}", err, 0.0, error=err, tolerance=1e-8)
-        assert err <= 1e-8, f"{name} sphere: eigenvalues {ev.real.sort(-1).values[0].tolist()} ≠ {spectrum[name].tolist()}"
+        got = ev.real.sort(-1).values[0].tolist()
+        assert err <= 1e-8, f"{name} sphere: eigenvalues {got} ≠ {spectrum[name].tolist()}"
     r_in, r_out = th.sphere_radii(p, q, lam)
     unstable, stable = 2 * lam - q * r_in, 2 * lam - q * r_out
     record("inner sphere: unstable eigenvalue (2λ − qr₋)/λ", unstable / lam, "> 0", error=None, tolerance=None)
-    record("outer sphere: (2λ − qr₊)/λ (THEORY P5 says ≤ −1; > −1 iff λ > 2q²/(9p))", stable / lam, "< 0",
+    record("outer sphere: (2λ − qr₊)/λ (the stronger statement says ≤ −1; > −1 iff λ > 2q²/(9p))", stable / lam, "< 0",
            error=None, tolerance=None)
     assert unstable > 0 > stable
 
@@ -622,7 +629,7 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
     S = 128
     u = torch.randn(S, 1, N, generator=g, dtype=torch.float64)
     rho0 = 2 * r_out * torch.rand(S, 1, 1, generator=g, dtype=torch.float64)
-    A0 = rho0 * u / u.norm(dim=-1, keepdim=True)
+    A0 = rho0 * unit(u)
     B0 = r_out * (3 * torch.rand(S, 1, 1, generator=g, dtype=torch.float64) - 1)
     for kind in ("sg", "ema"):
         traj = run_learner(impl, kind, mom, A0, B0, lam=lam, lr=lr, steps=steps, beta=beta)
@@ -636,7 +643,7 @@ def test_runs_never_end_on_the_inner_sphere(impl, record, N, frac, sigma, seed):
         record(f"{kind.upper()}: runs on the inner sphere", on_inner.sum().item(), 0, error=on_inner.sum().item(),
                tolerance=0.5)
         record(f"{kind.upper()}: proportion reaching the outer sphere", outer.float().mean().item(),
-               "recorded (paper: SG 82.0 %, EMA 92.8 % [open sampling])", error=None, tolerance=None)
+               "recorded (paper: SG 82.0 %, EMA 92.8 %, sampling unspecified)", error=None, tolerance=None)
         record(f"{kind.upper()}: undecided runs at T", undecided, "≤ 0.03", error=undecided, tolerance=0.03)
         assert on_inner.sum() == 0, f"{kind}: {on_inner.sum().item()} runs ended on the inner (saddle) sphere"
         rest = ~collapsed & ~outer

@@ -1,7 +1,7 @@
-"""Claims T1–T6: learned-predictor dynamics (Tian, Chen & Ganguli 2021; seed 001).
+"""Claims T1–T6: learned-predictor dynamics (Tian, Chen & Ganguli 2021; Wang et al. 2021).
 
 Tian et al., "Understanding self-supervised learning dynamics without contrastive
-pairs" (ICML 2021), as used and extended by Wang et al. (seed 001, DirectCopy).
+pairs" (ICML 2021), as used and extended by Wang, Chen, Du & Tian 2021 (DirectCopy).
 Predictions come from :mod:`ncspec.reference.theory.directpred` (derivations in its
 docstring, including T2's constant c = 3/2); the learner is the adapter's
 ``"learned_predictor"`` (online target ``W_a = τW``) or ``"byol"`` (EMA target),
@@ -14,15 +14,12 @@ import math
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.linear.model import random_orthogonal
 from ncspec.reference.theory import directpred as dp
 
 from .harness import require
-
-SEED_001 = "seed 001 (001_d97b36e880ec29e4.txt)"
-TIAN = "Tian, Chen & Ganguli 2021 (ICML)"
 
 
 def spectral_state(S, M, N, lam_F, lam_P, *, generator, aligned=False, symmetric=True):
@@ -69,7 +66,7 @@ def rel(a, b) -> float:
 # ----------------------------------------------------------------------------- T1
 T1 = register(
     "T1", title="Balancing: W_pᵀW_p − α_p W Wᵀ decays as e^{−2ηt}",
-    source=f"{TIAN} (balancing invariant, used by {SEED_001}); THEORY.md T1 [derived]",
+    source=[cite("tian2021", "balancing invariant"), cite("wang2021", "uses the invariant")],
     statement="For any input and augmentation covariances and any target (online or EMA), "
               "B = W_pᵀW_p − α_p W Wᵀ obeys dB/dt = −2ηB; every gradient step of size lr satisfies "
               "B' = (1 − 2η·lr) B + ΔW_pᵀΔW_p − α_p ΔW ΔWᵀ exactly.",
@@ -77,7 +74,8 @@ T1 = register(
     prediction="B(t) = e^{−2ηt} B(0); the per-step identity to rounding",
     tolerance="per-step identity 1e-9 relative to ‖B‖ (float64); continuous law 1e-3 relative with lr = 1e-3 "
               "(Euler's O(lr) term; measured ≤ 2.5e-4)",
-    derivation="W Ẇᵀ contains exactly W_pᵀ(−∇_{W_p}J) (both equal −W_pᵀ E[(p − z_a) x1ᵀ] Wᵀ), so the α_p-"
+    derivation="Derived here for general input covariance: W Ẇᵀ contains exactly W_pᵀ(−∇_{W_p}J) (both equal −W_pᵀ "
+               "E[(p − z_a) x1ᵀ] Wᵀ), so the α_p-"
                "weighted J-terms cancel and only the weight decay remains (reference/theory/directpred.py).")
 
 
@@ -126,14 +124,15 @@ def _balancing_invariant_decays(impl, record, M, extra, alpha_p, eta, sigma, tar
 # ----------------------------------------------------------------------------- T2
 T2 = register(
     "T2", title="Eigenspace alignment: [F, W_p] → 0 while K stays positive definite",
-    source=f"{TIAN} §4 (eigenspace alignment); {SEED_001}; THEORY.md T2 [derived; c open → derived 3/2]",
+    source=[cite("tian2021", "§4 (eigenspace alignment)"), cite("wang2021")],
     statement="With X = I, X′ = σ²I, W_a = τW and a symmetric predictor, L = [F, W_p] obeys L̇ = −(KL + LK) "
               "with K = κW_p² − τW_p + (α_pκ/2)F + (3/2)ηI: ‖L‖ decays (rate ≥ 2λ_min(K)) while K ≻ 0; "
               "with K indefinite no decay is guaranteed and ‖L‖ can grow.",
     measures="‖[F, W_p]‖_F and λ_min(K) along expected-gradient flow",
     prediction="‖L‖ non-increasing and reduced ≥ 1e6 when K ≻ 0 throughout; growth when K is indefinite",
     tolerance="1e6 reduction within T (measured ≥ 1e20); monotonicity to 1e-12 relative",
-    derivation="ḞW_p − W_pḞ = −(AL + LA) − 2ηL with A = κW_p² − τW_p; FẆ_p − Ẇ_pF = −(α_pκ/2)(FL + LF) − ηL; "
+    derivation="The papers leave the rate constant c open; derived here as c = 3/2: ḞW_p − W_pḞ = −(AL + LA) − 2ηL "
+               "with A = κW_p² − τW_p; FẆ_p − Ẇ_pF = −(α_pκ/2)(FL + LF) − ηL; "
                "so c·η = η_W + η_p/2 = 3η/2 with weight decay η on both W and W_p (reference/theory/directpred.py).")
 
 
@@ -194,13 +193,16 @@ def test_alignment_not_guaranteed_when_K_indefinite(impl, record):
 # ----------------------------------------------------------------------------- T3
 T3 = register(
     "T3", title="After alignment each mode follows (p_j, s_j) dynamics and p_j → √(α_p s_j)",
-    source=f"{TIAN} §4–5 (the square-root rule DirectPred hard-codes); {SEED_001}; THEORY.md T3 [derived]",
+    source=[cite("tian2021", "§4–5 (the square-root rule DirectPred hard-codes)"), cite("wang2021")],
     statement="ṗ = α_p s(τ − κp) − ηp, ṡ = 2ps(τ − κp) − 2ηs; s − p²/α_p decays as e^{−2ηt}, so p → √(α_p s).",
     measures="eigenvalues p_j of W_p and s_j of F = WWᵀ from an aligned start",
     prediction="the exact per-mode Euler map of (p, s); the parabola law; p_T ≈ √(α_p s_T)",
     tolerance="per-mode map 1e-9 (rounding); parabola law within Euler's second-order terms Σ|Δp²/α_p − Δw²| "
               "plus |(1−2η·lr)^k − e^{−2ηt}|·|gap0| (a bound from T1's exact identity, no fitted constant); "
-              "√ rule 1e-3 relative after e^{−2ηT} ≤ 1e-7")
+              "√ rule 1e-3 relative after e^{−2ηT} ≤ 1e-7",
+    derivation="Derived here: with W_p and F = WWᵀ aligned (T2) each mode decouples into ṗ = α_p s(τ − κp) − ηp, ṡ = "
+               "2ps(τ − κp) − 2ηs; T1's identity restricted to a mode gives d(s − p²/α_p)/dt = −2η(s − p²/α_p) "
+               "(reference/theory/directpred.py).")
 
 
 def _aligned_start(M, lam_F, lam_P, seed):
@@ -260,7 +262,8 @@ def test_predictor_settles_on_square_root_rule(impl, record, M, alpha_p, eta, si
                        weight_decay=eta, symmetric=True, tau=1.0)
     p, s = _modes(traj, W)
     live = s[-1] > 1e-6
-    err = ((p[-1] - (alpha_p * s[-1]).sqrt()).abs() / (alpha_p * s[-1]).sqrt())[live].max().item() if live.any() else 0.0
+    root = (alpha_p * s[-1]).sqrt()
+    err = ((p[-1] - root).abs() / root)[live].max().item() if live.any() else 0.0
     record("|p_T − √(α_p s_T)| / √(α_p s_T) (surviving modes)", err, 0.0, error=err, tolerance=1e-3)
     assert err <= 1e-3, "the predictor did not settle on the square-root rule p = √(α_p s)"
 
@@ -268,14 +271,17 @@ def test_predictor_settles_on_square_root_rule(impl, record, M, alpha_p, eta, si
 # ----------------------------------------------------------------------------- T4
 T4 = register(
     "T4", title="On the parabola: collapse below p*−, survival at p*+, total collapse above η_c",
-    source=f"{TIAN} §5; {SEED_001}; THEORY.md T4 [derived]",
+    source=[cite("tian2021", "§5"), cite("wang2021")],
     statement="ṗ = p(τp − κp² − η) on s = p²/α_p: fixed points 0, p*± = [τ ± √(τ² − 4κη)]/(2κ); a mode "
               "collapses iff it starts below p*−, otherwise it converges to p*+; above η_c = τ²/(4κ) every mode "
               "collapses, at least as fast as e^{−(η − η_c)t}.",
     measures="final predictor eigenvalues from aligned, balanced starts straddling p*−",
     prediction="p*± from the closed form (e.g. σ² = 0.5, η = 0.05, τ = 1: p*− = 0.05445, p*+ = 0.61222, η_c = 1/6)",
     tolerance="survivors within 1e-4 of p*+ (the Euler map has the same fixed points; T from the theory's own "
-              "escape time ×1.5); collapsed modes below 1e-2·p*−; above η_c: p_T ≤ p_0 e^{−(η−η_c)T}·(1+1e-6)")
+              "escape time ×1.5); collapsed modes below 1e-2·p*−; above η_c: p_T ≤ p_0 e^{−(η−η_c)T}·(1+1e-6)",
+    derivation="Derived here: on s = p²/α_p the p-equation is ṗ = p(τp − κp² − η); its non-zero fixed points are the "
+               "roots of κp² − τp + η (real iff η ≤ τ²/(4κ)), p*+ stable and p*− the basin edge; above η_c, τp − κp² "
+               "≤ τ²/(4κ) gives ṗ ≤ −(η − η_c)p (reference/theory/directpred.py).")
 
 
 @T4.check
@@ -326,14 +332,17 @@ def test_weight_decay_above_critical_collapses_everything(impl, record):
 # ----------------------------------------------------------------------------- T5
 T5 = register(
     "T5", title="Without stop-grad the learned-predictor model collapses for any weight decay",
-    source=f"{SEED_001} (abstract: the role of stop-grad); {TIAN}; THEORY.md T5 [derived]",
+    source=[cite("wang2021", "abstract: the role of stop-grad"), cite("tian2021")],
     statement="Without SG, J + (η/2)(‖W‖² + ‖W_p‖²/α_p) is a function whose minimum is W = 0; gradient descent "
               "decreases it monotonically and the representation collapses for any η > 0.",
     measures="eig(W Wᵀ) and the regularised objective under gradient flow without SG, from a start that survives "
              "with SG (T4)",
     prediction="objective non-increasing; ‖W‖² → 0",
     tolerance="objective increase ≤ 1e-12 relative per record (gradient descent with lr = 0.05 on a smooth "
-              "function); final max eig(WWᵀ) ≤ 1e-3 of its initial value")
+              "function); final max eig(WWᵀ) ≤ 1e-3 of its initial value",
+    derivation="Derived here: without SG the update is the gradient of J + (η/2)(‖W‖² + ‖W_p‖²/α_p), a function "
+               "bounded below whose minimum is at W = 0, so gradient descent decreases it and the weight decay drives "
+               "W to 0.")
 
 
 @T5.check
@@ -362,7 +371,7 @@ def test_no_stopgrad_collapses_learned_predictor(impl, record, eta, seed):
 # ----------------------------------------------------------------------------- T6
 T6 = register(
     "T6", title="A target scale that starts small keeps K positive definite (the curriculum behind EMA targets)",
-    source=f"{TIAN} §4 (EMA as an automatic curriculum); THEORY.md T6 [partly derived]",
+    source=[cite("tian2021", "§4 (EMA as an automatic curriculum)")],
     statement="Since κp² − τp ≥ −τ²/(4κ) and F ⪰ 0, K ≻ 0 for every state when τ < τ_safe = √(6κη): from a "
               "state where τ = 1 makes ‖[F, W_p]‖ grow, a target at τ < τ_safe aligns monotonically. A ramp of τ "
               "from 0 to 1 reduces the transient growth.",
@@ -370,7 +379,8 @@ T6 = register(
     prediction="τ < τ_safe: K ≻ 0 at every record and ‖L‖ non-increasing; ordering of the peak of ‖L‖/‖L0‖: "
                "ramp < fixed τ = 1",
     tolerance="monotonicity to 1e-12 relative; ramp peak ≤ ½ of the τ = 1 peak (measured 5.5 vs 41.6)",
-    derivation="The bound needs no assumption on W_p or F. Tian et al. argue an EMA target plays the role of a small, "
+    derivation="Partly derived here: The bound needs no assumption on W_p or F. Tian et al. argue an EMA target plays "
+               "the role of a small, "
                "growing τ. In this linear model a ramp does not keep K ≻ 0 all the way (with τ small F does not "
                "grow, so K is indefinite again when τ nears 1; measured λ_min = −0.23), and an EMA target initialised "
                "at 0 did not align either; only the ordering of the transient is asserted for the ramp.")

@@ -1,7 +1,7 @@
 """Claims W1–W3: weight decay as a threshold on augmentation variance, DirectCopy, downstream samples.
 
-Seed 001 (001_d97b36e880ec29e4.txt, abstract only; Wang, Chen, Du & Tian 2021) builds on Tian,
-Chen & Ganguli 2021 (DirectPred). Linear model, THEORY.md T/W: ``z = W x``, ``x ~ N(0, I_N)``,
+Wang, Chen, Du & Tian 2021 (arXiv:2110.04947; DirectCopy) builds on Tian, Chen & Ganguli 2021
+(DirectPred, arXiv:2102.06810). Linear model: ``z = W x``, ``x ~ N(0, I_N)``,
 views ``x + σ_j ε`` per coordinate (anisotropic ``X′ = diag(σ_j²)``, ``κ_j = 1 + σ_j²``), target
 ``τ·SG(z2)`` (``W_a = τW``), weight decay η on W, closed-form predictor rebuilt from the batch
 correlation ``C = E[z1 z1ᵀ] = W diag(κ) Wᵀ``. Every run is the expected-gradient flow: Euler steps
@@ -12,7 +12,8 @@ is exactly ``∇_W = W_p(W_p W diag(κ) − τW) + ηW``.
 mutually orthogonal, ``W_p = C^α`` has eigenvalue ``ω_j = (κ_j‖W e_j‖²)^α`` on ``W e_j`` and each
 column obeys ``d/dt ‖W e_j‖ = ‖W e_j‖·g_j(ω_j)``, ``g_j(ω) = ω(τ − κ_jω) − η``. The Euler step of
 size ``lr`` is the exact per-mode map ``d ← d(1 + lr·g_j(ω))`` — the helper
-:func:`scalar_horizon` iterates it to choose the run length. Its fixed points are the flow's:
+:func:`~ncspec.reference.theory.directpred.per_mode_horizon` iterates it to choose the run length. Its
+fixed points are the flow's:
 ``ω ∈ {p*−, p*+}`` iff ``κ_j ≤ τ²/(4η)``, else only 0.
 
 **Mixing (derived here).** For a generic (non-aligned) W, linearise at the fixed point
@@ -25,7 +26,8 @@ the Euler map contracts every mode (``|1 − lr·λ| ≤ ½``).
 
 **Normalised predictors are scale-free (W2, derived here).** ``Ĉ/‖Ĉ‖_F + εI`` (DirectCopy) — and
 likewise the published DirectPred preset ``√(λ/λ_max) + ε`` — is invariant under W → sW, so the
-flow is 1-homogeneous: W/‖W‖ converges to a ray (:func:`copy_ray`) and ‖W‖ ∝ e^{γt}. Weight decay
+flow is 1-homogeneous: W/‖W‖ converges to a ray (:func:`~ncspec.reference.theory.directpred.copy_ray`)
+and ‖W‖ ∝ e^{γt}. Weight decay
 then only shifts γ; the hard threshold of W1 belongs to the *unnormalised* DirectSet(α)
 ``W_p = C^α`` (α = 1: Tian et al.'s code's DirectCopy ``F + εI`` with ε = 0). W1 and W3 therefore
 use method "directset" with ``normalize=False, eps=0``; W2 tests what DirectCopy does instead.
@@ -41,14 +43,20 @@ from dataclasses import dataclass, field
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance.claims import register
+from ncspec.conformance.claims import cite, register
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
-from ncspec.reference.theory.directpred import fixed_points, survival_threshold
+from ncspec.reference.theory.directpred import (
+    copy_ray,
+    fixed_points,
+    per_mode_horizon,
+    ridgeless_probe_risk,
+    survival_threshold,
+)
+from ncspec.reference.vectors import unit
 
 from .harness import require
 
 F64 = torch.float64
-SEED_001 = "seed 001 (001_d97b36e880ec29e4.txt)"
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -107,27 +115,6 @@ class Setting:
         return lo, lo + 0.2
 
 
-def scalar_horizon(st_: Setting, lr: float, tol_p: float, tol_d: float, max_steps: int = 20000) -> int:
-    """Steps the exact per-mode Euler map needs, from both ends of the initial band, until every kept
-    mode has |ω/p*+ − 1| ≤ tol_p and every discarded column ‖W e_j‖ ≤ tol_d·min_kept d*."""
-    kappa, kept, pp = st_.kappa.tolist(), st_.kept.tolist(), st_.p_plus.tolist()
-    a, eta, tau = st_.alpha, st_.eta, st_.tau
-    d_min = st_.d_star[st_.kept].min().item()
-    modes = [(om, j) for om in st_.init_band() for j in range(st_.N)]
-    om = [m[0] for m in modes]
-    for k in range(max_steps):
-        done = True
-        for i, (_, j) in enumerate(modes):
-            if kept[j]:
-                done &= abs(om[i] / pp[j] - 1.0) <= tol_p
-            else:
-                done &= math.sqrt(om[i] ** (1 / a) / kappa[j]) <= tol_d * d_min
-        if done:
-            return k
-        om = [w * abs(1.0 + lr * (w * (tau - kappa[j] * w) - eta)) ** (2 * a) for w, (_, j) in zip(om, modes)]
-    raise AssertionError(f"the per-mode map does not converge within {max_steps} steps for {st_}")
-
-
 def generic_encoder(st_: Setting, replicas: int, seed: int) -> LinearEncoder:
     """W0 = B diag(κ)^{−1/2} with B = U diag(b) Vᵀ Haar-random (input directions mixed), so that
     C0 = W0 diag(κ) W0ᵀ = B Bᵀ has predictor eigenvalues (b²)^α drawn uniformly in the init band."""
@@ -173,9 +160,8 @@ HORIZON_SAFETY = 1.5
 
 W1 = register(
     "W1", title="Weight decay keeps the low-augmentation-variance directions and discards the rest",
-    source=f"{SEED_001} abstract ('weight decay acts as an implicit threshold that discards the features "
-           f"with high variance under data augmentations'); Tian et al. 2021 (DirectPred/DirectSet); "
-           f"THEORY.md W1 [derived]",
+    source=[cite("wang2021", "abstract: weight decay discards the features with high variance under augmentation"),
+            cite("tian2021", "DirectPred / DirectSet")],
     statement="Linear model, X′ = diag(σ_j²), W_p = C^α (α = ½ DirectPred-style, α = 1 the unnormalised "
               "DirectCopy), W_a = τW, weight decay η: direction j survives iff σ_j² ≤ τ²/(4η) − 1, survivors "
               "settle at predictor eigenvalue p*+(σ_j²) = [τ + √(τ² − 4(1+σ_j²)η)]/(2(1+σ_j²)), and the learned "
@@ -194,19 +180,21 @@ W1 = register(
               f"3 seeds): 0.074 (discarded residual, angle), 4e-5 (p*+). Without the mixing decade it was 0.74: "
               f"the decade is what the margin rests on. Euler fixed points equal the flow's, so the step size "
               f"adds no bias.",
-    derivation="Per mode: ḋ_j = d_j g_j(ω_j), g_j(ω) = ω(τ − κ_jω) − η, ω_j = (κ_j d_j²)^α; g_j = 0 at ω = p*± "
+    derivation="Derived here (per-mode thresholds): Per mode: ḋ_j = d_j g_j(ω_j), g_j(ω) = ω(τ − κ_jω) − η, ω_j = (κ_j "
+               "d_j²)^α; g_j = 0 at ω = p*± "
                "which exist iff κ_j ≤ τ²/(4η); p*+ stable, 0 stable, p*− the basin edge (init above it: "
                "ω0 ≥ 2.4η/τ > p*− = 2η/(τ + √(τ² − 4κη))). Discarded columns of a mixed W decay at rate "
                "η − p*+_i(τ − κ_j p*+_i) along kept mode i (linearisation; slow only when a kept and a "
                "discarded σ² straddle the cut closely). reference/theory/directpred.py module docstring. W_p is "
                "built from C = E[z1z1ᵀ] = W(I + X′)Wᵀ (online view, as the reference and Tian et al.'s code do), "
-               "not F = WXWᵀ as THEORY.md writes: the threshold and p*+ are the same for both (ω enters g_j "
+               "not F = WXWᵀ:  the threshold and p*+ are the same for both (ω enters g_j "
                "alone), only ‖W e_j‖ differs, by √κ_j.")
 
 
 def _w1_run(impl, st_: Setting, *, replicas: int, seed: int):
     lr = st_.lr()
-    horizon = scalar_horizon(st_, lr, TOL_P / 10, TOL_DISC / 10)
+    horizon = per_mode_horizon(st_.kappa, st_.p_plus, st_.init_band(), alpha=st_.alpha, eta=st_.eta, tau=st_.tau,
+                               lr=lr, tol_p=TOL_P / 10, tol_d=TOL_DISC / 10)
     # plus one more decade of the slowest mixing mode (a discarded column's component along a kept mode)
     tail = math.ceil(math.log(10.0) / -math.log(1.0 - lr * st_.mixing_rate())) if st_.r < st_.N else 0
     steps = int(math.ceil(HORIZON_SAFETY * horizon)) + tail
@@ -248,15 +236,16 @@ def check_w1(record, st_: Setting, W: torch.Tensor, tag: str) -> None:
     sin = sin_to_coordinates(W, r, kept).max().item()
     record(f"{tag}: sin of largest principal angle, row space vs low-variance subspace", sin, 0.0,
            error=sin, tolerance=TOL_SIN)
-    assert sin <= TOL_SIN, f"{tag}: learned row space is {math.degrees(math.asin(min(sin, 1))):.3g}° from the low-variance subspace"
+    angle = math.degrees(math.asin(min(sin, 1)))
+    assert sin <= TOL_SIN, f"{tag}: learned row space is {angle:.3g}° from the low-variance subspace"
 
 
 CANONICAL_S2 = (0.3, 0.8, 1.4, 1.6, 2.5, 4.0)
 
 
 @W1.check
-def test_weight_decay_threshold_canonical(impl, record):
-    """W1 at the THEORY example (cut 1.5) for α = ½ and α = 1, and at τ = 1.2, η = 0.144 (same cut)."""
+def test_weight_decay_keeps_only_directions_below_the_threshold_worked_example(impl, record):
+    """W1 at the worked example (cut 1.5) for α = ½ and α = 1, and at τ = 1.2, η = 0.144 (same cut)."""
     require(impl, "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     for eta, tau in ((0.1, 1.0), (0.144, 1.2)):
         for alpha in (0.5, 1.0):
@@ -286,7 +275,7 @@ def w1_settings(draw):
 
 @W1.check
 @given(case=w1_settings())
-def test_weight_decay_threshold_drawn(impl, record, case):
+def test_weight_decay_keeps_only_directions_below_the_threshold_drawn(impl, record, case):
     """W1 on drawn (η, τ, α, σ²): the switch sits exactly at τ²/(4η) − 1 wherever the σ² fall."""
     require(impl, "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     st_, seed = case
@@ -296,32 +285,6 @@ def test_weight_decay_threshold_drawn(impl, record, case):
 
 
 # ----------------------------------------------------------------------------- W2
-def copy_ray(kappa: torch.Tensor, tau: float, eps: float) -> tuple[float, torch.Tensor]:
-    """The DirectCopy ray (derived): effective decay η_eff and the normalised spectrum u* of C.
-
-    With ``W_p = C/‖C‖_F + εI`` and aligned modes, ω_j = ε + u_j, u = c/‖c‖₂ (c_j = κ_j‖W e_j‖²), and
-    ``d ln‖W e_j‖/dt = g_j(ω_j) = ω_j(τ − κ_jω_j) − η``. W_p is invariant under W → sW, so the flow
-    is 1-homogeneous: no fixed scale, only a ray on which every surviving mode grows at one rate γ:
-    ``ω_j(τ − κ_jω_j) = η + γ =: η_eff`` (stable root ω_+), ``u_j = (ω_+(κ_j; η_eff) − ε)₊`` and
-    ``Σ u_j² = 1`` fixes η_eff — independently of η. Modes off the ray (u_j = 0) are stable there
-    because g_j(ε) ≤ γ. Solved by bisection on the decreasing map η_eff ↦ Σ u_j².
-    """
-    def u_of(eta_eff: float) -> torch.Tensor:
-        disc = tau ** 2 - 4.0 * kappa * eta_eff
-        w = (tau + disc.clamp_min(0).sqrt()) / (2.0 * kappa)
-        return torch.where(disc >= 0, (w - eps).clamp_min(0.0), torch.zeros_like(kappa))
-
-    hi = tau ** 2 / (4.0 * kappa.min().item()) + 1e-12  # above it no mode has a root: Σu² = 0 < 1
-    lo = hi - 1.0
-    while u_of(lo).pow(2).sum() < 1.0:
-        lo -= 2.0 * (hi - lo)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if u_of(mid).pow(2).sum() > 1.0 else (lo, mid)
-    eta_eff = 0.5 * (lo + hi)
-    return eta_eff, u_of(eta_eff)
-
-
 def copy_lr(kappa: torch.Tensor, tau: float, eps: float, eta: float) -> float:
     """|1 + lr·g_j(ω)| ≤ 1 for every ω ∈ [ε, 1 + ε] (ω's range under the Frobenius normalisation)."""
     w = 1.0 + eps
@@ -334,8 +297,8 @@ TOL_COPY_SIN = 1e-8  # DirectCopy aligns exactly: measured ≤ 1e-14 after T = 6
 
 W2 = register(
     "W2", title="DirectCopy (W_p = C/‖C‖_F + εI) learns the low-variance subspace without eigendecomposition",
-    source=f"{SEED_001} abstract ('DirectCopy ... removing the eigen-decomposition step'); Tian et al. 2021 "
-           f"(DirectPred); THEORY.md W2 (norm [open]); the ray analysis below is [derived]",
+    source=[cite("wang2021", "abstract: DirectCopy removes the eigen-decomposition step"),
+            cite("tian2021", "DirectPred")],
     statement="DirectCopy ranks input directions by augmentation variance exactly as DirectSet/DirectPred do: the "
               "top-r right singular subspace of its W is the W1-kept subspace and that of DirectSet's W (r = W1's "
               "kept count), and it never collapses dimensionally. Because C/‖C‖_F is scale-free, the linear "
@@ -350,10 +313,12 @@ W2 = register(
                "exactly (Euler keeps the ray); sin(top-3 subspace, e_1..e_3) → 0; u*(η = 0) = u*(η = 0.1); ε = 0: "
                "σ² = 4 leaves the ray (η_eff = 0.0578, effective cut τ²/(4η_eff) − 1 = 3.33), γ = +0.058 at η = 0",
     tolerance=f"u and growth factor {TOL_RAY:g} for ε = 0.25 (measured ≤ 4e-16 at T = 100), {TOL_RAY_EPS0:g} for ε = 0 "
-              f"(the off-ray mode decays as e^(−2η_eff t) = e^(−0.116 t): measured ≤ 5e-9 at T = 200); DirectCopy vs e_kept "
+              f"(the off-ray mode decays as e^(−2η_eff t) = e^(−0.116 t): measured ≤ 5e-9 at T = 200); DirectCopy vs "
+              f"e_kept "
               f"sin ≤ {TOL_COPY_SIN:g} (measured ≤ 1e-14); vs DirectSet's learned row space ≤ 2·{TOL_SIN:g} "
               f"(triangle inequality with W1's tolerance; measured 1.2e-5)",
-    derivation="Norm: the seed leaves it [open]; the reference default is Frobenius (one O(M²) pass, bounds the "
+    derivation="The ray analysis is derived here. Norm: the paper leaves it open; the reference default is Frobenius "
+               "(one O(M²) pass, bounds the "
                 "spectral norm so ‖W_p − εI‖₂ ≤ 1; 'spectral' divides by λ_max and needs an eigenvalue solve). "
                 "Ray: see copy_ray. Ordering: u*_j = ω_+(κ_j; η_eff) − ε decreases with κ_j, so ‖W e_j‖² = "
                 "u_j‖C‖/κ_j decreases with σ_j² and the top-r singular directions are the r smallest σ_j². With "
@@ -381,7 +346,8 @@ def check_ray(record, traj, lr, kappa, *, eta, eps, tol, tag):
     err_u = (u - u_pred).abs().max().item()
     record(f"{tag}: u_j = κ_j‖W e_j‖²/‖C‖_F vs ray u* (max abs err)", u.mean().item(), u_pred.mean().item(),
            error=err_u, tolerance=tol)
-    assert err_u <= tol, f"{tag}: DirectCopy's normalised spectrum {u[0].tolist()} ≠ ray {u_pred.tolist()} ({err_u:.3g})"
+    assert err_u <= tol, (f"{tag}: DirectCopy's normalised spectrum {u[0].tolist()} ≠ ray {u_pred.tolist()} "
+                          f"({err_u:.3g})")
     ds = (traj.steps[-1] - traj.steps[-2]).item()
     factor = (traj.sq_norm[-1] / traj.sq_norm[-2]) ** (1.0 / (2 * ds)) - 1.0          # per-step ‖W‖ factor − 1
     err_g = ((factor - lr * gamma).abs() / abs(lr * gamma)).max().item()
@@ -397,7 +363,7 @@ def check_ray(record, traj, lr, kappa, *, eta, eps, tol, tag):
 
 
 @W2.check
-def test_directcopy_learns_same_subspace(impl, record):
+def test_directcopy_learns_the_directset_subspace(impl, record):
     """W2 in the W1 setting: DirectCopy's ray, and its top-r subspace = W1's = DirectSet's."""
     require(impl, "directcopy", "directset", "predictor:closed_form", "loss:euclidean", "weight_decay")
     s2, eta, eps = CANONICAL_S2, 0.1, 0.25
@@ -415,12 +381,13 @@ def test_directcopy_learns_same_subspace(impl, record):
         sin_ab = sin_between(traj.W, ref_traj.W, ref.r).max().item()
         record(f"sin(top-r subspace DirectCopy, DirectSet α={alpha:g})", sin_ab, 0.0, error=sin_ab,
                tolerance=2 * TOL_SIN)
-        assert sin_ab <= 2 * TOL_SIN, f"DirectCopy and DirectSet(α={alpha}) learn different subspaces (sin {sin_ab:.3g})"
+        assert sin_ab <= 2 * TOL_SIN, (f"DirectCopy and DirectSet(α={alpha}) learn different subspaces "
+                                       f"(sin {sin_ab:.3g})")
 
 
 @W2.check
 @given(seed=st.integers(0, 2 ** 31 - 1))
-def test_directcopy_without_weight_decay(impl, record, seed):
+def test_directcopy_ray_does_not_depend_on_weight_decay(impl, record, seed):
     """W2 with η = 0: the ray (hence the learned direction) is unchanged, only γ shifts by +η;
     ε = 0.25 keeps every direction (‖W‖ still decays, γ = −0.243); ε = 0 drops σ² = 4 and grows."""
     require(impl, "directcopy", "predictor:closed_form", "loss:euclidean")
@@ -449,7 +416,7 @@ W3_MARGIN = 0.1          # learned ≤ 0.1 × raw where the theory ratio is ≤ 
 
 W3 = register(
     "W3", title="Learned features need far fewer labels when labels live in the low-variance subspace",
-    source=f"{SEED_001} abstract ('reduce the sample complexity on downstream tasks'); THEORY.md W3 [open]",
+    source=[cite("wang2021", "abstract: reduced sample complexity on downstream tasks")],
     statement="Labels y = βᵀx + ξ with β in the r-dimensional low-augmentation-variance subspace (r = 4 ≪ N = 20): "
               "a closed-form linear probe on the features W x learned by DirectPred-style training (DirectSet, "
               "α = ½, η = 0.1, τ = 1, the W1 setting) reaches a given test error with ≈ r/N as many labelled "
@@ -466,7 +433,8 @@ W3 = register(
               f"λ changes raw by < 1 % there. Ordering learned ≤ {W3_MARGIN} × raw at those n (theory ratio "
               f"0.038 / 0.035, measured max 0.040 over 40 seeds). Not asserted at n = r (the ridgeless learned "
               f"risk is infinite at its interpolation threshold) nor at n = N (raw's); recorded.",
-    derivation="[open] form chosen: linear regression labels, clean downstream inputs, a closed-form probe. With "
+    derivation="An open form, chosen here: linear regression labels, clean downstream inputs, a closed-form probe. "
+               "With "
                "W ≈ Σ_i d_i u_i e_iᵀ (W1), Wx carries exactly x_S (r coordinates), so least squares on it is an "
                "r-dimensional problem: excess s² tr E[(X_SᵀX_S)^{-1}] = s² r/(n − r − 1). Raw: min-norm least "
                "squares on isotropic x — bias ‖β‖²(1 − n/N) + variance s² n/(N − n − 1) (n < N), "
@@ -478,7 +446,7 @@ def probe_test_mse(F: torch.Tensor, n: int, generator: torch.Generator) -> torch
     S, M, N = F.shape
     X = torch.randn(S, W3_DRAWS, n, N, generator=generator, dtype=F64)
     b = torch.randn(S, W3_DRAWS, W3_R, generator=generator, dtype=F64)
-    beta = torch.cat([b / b.norm(dim=-1, keepdim=True), torch.zeros(S, W3_DRAWS, N - W3_R, dtype=F64)], -1)
+    beta = torch.cat([unit(b), torch.zeros(S, W3_DRAWS, N - W3_R, dtype=F64)], -1)
     y = (X @ beta.unsqueeze(-1)).squeeze(-1) + W3_NOISE * torch.randn(S, W3_DRAWS, n, generator=generator, dtype=F64)
     Z = X @ F.transpose(-1, -2).unsqueeze(1)                                # (S, D, n, M)
     G = Z.transpose(-1, -2) @ Z
@@ -486,16 +454,6 @@ def probe_test_mse(F: torch.Tensor, n: int, generator: torch.Generator) -> torch
     w = torch.linalg.solve(G + lam[..., None, None] * torch.eye(M, dtype=F64), Z.transpose(-1, -2) @ y.unsqueeze(-1))
     effective = (F.transpose(-1, -2).unsqueeze(1) @ w).squeeze(-1)          # the probe as a map of x
     return (effective - beta).pow(2).sum(-1) + W3_NOISE ** 2
-
-
-def probe_theory(n: int, dim: int) -> float:
-    """Ridgeless expected test MSE on `dim` isotropic features when β lies in the first W3_R of them."""
-    s2 = W3_NOISE ** 2
-    if dim == W3_R:
-        return s2 * (1 + W3_R / (n - W3_R - 1)) if n >= W3_R + 2 else math.inf
-    if n <= dim - 2:
-        return s2 + (1 - n / dim) + s2 * n / (dim - n - 1)
-    return s2 * (1 + dim / (n - dim - 1)) if n >= dim + 2 else math.inf
 
 
 @W3.check
@@ -510,9 +468,10 @@ def test_learned_features_reduce_sample_complexity(impl, record, seed):
     raw = torch.eye(W3_N, dtype=F64).expand_as(W)
     for n in W3_NS:
         learned, direct = probe_test_mse(W, n, g), probe_test_mse(raw, n, g)
-        th_l, th_r = probe_theory(n, W3_R), probe_theory(n, W3_N)
+        th_l, th_r = ridgeless_probe_risk(n, W3_R, W3_R, W3_NOISE), ridgeless_probe_risk(n, W3_N, W3_R, W3_NOISE)
         lm, rm = learned.mean().item(), direct.mean().item()
-        for name, m, med, th in (("learned-feature", lm, learned.median(), th_l), ("raw-input", rm, direct.median(), th_r)):
+        arms = (("learned-feature", lm, learned.median(), th_l), ("raw-input", rm, direct.median(), th_r))
+        for name, m, med, th in arms:
             record(f"n={n:2d}: {name} probe test MSE (mean; median {med:.4g})", m,
                    th if math.isfinite(th) else "∞ (ridgeless interpolation threshold)")
         if n in W3_CHECKED:

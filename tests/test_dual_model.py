@@ -1,4 +1,4 @@
-"""The linear A/B model of seed 004 (reference/dual.py) and its closed forms (reference/theory/dual.py).
+"""The linear A/B model of Ponce et al. 2025 (reference/dual.py) and its closed forms (reference/theory/dual.py).
 
 Semantics first (fields against autograd, Jacobians against finite differences, the
 moment-matched batch, integrators, the derived identities), then input validation: each
@@ -202,7 +202,7 @@ def test_equilibrium_equations(M, N):
     R = th.equilibrium_residual(A, mom.xx, mom.xy, lam).norm(dim=(-1, -2)) / scale
     assert proj.max() < 1e-10
     if M == N:
-        assert R.max() < 1e-10                          # THEORY's form: A invertible
+        assert R.max() < 1e-10                          # the paper's form: A invertible
     else:
         assert R.min() > 1e-6                           # S singular: only A·R = 0 holds
     gA, gB = dual.grad_objective(A, B, mom, lam)
@@ -225,7 +225,7 @@ def test_equilibrium_spectrum(M, N):
 
 def test_rank_deficient_equilibrium_has_the_smaller_orbit():
     """A rank-1 equilibrium of the M = 3 model (rows 2–3 of A and B's last rows/columns stay exactly 0 under SG):
-    2 zero eigenvalues (orbit dimension r(2M − r − 1)/2 = 2, not M(M−1)/2 = 3); A·R = 0 but R ≠ 0 (THEORY's
+    2 zero eigenvalues (orbit dimension r(2M − r − 1)/2 = 2, not M(M−1)/2 = 3); A·R = 0 but R ≠ 0 (the paper's
     form needs A invertible)."""
     M, N, lam = 3, 3, 0.05
     mom = dual.gaussian_moments(N, S=2, sigma_x=0.3, mix=0.2, generator=_gen(0),
@@ -269,7 +269,7 @@ def test_scalar_spheres_and_their_spectrum():
         assert torch.allclose(ev.real.sort().values, spec[name], atol=1e-12) and ev.imag.abs().max() < 1e-12
     assert spec["inner"][-1] > 0 and (spec["outer"] <= 0).all()
     assert th.critical_weight_decay(p, q) == pytest.approx(1 / 4.36)
-    # THEORY's "≤ −λ" fails near the critical weight decay: 2λ − qr₊ > −λ iff λ > 2q²/(9p)
+    # the stronger "≤ −λ" fails near the critical weight decay: 2λ − qr₊ > −λ iff λ > 2q²/(9p)
     lam2 = 0.95 * th.critical_weight_decay(p, q)
     assert 2 * lam2 - q * th.sphere_radii(p, q, lam2)[1] > -lam2
 

@@ -70,7 +70,7 @@ def test_crop_boxes_follow_torchvision_random_resized_crop(params):
 
 def test_parameters_are_independent_per_sample():
     """One call, one batch of copies of the same image: every sample gets its own draw (torchvision's v2
-    transforms on a batch share one draw — ANCHORS.md)."""
+    transforms on a batch share one draw)."""
     x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).expand(256, -1, -1, -1).contiguous()
     out, p = A.augment(x, A.AugmentConfig(), torch.Generator().manual_seed(0), return_params=True)
     flat = out.flatten(1)

@@ -19,7 +19,7 @@ def test_encoder_shapes(backbone, size):
 
 
 def test_full_size_flops_match_the_anchors():
-    """ANCHORS.md: VGG11 0.306 / 2.75 GFLOP at 32 / 96 px, CIFAR ResNet-18 1.111 GFLOP (3×3 stem, no max-pool)."""
+    """Measured: VGG11 0.306 / 2.75 GFLOP at 32 / 96 px, CIFAR ResNet-18 1.111 GFLOP (3×3 stem, no max-pool)."""
     assert abs(forward_flops(make_backbone("vgg11"), 32) / 1e9 - 0.306) < 0.002
     assert abs(forward_flops(make_backbone("vgg11"), 96) / 1e9 - 2.75) < 0.01
     assert abs(forward_flops(make_backbone("resnet18"), 32) / 1e9 - 1.111) < 0.002

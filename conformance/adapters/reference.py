@@ -12,7 +12,7 @@ class ReferenceAdapter:
         "ablation:no_stopgrad", "ablation:wrong_side",
         "predictor:closed_form", "predictor:normalize", "predictor:learned",
         "target:ema", "weight_decay", "distributed", "distributed:batchnorm",
-        # the center-vector family (seed 002)
+        # the center-vector family (Jha et al. 2024)
         "simsiam_mlp", "lsimple", "simclr", "triplet", "barlow_twins", "vicreg", "dino", "swav",
         "ablation:no_predictor", "ablation:no_decorrelation", "ablation:no_batchnorm", "ablation:bn_no_center",
         "ablation:no_centering", "ablation:no_sinkhorn",

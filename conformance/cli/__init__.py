@@ -6,12 +6,12 @@
                                            run the spec suite, print the claims table
     ncspec mutants [--all] [--mutant NAME ...] [--claim ID ...] [--json PATH]
                                            kill matrix: which claims catch which deliberate bug
-    ncspec figure eigenspace --out DIR     reproduce seed 003's Figure 1
-    ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; seed 001)
-    ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (seed 002, Figs. 3–4)
-    ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (seed 004)
+    ncspec figure eigenspace --out DIR     reproduce Halvagal et al. 2022, Fig. 1
+    ncspec figure directpred --out DIR     DirectPred phase portrait and the W1 threshold (Tian et al.; Wang et al.)
+    ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (Jha et al., Figs. 3–4)
+    ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (Ponce et al.)
     ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
-    ncspec reproduce table1 --data-root DIR                    seed 003 Table 1 grid (H9)
+    ncspec reproduce table1 --data-root DIR                    Halvagal et al. Table 1 grid (H9)
     ncspec bench                                               training throughput
 """
 from __future__ import annotations

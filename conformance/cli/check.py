@@ -24,7 +24,8 @@ def _cmd_claims(args) -> int:
         table.add_column(col, overflow="fold")
     for cid in sorted(claims, key=sort_key):
         c = claims[cid]
-        table.add_row(c.id, escape(c.title), escape(c.source), "\n".join(t.split("::")[-1] for t in c.tests))
+        table.add_row(c.id, escape(c.title), escape("\n".join(x.text for x in c.source)),
+                      "\n".join(t.split("::")[-1] for t in c.tests))
     Console().print(table)
     return 0
 

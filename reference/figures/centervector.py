@@ -1,15 +1,15 @@
-"""Seed 002 (Jha et al.), Figures 3–4 generalised: the center vector ‖s‖ over training, per method.
+"""Jha et al. 2024, Figures 3–4 generalised: the center vector ‖s‖ over training, per method.
 
 Rows: the two toy sets of :mod:`ncspec.reference.toy` (Blob, Moons; 2-D signal plus 8
 nuisance coordinates that every augmentation redraws). Columns:
 
-a) the 2-D signal of one draw of the data set, coloured by label (the seed's
+a) the 2-D signal of one draw of the data set, coloured by label (the paper's
    "input dataset distribution");
-b) Siamese (seed Fig. 4 + Fig. 3): SimSiam, SimSiam without predictor, without
-   stop-grad, and L_Simple (invariance + center penalty, THEORY J3's chosen form);
+b) Siamese (the paper's Fig. 4 + Fig. 3): SimSiam, SimSiam without predictor, without
+   stop-grad, and L_Simple (invariance + center penalty, claim J3's chosen form);
 c) contrastive and redundancy reduction: SimCLR (InfoNCE), the triplet loss of
-   THEORY J4, Barlow Twins, Barlow Twins without decorrelation (with and without
-   its BN: THEORY J5), VICReg;
+   claim J4, Barlow Twins, Barlow Twins without decorrelation (with and without
+   its BN: claim J5), VICReg;
 d) clustering: DINO with and without centering, SwAV with and without
    Sinkhorn-Knopp;
 e) final kNN accuracy of every run (k = 20, t = 0.1, backbone representation).
@@ -71,7 +71,7 @@ def centervector_figure(out_dir: str | pathlib.Path, *, seed: int = 0, seeds: in
         out_dir: folder to write into; created if missing. Must not be a file.
         seed: seeds the data draws (replica s of each set uses ``seed + s``), the
             initialisation and the batches.
-        seeds: replicas per data set (the seed's figures average five runs; three
+        seeds: replicas per data set (the paper's figures average five runs; three
             keep the figure under ~30 s on one core).
         fmt: file formats (matplotlib extensions), e.g. ``("png", "pdf")``.
 
@@ -153,7 +153,7 @@ def _draw(out_dir: pathlib.Path, seed: int, seeds: int, fmt: tuple[str, ...]) ->
         ax.set_xlabel(f"kNN accuracy (k = 20); dotted: at init ({init:.2f})")
         if row == 0:
             ax.set_title("e) kNN accuracy (mean, min–max over seeds)", fontsize=11)
-    fig.suptitle("Jha et al. (seed 002), Figs. 3–4 on every method: the center vector $\\Vert s\\Vert$ of the "
+    fig.suptitle("Jha et al. (2024), Figs. 3–4 on every method: the center vector $\\Vert s\\Vert$ of the "
                  "l2-normalised embeddings over training; dashed = the method's collapse-avoiding term removed",
                  fontsize=13, y=0.995)
     fig.text(0.5, 0.955,

@@ -1,5 +1,5 @@
-"""DirectPred (Tian, Chen & Ganguli 2021) and the weight-decay threshold (Wang et al. 2021,
-seed 001): theory drawn over simulation (THEORY.md T3, T4, W1).
+"""DirectPred (Tian, Chen & Ganguli 2021) and the weight-decay threshold (Wang et al. 2021):
+theory drawn over simulation (claims T3, T4, W1).
 
 Five panels:
 
@@ -41,7 +41,7 @@ Five panels:
 * **e)** DirectCopy (reference ``directcopy``: ``W_p = C/‖C‖_F + εI``, ε = 0.25) on the
   same model. Its predictor does not change when W is rescaled, so nothing pins the
   scale of W and W1's fixed point is not reached (*derived for this figure*, not in
-  THEORY.md): in an aligned state ``p_j = ε + q_j`` with ``q_j = s_Cj/‖C‖_F``,
+  the papers): in an aligned state ``p_j = ε + q_j`` with ``q_j = s_Cj/‖C‖_F``,
   ``Σ_j q_j² = 1``, and every column obeys ``d/dt ln‖W e_j‖ = g_j(p_j) =
   τp_j − (1+σ_j²)p_j² − η``. A steady *direction* needs one common rate ``g_j(p_j) = c``
   for every surviving j, i.e. ``p_j`` = the larger root of ``(1+σ_j²)p² − τp + η + c = 0``;
@@ -492,12 +492,12 @@ def _draw(out_dir: pathlib.Path, seed: int, fmt: tuple[str, ...]) -> list[pathli
     _panel_copy(ax_e, W0, set1)
 
     fig.suptitle("DirectPred (Tian, Chen & Ganguli 2021) and the weight-decay threshold "
-                 "(Wang et al. 2021, seed 001) — solid/markers: simulation, dashed: theory",
+                 "(Wang et al. 2021) — solid/markers: simulation, dashed: theory",
                  fontsize=13, y=0.995)
     fig.text(0.5, 0.967,
              r"Population (expected-gradient) flows of the reference learners on the linear model "
              r"$z = Wx$, $x\sim N(0, I)$, views $x + \sigma\epsilon$.  Top: learned predictor "
-             r"(THEORY T3, T4).  Bottom: closed-form predictors on anisotropic augmentation "
+             r"(claims T3, T4).  Bottom: closed-form predictors on anisotropic augmentation "
              r"$X' = \mathrm{diag}(\sigma_j^2)$ (W1, W2).",
              ha="center", va="top", fontsize=10)
 

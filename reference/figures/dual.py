@@ -1,5 +1,5 @@
-"""Ponce, Terver, Hebert & Arbel (seed 004): SG against gradient descent on Ē in the
-scalar-output linear model, with the two spheres of equilibria (THEORY.md P2, P4, P6).
+"""Ponce, Terver, Hebert & Arbel (2025): SG against gradient descent on Ē in the
+scalar-output linear model, with the two spheres of equilibria (claims P2, P4, P6).
 
 Model: M = 1 (encoder ``a ∈ R^N``, scalar predictor ``b``), N = 2, isotropic views
 ``x = u + σε``, ``y = u + σε′`` (``Σxx = Σyy = pI``, ``Σxy = qI``, ``p = 1 + σ²``, q = 1),
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from ncspec.reference import dual
 from ncspec.reference.theory import dual as th
+from ncspec.reference.vectors import unit
 
 from ._output import render
 
@@ -233,7 +234,7 @@ def _outcomes(n=1000, seed=0):
     g = torch.Generator().manual_seed(seed)
     mom = dual.gaussian_moments(2, signal=torch.eye(2, dtype=torch.float64), sigma_x=SIGMA)
     u = torch.randn(n, 1, 2, generator=g, dtype=torch.float64)
-    A0 = 2 * R_OUT * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) * u / u.norm(dim=-1, keepdim=True)
+    A0 = 2 * R_OUT * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) * unit(u)
     B0 = R_OUT * (3 * torch.rand(n, 1, 1, generator=g, dtype=torch.float64) - 1)
     rate = min(LAM, 2 * LAM - Q * R_IN, Q * R_OUT - 2 * LAM)
     steps = int(math.log(1e6) / rate / 0.2)
@@ -313,7 +314,7 @@ def _draw(out_dir: pathlib.Path, fmt: tuple[str, ...], seed: int) -> list[pathli
     _panel_gd(ax_b, gd_full, cm)
     _panel_3d(ax_c, sg_full, gd_full, cm)
     _panel_objective(ax_d, sg_full, gd_full, cm, seed)
-    fig.suptitle("Ponce, Terver, Hebert & Arbel (seed 004): stop-gradient vs gradient descent on "
+    fig.suptitle("Ponce, Terver, Hebert & Arbel (2025): stop-gradient vs gradient descent on "
                  r"$\bar E = \frac{1}{2}E(b\,a^\top x - a^\top y)^2 + \frac{\lambda}{2}(\Vert a\Vert^2 + b^2)$",
                  fontsize=13, y=0.995)
     fig.text(0.5, 0.966,

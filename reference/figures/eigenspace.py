@@ -1,6 +1,6 @@
-"""Seed 003 (Halvagal, Laborieux & Zenke), Figure 1: theory drawn over simulation.
+"""Halvagal, Laborieux & Zenke 2022, Figure 1: theory drawn over simulation.
 
-Four columns, one per loss (THEORY.md H1–H4): a) no stop-grad (eq. 6),
+Four columns, one per loss (claims H1–H4): a) no stop-grad (eq. 6),
 b) stop-grad on the wrong side (eq. 7), c) SimSiam loss (eq. 2), d) IsoLoss
 (eq. 8); the predictor is DirectPred's ``W_P = C^α`` built from the online
 embeddings' correlation ``C``.
@@ -212,7 +212,7 @@ def _bottom_panel(ax, loss: str, d: dict, cmap) -> None:
 
 def eigenspace_figure(out_dir: str | pathlib.Path, *, seed: int = 0,
                       fmt=("png", "pdf")) -> list[pathlib.Path]:
-    """Draw seed 003's Figure 1 (theory over simulation) to ``out_dir/eigenspace.<fmt>``.
+    """Draw Halvagal et al. 2022, Figure 1 (theory over simulation) to ``out_dir/eigenspace.<fmt>``.
 
     Args:
         out_dir: folder to write into; created if missing. Must not be a file.
@@ -242,7 +242,7 @@ def _draw(out_dir: pathlib.Path, seed: int, fmt: tuple[str, ...]) -> list[pathli
         _top_panel(axes[0, j], loss, d, colormaps["tab10"])
         axes[0, j].set_title(title, fontsize=11)
         _bottom_panel(axes[1, j], loss, d, colormaps["viridis"])
-    fig.suptitle("Halvagal, Laborieux & Zenke (seed 003), Fig. 1 — solid: simulation, dashed: theory",
+    fig.suptitle("Halvagal, Laborieux & Zenke (2022), Fig. 1 — solid: simulation, dashed: theory",
                  fontsize=13, y=0.995)
     fig.text(0.5, 0.955,
              rf"population (expected-gradient) flow, $W_P = C^\alpha$, $\sigma={SIGMA:g}$, "

@@ -24,8 +24,8 @@ from .. import _checks
 def augmentation_std(sigma, N: int, *, dtype=torch.float64) -> Tensor:
     """The per-coordinate augmentation std ``σ_j`` as an (N,) tensor.
 
-    ``sigma`` is a number (isotropic, THEORY H) or a sequence/tensor of N values
-    (anisotropic ``X′ = diag(σ_j²)``, THEORY W1).
+    ``sigma`` is a number (isotropic, claims H) or a sequence/tensor of N values
+    (anisotropic ``X′ = diag(σ_j²)``, claim W1).
     """
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
         _checks.non_negative("sigma", sigma, hint="sigma is the std of the augmentation noise; "

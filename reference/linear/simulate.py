@@ -89,7 +89,7 @@ def simulate(learner, encoder: LinearEncoder, views: Callable[[int], tuple[Tenso
                          f"use 1 to record every step.")
     W = encoder.W
     kappa = second_moment(sigma, W.shape[-1], dtype=W.dtype)       # diag of I + X′
-    params = [W] + [p for p in learner.parameters() if p is not W]
+    params = [W] + [p for p in learner.parameters() if p is not W and p.requires_grad]  # frozen ones take no step
     rec_steps, eig, sqn, gsq, probes = [], [], [], [], {}
 
     def record(k: int, g_sq: Tensor) -> None:

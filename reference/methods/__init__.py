@@ -5,7 +5,7 @@
 * ``learned.py`` — a learned linear predictor: BYOL (EMA target) and the Tian et al. model;
 * ``contrastive.py`` — SimCLR/InfoNCE, triplet; ``redundancy.py`` — Barlow Twins, VICReg;
   ``clustering.py`` — DINO, SwAV; ``center.py`` — SimSiam with an MLP predictor, L_Simple
-  (the center-vector family of seed 002).
+  (the center-vector family of Jha et al. 2024).
 """
 from torch import nn
 

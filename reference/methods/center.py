@@ -1,21 +1,21 @@
-"""The center-vector family (seed 002, Jha et al.): SimSiam with an MLP predictor and L_Simple.
+"""The center-vector family (Jha et al. 2024): SimSiam with an MLP predictor and L_Simple.
 
 Both learners wrap a replica-batched encoder (``ncspec.reference.encoders.MLPEncoder``:
 views (..., B, N) → embeddings (S, B, M)) and follow the adapter protocol:
 ``parameters()``, ``loss(view1, view2)`` → scalar (per-replica losses summed, so
 each replica gets exactly its own gradient), ``after_step()``.
 
-Notation (THEORY J): ``ẑ = z/‖z‖``; center ``s = E_x E_ω ẑ``; residual
+Notation (Jha et al. 2024): ``ẑ = z/‖z‖``; center ``s = E_x E_ω ẑ``; residual
 ``r_x = E_ω ẑ(ω(x)) − s``. J1 (exact): ``E‖ẑ − ẑ′‖² = 2 − 2‖s‖² − 2E‖r_x‖²``, so
 an invariance-only loss rewards ``‖s‖ → 1`` (complete collapse).
 
 * :class:`SimSiamMLP` — SimSiam (Chen & He 2021, Alg. 1): ``½D(p1, SG(z2)) +
   ½D(p2, SG(z1))``, ``D = −cos``, predictor ``h`` = Linear–BN–ReLU–Linear. The
-  ablations of the seed's Fig. 4: ``predictor=False`` (``p = z``) and
+  ablations of the paper's Fig. 4: ``predictor=False`` (``p = z``) and
   ``stop_grad="none"``.
-* :class:`LSimple` — invariance plus a center-vector penalty (seed 002, Fig. 3).
-  The seed's formula ``L_Simple(f) = 0.5 (L(f) − λ_L s)`` lost its norm and sign
-  in transcription (THEORY J3 [open]). Chosen form::
+* :class:`LSimple` — invariance plus a center-vector penalty (Jha et al. 2024, Fig. 3).
+  The paper's formula ``L_Simple(f) = 0.5 (L(f) − λ_L s)`` does not say which norm of
+  ``s`` it penalises, nor its sign (an open form, docs/theory.md). Chosen form::
 
       L_Simple = ½ E_x ‖ẑ1 − ẑ2‖² + λ ‖s‖²,    s = mean over the batch and both views of ẑ
 
@@ -23,7 +23,7 @@ an invariance-only loss rewards ``‖s‖ → 1`` (complete collapse).
   ``L_Simple = 1 + (λ − 1)‖s‖² − E‖r_x‖²``: λ = 1 leaves exactly "maximise the
   residual" (= ½ the J4 triplet loss + const), λ > 1 adds a net push of ``s``
   towards 0, λ < 1 (or a flipped sign) rewards ``‖s‖ → 1``. ``penalty="norm"``
-  uses ``λ‖s‖`` instead (the seed's ``s`` read as a norm); the default λ = 2
+  uses ``λ‖s‖`` instead (the paper's ``s`` read as a norm); the default λ = 2
   makes the net center term positive for both readings.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SimSiamMLP:
         encoder: replica-batched encoder, views → (S, B, M).
         embed_dim: M.
         predictor: ``True`` for ``h`` = Linear(M, H)–BN–ReLU–Linear(H, M); ``False`` for the
-            "no predictor" ablation (``p = z``; seed 002 Fig. 4, red).
+            "no predictor" ablation (``p = z``; Jha et al. 2024, Fig. 4, red).
         stop_grad: ``"target"`` (SimSiam) or ``"none"`` (ablation; Fig. 4, pink).
         pred_hidden: H (SimSiam uses a bottleneck, M/4 of 2048; default ``max(M // 2, 8)``).
         seed: initialisation of the predictor.
@@ -92,7 +92,7 @@ class SimSiamMLP:
 
 
 class LSimple:
-    """``L_Simple = ½ mean_B ‖ẑ1 − ẑ2‖² + λ ‖s‖²`` (module docstring; THEORY J3 [open]).
+    """``L_Simple = ½ mean_B ‖ẑ1 − ẑ2‖² + λ ‖s‖²`` (module docstring; claim J3, an open form).
 
     Args:
         encoder, embed_dim: as for :class:`SimSiamMLP`.

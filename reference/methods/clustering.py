@@ -6,7 +6,7 @@ owns (prototypes, head) carries the replica dimension S of the encoder.
 
 Both score an l2-normalised embedding against K unit prototypes,
 ``ℓ = ẑ Cᵀ`` (..., B, K), as DINO's weight-normalised last layer and SwAV's
-prototypes do. Center-vector reading (seed 002, §3): DINO's centering subtracts
+prototypes do. Center-vector reading (Jha et al. 2024, §3): DINO's centering subtracts
 the running mean ``c`` of the teacher's scores — the center vector in score
 space — so no prototype can win for every sample; SwAV's Sinkhorn-Knopp forces
 the codes of a batch to use all prototypes equally (equipartition), which again

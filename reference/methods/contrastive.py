@@ -1,11 +1,11 @@
-"""Contrastive learners: SimCLR (InfoNCE / NT-Xent) and the triplet loss of THEORY J4.
+"""Contrastive learners: SimCLR (InfoNCE / NT-Xent) and the triplet loss of claim J4.
 
 Adapter protocol as in :mod:`ncspec.reference.methods.center`: ``loss(view1, view2)`` sums
 per-replica losses of embeddings (..., B, M); ``after_step()`` does nothing.
 
-Seed 002 (Jha et al., §3) reads the negative term of both as a center-vector
+Jha et al. (2024, §3) reads the negative term of both as a center-vector
 penalty. For unit vectors ``‖ẑ − ẑ⁻‖² = 2 − 2ẑᵀẑ⁻``, and an *independent*
-negative has ``E[ẑᵀẑ⁻] = ‖s‖²``, so (THEORY J4, exact)::
+negative has ``E[ẑᵀẑ⁻] = ‖s‖²``, so (claim J4, exact)::
 
     triplet = E‖ẑ − ẑ⁺‖² − E‖ẑ − ẑ⁻‖² = invariance + 2‖s‖² − 2 = −2 E_x‖r_x‖²
 
@@ -60,7 +60,7 @@ class SimCLR:
 
 
 class Triplet:
-    """Triplet loss with squared distances, no margin, independent negatives (THEORY J4).
+    """Triplet loss with squared distances, no margin, independent negatives (claim J4).
 
     On unit embeddings, anchors are all 2B embeddings ``ẑ_{i,v}``, the positive is the
     other view ``ẑ_{i,v̄}``, and the negative is averaged over the embeddings (both views)

@@ -1,6 +1,6 @@
 """Siamese learners with a *learned* linear predictor: BYOL and the Tian et al. model.
 
-Tian, Chen & Ganguli (2021) and Wang et al. (2021, seed 001) analyse::
+Tian, Chen & Ganguli (2021) and Wang et al. (2021) analyse::
 
     J = ½ E‖W_p W x1 − SG(W_a x2)‖²
     Ẇ   = −∇_W J − η W
@@ -10,7 +10,7 @@ Tian, Chen & Ganguli (2021) and Wang et al. (2021, seed 001) analyse::
 A plain gradient step ``θ ← θ − lr ∇θ loss`` on this learner reproduces that
 flow: ``loss = J + (η/2)‖W‖² + (η/2α_p)‖W_p‖²`` and a gradient hook multiplies
 the predictor's gradient by ``α_p`` (so ``∇_{W_p} = α_p ∇J + η W_p``). Weight
-decay η acts on both W and W_p — the convention under which THEORY T1 holds.
+decay η acts on both W and W_p — the convention under which claim T1 holds.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class LearnedPredictorSiamese:
         target: ``"online"`` (``W_a = τW``, SimSiam-style) or ``"ema"`` (a copy of the
             encoder updated as ``θ_a ← m θ_a + (1−m) θ`` in ``after_step``; BYOL).
         stop_grad: ``"target"`` (correct) or ``"none"`` (gradient also flows through the
-            target branch; only with ``target="online"``, THEORY T5).
+            target branch; only with ``target="online"``, claim T5).
         alpha_p: predictor learning-rate ratio.
         weight_decay: η on W and W_p.
         symmetric: parametrise ``W_p = ½(V + Vᵀ)`` (Tian et al.'s symmetric predictor).

@@ -3,7 +3,7 @@
 Adapter protocol as in :mod:`ncspec.reference.methods.center`; embeddings (..., B, M), the
 per-replica losses are summed. Both losses use batch statistics, so B ≥ 2.
 
-Center-vector reading (seed 002, §3 and Fig. 5; THEORY J5): Barlow Twins
+Center-vector reading (Jha et al. 2024, §3 and Fig. 5; claim J5): Barlow Twins
 standardises every feature over the batch before correlating the views — the
 ``BatchNorm1d(affine=False)`` of the official code. That subtracts the batch
 mean, i.e. removes the center vector of ``z``; the invariance term alone then
@@ -38,8 +38,8 @@ class BarlowTwins:
 
     Args:
         lambda_offdiag: λ (official 0.0051).
-        decorrelation: ``False`` drops the off-diagonal term (seed 002 Fig. 5's ablation).
-        batchnorm: ``False`` correlates the raw embeddings, ``c = z1ᵀz2/B`` (THEORY J5's
+        decorrelation: ``False`` drops the off-diagonal term (Jha et al. 2024, Fig. 5's ablation).
+        batchnorm: ``False`` correlates the raw embeddings, ``c = z1ᵀz2/B`` (claim J5's
             "remove the BN").
         bn_center: ``False`` keeps BN's scaling but drops its mean subtraction,
             ``z_k / √(mean_B z_k² + eps)`` — the part of BN that removes the center vector.

@@ -5,7 +5,7 @@ the adapter protocol (``conformance/adapter.py``): ``parameters()``,
 ``loss(view1, view2)`` → scalar, and ``after_step()``.
 
 The predictor is rebuilt at every call from the online embeddings of
-``view1``: ``W_P = f_α(Ĉ)`` (seed 003, eq. 1), with ``Ĉ`` the batch correlation
+``view1``: ``W_P = f_α(Ĉ)`` (Halvagal et al. 2022, eq. 1), with ``Ĉ`` the batch correlation
 or its EMA. Leading dimensions of the embeddings are independent replicas; the
 per-replica losses are *summed* so that each replica receives exactly its own
 gradient (a batch of seeds trains as if each ran alone).
@@ -43,7 +43,7 @@ class ClosedFormSiamese:
         copy_norm: the norm DirectCopy divides by, ``"fro"`` or ``"spectral"``.
         update_every: recompute ``W_P`` every k calls (Tian et al.'s update frequency);
             the correlation estimate is still updated at every call.
-        tau: the target is ``τ·SG(z2)`` (THEORY T/W: ``W_a = τW``); 1 for SimSiam.
+        tau: the target is ``τ·SG(z2)`` (Tian et al. 2021: ``W_a = τW``); 1 for SimSiam.
         weight_decay: η, added as ``(η/2)‖θ‖²`` over the encoder's parameters.
     """
 
@@ -137,7 +137,7 @@ METHODS = {
     "directpred": dict(loss="simsiam", alpha=0.5, normalize=True, eps=0.1, boost="after", corr_ema=0.3),
     # DirectSet(α): W_P = F^α, no normalisation or boost (Tian et al. 2021)
     "directset": dict(loss="simsiam"),
-    # DirectCopy (Wang et al. 2021, seed 001): W_P = F/‖F‖ + εI; ε = 0.25 as in the IsoLoss authors' runs
+    # DirectCopy (Wang et al. 2021): W_P = F/‖F‖ + εI; ε = 0.25 as in the IsoLoss authors' runs
     "directcopy": dict(loss="simsiam", predictor="copy", eps=0.25),
     "isoloss": dict(loss="isoloss"),
 }

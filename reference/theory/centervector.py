@@ -1,4 +1,4 @@
-"""Closed forms of the center-vector view (seed 002, Jha et al., §3; THEORY J1, J3, J4).
+"""Closed forms of the center-vector view (Jha et al. 2024, §3; claims J1, J3, J4).
 
 Notation: unit embeddings ``ẑ = z/‖z‖``; ``μ_x = E_ω ẑ(ω(x))``; center
 ``s = E_x μ_x``; residual ``r_x = μ_x − s``. Everything below uses only
@@ -61,16 +61,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _unit(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
+from ..vectors import unit
 
 
 def _views(views: Tensor) -> Tensor:
     if not isinstance(views, Tensor) or views.dim() < 3:
         raise ValueError(f"views must be a tensor (..., V, B, M) of V views of B samples, got "
                          f"{getattr(views, 'shape', type(views).__name__)}.")
-    return _unit(views)
+    return unit(views)
 
 
 def empirical_moments(views: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,11 +117,6 @@ def lsimple(s_sq, r_sq, lam: float, penalty: str = "squared"):
         raise ValueError(f"penalty must be 'squared' or 'norm', got {penalty!r}.")
     pen = s_sq if penalty == "squared" else torch.as_tensor(s_sq).clamp_min(0).sqrt()
     return invariance(s_sq, r_sq) + lam * pen
-
-
-def lsimple_population(s_sq, r_sq, lam: float):
-    """Population value of the chosen L_Simple (squared penalty): ``1 + (λ − 1)‖s‖² − E‖r_x‖²``."""
-    return 1 + (lam - 1) * s_sq - r_sq
 
 
 def simsiam_no_predictor(s_sq, r_sq):

@@ -1,5 +1,5 @@
 """Learned-predictor dynamics (Tian, Chen & Ganguli 2021) and the weight-decay threshold
-(Wang et al. 2021, seed 001). THEORY.md T1–T6, W1–W3.
+(Wang et al. 2021). Claims T1–T6, W1–W3.
 
 Model: ``J = ½E‖W_p W x1 − SG(W_a x2)‖²``, ``X = E[x̄x̄ᵀ]``, ``X′`` the augmentation
 covariance, so ``E[x1x1ᵀ] = X + X′`` and ``E[x1x2ᵀ] = X``;
@@ -170,3 +170,80 @@ def parabola_time(p0, p1, *, sigma2: float, eta: float, tau: float = 1.0) -> Ten
     A, B, C = 1.0 / (a * b), 1.0 / (a * (a - b)), 1.0 / (b * (b - a))
     return -(A * torch.log((p1 / p0).abs()) + B * torch.log(((p1 - a) / (p0 - a)).abs())
              + C * torch.log(((p1 - b) / (p0 - b)).abs())) / k
+
+
+def per_mode_horizon(kappa: Tensor, p_plus: Tensor, omega0, *, alpha: float, eta: float, tau: float, lr: float,
+                     tol_p: float, tol_d: float, max_steps: int = 20000) -> int:
+    """W1: steps the exact per-mode Euler map ``ω ← ω|1 + lr·g_j(ω)|^{2α}``, ``g_j(ω) = ω(τ − κ_jω) − η``,
+    needs from every initial eigenvalue in ``omega0`` until each kept mode (``p_plus[j]`` finite) has
+    ``|ω/p*+ − 1| ≤ tol_p`` and each discarded column ``‖W e_j‖ = √(ω^{1/α}/κ_j)`` is below
+    ``tol_d · min_kept d*_j`` (``d*_j = √((p*+_j)^{1/α}/κ_j)``). Wang et al. 2021 (weight decay as a
+    threshold); the map is the per-mode image of one Euler step of the flow (module docstring, W1).
+
+    ``kappa``, ``p_plus``: (N,) per input direction, ``p_plus`` NaN where the direction is discarded.
+    Raises ``ValueError`` if the map has not converged within ``max_steps``.
+    """
+    _checks.positive("lr", lr)
+    kappa_l, pp = [float(k) for k in kappa], [float(p) for p in p_plus]
+    kept = [math.isfinite(p) for p in pp]
+    if not any(kept):
+        raise ValueError("per_mode_horizon needs at least one kept direction (a finite p_plus); with none the "
+                         "threshold discards every direction and there is no fixed point to converge to.")
+    d_min = min(math.sqrt(p ** (1 / alpha) / k) for p, k, keep in zip(pp, kappa_l, kept) if keep)
+    modes = [j for _ in omega0 for j in range(len(kappa_l))]
+    om = [float(w) for w in omega0 for _ in range(len(kappa_l))]
+    for step in range(max_steps):
+        if all(abs(w / pp[j] - 1.0) <= tol_p if kept[j] else math.sqrt(w ** (1 / alpha) / kappa_l[j]) <= tol_d * d_min
+               for w, j in zip(om, modes)):
+            return step
+        om = [w * abs(1.0 + lr * (w * (tau - kappa_l[j] * w) - eta)) ** (2 * alpha) for w, j in zip(om, modes)]
+    raise ValueError(f"the per-mode Euler map does not converge within {max_steps} steps (lr = {lr}, η = {eta}, "
+                     f"τ = {tau}, α = {alpha}); lower lr or raise max_steps.")
+
+
+def copy_ray(kappa: Tensor, tau: float, eps: float) -> tuple[float, Tensor]:
+    """W2, the DirectCopy ray (derived): the effective decay η_eff and the normalised spectrum u* of C.
+
+    DirectCopy (Wang et al. 2021) sets ``W_p = C/‖C‖_F + εI``. With aligned modes ω_j = ε + u_j,
+    u = c/‖c‖₂ (c_j = κ_j‖W e_j‖²), and ``d ln‖W e_j‖/dt = g_j(ω_j) = ω_j(τ − κ_jω_j) − η``. W_p is
+    invariant under W → sW, so the flow is 1-homogeneous: no fixed scale, only a ray on which every
+    surviving mode grows at one rate γ: ``ω_j(τ − κ_jω_j) = η + γ =: η_eff`` (stable root ω_+),
+    ``u_j = (ω_+(κ_j; η_eff) − ε)₊`` and ``Σ u_j² = 1`` fixes η_eff — independently of η. Modes off the
+    ray (u_j = 0) are stable there because g_j(ε) ≤ γ. Solved by bisection on the decreasing map
+    η_eff ↦ Σ u_j². ``kappa``: (N,) ``1 + σ_j²``; returns ``(η_eff, u*)`` with u* (N,).
+    """
+    _checks.positive("tau", tau)
+    _checks.non_negative("eps", eps)
+    kappa = torch.as_tensor(kappa, dtype=torch.float64)
+
+    def u_of(eta_eff: float) -> Tensor:
+        disc = tau ** 2 - 4.0 * kappa * eta_eff
+        w = (tau + disc.clamp_min(0).sqrt()) / (2.0 * kappa)
+        return torch.where(disc >= 0, (w - eps).clamp_min(0.0), torch.zeros_like(kappa))
+
+    hi = tau ** 2 / (4.0 * kappa.min().item()) + 1e-12  # above it no mode has a root: Σu² = 0 < 1
+    lo = hi - 1.0
+    while u_of(lo).pow(2).sum() < 1.0:
+        lo -= 2.0 * (hi - lo)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if u_of(mid).pow(2).sum() > 1.0 else (lo, mid)
+    eta_eff = 0.5 * (lo + hi)
+    return eta_eff, u_of(eta_eff)
+
+
+def ridgeless_probe_risk(n: int, dim: int, r: int, noise: float) -> float:
+    """W3: expected test MSE of min-norm least squares from ``n`` samples on ``dim`` isotropic Gaussian
+    features when the target ``y = βᵀx + noise·ε`` has ‖β‖ = 1 supported on ``r`` of them (W3's chosen
+    form of Wang et al. 2021's "reduced sample complexity").
+
+    ``dim = r`` (the learned features carry exactly the signal): ``s²(1 + r/(n − r − 1))``;
+    otherwise (raw inputs) ``s² + (1 − n/dim) + s² n/(dim − n − 1)`` for ``n ≤ dim − 2`` and
+    ``s²(1 + dim/(n − dim − 1))`` for ``n ≥ dim + 2``; ``inf`` at the interpolation threshold.
+    """
+    s2 = noise ** 2
+    if dim == r:
+        return s2 * (1 + r / (n - r - 1)) if n >= r + 2 else math.inf
+    if n <= dim - 2:
+        return s2 + (1 - n / dim) + s2 * n / (dim - n - 1)
+    return s2 * (1 + dim / (n - dim - 1)) if n >= dim + 2 else math.inf

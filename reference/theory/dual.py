@@ -1,5 +1,5 @@
 """Closed forms for the linear SG / EMA / GD dynamics of Ponce, Terver, Hebert & Arbel
-(seed 004), THEORY.md P1–P6. The model and its fields are in :mod:`ncspec.reference.dual`
+(2025), claims P1–P6. The model and its fields are in :mod:`ncspec.reference.dual`
 (not imported here: the theory never imports the simulators).
 
 Notation: encoder ``A`` (M×N), predictor ``B`` (M×M), ``Σxx = E[xxᵀ]``,
@@ -34,7 +34,7 @@ while the direction of ``a`` turns at angular velocity ``−b sin θ``. The circ
 adds ``−(E[r(Ay)ᵀ] + E[(Ay)rᵀ])`` (:func:`gd_balance_defect`), which is not ∝ K.
 An Euler step: ``K′ = (1 − 2λh)K + ΔBᵀΔB − ΔAΔAᵀ`` exactly.
 
-**P4 (equilibria) [derived; THEORY's form at full rank].** ``Ḃ = 0`` gives
+**P4 (equilibria) [derived; the paper's form at full rank].** ``Ḃ = 0`` gives
 ``B = D(C + λI)⁻¹`` with ``C = AΣxxAᵀ``, ``D = AΣyxAᵀ`` (:func:`sg_predictor`). Then
 ``(BC − D) = −λB``, and ``Ȧ = 0`` multiplied by ``Aᵀ`` gives ``λBᵀB = λAAᵀ``: every
 equilibrium is balanced. Using it, ``Ȧ = 0`` reads ``A(SΣxx + λI) = BᵀAΣyx`` with
@@ -42,7 +42,7 @@ equilibrium is balanced. Using it, ``Ȧ = 0`` reads ``A(SΣxx + λI) = BᵀAΣyx
 ``AᵀBᵀ = S(ΣxxS + λI)⁻¹Σxy Aᵀ``, so ``Aᵀ·`` that equation becomes
 ``S R = 0`` with ``R = ΣxySΣyx − (ΣxxS + λI)(SΣxx + λI)``, i.e. ``A R = 0``
 (:func:`projected_residual`) at **every** equilibrium, any rank. When A is square and
-invertible (M = N, full rank) this is THEORY's ``(ΣxxS + λI)(SΣxx + λI) = ΣxySΣyx``
+invertible (M = N, full rank) this is the paper's ``(ΣxxS + λI)(SΣxx + λI) = ΣxySΣyx``
 (:func:`equilibrium_residual`). For M < N, S is singular and R ≠ 0 in general (its left
 side has full rank N, its right side rank ≤ M): only ``A R = 0`` holds. Conversely,
 ``A R = 0`` with ``B = D(C+λ)⁻¹`` and balancedness is an equilibrium when A has full row rank.
@@ -62,7 +62,7 @@ with B. With ``r = rank A``::
 the Jacobian. Differentiating ``∇K(θ)·F(θ) = −2λK(θ)`` at an equilibrium (F = 0) gives
 ``∇K·J = −2λ∇K``: the ``M(M+1)/2`` independent entries of ``dK`` are left eigenvectors with
 eigenvalue ``−2λ`` whenever ``(dA, dB) ↦ dK`` is onto Sym(M) (A of full row rank), so
-``−2λ`` has multiplicity ≥ M(M+1)/2 (:func:`balance_multiplicity`). THEORY's bound
+``−2λ`` has multiplicity ≥ M(M+1)/2 (:func:`balance_multiplicity`). The stronger bound
 "the other eigenvalues have real part ≤ −λ" is **not** implied: P6's exact spectrum has
 the eigenvalue ``2λ − q r₊ > −λ`` whenever ``λ > 2q²/(9p)`` (:func:`sphere_spectrum`).
 
@@ -122,7 +122,7 @@ def sg_predictor(A: Tensor, xx: Tensor, xy: Tensor, lam: float) -> Tensor:
 def equilibrium_residual(A: Tensor, xx: Tensor, xy: Tensor, lam: float) -> Tensor:
     """P4: ``R = ΣxySΣyx − (ΣxxS + λI)(SΣxx + λI)`` with ``S = AᵀA`` (…, N, N).
 
-    Zero at every SG equilibrium with A square and invertible (THEORY's form); see
+    Zero at every SG equilibrium with A square and invertible (the paper's form); see
     :func:`projected_residual` for the form valid at any rank.
     """
     _mats(A, xx, xy)

@@ -1,6 +1,6 @@
-"""Eigenspace dynamics of Siamese losses with a closed-form predictor (THEORY.md H1–H8).
+"""Eigenspace dynamics of Siamese losses with a closed-form predictor (claims H1–H8).
 
-Seed 003 (Halvagal, Laborieux & Zenke), eqs. 1–8, generalised to isotropic
+Halvagal, Laborieux & Zenke 2022, eqs. 1–8, generalised to isotropic
 augmentation noise σ in the linear-Gaussian model (derivation below).
 
 **Derivation.** With ``W_P`` a function of the population correlation
@@ -182,7 +182,10 @@ def _rk4_log(u0: Tensor, t: Tensor, rate, h_max: float = 2e-3) -> Tensor:
         n = max(1, math.ceil((tk - t_prev) / h_max))
         h = (tk - t_prev) / n
         for _ in range(n):
-            k1 = f(v); k2 = f(v + 0.5 * h * k1); k3 = f(v + 0.5 * h * k2); k4 = f(v + h * k3)
+            k1 = f(v)
+            k2 = f(v + 0.5 * h * k1)
+            k3 = f(v + 0.5 * h * k2)
+            k4 = f(v + h * k3)
             v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         t_prev = tk
         out.append(torch.exp(v))
@@ -245,7 +248,7 @@ def cosine_mean_omega(omega: Tensor, lam: Tensor) -> Tensor:
 
 
 def linear_ntk(X: Tensor, M: int) -> Tensor:
-    """H7 (seed 003, eq. 11): ``Θ(x_i, x_j) = (x_iᵀ x_j) I_M`` as a (B, M, B, M) tensor."""
+    """H7 (Halvagal et al. 2022, eq. 11): ``Θ(x_i, x_j) = (x_iᵀ x_j) I_M`` as a (B, M, B, M) tensor."""
     _checks.tensor("X", X, min_dim=2)
     if X.dim() != 2:
         raise ValueError(f"X must be a (B, N) batch of inputs, got shape {tuple(X.shape)}.")

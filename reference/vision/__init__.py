@@ -1,4 +1,4 @@
-"""Deep-network training for the H9 experiments (seed 003 Table 1) at hardware speed.
+"""Deep-network training for the H9 experiments (Halvagal et al. 2022, Table 1) at hardware speed.
 
 * :mod:`.data` — CIFAR-10 / STL-10 (torchvision, local root) and ``.npz`` as uint8 tensors;
 * :mod:`.augment` — the SimCLR recipe, batched with per-sample random parameters;

@@ -1,7 +1,7 @@
 """The SimCLR augmentation recipe as one batched pipeline with per-sample random parameters.
 
 torchvision's v2 transforms applied to a batch draw ONE set of parameters for the
-whole batch (ANCHORS.md); here every sample gets its own draw, batched on the
+whole batch; here every sample gets its own draw, batched on the
 device the images live on:
 
 1. random resized crop (area scale U(0.08, 1), log aspect ratio U(log ¾, log 4⁄3),

@@ -1,4 +1,4 @@
-"""Throughput of the training loop (``ncspec bench``), against ANCHORS.md's H100 figures.
+"""Throughput of the training loop (``ncspec bench``), against figures measured on one H100.
 
 End to end: uint8 images resident on the device, per-sample augmentation of both views, the
 training step (encoder, learner, readout, optimiser), exactly the loop ``train`` runs — on
@@ -22,8 +22,8 @@ from .data import ImageDataset
 from .siamese import _eigen_predictor
 from .train import TrainConfig, Trainer
 
-PEAK_FLOPS = 800e12             # ANCHORS.md: bf16 matmul peak measured on one H100
-LIGHTLY_H100_S_PER_EPOCH = 8.42  # ANCHORS.md: lightly-style pipeline, CIFAR ResNet-18 SimSiam, batch 512
+PEAK_FLOPS = 800e12             # bf16 matmul peak measured on one H100 (PyTorch 2.11)
+LIGHTLY_H100_S_PER_EPOCH = 8.42  # measured on one H100: lightly-style pipeline, CIFAR ResNet-18 SimSiam, batch 512
 TARGET_S_PER_EPOCH = {"resnet18": 0.85, "vgg11": 0.5, "vgg11_nobn": 0.5}
 
 

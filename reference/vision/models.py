@@ -2,10 +2,10 @@
 
 * ``vgg11`` — VGG11 (Simonyan & Zisserman, configuration A: 8 convolutions 64-128-256-256-
   512-512-512-512 with five max-pools) with BatchNorm after every convolution, global
-  average pooling → 512 features; ``vgg11_nobn`` without BN. The backbone of seed 003's Table 1.
+  average pooling → 512 features; ``vgg11_nobn`` without BN. The backbone of Halvagal et al. 2022, Table 1.
 * ``resnet18`` — the CIFAR ResNet-18: 3×3 stride-1 stem, no max-pool, BasicBlocks [2, 2, 2, 2],
   global average pooling → 512 features.
-* projector — ``Linear → BN → ReLU → Linear [→ BN]`` (one hidden layer, as seed 003's Table 1).
+* projector — ``Linear → BN → ReLU → Linear [→ BN]`` (one hidden layer, as Halvagal et al. 2022, Table 1).
 
 ``width`` scales every channel count (``"tiny"`` = 1/8: CPU tests). The encoder maps images
 (B, 3, H, W) to float32 embeddings (B, M) and exposes ``features(x)`` (B, F).

@@ -20,6 +20,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .. import losses
+from ..predictors import eigen_predictor_kernel
+
 
 class Served(nn.Module):
     """The encoder a learner sees: embeddings computed by the training step, looked up by view.
@@ -48,7 +51,7 @@ class Served(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.direct:
-            from .dist import gather
+            from ..parallel import gather
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 z = self.online(x)
             return gather(z.float())
@@ -83,18 +86,11 @@ class EMA:
 
 # --- the closed-form learners without host syncs ------------------------------------------------
 
-def _eigen_predictor(C: Tensor, alpha: float, eps: float, normalize: bool, boost: str) -> Tensor:
-    C64 = C.double()
-    lam, U = torch.linalg.eigh(0.5 * (C64 + C64.T))
-    lam = lam.clamp_min(0.0)
-    if normalize:
-        lam = lam / lam.amax().clamp_min(torch.finfo(torch.float64).tiny)
-    omega = (lam + eps) ** alpha if boost == "before" else lam ** alpha + eps
-    return ((U * omega) @ U.T).to(C.dtype)
-
-
-def _unit(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
+#: the loss kernels (unchecked: no host syncs) the fast learner calls, by (form, loss)
+_KERNELS = {
+    ("euclidean", "simsiam"): losses.simsiam_kernel, ("euclidean", "isoloss"): losses.isoloss_kernel,
+    ("cosine", "simsiam"): losses.cosine_simsiam_kernel, ("cosine", "isoloss"): losses.cosine_isoloss_kernel,
+}
 
 
 class FastClosedForm:
@@ -115,27 +111,11 @@ class FastClosedForm:
         z = z1.detach()
         C = z.T @ z / z.shape[0]
         self.F = C if (self.rho is None or self.F is None) else self.rho * self.F + (1 - self.rho) * C
-        return _eigen_predictor(self.F, self.alpha, self.eps, self.normalize, self.boost)
+        return eigen_predictor_kernel(self.F, self.alpha, self.eps, self.normalize, self.boost)
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
         z1, z2 = self.encoder(view1), self.encoder(view2)
-        W = self.predictor(z1)
-        p = z1 @ W.T
-        if self.form == "euclidean":
-            if self.kind == "simsiam":
-                return 0.5 * (p - z2.detach()).pow(2).sum(-1).mean()
-            return 0.5 * (z1 - (z2 + z1 - p).detach()).pow(2).sum(-1).mean()
-        z2n = _unit(z2.detach())
-        value = -(_unit(p) * z2n).sum(-1).mean()
-        if self.kind == "simsiam":
-            return value
-        # cosine IsoLoss (ncspec.reference.losses.cosine_isoloss): gradient of −cos(p, z2) w.r.t. p, at z1
-        pd = p.detach()
-        p_norm = pd.norm(dim=-1)
-        pz = (pd * z2n).sum(-1)
-        quad = (z1 * (z1 @ W.detach().T)).sum(-1)
-        surrogate = -((z1 * z2n).sum(-1) / p_norm - 0.5 * pz / p_norm ** 3 * quad).mean()
-        return surrogate + (value.detach() - surrogate).detach()
+        return _KERNELS[(self.form, self.kind)](z1, z2, self.predictor(z1))
 
     def after_step(self) -> None:
         pass

@@ -1,4 +1,4 @@
-"""Seed 003's Table 1 (THEORY.md H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10.
+"""Halvagal et al. 2022, Table 1 (claim H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10.
 
 Every cell is an independent :func:`ncspec.reference.vision.train.train` run; ``run_grid`` runs them in
 this process (one device) or spreads them over several devices (one worker process per device,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:                      # torch is imported only when a cell is built or run
     from .train import TrainConfig
 
-#: seed 003, Table 1: linear readout accuracy (%) ± std over four seeds.
+#: Halvagal et al. 2022, Table 1: linear readout accuracy (%) ± std over four seeds.
 PAPER = {
     ("cifar10", "simsiam", True): (74.0, 0.6), ("cifar10", "simsiam", False): (59.9, 2.1),
     ("stl10", "simsiam", True): (63.8, 1.2), ("stl10", "simsiam", False): (33.0, 1.9),
@@ -31,10 +31,10 @@ PAPER = {
 EPOCHS = {"cifar10": 800, "stl10": 100}
 LOSSES = ("simsiam", "isoloss")
 
-# Wall-clock model (an ESTIMATE from ANCHORS.md, not a measurement): the GPU-resident VGG11
-# pipeline ran 0.55–0.78 s per 50k-image CIFAR epoch at batch 512 (no BN); we take 1.0 s for
-# batch 256 with BN, +1/3 for the EMA target's extra forward per view (a training step costs
-# ≈ 3 forwards), STL-10 at 96 px costs 2.75/0.306 ≈ 9× per image on 105k images per epoch.
+# Wall-clock model (an ESTIMATE from speed figures measured on one H100, not a measurement of this
+# grid): the GPU-resident VGG11 pipeline ran 0.55–0.78 s per 50k-image CIFAR epoch at batch 512
+# (no BN); we take 1.0 s for batch 256 with BN, +1/3 for the EMA target's extra forward per view
+# (a training step costs ≈ 3 forwards), STL-10 at 96 px costs 2.75/0.306 ≈ 9× per image on 105k images per epoch.
 SEC_PER_CIFAR_EPOCH = 1.0
 EMA_FACTOR = 4.0 / 3.0
 STL_FACTOR = (2.75 / 0.306) * (105_000 / 50_000)

@@ -6,7 +6,7 @@ single-process run) and every rank augments its slice. The encoder runs once per
 autocast, channels_last, optionally compiled, DDP when launched by torchrun); the learner of the
 adapter protocol gets the gathered embeddings through :class:`~ncspec.reference.vision.siamese.Served`.
 
-Alongside: an online linear readout on detached backbone features (what seed 003 reports), a
+Alongside: an online linear readout on detached backbone features (what Halvagal et al. 2022 report), a
 weighted kNN monitor (k = 200, τ = 0.1, cosine; lightly's), an offline linear probe at the end,
 spectrum metrics with a collapse warning, metrics as JSON/CSV (+ plots), and atomic checkpoints
 from which ``resume=True`` continues exactly: the data order and the augmentation draws are
@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
+from ..vectors import unit
 from . import augment as aug
 from .data import ImageDataset, load_dataset
-from .dist import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from .models import make_encoder
 from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
 
@@ -98,9 +99,10 @@ class TrainConfig:
 
 
 def default_method_options(method: str, ema: bool) -> dict:
-    """Seed 003 Table 1's closed-form predictor, with the IsoLoss authors' released settings
-    (ANCHORS.md): cosine form, ``W_P = (Ĉ/λ_max)^½``, correlation EMA 0.998 with an EMA target and
-    0.5 without; the published DirectPred/DirectCopy options otherwise, in cosine form."""
+    """Halvagal et al. 2022, Table 1's closed-form predictor, with the IsoLoss authors' released
+    settings (github.com/fmi-basel/implicit-var-reg): cosine form, ``W_P = (Ĉ/λ_max)^½``, correlation
+    EMA 0.998 with an EMA target and 0.5 without; the published DirectPred/DirectCopy options otherwise,
+    in cosine form."""
     if method in CLOSED_FORM_TABLE1:
         return dict(form="cosine", alpha=0.5, normalize=True, eps=0.0, corr_ema=0.998 if ema else 0.5)
     if method in ("directpred", "directset", "directcopy"):
@@ -377,7 +379,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.encoder, m)
         correct = ((logits.argmax(1) == yy) & (yy >= 0)).sum()
-        z_std = F.normalize(z1.detach().float(), dim=1).std(0).mean()   # SimSiam's collapse monitor
+        z_std = unit(z1.detach().float()).std(0).mean()   # SimSiam's collapse monitor
         return loss.detach(), torch.stack([correct, labelled]), z_std
 
     def views_for(self, epoch: int, s: int, gen: torch.Generator, perm: Tensor):

@@ -1,5 +1,6 @@
 """Data-parallel plumbing: process-group setup, a differentiable gather, a backend-agnostic
-synchronised BatchNorm, and gradient averaging for parameters outside DDP.
+synchronised BatchNorm, and gradient averaging for parameters outside DDP. Shared by the vision
+stack and the ``distributed`` option of the linear/toy learners (:mod:`ncspec.reference.distributed`).
 
 The learner sees the *global* batch of embeddings (gathered with gradient), so a closed-form
 predictor's correlation, a loss averaged over the batch and a contrastive learner's negatives are

@@ -1,0 +1,106 @@
+"""Layering of the package: which module may import which (issue: predictions only in theory/, no cycles)."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved against its package)."""
+    rel = path.relative_to(ROOT).with_suffix("")
+    package = ["ncspec", *rel.parts[:-1]] if rel.parts[0] != "ncspec" else list(rel.parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join([*base, node.module] if node.module else base)
+            if node.module:                                   # `from .. import _checks` names only _checks
+                names.add(mod)
+            names |= {f"{mod}.{a.name}" for a in node.names}
+    return names
+
+
+def test_theory_never_imports_a_simulator():
+    """reference/theory/* are closed forms: no linear model, simulator, learner, vision or distributed code."""
+    allowed = ("torch", "math", "numpy", "__future__", "dataclasses", "typing", "collections", "functools",
+               "ncspec.reference._checks", "ncspec.reference.vectors", "ncspec.reference.theory")
+    bad = {}
+    for path in sorted((ROOT / "reference" / "theory").glob("*.py")):
+        found = sorted(n for n in _imports(path) if not n.startswith(allowed))
+        if found:
+            bad[path.name] = found
+    assert not bad, f"theory modules import beyond closed forms: {bad}"
+
+
+def test_theory_import_check_can_fail(tmp_path):
+    """The check above sees a relative import of the simulator."""
+    p = ROOT / "reference" / "theory" / "_probe_tmp.py"
+    try:
+        p.write_text("from ..linear import simulate\n", encoding="utf-8")
+        assert "ncspec.reference.linear.simulate" in _imports(p)
+    finally:
+        p.unlink()
+
+
+def test_reference_distributed_does_not_import_vision():
+    names = _imports(ROOT / "reference" / "distributed.py")
+    assert not any(n.startswith("ncspec.reference.vision") for n in names), sorted(names)
+
+
+def test_spec_modules_take_predictions_from_theory():
+    """Spec modules import reference.theory for predictions and run learners through the one simulator:
+    none defines its own optimisation loop over parameters (``.sub_(lr *`` / ``p -= lr``)."""
+    for path in sorted((ROOT / "spec_tests").glob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert ".sub_(lr" not in text and "-= lr *" not in text, f"{path.name} runs its own training loop"
+
+
+def test_conformance_imports_spec_tests_only_lazily():
+    """Importing the registry, plugin, report or CLI does not import a spec module (no import cycle):
+    ``load_all`` imports them on demand."""
+    code = ("import sys; import ncspec.conformance.claims, ncspec.conformance.plugin, ncspec.conformance.report, "
+            "ncspec.conformance.cli, ncspec.conformance.registry, ncspec.conformance.killmatrix; "
+            "print(sorted(m for m in sys.modules if 'spec_tests.test_' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_no_reads_of_hypothesis_private_attributes():
+    hits = []
+    for d in ("reference", "conformance", "spec_tests", "ncspec", "tests", "benchmarks"):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            if path.name == "test_layers.py":
+                continue
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if "hypothesis.internal" in line or "._hypothesis" in line or "settings._" in line:
+                    hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_one_definition_of_each_shared_formula():
+    """l2-normalisation, the eigen-predictor and the cosine-IsoLoss surrogate are written once; the fast
+    vision learners call the same unchecked kernels as the checked public functions."""
+    import re
+    patterns = {"unit": r"^\s*def _?unit\(", "eigen predictor": r"\(lam \+ eps\) \*\* alpha",
+                "cosine-IsoLoss surrogate": r"p_norm \*\* 3",
+                "l2-normalisation inline": r"/ \w+\.norm\(dim=-1, keepdim=True\)"}
+    found = {k: [] for k in patterns}
+    for d in ("reference", "conformance", "spec_tests"):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                for k, pat in patterns.items():
+                    # the theory's spectral map ω(λ) is the independent oracle the predictors are checked
+                    # against (claims H1–H8), so it is deliberately not shared with the implementation
+                    if re.search(pat, line) and not (k == "eigen predictor" and "theory" in path.parts):
+                        found[k].append(f"{path.relative_to(ROOT)}:{i}")
+    assert len(found["unit"]) == 1 and found["unit"][0].startswith("reference/vectors.py"), found["unit"]
+    assert len(found["eigen predictor"]) == 1, found["eigen predictor"]
+    assert len(found["cosine-IsoLoss surrogate"]) == 1, found["cosine-IsoLoss surrogate"]
+    assert [f for f in found["l2-normalisation inline"] if not f.startswith("reference/vectors.py")] == [], found
