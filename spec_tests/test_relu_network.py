@@ -59,13 +59,18 @@ def _seeds():
 
 @functools.cache
 def _run(impl, method: str, lam0: tuple, lr: float, steps: int, seed: int, options: tuple):
-    """One seeded run per (adapter, method, setting), shared by the claims; ``None`` if it diverged."""
+    """One seeded run per (adapter, method, setting), shared by the claims; the reason if it diverged (a
+    non-finite loss, or embeddings the learner rejects as non-finite)."""
     setup = ReluSetup(sigma=SIGMA, alpha=ALPHA, seed=seed)
     try:
         return relu_run(impl, method, setup, lam0, lr=lr, steps=steps, record_every=max(1, steps // 6),
                         form="euclidean", **dict(options))
     except FloatingPointError as e:
         return str(e)
+    except ValueError as e:
+        if "finite" not in str(e):
+            raise
+        return str(e).split(";")[0]
 
 
 def run(impl, method: str, lam0: tuple, lr: float, steps: int, seed: int, **options):
