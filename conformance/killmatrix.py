@@ -87,7 +87,7 @@ def run_claim_detail(claim_id: str, adapter) -> tuple[str, list[tuple[str, str, 
     details = []
     for test in load_all()[claim_id].tests:
         module, name = test.split("::")
-        fn = getattr(importlib.import_module(module), name)
+        fn = getattr(importlib.import_module(f"ncspec.{module}"), name)   # names are short: spec_tests.test_x
         # Hypothesis hides its own arguments from the signature; what is left are fixtures.
         wanted = set(inspect.signature(fn).parameters)
         unknown = wanted - {"impl", "record"}

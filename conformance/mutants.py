@@ -342,25 +342,25 @@ def _gather_without_autograd(learner):
 
 
 MUTANTS = {m.name: m for m in [
-    _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8"],
+    _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8", "R1", "R3"],
           loss_patch=_target_not_detached),
     _spec("stopgrad_on_prediction", "SG placed on the online prediction instead of the target",
-          ["H1", "H4", "H5", "H6", "H8"], loss_patch=_sg_on_prediction),
+          ["H1", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], loss_patch=_sg_on_prediction),
     _spec("isoloss_rearrangement_dropped", "IsoLoss computed as ½‖W_P z1 − SG(z2)‖² (keeps the W_P factor)",
-          ["H4", "H5"], loss_patch=_iso_dropped),
+          ["H4", "H5", "R4"], loss_patch=_iso_dropped),
     _spec("loss_sign_flipped", "loss returned with the wrong sign (gradient ascent)",
-          ["H1", "H2", "H3", "H4", "H5", "H6", "H8"], loss_patch=_flip),
+          ["H1", "H2", "H3", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], loss_patch=_flip),
     _spec("predictor_bypassed", "predictor never applied (W_P = I)",
-          ["H1", "H2", "H3", "H4", "H5", "H6", "H8"], learner_patch=_predictor_bypassed),
+          ["H1", "H2", "H3", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], learner_patch=_predictor_bypassed),
     _spec("correlation_not_detached", "DirectPred's correlation estimate not detached",
-          ["H1", "H2", "H4", "H5", "H8"], learner_patch=_correlation_not_detached),
+          ["H1", "H2", "H4", "H5", "H8", "R1", "R4"], learner_patch=_correlation_not_detached),
     _spec("cosine_missing_normalisation", "cosine loss without 1/‖p‖", ["H4", "H6"], loss_patch=_cos_unnorm),
     _spec("normalize_ignored", "the λ_max normalisation option silently ignored", ["H8"],
           option_patch=_normalize_ignored),
     _spec("alpha_ignored", "the predictor exponent α silently fixed to 1",
           ["H1", "H2", "H3", "H4", "H5", "H8"], option_patch=_alpha_ignored),
     _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
-          "target)", ["H2", "H3", "T5", "P1", "P2", "P3"], option_patch=_stop_grad_ignored),
+          "target)", ["H2", "H3", "T5", "P1", "P2", "P3", "R1", "R2"], option_patch=_stop_grad_ignored),
     _spec("weight_decay_doubled", "weight decay applied twice (in the loss and again by the optimiser): "
           "the variance threshold moves to τ²/(8η) − 1",
           ["W1", "W2", "W3", "T1", "T3", "T4", "P1", "P3", "P4", "P5", "P6"], option_patch=_weight_decay_doubled),

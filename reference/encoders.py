@@ -248,3 +248,30 @@ def make_build(methods: dict[str, tuple[Callable, dict]], options: dict[str, set
         return cls(encoder, embed_dim, **{**preset, **opts})
     build.__doc__ = f"Adapter-protocol constructor for {sorted(methods)}."
     return build
+
+
+@torch.no_grad()
+def set_output_spectrum(encoder: MLPEncoder, lam: Tensor, views: Tensor) -> MLPEncoder:
+    """Give ``C = E[z zᵀ]`` on ``views`` the eigenvalues ``lam`` (S, M), keeping its eigenvectors.
+
+    The last layer is linear, ``z = h W + b``; right-multiplying ``W`` and ``b`` by the symmetric
+    ``T = U diag(√(λ_target/λ)) Uᵀ`` (``C = U diag(λ) Uᵀ``) maps ``C ↦ T C T = U diag(λ_target) Uᵀ``.
+    How the nonlinear analogue of :func:`ncspec.reference.linear.weights_with_spectrum` sets a
+    chosen initial spectrum (seed 003's Fig. 1 starts from one). Returns the encoder.
+    """
+    last = (encoder.projector or encoder.backbone)
+    _checks.tensor("lam", lam)
+    S, M = encoder.replicas, encoder.embed_dim
+    if lam.shape != (S, M) or (lam <= 0).any():
+        raise ValueError(f"lam must hold {M} positive eigenvalues for each of the {S} replicas, shape ({S}, {M}), "
+                         f"got shape {tuple(lam.shape)}{' with values <= 0' if lam.shape == (S, M) else ''}.")
+    z = encoder(views)
+    C = z.transpose(-1, -2) @ z / z.shape[-2]
+    ev, U = torch.linalg.eigh(C)
+    if (ev <= 0).any():
+        raise ValueError("the encoder's correlation on these views is singular (a dead output); re-initialise "
+                         "the encoder or use more views.")
+    T = (U * (lam.to(ev.dtype) / ev).sqrt().unsqueeze(-2)) @ U.transpose(-1, -2)
+    last.weights[-1].copy_(last.weights[-1] @ T)
+    last.biases[-1].copy_(last.biases[-1] @ T)
+    return encoder

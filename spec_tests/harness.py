@@ -81,3 +81,48 @@ def sgd_run(impl, method: str, setup: LinearSetup, lam0: torch.Tensor, *, lr: fl
 
 def max_rel_err(measured: torch.Tensor, predicted: torch.Tensor) -> float:
     return ((measured - predicted).abs() / predicted.abs()).max().item()
+
+
+@dataclass(frozen=True)
+class ReluSetup:
+    """A one-hidden-layer ReLU encoder ``z = W₂ᵀ relu(W₁ᵀx + b₁) + b₂`` on the linear-Gaussian data
+    (seed 003, appendix Fig. 2), S replicas (seeds) trained together, float64."""
+
+    sigma: float
+    alpha: float = 1.0
+    N: int = 8
+    hidden: int = 32
+    M: int = 4
+    replicas: int = 8
+    batch: int = 128
+    eval_batch: int = 2048
+    seed: int = 0
+
+    @property
+    def kappa(self) -> float:
+        return 1.0 + self.sigma ** 2
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def eval_views(self) -> torch.Tensor:
+        """The fixed views (eval_batch, N) on which C = E[zzᵀ] is measured."""
+        return gaussian_views(self.eval_batch, self.N, self.sigma, generator=self.generator(1))[0]
+
+    def encoder(self, lam0: tuple[float, ...]):
+        from ncspec.reference.encoders import MLPEncoder, set_output_spectrum
+        enc = MLPEncoder(self.N, (self.hidden,), self.M, batchnorm=False, replicas=self.replicas,
+                         generator=self.generator(2), dtype=torch.float64)
+        lam = torch.tensor(lam0, dtype=torch.float64).expand(self.replicas, self.M)
+        return set_output_spectrum(enc, lam, self.eval_views())
+
+
+def relu_run(impl, method: str, setup: ReluSetup, lam0: tuple[float, ...], *, lr: float, steps: int,
+             record_every: int, **options):
+    """Minibatch SGD of ``impl.build(method, ...)`` around a ReLU encoder whose C starts at ``lam0``."""
+    enc = setup.encoder(lam0)
+    learner = impl.build(method, enc, setup.M, alpha=setup.alpha, **options)
+    g = setup.generator(3)
+    return simulate(learner, enc,
+                    lambda k: gaussian_views(setup.batch, setup.N, setup.sigma, replicas=setup.replicas, generator=g),
+                    lr=lr, steps=steps, sigma=setup.sigma, record_every=record_every, eval_views=setup.eval_views())

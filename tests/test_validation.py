@@ -617,3 +617,43 @@ def test_theory_rejects_bad_input(call, match):
 
 def test_normalized_predictor_eigenvalues_of_zero_spectrum_are_finite():
     assert torch.isfinite(_th.predictor_eigenvalues(torch.zeros(3), 1.0, normalize=True)).all()
+
+
+# --- the same simulator on a nonlinear (ReLU) encoder -------------------------------------------
+
+def _relu(replicas=3, lam=(0.2, 0.5, 2.0)):
+    from ncspec.reference.encoders import MLPEncoder, set_output_spectrum
+    enc = MLPEncoder(N, (16,), 3, batchnorm=False, replicas=replicas, generator=torch.Generator().manual_seed(0),
+                     dtype=torch.float64)
+    xe = gaussian_views(512, N, 0.3, generator=torch.Generator().manual_seed(1))[0]
+    return set_output_spectrum(enc, torch.tensor(lam, dtype=torch.float64).expand(replicas, 3), xe), xe
+
+
+def test_set_output_spectrum_gives_C_the_requested_eigenvalues():
+    enc, xe = _relu()
+    z = enc(xe)
+    ev = torch.linalg.eigvalsh(z.transpose(-1, -2) @ z / z.shape[-2])
+    assert torch.allclose(ev, torch.tensor([0.2, 0.5, 2.0], dtype=torch.float64).expand(3, 3), rtol=1e-10)
+    with pytest.raises(ValueError, match=r"lam must hold 3 positive eigenvalues for each of the 3 replicas"):
+        _relu(lam=(0.2, -0.5, 2.0))
+
+
+def test_simulate_trains_a_relu_encoder_with_eval_views():
+    enc, xe = _relu()
+    learner = build("simsiam", enc, 3)
+    g = torch.Generator().manual_seed(2)
+    traj = simulate(learner, enc, lambda k: gaussian_views(64, N, 0.3, replicas=3, generator=g), lr=0.01, steps=4,
+                    sigma=0.3, record_every=2, eval_views=xe)
+    assert traj.W is None and traj.eig_C.shape == traj.eig_cov.shape == (3, 3, 3)
+    assert torch.allclose(traj.eig_C[0], torch.tensor([0.2, 0.5, 2.0], dtype=torch.float64), rtol=1e-10)
+    assert (traj.eig_cov <= traj.eig_C[..., -1:] + 1e-12).all() and traj.grad_sq[:-1].gt(0).all()
+
+
+def test_simulate_names_eval_views_for_a_nonlinear_encoder():
+    enc, xe = _relu()
+    views = lambda k: gaussian_views(64, N, 0.3, replicas=3)
+    with pytest.raises(TypeError, match=r"got MLPEncoder without a tensor W.*pass eval_views= to train a nonlinear"):
+        simulate(build("simsiam", enc, 3), enc, views, lr=0.01, steps=1, sigma=0.3)
+    lin = torch.nn.Sequential(torch.nn.Linear(N, 3).double())
+    with pytest.raises(TypeError, match=r"must carry S replicas .* got Sequential with replicas=None"):
+        simulate(build("simsiam", lin, 3), lin, views, lr=0.01, steps=1, sigma=0.3, eval_views=xe)

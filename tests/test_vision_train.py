@@ -163,3 +163,86 @@ def test_adapters_and_learned_predictors_train_through_the_protocol(cifar_root, 
         assert doc["status"] == "done" and doc["history"][0]["loss"] == doc["history"][0]["loss"], method
     with pytest.raises(ValueError, match="keeps its own EMA target"):
         train(TrainConfig(method="byol", ema=True, out=str(tmp_path / "c"), **kw))
+
+
+# --- untrusted and damaged checkpoints (issue 12, item 4) --------------------------------------
+
+class _RunsCode:
+    """A pickle payload: unpickling it calls os.system (what a crafted checkpoint would do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _tiny_run(cifar_root, out, **kw):
+    base = dict(dataset="cifar10", data_root=str(cifar_root), method="simsiam", epochs=2, batch_size=32,
+                eval_every=1, checkpoint_every=1, probe=False, out=str(out))
+    return TrainConfig(**{**base, **TINY, **kw})
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(cifar_root, tmp_path):
+    from ncspec.reference.vision.train import CheckpointError
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    out.mkdir()
+    torch.save({"schema": "ncspec.vision.ckpt/1", "state": _RunsCode(marker)}, out / "ckpt.pt")
+    with pytest.raises(CheckpointError, match=r"refusing to load .*ckpt\.pt.*GLOBAL posix\.system.*could run code"):
+        train(_tiny_run(cifar_root, out, resume=True))
+    assert not marker.exists(), "the crafted checkpoint ran code while it was loaded"
+
+
+def test_resume_from_a_truncated_checkpoint_names_the_file_and_the_previous_one(cifar_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    ref = train(_tiny_run(cifar_root, out))
+    ckpt, prev = out / "ckpt.pt", out / "ckpt.prev.pt"
+    assert prev.is_file(), "the atomic writer keeps the checkpoint before the current one"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) - 10])          # today: OSError [Errno 22] from inside torch
+    args = ["train", "--dataset", "cifar10", "--data-root", str(cifar_root), "--method", "simsiam", "--epochs", "2",
+            "--batch-size", "32", "--device", "cpu", "--backbone", "vgg11", "--width", "tiny", "--proj-hidden", "32",
+            "--proj-out", "16", "--eval-every", "1", "--checkpoint-every", "1", "--probe-iters", "20", "--no-probe",
+            "--no-progress", "--out", str(out), "--resume"]
+    assert vision_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume from {ckpt}: the file is damaged ({len(data) - 10} bytes" in err
+    assert "truncated" in err and f"{prev} exists: move it to ckpt.pt" in err and f"delete {ckpt}" in err
+    prev.replace(ckpt)                                 # the fix the message names: resume from the one before
+    assert vision_main(args) == 0
+    assert _strip(json.loads((out / "metrics.json").read_text())["history"]) == _strip(ref["history"])
+
+
+def test_checkpoints_load_with_weights_only(cifar_root, tmp_path):
+    """RNG states and learner state are tensors and plain containers: torch.load(weights_only=True) reads them."""
+    train(_tiny_run(cifar_root, tmp_path, method="isoloss", ema=True, epochs=1))
+    ck = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert isinstance(ck["rng"]["numpy"]["keys"], torch.Tensor) and ck["learner"]["corr"][0] == "__object__"
+
+
+# --- -o KEY=VALUE overrides one option (issue 12, item 5) ---------------------------------------
+
+def test_option_overrides_one_default_and_keeps_the_others(cifar_root, tmp_path, capsys):
+    from ncspec.reference import losses
+    from ncspec.reference.vision.train import Trainer, default_method_options
+    expected = {**default_method_options("simsiam", False), "stop_grad": "target"}
+    assert expected["form"] == "cosine" and expected["normalize"] is True
+    cfg = _tiny_run(cifar_root, tmp_path, epochs=1, method_options={"stop_grad": "target"}, progress=True)
+    tr = Trainer(cfg)
+    assert tr.method_options == expected
+    assert tr.learner.criterion is losses.SIMSIAM[("cosine", "target")] and tr.learner.normalize is True
+    doc = train(cfg)
+    assert doc["method_options_used"] == expected
+    assert json.loads((tmp_path / "metrics.json").read_text())["method_options_used"] == expected
+    printed = " ".join(capsys.readouterr().err.split())      # the console wraps long lines
+    assert "options: form='cosine' alpha=0.5 normalize=True eps=0.0 corr_ema=0.5 stop_grad='target'" in printed
+
+
+def test_unknown_option_key_lists_the_valid_ones(cifar_root, tmp_path, capsys):
+    args = ["train", "--dataset", "cifar10", "--data-root", str(cifar_root), "--method", "simsiam", "--epochs", "1",
+            "--device", "cpu", "--backbone", "vgg11", "--width", "tiny", "--out", str(tmp_path), "--no-progress",
+            "-o", "stop_gard=target"]
+    assert vision_main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) ['stop_gard'] for method 'simsiam'; valid options are" in err
+    assert "'stop_grad'" in err and "'corr_ema'" in err

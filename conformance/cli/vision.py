@@ -61,7 +61,8 @@ def _add_train(sub):
     m.add_argument("--adapter", default=None, help="implementation under test ('package.module:attr', an entry-point "
                    "name, 'mutant:NAME'); default: the reference")
     m.add_argument("-o", "--option", action="append", type=_option, default=None, metavar="KEY=VALUE",
-                   help="method option (repeatable), e.g. -o alpha=0.5 -o form=cosine; replaces the defaults")
+                   help="method option (repeatable), e.g. -o alpha=0.5 -o form=cosine; each overrides that one "
+                   "option and the method's other defaults stay (the run prints and records the options used)")
     m.add_argument("--ema", action="store_true", help="EMA target network for the learner's target view "
                    "(momentum --ema-momentum → 1, cosine schedule)")
     m.add_argument("--ema-momentum", type=float, default=0.99)

@@ -35,6 +35,20 @@ def build(method: str, encoder: nn.Module, embed_dim: int, *, distributed: bool 
     return learner
 
 
+def option_names(method: str) -> frozenset[str]:
+    """The keyword options ``build(method, ...)`` accepts (``distributed`` aside)."""
+    _checks.choice("method", method, set(METHODS))
+    for family in _FAMILIES:
+        if method in family.METHODS:
+            return frozenset(family.OPTIONS[family.METHODS[method][0].__name__])
+    if method in LEARNED_METHODS:
+        import inspect
+        sig = inspect.signature(LearnedPredictorSiamese.__init__).parameters.values()
+        return frozenset(p.name for p in sig if p.kind is p.KEYWORD_ONLY)
+    from .siamese import _OPTIONS
+    return frozenset(_OPTIONS)
+
+
 def _build(method: str, encoder: nn.Module, embed_dim: int, **options):
     _checks.choice("method", method, set(METHODS))
     for family in _FAMILIES:

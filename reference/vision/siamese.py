@@ -135,22 +135,74 @@ def build_fast(method: str, encoder: nn.Module, embed_dim: int, **options):
 # --- learner state for checkpoints ------------------------------------------------------------
 
 
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(v, enc, seen: set):
+    """``v`` as tensors and plain containers (what ``torch.load(weights_only=True)`` reads back), or
+    ``_SKIP``: modules as ``("__module__", state_dict)``, generators as ``("__generator__", state)``,
+    other objects as ``("__object__", {attribute: value})``; callables are code, not state."""
+    if isinstance(v, Tensor):
+        return v.detach().clone()
+    if isinstance(v, _PLAIN):
+        return v
+    if isinstance(v, nn.Module):
+        return _SKIP if v is enc else ("__module__", v.state_dict())
+    if isinstance(v, torch.Generator):
+        return ("__generator__", v.get_state())
+    if callable(v) or id(v) in seen:
+        return _SKIP
+    seen.add(id(v))
+    if isinstance(v, (list, tuple)):
+        items = [_plain(x, enc, seen) for x in v]
+        if type(v) not in (list, tuple) or any(x is _SKIP for x in items):
+            return _SKIP                      # a namedtuple or an unrepresentable item
+        return type(v)(items)
+    if isinstance(v, dict):
+        items = {k: _plain(x, enc, seen) for k, x in v.items()}
+        ok = all(isinstance(k, _PLAIN) for k in items) and not any(x is _SKIP for x in items.values())
+        return items if ok else _SKIP
+    if hasattr(v, "__dict__"):
+        return ("__object__", _attributes(v, enc, seen))
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def _attributes(obj, enc, seen: set) -> dict:
+    out = {}
+    for k, v in vars(obj).items():
+        p = _plain(v, enc, seen)
+        if p is not _SKIP:
+            out[k] = p
+    return out
+
+
 def learner_state(learner) -> dict:
     """Everything a learner carries besides its encoder: predictor, correlation EMA, counters, and the
-    weights of networks it owns (a BYOL target, a DINO teacher)."""
+    weights of networks it owns (a BYOL target, a DINO teacher) — as tensors and plain containers only,
+    so that a checkpoint loads with ``torch.load(..., weights_only=True)``."""
     if hasattr(learner, "state_dict") and not isinstance(learner, nn.Module):
         return {"__state_dict__": learner.state_dict()}
-    out = {}
-    enc = getattr(learner, "encoder", None)
-    for k, v in vars(learner).items():
-        if isinstance(v, nn.Module):
-            if v is not enc:
-                out[k] = ("__module__", v.state_dict())
-            continue
-        if callable(v) and not isinstance(v, Tensor):
-            continue
-        out[k] = v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
-    return out
+    return _attributes(learner, getattr(learner, "encoder", None), {id(learner)})
+
+
+def _restore(obj, k: str, v) -> None:
+    cur = getattr(obj, k, None)
+    tag = v[0] if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) else None
+    if tag == "__module__":
+        cur.load_state_dict(v[1])
+    elif tag == "__generator__":
+        cur.set_state(v[1])
+    elif tag == "__object__":
+        for kk, vv in v[1].items():
+            _restore(cur, kk, vv)
+    elif isinstance(cur, Tensor) and isinstance(v, Tensor) and cur.shape == v.shape:
+        with torch.no_grad():
+            cur.copy_(v)
+    else:
+        setattr(obj, k, v)
 
 
 def load_learner_state(learner, state: dict) -> None:
@@ -158,11 +210,4 @@ def load_learner_state(learner, state: dict) -> None:
         learner.load_state_dict(state["__state_dict__"])
         return
     for k, v in state.items():
-        cur = getattr(learner, k, None)
-        if isinstance(v, tuple) and len(v) == 2 and v[0] == "__module__":
-            cur.load_state_dict(v[1])
-        elif isinstance(cur, Tensor) and isinstance(v, Tensor) and cur.shape == v.shape:
-            with torch.no_grad():
-                cur.copy_(v)
-        else:
-            setattr(learner, k, v)
+        _restore(learner, k, v)

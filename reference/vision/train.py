@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class TrainConfig:
     unlabeled: bool = True                   # STL-10: pre-train on unlabeled + train
     # method
     method: str = "simsiam"
-    method_options: dict | None = None       # None: default_method_options(method, ema)
+    method_options: dict | None = None       # overrides of default_method_options(method, ema); None: none
     learner: str = "auto"                    # "reference" | "fast" | "auto" (fast on CUDA where it applies)
     ema: bool = False                        # EMA target network (BYOL-style)
     ema_momentum: float = 0.99               # cosine-scheduled to 1
@@ -110,6 +111,20 @@ def default_method_options(method: str, ema: bool) -> dict:
     return {}
 
 
+def resolve_method_options(method: str, ema: bool, overrides: dict | None, *,
+                           valid: frozenset[str] | None = None) -> dict:
+    """The options a run uses: :func:`default_method_options` with ``overrides`` on top (one key
+    each; the other defaults stay). ``valid``: the keys the method accepts; an unknown override is
+    an error naming them."""
+    overrides = dict(overrides or {})
+    if valid is not None:
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options are "
+                             f"{sorted(valid)} (-o KEY=VALUE overrides one of them and keeps the other defaults).")
+    return {**default_method_options(method, ema), **overrides}
+
+
 # --- small pieces ---------------------------------------------------------------------------
 
 def resolve_device(name: str) -> torch.device:
@@ -158,10 +173,84 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, *, keep_previous: bool = False) -> None:
+    """Write to ``path.tmp``, then rename over ``path``; ``keep_previous`` first moves the old file
+    to :func:`previous_path` (a checkpoint damaged later can then be replaced by the one before)."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
+    if keep_previous and path.is_file():
+        os.replace(path, previous_path(path))
     os.replace(tmp, path)
+
+
+def previous_path(path: Path) -> Path:
+    """``ckpt.pt`` → ``ckpt.prev.pt``: the checkpoint written before the current one."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+CKPT_SCHEMA = "ncspec.vision.ckpt/1"
+
+
+def _reason(e: BaseException) -> str:
+    """The informative sentence of a loader error: the refused global, else the first sentence."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
+    return line.split(". ")[0].rstrip(".") or type(e).__name__
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: damaged, not an ncspec checkpoint, or unsafe to load."""
+
+
+def _rng_state(device: torch.device) -> dict:
+    """Every RNG the run draws from, as tensors and plain values (``weights_only`` loads them)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    rng = dict(torch=torch.get_rng_state(), python=random.getstate(),
+               numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                          has_gauss=int(has_gauss), cached_gaussian=float(cached)))
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng_state(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    n = rng["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def load_checkpoint_file(path: Path, map_location=None) -> dict:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, so a crafted file
+    cannot run code while it is read. Damaged, foreign or unsafe files raise :class:`CheckpointError`
+    naming the file, what is wrong and what to do."""
+    path = Path(path)
+    prev = previous_path(path)
+    fix = (f"restore the previous checkpoint ({prev} exists: move it to {path.name}) or delete {path} to start "
+           f"the run from scratch" if prev.is_file() else f"delete {path} to start the run from scratch, or "
+           f"restore a copy of it from a backup")
+    size = path.stat().st_size
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects that are not plain tensors or containers "
+            f"({_reason(e)}); unpickling them could run code from the file, and an ncspec "
+            f"checkpoint never needs it (it is read with torch.load(weights_only=True)). If you did not write "
+            f"this file, do not trust it; {fix}.") from e
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot resume from {path}: the file is damaged ({size} bytes; {type(e).__name__}: {_reason(e)}), "
+            f"most likely truncated (a copy that did not finish, a full disk); {fix}.") from e
+    if not (isinstance(ck, dict) and ck.get("schema") == CKPT_SCHEMA):
+        raise CheckpointError(f"cannot resume from {path}: it is not an ncspec training checkpoint (schema "
+                              f"{ck.get('schema') if isinstance(ck, dict) else type(ck).__name__!r}, expected "
+                              f"{CKPT_SCHEMA!r}); {fix}.")
+    return ck
 
 
 class Pair(nn.Module):
@@ -325,7 +414,12 @@ class Trainer:
     def _build_learner(self, builder):
         cfg, notes = self.cfg, []
         method = cfg.method
-        opts = default_method_options(method, cfg.ema) if cfg.method_options is None else dict(cfg.method_options)
+        valid = None
+        if builder is None:
+            from ..methods import METHODS, option_names
+            valid = option_names(method) if method in METHODS else None
+        opts = resolve_method_options(method, cfg.ema, cfg.method_options, valid=valid)
+        self.method_options = opts
         if cfg.ema and method in OWN_TARGET:
             raise ValueError(f"method {method!r} keeps its own EMA target network (momentum option "
                              f"of the learner); drop ema=True (--ema), which adds the trainer's.")
@@ -340,7 +434,10 @@ class Trainer:
                     raise ValueError(f"learner='fast' supports simsiam/isoloss/directset/directpred with options "
                                      f"{sorted(FastClosedForm.SUPPORTED)}; got {method!r} {opts}.")
             return builder_ref(method, self.served, cfg.proj_out, **opts), "reference", notes
-        return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
+        try:
+            return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
+        except TypeError as e:   # an adapter's build rejecting an option key
+            raise ValueError(f"the adapter's build({method!r}, ...) rejected the options {opts}: {e}") from e
 
     # -- one optimisation step on this rank's slice of the global batch
     def step(self, v1: Tensor, v2: Tensor, y: Tensor, lr: float, ro_lr: float, m: float | None,
@@ -451,20 +548,17 @@ class Trainer:
 
     # -- persistence
     def checkpoint(self) -> dict:
-        rng = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return dict(schema="ncspec.vision.ckpt/1", config=self.cfg.to_dict(), state=self.state,
+        return dict(schema=CKPT_SCHEMA, config=self.cfg.to_dict(), state=self.state,
                     encoder=self.encoder.state_dict(), ema=self.ema.net.state_dict() if self.ema else None,
                     readout=self.readout.state_dict(), opt=self.opt.state_dict(), ro_opt=self.ro_opt.state_dict(),
-                    learner=learner_state(self.learner), rng=rng)
+                    learner=learner_state(self.learner), rng=_rng_state(self.device))
 
     def save_checkpoint(self) -> None:
         ck = self.checkpoint()
-        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(ck, p))
+        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(ck, p), keep_previous=True)
 
     def load_checkpoint(self, path: Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        ck = load_checkpoint_file(path, map_location=self.device)
         mine, theirs = self.cfg.to_dict(), ck["config"]
         allowed = {"resume", "out", "progress", "device", "data_root", "download", "epochs", "compile",
                    "compile_backend", "eval_every", "checkpoint_every"}
@@ -483,14 +577,11 @@ class Trainer:
         self.ro_opt.load_state_dict(ck["ro_opt"])
         load_learner_state(self.learner, ck["learner"])
         self.state = ck["state"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        np.random.set_state(ck["rng"]["numpy"])
-        random.setstate(ck["rng"]["python"])
-        if "cuda" in ck["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+        _set_rng_state(ck["rng"], self.device)
 
     def write_metrics(self, final: dict | None = None) -> dict:
-        doc = dict(schema="ncspec.vision/1", config=self.cfg.to_dict(), learner=self.learner_impl,
+        doc = dict(schema="ncspec.vision/1", config=self.cfg.to_dict(), method_options_used=self.method_options,
+                   learner=self.learner_impl,
                    notes=self.notes, device=str(self.device), world_size=self.world,
                    batch_size=self.batch, steps_per_epoch=self.steps_per_epoch, status=self.state["status"],
                    history=self.state["history"], spectra=self.state["spectra"],
@@ -591,6 +682,7 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
         console.print(f"[bold]{cfg.method}[/] {'EMA' if cfg.ema else 'no EMA'} · {cfg.backbone} ({cfg.width}) · "
                       f"{tr.ds.name} {tuple(tr.x_ssl.shape)} · batch {tr.batch} × {tr.steps_per_epoch} steps · "
                       f"{tr.device} × {tr.world} · learner {tr.learner_impl}")
+        console.print(f"options: {_format_options(tr.method_options)}", markup=False, highlight=False)
         if tr.device.type == "cpu" and cfg.width == "full":
             console.print("[yellow]note[/]: a full-width network on CPU is slow; --width tiny --backbone vgg11 "
                           "makes a smoke run.")
@@ -649,6 +741,10 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
                       + (f" · probe {final['probe_acc']:.4f}" if "probe_acc" in final else "")
                       + f" · metrics in {tr.out}")
     return {**doc, "model": tr.encoder} if return_model else doc
+
+
+def _format_options(opts: dict) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in opts.items()) or "(none)"
 
 
 def _max_param_diff(tr: Trainer) -> float:
