@@ -257,7 +257,7 @@ def set_output_spectrum(encoder: MLPEncoder, lam: Tensor, views: Tensor) -> MLPE
     The last layer is linear, ``z = h W + b``; right-multiplying ``W`` and ``b`` by the symmetric
     ``T = U diag(√(λ_target/λ)) Uᵀ`` (``C = U diag(λ) Uᵀ``) maps ``C ↦ T C T = U diag(λ_target) Uᵀ``.
     How the nonlinear analogue of :func:`ncspec.reference.linear.weights_with_spectrum` sets a
-    chosen initial spectrum (seed 003's Fig. 1 starts from one). Returns the encoder.
+    chosen initial spectrum (Halvagal et al. 2022's Fig. 1 starts from one). Returns the encoder.
     """
     last = (encoder.projector or encoder.backbone)
     _checks.tensor("lam", lam)

@@ -86,7 +86,7 @@ def max_rel_err(measured: torch.Tensor, predicted: torch.Tensor) -> float:
 @dataclass(frozen=True)
 class ReluSetup:
     """A one-hidden-layer ReLU encoder ``z = W₂ᵀ relu(W₁ᵀx + b₁) + b₂`` on the linear-Gaussian data
-    (seed 003, appendix Fig. 2), S replicas (seeds) trained together, float64."""
+    (Halvagal et al. 2022, appendix Fig. 2), S replicas (seeds) trained together, float64."""
 
     sigma: float
     alpha: float = 1.0

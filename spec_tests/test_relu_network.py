@@ -1,4 +1,4 @@
-"""Claims R1–R4: the eigenvalue dynamics of H1–H5 in a ReLU network (seed 003, appendix Fig. 2).
+"""Claims R1–R4: the eigenvalue dynamics of H1–H5 in a ReLU network (Halvagal et al. 2022, appendix Fig. 2).
 
 Halvagal, Laborieux & Zenke, "An eigenspace view reveals how predictor networks and stop-grads
 provide implicit variance regularization" (NeurIPS 2022 SSL workshop), §2 and appendix Fig. 2: the

@@ -7,7 +7,7 @@ discretisation of the expected-gradient flow; with :func:`gaussian_views` it is
 minibatch SGD. It records what the claims measure: the eigenvalues of the
 population correlation ``C = (1+σ²) W Wᵀ``, ``‖W‖²_F`` and ``‖∇_W‖²_F``.
 
-The same loop trains a *nonlinear* encoder on the same data (seed 003, appendix
+The same loop trains a *nonlinear* encoder on the same data (Halvagal et al. 2022, appendix
 Fig. 2: a ReLU network): any replica-batched module whose parameters carry the
 replica dimension first (e.g. :class:`ncspec.reference.encoders.MLPEncoder`),
 with ``eval_views`` — a fixed batch of views on which ``C = E[z zᵀ]`` and the
