@@ -184,7 +184,7 @@ def conventions_in_force(report: dict) -> list[str]:
     for c in report["claims"]:
         for r in c["measurements"]:
             q = r["quantity"]
-            if ("loss scale" in q and "×1:" not in q) or q.startswith("convention "):
+            if re.search(r"(^|: )loss scale (×(?!1:)|not measured)", q) or q.startswith("convention "):
                 seen.setdefault(q, []).append(c["id"])
     return [f"{q} [{', '.join(dict.fromkeys(ids))}]" for q, ids in seen.items()]
 

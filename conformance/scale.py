@@ -109,45 +109,64 @@ def fit(g_impl: Tensor, g_def: Tensor) -> tuple[float, float]:
     return c, (float((g_impl - c * g_def).norm()) / ni if ni else 0.0)
 
 
+def _vanishes(g: Tensor, value: float) -> bool:
+    """A gradient at rounding level (float64: ‖g‖ ≤ 1e-12·max(1, |L|)): a stationary point, no direction to fit."""
+    return float(g.norm()) <= 1e-12 * max(1.0, abs(value))
+
+
 def _params(learner) -> list[Tensor]:
     return [p for p in learner.parameters() if isinstance(p, Tensor) and p.requires_grad]
 
 
 class _Probe:
-    """What the first call needs to build the definition: the method, its options and conventions, and the
-    RNG state the implementation's ``build`` started from (the definition draws the same initialisation)."""
+    """The definition built beside the implementation: the reference method with the same options and
+    conventions, on a copy of the encoder as it was at ``build`` and from the same RNG state (so it draws the
+    same initialisation and its EMA target starts where the implementation's did)."""
 
-    def __init__(self, method, options, conventions, encoder, embed_dim, rng):
+    def __init__(self, method, options, conventions, encoder, embed_dim, rng, snapshot):
         self.method, self.options, self.conventions = method, options, conventions
-        self.encoder, self._M, self.rng = encoder, embed_dim, rng
+        self.encoder, self._M, self.rng, self.snapshot = encoder, embed_dim, rng, snapshot
 
     def definition(self, **override):
-        """The reference learner on a copy of the encoder as it is now, and the tensors to differentiate."""
+        """A fresh reference learner on a copy of the build-time encoder: (learner, its encoder's trainable
+        weights, its own trainable parameters)."""
         from ncspec.reference import methods
         after = torch.get_rng_state()
         torch.set_rng_state(self.rng)
         try:
-            enc = copy.deepcopy(self.encoder)
+            enc = copy.deepcopy(self.snapshot)
             ref = methods.build(self.method, enc, self._M, **{**self.options, **override})
         finally:
             torch.set_rng_state(after)
         own = [p for p in enc.parameters() if p.requires_grad]
         return ref, own, [p for p in _params(ref) if all(p is not q for q in enc.parameters())]
 
-    def definition_gradient(self, view1, view2, rng, **override) -> Tensor:
+    def synced(self, current: list[Tensor], **override):
+        """:meth:`definition` with its trainable tensors set to the implementation's current values (the
+        harness may set the encoder's weights after ``build``; the EMA target keeps its build-time copy)."""
         ref, own, extra = self.definition(**override)
+        with torch.no_grad():
+            for p, q in zip([*own, *extra], current):
+                p.copy_(q)
+        return ref, [*own, *extra]
+
+    def definition_gradient(self, view1, view2, rng, current, *, value: bool = False, **override):
+        """∂L_def/∂(tensors, views) on the implementation's current state (and L_def when ``value``)."""
+        ref, tensors = self.synced(current, **override)
         v1, v2 = _views_with_grad(view1, view2)
         after = torch.get_rng_state()
         torch.set_rng_state(rng)                          # the same draws as the implementation's call
         try:
-            return _gradient_of(ref.loss(v1, v2), [*own, *extra, v1, v2])
+            loss = ref.loss(v1, v2)
+            g = _gradient_of(loss, [*tensors, v1, v2])
+            return (g, float(loss.detach())) if value else g
         finally:
             torch.set_rng_state(after)
 
-    def explain(self, view1, view2, rng, g_i: Tensor, g_d: Tensor) -> str:
+    def explain(self, view1, view2, rng, current, g_i: Tensor, g_d: Tensor) -> str:
         """What a non-uniform residual is: a declarable convention, or weight decay left unscaled."""
         for alt in conv.alternatives(self.method, self.conventions):
-            g_alt = self.definition_gradient(view1, view2, rng, **conv.reference_options(self.method, alt))
+            g_alt = self.definition_gradient(view1, view2, rng, current, **conv.reference_options(self.method, alt))
             c, r = fit(g_i, g_alt)
             if r <= RESIDUAL_TOL and c > 0:
                 (key, value), = alt.items()
@@ -156,7 +175,7 @@ class _Probe:
                         f"declare conventions = {{{key!r}: {value!r}}} on the adapter.")
         wd = self.options.get("weight_decay")
         if wd:
-            g_data = self.definition_gradient(view1, view2, rng, weight_decay=0.0)
+            g_data = self.definition_gradient(view1, view2, rng, current, weight_decay=0.0)
             A = torch.stack([g_data, g_d - g_data], 1)
             ab = torch.linalg.lstsq(A, g_i.unsqueeze(1)).solution.squeeze(1)
             a, b = ab.tolist()
@@ -229,29 +248,26 @@ class ScaledLearner(_Proxy):
 
     def _measure(self, probe, loss, inner, v1, v2, rng) -> tuple[ScaleFit, str]:
         method = probe.method
-        try:
-            ref, own_d, extra_d = probe.definition()
-        except Exception as e:
-            return ScaleFit(method, 1.0, math.nan, measured=False,
-                            note=f"the definition does not build with these options ({type(e).__name__})"), ""
         own_i = [p for p in probe.encoder.parameters() if p.requires_grad]
         extra_i = [p for p in _params(inner) if all(p is not q for q in probe.encoder.parameters())]
-        aligned = len(extra_i) == len(extra_d) and all(
-            a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach(), b.detach())
-            for a, b in zip(extra_i, extra_d))
-        if not aligned:
-            return ScaleFit(method, 1.0, math.nan, measured=False, note="the learner's own parameters (e.g. an MLP "
-                            "head) cannot be aligned with the definition's"), ""
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             return ScaleFit(method, 1.0, math.nan, measured=False, note="the loss is not a scalar tensor"), ""
-        g_i = _gradient_of(loss, [*own_i, *extra_i, v1, v2], retain=True)
-        g_d = probe.definition_gradient(v1, v2, rng)
+        current = [*own_i, *extra_i]
+        g_i = _gradient_of(loss, [*current, v1, v2], retain=True)
+        g_d, value_d = probe.definition_gradient(v1, v2, rng, current, value=True)
+        value_i = float(loss.detach())
+        if _vanishes(g_i, value_i) and _vanishes(g_d, value_d):
+            # a stationary point (e.g. collapsed unit embeddings): only the values carry the factor
+            c = value_i / value_d if value_d and math.isfinite(value_i / value_d) else 0.0
+            if c > 0:
+                return ScaleFit(method, c, 0.0, note="from the loss values: the gradient vanishes here"), ""
+            return ScaleFit(method, 1.0, math.nan, measured=False, note="the gradient vanishes here"), ""
         c, r = fit(g_i, g_d)
         fit_ = ScaleFit(method, c, r)
         if r > RESIDUAL_TOL:
             return fit_, (f"{method}: the implementation's gradient is not a constant multiple of the definition's "
                           f"(least-squares factor c = {c:.4g}, relative residual {r:.3g} > {RESIDUAL_TOL:g}, the most "
-                          f"a pure loss-scale convention leaves)." + probe.explain(v1, v2, rng, g_i, g_d))
+                          f"a pure loss-scale convention leaves)." + probe.explain(v1, v2, rng, current, g_i, g_d))
         if c == 0:
             return fit_, (f"{method}: the implementation's gradient is zero where the definition's is not: no "
                           f"gradient reaches the parameters (everything detached?), not a convention.")
@@ -286,6 +302,10 @@ class ScaleAwareAdapter(_Proxy):
         if type(unwrap(inner)) is ReferenceAdapter:       # the definition itself
             return inner.build(method, encoder, embed_dim, **options)
         rng = torch.get_rng_state()
+        try:
+            snapshot = copy.deepcopy(encoder)
+        except Exception:
+            snapshot = None
         learner = inner.build(method, encoder, embed_dim, **options)
         conventions = conv.of(inner)
         if method not in methods.METHODS or options.get("distributed"):
@@ -296,8 +316,27 @@ class ScaleAwareAdapter(_Proxy):
             _report(fit_, embed_dim)
             return ScaledLearner(learner, None, embed_dim, fit_)
         probe = _Probe(method, {**options, **conv.reference_options(method, conventions)}, conventions, encoder,
-                       embed_dim, rng)
+                       embed_dim, rng, snapshot)
+        note = _unaligned(probe, learner, encoder) if snapshot is not None else "the encoder cannot be copied"
+        if note:
+            fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
+            _report(fit_, embed_dim)
+            return ScaledLearner(learner, None, embed_dim, fit_)
         return ScaledLearner(learner, probe, embed_dim)
+
+
+def _unaligned(probe: _Probe, learner, encoder) -> str:
+    """Why the learner cannot be compared with the definition ('' if it can): the definition does not build,
+    or the learner's own parameters (e.g. an MLP head) differ from the definition's at initialisation."""
+    try:
+        _, _, extra_d = probe.definition()
+    except Exception as e:
+        return f"the definition does not build with these options ({type(e).__name__})"
+    extra_i = [p for p in _params(learner) if all(p is not q for q in encoder.parameters())]
+    same = len(extra_i) == len(extra_d) and all(
+        a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.detach(), b.detach())
+        for a, b in zip(extra_i, extra_d))
+    return "" if same else "the learner's own parameters (e.g. an MLP head) cannot be aligned with the definition's"
 
 
 def scale_aware(adapter) -> ScaleAwareAdapter:

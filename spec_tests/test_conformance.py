@@ -330,8 +330,8 @@ C6 = register(
     measures="relative error of each term alone (weights (1,0,0), (0,1,0), (0,0,1)) against c × the definition, "
              "c the implementation's loss scale (its invariance term's factor)",
     prediction="0",
-    tolerance="1e-10: the same float64 arithmetic up to summation order. Note the paper's eq. 6 writes "
-              "v(Z) + v(Z′); the authors' code (and lightly, and the published μ = 25) use ½ of it.")
+    tolerance="1e-10: the same float64 arithmetic up to summation order. The paper's eq. 6 writes "
+              "v(Z) + v(Z′); the authors' code (and lightly, and the published μ = 25) use ½ of it: the default.")
 
 
 def vicreg_terms(z1, z2, eps=1e-4):
