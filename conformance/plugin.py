@@ -289,7 +289,8 @@ class Collector:
                 got = call.excinfo.exconly().splitlines()[0][:200] if call.excinfo else ""
                 reason = (entry.reason if entry else rep.wasxfail) + (f" (failed as expected: {got})" if got else "")
             elif rep.skipped and isinstance(rep.longrepr, tuple):
-                reason = rep.longrepr[2]
+                # the first line: Hypothesis adds its example to a skip raised inside an @example
+                reason = str(rep.longrepr[2]).strip().splitlines()[0] if str(rep.longrepr[2]).strip() else ""
             elif rep.failed and entry is not None and rep.when == "call" and call.excinfo is None:
                 # pytest's strict XPASS: outcome "failed", longrepr "[XPASS(strict)] …", no wasxfail
                 reason = (f"expected failure passed (strict): remove {entry.text!r} from the expected-failures "

@@ -90,3 +90,12 @@ def test_report_lists_the_claims_that_ran_no_example():
     assert "## Coverage on adapter x" in md
     assert "| J5 | no example ran: adapter 'x' does not declare barlow_twins |" in md
     assert "1 of 2 tests skipped: test_c (adapter 'x' does not declare lsimple)" in md
+
+
+def test_t1_runs_for_an_adapter_with_only_one_target():
+    """T1 draws the target; an adapter without BYOL runs the online target on every draw instead of skipping."""
+    class NoBYOL(ReferenceAdapter):
+        name = "reference-without-byol"
+        capabilities = ReferenceAdapter.capabilities - {"byol", "target:ema"}
+    outcome, details = run_claim_detail("T1", NoBYOL())
+    assert outcome == "passed" and all(o == "passed" for _, o, _ in details), details

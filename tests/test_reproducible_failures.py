@@ -1,0 +1,85 @@
+"""Issue 11 items 5–6: a crash is not a catch; every failure says how to rerun it.
+
+* :func:`ncspec.conformance.killmatrix.classify` counts only a claim's AssertionError (raised in a
+  spec module, also inside Hypothesis' group of several failures) as ``failed``; anything else is
+  ``errored``, and ``ncspec mutants`` fails on a ``caught_by`` pair that only errored.
+* ``ncspec check`` reports the failing example, the ``@reproduce_failure`` blob, the seed of a
+  thorough run and the command that reruns it; ``--seed N`` reruns a thorough draw.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from ncspec.conformance.cli import main
+from ncspec.conformance.killmatrix import _spec_dir, classify, failures
+
+try:
+    from builtins import ExceptionGroup
+except ImportError:  # Python 3.10: the backport Hypothesis depends on
+    from exceptiongroup import ExceptionGroup
+
+MUTANT = "mutant:isoloss_rearrangement_dropped"
+FAST = "isoloss_gradient_identity"
+
+
+def _raised(code: str, filename: str) -> BaseException:
+    try:
+        exec(compile(code, filename, "exec"), {})
+    except BaseException as e:  # the exception is the subject
+        return e
+    raise AssertionError("the code did not raise")
+
+
+def test_an_assertion_in_a_spec_module_is_a_catch():
+    assert classify(_raised("assert 1 == 2, 'claim'", os.path.join(_spec_dir(), "test_fake.py"))) == "failed"
+
+
+def test_a_crash_or_an_assertion_elsewhere_is_errored():
+    assert classify(_raised("raise ValueError('W_P must be finite')", os.path.join(_spec_dir(), "x.py"))) == "errored"
+    assert classify(_raised("assert False, 'inside the implementation'", "/somewhere/lib.py")) == "errored"
+    assert classify(_raised("import math; math.log(-1)", os.path.join(_spec_dir(), "x.py"))) == "errored"
+
+
+def test_hypothesis_groups_count_when_one_leaf_is_a_claim_assertion():
+    spec = _raised("assert 0, 'claim'", os.path.join(_spec_dir(), "test_fake.py"))
+    crash = _raised("raise FloatingPointError('nan')", os.path.join(_spec_dir(), "test_fake.py"))
+    assert classify(ExceptionGroup("two bugs", [crash, spec])) == "failed"
+    assert classify(ExceptionGroup("one crash", [crash])) == "errored"
+
+
+def test_mutants_fails_on_a_caught_by_pair_that_only_errored():
+    matrix = dict(mutants={"m": dict(bug="b", caught_by=["C8", "H3"], claims={"C8": "caught", "H3": "errored"},
+                                     errors={"H3": ["test_x: FloatingPointError: loss became non-finite"]},
+                                     caught=True, missed=["H3"])})
+    (problem,) = failures(matrix)
+    assert problem.startswith("claim H3 is listed in caught_by of mutant 'm' but it only errored (a crash, not a "
+                              "failed assertion: test_x: FloatingPointError: loss became non-finite)")
+
+
+def test_seed_needs_the_thorough_profile(capsys):
+    assert main(["check", "--seed", "5", "--profile", "ci", "-k", FAST]) == 2
+    assert "--seed 5 reruns a draw of the randomised 'thorough' profile" in capsys.readouterr().err
+
+
+def test_a_failure_carries_its_reproduction(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    assert main(["check", "--adapter", MUTANT, "-k", FAST, "--seed", "7", "--json", str(path)]) == 1
+    report = json.loads(path.read_text())
+    assert report["profile"] == "thorough" and report["hypothesis_seed"] == 7
+    (test,) = [t for c in report["claims"] for t in c["tests"] if t["outcome"] == "failed"]
+    r = test["reproduce"]
+    assert r["seed"] == 7 and r["command"] == f"ncspec check --adapter {MUTANT} -k test_{FAST} --seed 7"
+    assert "setup=LinearSetup(" in r["example"]                       # the drawn example
+    assert r["blob"].startswith("@reproduce_failure(")
+    out = capsys.readouterr().out
+    assert "seed 7" in out and "Reproduce the failures:" in out and "--seed 7" in out
+
+
+@pytest.mark.parametrize("profile,seeded", [("ci", False), ("thorough", True)])
+def test_a_thorough_run_always_has_a_seed(tmp_path, profile, seeded):
+    path = tmp_path / "r.json"
+    assert main(["check", "-k", FAST, "--profile", profile, "--json", str(path)]) == 0
+    seed = json.loads(path.read_text())["hypothesis_seed"]
+    assert (seed is not None) == seeded and (seed is None or isinstance(seed, int))
