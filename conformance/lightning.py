@@ -87,7 +87,8 @@ class CollapseMonitorCallback(pl.Callback):
                  save_embeddings: str | Path | None = None):
         super().__init__()
         if not (isinstance(report_every, int) and report_every >= 1):
-            raise ValueError(f"report_every must be an int >= 1 (training batches between reports), got {report_every!r}.")
+            raise ValueError(f"report_every must be an int >= 1 (training batches between reports), "
+                             f"got {report_every!r}.")
         self.module_name, self.every, self.report_every, self.use_ema = module, every, report_every, ema
         self.monitor = CollapseMonitor(mode=mode, every=1, method=method, thresholds=thresholds,
                                        keep_embeddings=save_embeddings is not None)

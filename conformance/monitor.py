@@ -98,14 +98,15 @@ class Thresholds:
     warmup: observations at the start that are recorded but never judged.
     """
 
-    complete_total_var: float = 0.01
-    dimensional_rank: float = 2.5
+    complete_total_var: float = 0.05
+    live_eigenvalue: float = 1e-5
+    dimensional_fraction: float = 0.125
     diverge_growth: float = 1e4
     patience: int = 3
     warmup: int = 0
 
     def __post_init__(self):
-        for name in ("complete_total_var", "dimensional_rank", "diverge_growth"):
+        for name in ("complete_total_var", "live_eigenvalue", "dimensional_fraction", "diverge_growth"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"Thresholds.{name} must be a finite number > 0, got {v!r}.")
@@ -251,6 +252,7 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         nonfinite=(~torch.isfinite(views)).sum(),
         gram_raw=_gram(z1),                                          # RankMe as published: raw z of view 1
         gram_centred=_gram(uc) / (V * B),                            # eigenvalues of the centred Cov(ẑ)
+        n_samples=V * B,
     )
     if V == 2:
         s_sq_u, r_u = unbiased_moments(views)
@@ -387,6 +389,8 @@ class CollapseMonitor:
         if self._z0 is None and math.isfinite(st["z_norm"]):
             self._z0 = st["z_norm"]
         st["step"] = step
+        eig = st["eig_cov"]
+        st["live_dims"] = sum(1 for e in eig if e >= th.live_eigenvalue * eig[0]) if eig and eig[0] > 0 else 0
         notes = self._ema_notes(st)
         self.history.append(st)
         raw, reason = self._classify(st)
@@ -423,12 +427,15 @@ class CollapseMonitor:
             return COMPLETE, (f"‖s‖ = {st['center_norm']:.4f}: the total variance of the l2-normalised embeddings "
                               f"1 − ‖s‖² = {tv:.2e} < {th.complete_total_var:g} (every sample maps to nearly one "
                               f"point; std of ẑ {st['normalized_std']:.2e})")
-        if st["effective_rank"] < th.dimensional_rank:
-            return DIMENSIONAL, (f"centred effective rank of ẑ {st['effective_rank']:.2f} < {th.dimensional_rank:g} "
-                                 f"of M = {st['dim']} dimensions although ‖s‖ = {st['center_norm']:.3f} is not 1 "
-                                 f"(participation ratio {st['participation_ratio']:.2f}, RankMe {st['rankme']:.1f})")
-        return HEALTHY, (f"‖s‖ = {st['center_norm']:.3f}, centred effective rank {st['effective_rank']:.1f} of "
-                         f"{st['dim']}, RankMe {st['rankme']:.1f}, std of ẑ {st['normalized_std']:.4f}")
+        if st["live_dims"] <= th.dimensional_fraction * st["max_rank"]:
+            return DIMENSIONAL, (f"only {st['live_dims']} of {st['max_rank']} possible directions carry variance "
+                                 f"(eigenvalues of the centred Cov(ẑ) ≥ {th.live_eigenvalue:g} λ_max), at most "
+                                 f"{th.dimensional_fraction:g} of them, although ‖s‖ = {st['center_norm']:.3f} "
+                                 f"is not 1 "
+                                 f"(centred effective rank {st['effective_rank']:.2f}, RankMe {st['rankme']:.1f})")
+        return HEALTHY, (f"‖s‖ = {st['center_norm']:.3f}, {st['live_dims']} of {st['max_rank']} directions carry "
+                         f"variance, centred effective rank {st['effective_rank']:.1f}, RankMe {st['rankme']:.1f}, "
+                         f"std of ẑ {st['normalized_std']:.4f}")
 
     def _ema_notes(self, st: dict) -> tuple[str, ...]:
         if "ema_lag" not in st:
@@ -497,7 +504,7 @@ def _host_stats(o: dict) -> dict:
     if st["nonfinite"] or not torch.isfinite(o["gram_raw"]).all() or not torch.isfinite(o["gram_centred"]).all():
         st["nonfinite"] = max(st["nonfinite"], 1)
         st.update(total_var=float("nan"), effective_rank=float("nan"), participation_ratio=float("nan"),
-                  rankme=float("nan"), eig_cov=[])
+                  rankme=float("nan"), eig_cov=[], max_rank=0)
         return st
     eig_raw = torch.linalg.eigvalsh(o["gram_raw"]).flip(0).clamp_min(0)
     eig_cov = torch.linalg.eigvalsh(o["gram_centred"]).flip(0).clamp_min(0)
@@ -505,6 +512,7 @@ def _host_stats(o: dict) -> dict:
     st["effective_rank"] = float(rankme_of_singular_values(eig_cov.sqrt())) if eig_cov.sum() > 0 else 0.0
     st["participation_ratio"] = float(participation_ratio_of_eigenvalues(eig_cov))
     st["total_var"] = float(eig_cov.sum())                         # = 1 − ‖s‖² (trace of Cov(ẑ), pooled)
+    st["max_rank"] = min(st["dim"], int(o["n_samples"]) - 1)     # rank bound of the centred pooled batch
     st["eig_cov"] = eig_cov.tolist()
     if "predictor" in o:
         omega = torch.linalg.eigvalsh(o["predictor"]).flip(0)
@@ -513,7 +521,8 @@ def _host_stats(o: dict) -> dict:
     return st
 
 
-_SCALARS = ("step", "center_norm", "total_var", "normalized_std", "effective_rank", "participation_ratio", "rankme",
+_SCALARS = ("step", "center_norm", "total_var", "normalized_std", "live_dims", "max_rank", "effective_rank",
+            "participation_ratio", "rankme",
             "z_norm", "center_sq_u", "residual_sq_u", "invariance", "invariance_j1", "predictor_alignment",
             "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim")
 

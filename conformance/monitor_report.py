@@ -31,9 +31,11 @@ def plot(mon, path: Path) -> Path:
     ax[2].axhline(1 / M ** 0.5, ls=":", c="gray", lw=0.8, label="isotropic 1/√M")
     ax[2].set(title="std of l2-normalised embeddings", xlabel="step")
     ax[2].legend(fontsize=7)
+    ax[3].plot(x, [r["live_dims"] for r in h], marker=".", label="live directions")
     ax[3].plot(x, [r["effective_rank"] for r in h], marker=".", label="centred effective rank")
     ax[3].plot(x, [r["rankme"] for r in h], marker=".", label="RankMe (raw)")
-    ax[3].axhline(th.dimensional_rank, ls="--", c="r", lw=0.8, label="dimensional-collapse threshold")
+    ax[3].axhline(th.dimensional_fraction * h[-1]["max_rank"], ls="--", c="r", lw=0.8,
+                  label="dimensional-collapse threshold (live)")
     ax[3].set(title="rank", xlabel="step", yscale="log")
     ax[3].legend(fontsize=7)
     fig.suptitle(f"verdict: {mon.verdict.state}")
@@ -43,16 +45,16 @@ def plot(mon, path: Path) -> Path:
     return path
 
 
-_COLS = ("step", "center_norm", "normalized_std", "effective_rank", "participation_ratio", "rankme", "invariance",
-         "invariance_j1", "ema_lag")
+_COLS = ("step", "center_norm", "normalized_std", "live_dims", "effective_rank", "participation_ratio", "rankme",
+         "invariance", "invariance_j1", "ema_lag")
 
 
 def _table(mon) -> list[list[str]]:
     cols = [c for c in _COLS if any(c in r for r in mon.history)]
     rows = [[*cols, "verdict"]]
     for r, v in zip(mon.history, mon.verdicts):
-        rows.append([("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
-                    + [v.state])
+        cells = ["" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        rows.append([*cells, v.state])
     return rows
 
 

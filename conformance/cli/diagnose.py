@@ -61,8 +61,8 @@ def _tensor(x, where: str):
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{where}: expected an array of embeddings, got {type(x).__name__}; save tensors or arrays.")
     if not x.is_floating_point():
-        hint = (" — these look like images; embed them with your encoder first" if x.dim() == 4 and x.dtype == torch.uint8
-                else " — labels or indices, not embeddings")
+        images = x.dim() == 4 and x.dtype == torch.uint8
+        hint = " — these look like images; embed them first" if images else " — labels or indices, not embeddings"
         raise InputError(f"{where}: dtype {x.dtype} is not floating point{hint}; pass the float embeddings (B, M).")
     return x.double()
 
@@ -156,8 +156,7 @@ def load_embeddings(paths: list[Path], *, views: int | None = None):
 # --- the command --------------------------------------------------------------------------------
 
 def diagnose(paths, *, method=None, views=None, thresholds=None):
-    from ..monitor import CollapseMonitor
-    from ..monitor import Thresholds
+    from ..monitor import CollapseMonitor, Thresholds
     z1, z2, steps = load_embeddings([Path(p) for p in paths], views=views)
     if thresholds is None:       # a short series is judged with the patience it can show (one snapshot: itself)
         thresholds = Thresholds(patience=min(Thresholds.patience, len(z1)))
