@@ -149,7 +149,14 @@ _FAMILY = {"simsiam": "simsiam", "simsiam_mlp": "simsiam", "directpred": "simsia
 
 
 def _family(method: str | None) -> str | None:
-    return None if method is None else _FAMILY.get(method.lower().replace("-", "_"))
+    """The method family of a method name or a module's class name (``SimSiamNoStopGrad`` → ``simsiam``)."""
+    if method is None:
+        return None
+    name = method.lower().replace("-", "_")
+    if name in _FAMILY:
+        return _FAMILY[name]
+    return next((fam for key, fam in (("simsiam", "simsiam"), ("byol", "byol"), ("barlow", "barlow_twins"),
+                                      ("dino", "dino"), ("vicreg", "vicreg")) if key in name), None)
 
 
 def explain(state: str, method: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -46,7 +46,7 @@ class SimSiam(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
 class SimSiamNoStopGrad(SimSiam):
@@ -97,7 +97,7 @@ class BYOL(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
 class TwoViews(torch.utils.data.Dataset):

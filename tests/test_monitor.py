@@ -181,7 +181,9 @@ def test_ema_lag_and_the_usual_ema_faults():
             online.weight.add_(0.1)                 # the online network moves, the target does not
         mon.observe(*views("healthy", seed=t), online=online, target=target)
     v = mon.report()
-    expected = float((online.weight - target.weight).norm() / torch.cat([online.weight.flatten(), online.bias]).norm())
+    with torch.no_grad():
+        theta = torch.cat([online.weight.flatten(), online.bias])
+        expected = float((online.weight - target.weight).norm() / theta.norm())
     assert mon.history[-1]["ema_lag"] == pytest.approx(expected, rel=1e-6)
     assert any("momentum stuck at 1" in n for n in v.notes)
     same = CollapseMonitor(mode="record")
