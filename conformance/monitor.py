@@ -259,7 +259,10 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         nonfinite=(~torch.isfinite(views)).sum(),
         gram_raw=_gram(z1),                                          # RankMe as published: raw z of view 1
         gram_centred=_gram(uc) / (V * B),                            # eigenvalues of the centred Cov(ẑ)
-        n_samples=V * B,
+        n_samples=V * B, batch=B,
+        # how far view 1 is from batch-standardised features (mean 0, variance 1: a BatchNorm without affine
+        # parameters at the output, as SimSiam's and lightly's projectors have)
+        standardized_dev=torch.maximum(z1.mean(0).abs().max(), (z1.var(0, unbiased=False) - 1).abs().max()),
     )
     if V == 2:
         s_sq_u, r_u = unbiased_moments(views)
@@ -275,6 +278,20 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         obs.update(predictor=0.5 * (W + W.transpose(0, 1)),
                    predictor_alignment=comm.norm() / (F.norm() * W.norm()).clamp_min(1e-30))
     return obs
+
+
+def standardized_floor(st: dict, tol: float = 0.05) -> float:
+    """The smallest ``1 − ‖s‖²`` embeddings with batch-standardised features can reach: ``4(B − 1)/B²``, else 0.
+
+    Each feature of ``z`` having mean 0 over the batch forbids one common point; the most collapsed batch puts
+    B − 1 samples on one ray and one on the opposite ray (rank-1 ``z = u wᵀ`` with ``mean u = 0``), so
+    ``‖s‖ ≤ 1 − 2/B``. Applied when every feature's batch mean is within ``tol`` of 0 and variance within ``tol``
+    of 1 (a BatchNorm without affine parameters at the output: SimSiam's and lightly's projection heads).
+    """
+    if st.get("standardized_dev", float("inf")) >= tol:
+        return 0.0
+    B = st["batch"]
+    return 4 * (B - 1) / B**2
 
 
 def _params(x) -> list[Tensor]:
@@ -429,11 +446,13 @@ class CollapseMonitor:
         if self._z0 and st["z_norm"] > th.diverge_growth * self._z0:
             return DIVERGING, (f"mean ‖z‖ = {st['z_norm']:.3g} grew over {th.diverge_growth:g}× its first value "
                                f"{self._z0:.3g}")
-        tv = st["total_var"]
-        if tv < th.complete_total_var:
+        tv, floor = st["total_var"], standardized_floor(st)
+        if tv < th.complete_total_var + floor:
+            bound = (f" + {floor:.3f}, the floor that batch-standardised outputs allow at B = {st['batch']}"
+                     if floor else "")
             return COMPLETE, (f"‖s‖ = {st['center_norm']:.4f}: the total variance of the l2-normalised embeddings "
-                              f"1 − ‖s‖² = {tv:.2e} < {th.complete_total_var:g} (every sample maps to nearly one "
-                              f"point; std of ẑ {st['normalized_std']:.2e})")
+                              f"1 − ‖s‖² = {tv:.3g} < {th.complete_total_var:g}{bound} (nearly every sample maps to "
+                              f"one point; std of ẑ {st['normalized_std']:.2e})")
         if st["live_dims"] <= th.dimensional_fraction * st["max_rank"]:
             return DIMENSIONAL, (f"only {st['live_dims']} of {st['max_rank']} possible directions carry variance "
                                  f"(eigenvalues of the centred Cov(ẑ) ≥ {th.live_eigenvalue:g} λ_max), at most "
@@ -531,7 +550,7 @@ def _host_stats(o: dict) -> dict:
 _SCALARS = ("step", "center_norm", "total_var", "normalized_std", "live_dims", "max_rank", "effective_rank",
             "participation_ratio", "rankme",
             "z_norm", "center_sq_u", "residual_sq_u", "invariance", "invariance_j1", "predictor_alignment",
-            "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim")
+            "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim", "batch", "standardized_dev")
 
 
 def _summary(st: dict) -> dict:

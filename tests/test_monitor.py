@@ -210,3 +210,28 @@ def test_bad_options_name_the_fix():
         Thresholds(patience=0)
     with pytest.raises(ValueError, match="both online= and target="):
         CollapseMonitor().observe(*views("healthy"), online=torch.nn.Linear(2, 2))
+
+
+def test_batch_standardised_outputs_are_judged_against_the_floor_they_allow():
+    """A BatchNorm without affine parameters at the output (SimSiam's and lightly's projectors) keeps every feature
+    at mean 0, so the most collapsed batch is B − 1 samples on one ray and one opposite: 1 − ‖s‖² = 4(B − 1)/B²
+    (0.0615 at B = 64, above the 0.05 of unstandardised outputs). That batch is complete collapse; standardised
+    isotropic embeddings are healthy."""
+    b = 64
+    u = torch.full((b,), -1.0)
+    u[0] = b - 1.0                                                     # mean 0
+    w = torch.sign(torch.randn(M, generator=torch.Generator().manual_seed(0)))
+    z = torch.outer(u, w)
+    z = (z - z.mean(0)) / z.std(0, unbiased=False)                     # batch-standardised features
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = z + 1e-4 * torch.randn(b, M, generator=g), z + 1e-4 * torch.randn(b, M, generator=g)
+    mon = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
+    mon.observe(z1, z2)
+    v = mon.report()
+    assert mon.history[0]["total_var"] == pytest.approx(4 * (b - 1) / b**2, rel=1e-3)
+    assert v.state == COMPLETE and "batch-standardised" in v.reason
+    x = torch.randn(b, M, generator=g)
+    x = (x - x.mean(0)) / x.std(0, unbiased=False)
+    healthy = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
+    healthy.observe(x, x + 0.1 * torch.randn(b, M, generator=g))
+    assert healthy.report().healthy
