@@ -80,8 +80,17 @@ def rankme(z: Tensor, *, eps: float = 1e-7, center: bool = False) -> Tensor:
     _checks.positive("eps", eps, hint="RankMe uses eps = 1e-7.")
     if center:
         z = z - z.mean(-2, keepdim=True)
-    sigma = torch.linalg.svdvals(z)
-    p = sigma / sigma.sum(-1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny) + eps
+    return rankme_of_singular_values(torch.linalg.svdvals(z), eps=eps)
+
+
+def rankme_of_singular_values(sigma: Tensor, *, eps: float = 1e-7) -> Tensor:
+    """RankMe from the singular values ``σ`` (..., K) of an embedding matrix (see :func:`rankme`).
+
+    The singular values of ``z`` are the square roots of the eigenvalues of ``zᵀz`` (or ``zzᵀ``), so a
+    monitor that keeps only the Gram matrix gets the same RankMe.
+    """
+    sigma = sigma.clamp_min(0)
+    p = sigma / sigma.sum(-1, keepdim=True).clamp_min(torch.finfo(sigma.dtype).tiny) + eps
     return torch.exp(-(p * torch.log(p)).sum(-1))
 
 
@@ -95,9 +104,15 @@ def participation_ratio(z: Tensor, *, center: bool = True) -> Tensor:
     z = _emb("z", z)
     if center:
         z = z - z.mean(-2, keepdim=True)
-    lam = torch.linalg.eigvalsh(z.transpose(-1, -2) @ z / z.shape[-2]).clamp_min(0)
+    return participation_ratio_of_eigenvalues(torch.linalg.eigvalsh(z.transpose(-1, -2) @ z / z.shape[-2]))
+
+
+def participation_ratio_of_eigenvalues(lam: Tensor) -> Tensor:
+    """``(Σλ)² / Σλ²`` (...) of covariance eigenvalues ``λ`` (..., K) (negative round-off clamped to 0);
+    0 when every eigenvalue is 0 (see :func:`participation_ratio`)."""
+    lam = lam.clamp_min(0)
     num, den = lam.sum(-1).pow(2), lam.pow(2).sum(-1)
-    return torch.where(den > 0, num / den.clamp_min(torch.finfo(z.dtype).tiny), torch.zeros_like(num))
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(lam.dtype).tiny), torch.zeros_like(num))
 
 
 def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor, *, k: int = 200,

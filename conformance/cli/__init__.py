@@ -13,6 +13,7 @@
     ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
     ncspec reproduce table1 --data-root DIR                    Halvagal et al. Table 1 grid (H9)
     ncspec bench                                               training throughput
+    ncspec diagnose PATH... [--report R.md|.html]              collapse verdict on saved embeddings
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 
 def build_parser() -> argparse.ArgumentParser:
     from .check import add_check_commands
+    from .diagnose import add_diagnose_command
     from .figure import add_figure_commands
     from .vision import add_vision_commands  # train, reproduce table1, bench (no torch import here)
     p = argparse.ArgumentParser(prog="ncspec", description="Executable specification of non-contrastive SSL.")
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_commands(sub)
     add_figure_commands(sub)
     add_vision_commands(sub)
+    add_diagnose_command(sub)
     return p
 
 

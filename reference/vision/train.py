@@ -41,6 +41,7 @@ from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, loa
 
 CLOSED_FORM_TABLE1 = ("simsiam", "isoloss")
 OWN_TARGET = ("byol", "dino")            # reference learners that deep-copy their encoder for a target
+MONITOR_SAMPLES = 256                    # the collapse monitor sees the first 256 samples of an observed batch
 
 
 @dataclass
@@ -329,18 +330,13 @@ def spectrum_metrics(z: Tensor) -> dict:
                 eig_corr=corr.tolist(), eig_cov=cov.tolist())
 
 
-def collapse_warning(m: dict, dim: int) -> str | None:
-    """Complete collapse: the std of the l2-normalised *training* embeddings (SimSiam's monitor, on
-    the online outputs of the epoch's batches) below 10 % of its isotropic value 1/√M; dimensional
-    collapse: the participation ratio of the (eval-mode, centred) embedding covariance below 1.5,
-    i.e. one direction. (Eval-mode embeddings of a young network share a large common component
-    until the BatchNorm running statistics settle, so their std is not used for the warning.)"""
-    if m["train_normalized_std"] * math.sqrt(dim) < 0.1:
-        return (f"collapse: std of l2-normalised embeddings {m['train_normalized_std']:.4f} < 0.1/√M "
-                f"= {0.1 / math.sqrt(dim):.4f}")
-    if m.get("participation_ratio") is not None and m["participation_ratio"] < 1.5:
-        return f"dimensional collapse: participation ratio {m['participation_ratio']:.2f} < 1.5"
-    return None
+def collapse_monitor(cfg: TrainConfig, total_steps: int):
+    """The run's collapse monitor (``ncspec.conformance.monitor``): training embeddings of both views every
+    ``max(1, total_steps // 100)`` steps, judged at every epoch; kept for ``ncspec diagnose`` when the run writes
+    files (``embeddings.pt``)."""
+    from ...conformance.monitor import CollapseMonitor
+    return CollapseMonitor(mode="record", every=max(1, total_steps // 100), method=cfg.method,
+                           keep_embeddings=cfg.out is not None)
 
 
 # --- the trainer ----------------------------------------------------------------------------
@@ -406,6 +402,7 @@ class Trainer:
         self.ro_opt = torch.optim.SGD(self.readout.parameters(), lr=self.ro_base_lr, momentum=0.9)
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         self.state = dict(epoch=0, step=0, history=[], spectra=[], warnings=[], status="running")
+        self.monitor = collapse_monitor(cfg, self.total_steps)
         self.out = Path(cfg.out) if cfg.out else None
         if self.out and self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -477,6 +474,10 @@ class Trainer:
                 self.ema.update(self.encoder, m)
         correct = ((logits.argmax(1) == yy) & (yy >= 0)).sum()
         z_std = unit(z1.detach().float()).std(0).mean()   # SimSiam's collapse monitor
+        if apply:
+            ema = dict(online=self.encoder, target=self.ema.net) if self.ema is not None else {}
+            self.monitor.observe(z1.detach()[:MONITOR_SAMPLES], z2.detach()[:MONITOR_SAMPLES],
+                                 step=self.state["step"], **ema)
         return loss.detach(), torch.stack([correct, labelled]), z_std
 
     def views_for(self, epoch: int, s: int, gen: torch.Generator, perm: Tensor):
@@ -585,9 +586,11 @@ class Trainer:
                    notes=self.notes, device=str(self.device), world_size=self.world,
                    batch_size=self.batch, steps_per_epoch=self.steps_per_epoch, status=self.state["status"],
                    history=self.state["history"], spectra=self.state["spectra"],
-                   warnings=self.state["warnings"], final=final or {})
+                   warnings=self.state["warnings"], final=final or {}, monitor=self.monitor.summary())
         if self.out is None:
             return doc
+        if self.monitor.keep_embeddings:
+            _atomic_write(self.out / "embeddings.pt", self.monitor.save)
         _atomic_write(self.out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
         keys = list(dict.fromkeys(k for row in self.state["history"] for k in row))
 
@@ -702,10 +705,12 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
                 row.update(ev)
                 row.update({k: v for k, v in spec.items() if not k.startswith("eig_")})
                 tr.state["spectra"].append(dict(epoch=e + 1, eig_corr=spec["eig_corr"], eig_cov=spec["eig_cov"]))
-            warn = collapse_warning(row, cfg.proj_out)
-            if warn:
-                tr.state["warnings"].append(f"epoch {e + 1}: {warn}")
-                console.print(f"[yellow]warning[/]: epoch {e + 1}: {warn}")
+            verdict = tr.monitor.report()
+            row["monitor"] = verdict.state
+            if not verdict.healthy and not any(w.startswith(f"collapse monitor: {verdict.state}")
+                                               for w in tr.state["warnings"]):
+                tr.state["warnings"].append(f"collapse monitor: {verdict.state} (epoch {e + 1}): {verdict}")
+                console.print(f"[yellow]warning[/]: epoch {e + 1}: {verdict}")
             tr.state["history"].append(row)
             if progress:
                 progress.update(task, description=f"epoch {e + 1}/{cfg.epochs} loss {row['loss']:.4f}"

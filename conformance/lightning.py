@@ -1,0 +1,171 @@
+"""The collapse monitor as a PyTorch Lightning callback: attach it, change nothing in the module.
+
+    import pytorch_lightning as pl
+    from ncspec.conformance.lightning import CollapseMonitorCallback
+
+    trainer = pl.Trainer(max_epochs=10, callbacks=[CollapseMonitorCallback()])
+    trainer.fit(model, dataloader)          # lightly's SimSiam / BYOL module, unchanged
+
+**How it finds the embeddings.** A forward hook on the module's projection head — the first submodule
+named ``projection_head``, ``projector``, ``projection``, ``student_projection_head`` or ``student_head``
+(lightly's examples use ``projection_head``; ``module="path.to.head"`` names another). During a training
+batch the head is called once per view; the first two outputs are the two views' embeddings ``z1, z2``.
+A module whose head runs once on both views concatenated is split in half.
+
+**EMA target.** Submodules ``X_momentum`` next to ``X`` (lightly's BYOL: ``backbone_momentum``,
+``projection_head_momentum``) or ``teacher_X`` next to ``student_X`` (DINO) are taken as the target and
+the online network; the monitor then tracks the target's lag (C2) and notices a target that never moves
+(momentum stuck at 1) or that is the online network itself.
+
+Observations cost no host sync; the callback reports every ``report_every`` training batches, at the end of
+every epoch and at the end of training (``mode="raise"`` then stops ``fit`` with a
+:class:`~ncspec.conformance.monitor.CollapseError`). Statistics are logged to the trainer's logger as
+``collapse/…`` at each report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch import Tensor, nn
+
+from .monitor import CollapseMonitor, Thresholds, Verdict
+
+HEAD_NAMES = ("projection_head", "projector", "projection", "student_projection_head", "student_head")
+
+
+def find_head(module: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
+    """``(name, submodule)`` of the projection head whose outputs are the embeddings."""
+    if name is not None:
+        try:
+            return name, module.get_submodule(name)
+        except AttributeError as e:
+            raise ValueError(f"{type(module).__name__} has no submodule {name!r}; pass module= one of "
+                             f"{[n for n, _ in module.named_modules() if n][:20]}.") from e
+    named = dict(module.named_modules())
+    for n in HEAD_NAMES:
+        if n in named:
+            return n, named[n]
+    raise ValueError(f"found no projection head in {type(module).__name__} (looked for submodules named "
+                     f"{HEAD_NAMES}); pass CollapseMonitorCallback(module='name.of.head') naming the module whose "
+                     f"output is the embedding, e.g. one of {[n for n, _ in module.named_modules() if n][:20]}.")
+
+
+def find_ema_pairs(module: nn.Module) -> tuple[nn.ModuleList, nn.ModuleList] | None:
+    """``(online, target)`` module lists from ``X``/``X_momentum`` or ``student_X``/``teacher_X`` siblings."""
+    children = dict(module.named_children())
+    online, target = [], []
+    for n, m in children.items():
+        twin = None
+        if n.endswith("_momentum") and n[: -len("_momentum")] in children:
+            twin = children[n[: -len("_momentum")]]
+        elif n.startswith("teacher_") and "student_" + n[len("teacher_"):] in children:
+            twin = children["student_" + n[len("teacher_"):]]
+        if twin is not None and any(True for _ in m.parameters()):
+            online.append(twin)
+            target.append(m)
+    if not online:
+        return None
+    return nn.ModuleList(online), nn.ModuleList(target)
+
+
+class CollapseMonitorCallback(pl.Callback):
+    """Lightning callback around a :class:`~ncspec.conformance.monitor.CollapseMonitor`.
+
+    Args:
+        module: dotted name of the submodule whose output is the embedding (default: found by name).
+        every: observe every k-th training batch.
+        report_every: training batches between reports (host syncs); epochs end with a report too.
+        mode, method, thresholds: as for the monitor (``method`` defaults to the module's class name).
+        ema: track an EMA target found by :func:`find_ema_pairs` (``False`` to skip).
+        save_embeddings: a ``.pt`` path; the observed embeddings are written there at the end of training,
+            for ``ncspec diagnose``.
+    """
+
+    def __init__(self, *, module: str | None = None, every: int = 1, report_every: int = 50, mode: str = "warn",
+                 method: str | None = None, thresholds: Thresholds | None = None, ema: bool = True,
+                 save_embeddings: str | Path | None = None):
+        super().__init__()
+        if not (isinstance(report_every, int) and report_every >= 1):
+            raise ValueError(f"report_every must be an int >= 1 (training batches between reports), "
+                             f"got {report_every!r}.")
+        self.module_name, self.every, self.report_every, self.use_ema = module, every, report_every, ema
+        self.monitor = CollapseMonitor(mode=mode, every=1, method=method, thresholds=thresholds,
+                                       keep_embeddings=save_embeddings is not None)
+        self.save_path = None if save_embeddings is None else Path(save_embeddings)
+        self._captured: list[Tensor] = []
+        self._capturing = False
+        self._handle = None
+        self._ema = None
+        self._batches = 0
+
+    # -- wiring
+    def setup(self, trainer, pl_module, stage=None):
+        if self._handle is not None:
+            return
+        self.head_name, head = find_head(pl_module, self.module_name)
+        self._handle = head.register_forward_hook(self._hook)
+        if self.monitor.method is None:
+            self.monitor.method = type(pl_module).__name__
+        self._ema = find_ema_pairs(pl_module) if self.use_ema else None
+
+    def teardown(self, trainer, pl_module, stage=None):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _hook(self, module, inputs, output):
+        if self._capturing and module.training:
+            z = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(z, Tensor):
+                self._captured.append(z.detach())
+
+    # -- training
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._captured = []
+        self._capturing = self._batches % self.every == 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._batches += 1
+        captured, self._captured, self._capturing = self._captured, [], False
+        if captured:
+            z1, z2 = self._views(captured)
+            ema = dict(online=self._ema[0], target=self._ema[1]) if self._ema is not None else {}
+            self.monitor.observe(z1.flatten(1), None if z2 is None else z2.flatten(1), step=trainer.global_step, **ema)
+        if self._batches % self.report_every == 0:
+            self._report(trainer)
+
+    @staticmethod
+    def _views(captured: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        if len(captured) >= 2 and captured[0].shape == captured[1].shape:
+            return captured[0], captured[1]
+        z = captured[0]
+        if len(captured) == 1 and z.shape[0] % 2 == 0 and z.shape[0] >= 4:
+            return z[: z.shape[0] // 2], z[z.shape[0] // 2:]        # both views in one call, concatenated
+        return z, None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._report(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._report(trainer)
+        if self.save_path is not None:
+            self.monitor.save(self.save_path)
+
+    def _report(self, trainer) -> Verdict:
+        v = self.monitor.report()
+        if trainer.logger is not None and self.monitor.history:
+            h = self.monitor.history[-1]
+            keys = ("center_norm", "normalized_std", "effective_rank", "rankme", "participation_ratio", "ema_lag")
+            metrics = {f"collapse/{k}": float(h[k]) for k in keys if k in h and h[k] == h[k]}
+            metrics["collapse/flagged"] = float(not v.healthy)
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+        return v
+
+    # -- results
+    @property
+    def verdict(self) -> Verdict:
+        return self.monitor.verdict
+
+
+__all__ = ["CollapseMonitorCallback", "find_head", "find_ema_pairs"]

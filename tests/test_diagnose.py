@@ -1,0 +1,110 @@
+"""``ncspec diagnose``: verdicts and exit statuses on saved embeddings (.pt, .npy, .npz; one or two views; a series
+of files), the Markdown/HTML report, and a specific error naming the fix for every kind of bad input."""
+from __future__ import annotations
+
+import fractions
+
+import numpy as np
+import pytest
+import torch
+from ncspec.conformance.cli import main
+from test_monitor import views
+
+
+def _pair(kind, seed=0):
+    z1, z2 = views(kind, seed=seed)
+    return z1.numpy(), z2.numpy()
+
+
+def test_healthy_two_views_npy_exits_0(tmp_path, capsys):
+    p = tmp_path / "z.npy"
+    np.save(p, np.stack(_pair("healthy")))
+    assert main(["diagnose", str(p)]) == 0
+    assert "healthy" in capsys.readouterr().out
+
+
+def test_collapsed_series_of_pt_files_exits_1_with_the_claim(tmp_path, capsys):
+    paths = []
+    for t in range(4):
+        z1, z2 = _pair("healthy" if t == 0 else "complete", seed=t)
+        paths.append(tmp_path / f"epoch{t}.pt")
+        torch.save({"z1": torch.from_numpy(z1), "z2": torch.from_numpy(z2)}, paths[-1])
+    assert main(["diagnose", *map(str, paths), "--method", "simsiam"]) == 1
+    out = capsys.readouterr().out
+    assert "4 observation(s)" in out and "complete collapse" in out and "J1" in out and "stop-grad" in out
+
+
+def test_dimensional_collapse_npz_one_view_exits_1(tmp_path, capsys):
+    p = tmp_path / "z.npz"
+    np.savez(p, z1=_pair("rank2")[0])
+    assert main(["diagnose", str(p)]) == 1
+    assert "dimensional collapse" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_report_with_plots(tmp_path, suffix):
+    p = tmp_path / "z.npz"
+    np.savez(p, z1=np.stack([_pair("healthy", s)[0] for s in range(3)]),
+             z2=np.stack([_pair("healthy", s)[1] for s in range(3)]), step=np.array([0, 10, 20]))
+    rep, js = tmp_path / f"report{suffix}", tmp_path / "d.json"
+    assert main(["diagnose", str(p), "--report", str(rep), "--json", str(js)]) == 0
+    text = rep.read_text()
+    assert "Collapse monitor: healthy" in text and "center_norm" in text
+    if suffix == ".md":
+        assert (tmp_path / "report.png").stat().st_size > 10_000 and "![statistics](report.png)" in text
+    else:
+        assert "data:image/png;base64," in text and not (tmp_path / "report.png").exists()
+    assert '"verdict"' in js.read_text()
+
+
+class NotATensor:
+    pass
+
+
+def _bad_files(tmp_path):
+    z1, z2 = _pair("healthy")
+    nan = np.stack([z1, z2])
+    nan[0, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "one.npy", z1[:1])
+    np.save(tmp_path / "three.npy", np.stack([z1, z2, z1]))
+    np.save(tmp_path / "five.npy", np.zeros((2, 2, 2, 4, 4), dtype=np.float32))
+    np.save(tmp_path / "images.npy", np.zeros((8, 32, 32, 3), dtype=np.uint8))
+    np.save(tmp_path / "obj.npy", np.array([fractions.Fraction(1, 2)], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "onev.npy", z1)
+    np.save(tmp_path / "m8.npy", np.stack([z1[:, :8], z2[:, :8]]))
+    torch.save({"z1": torch.zeros(4, 4), "extra": NotATensor()}, tmp_path / "code.pt")
+    torch.save({"emb": torch.zeros(4, 4)}, tmp_path / "keys.pt")
+    torch.save({"z1": torch.zeros(4, 4), "z2": torch.zeros(5, 4)}, tmp_path / "mismatch.pt")
+    (tmp_path / "z.csv").write_text("1,2\n")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["nan.npy"], "NaN/inf value.*diverging.*before the divergence"),
+    (["one.npy"], "single sample.*B >= 2"),
+    (["three.npy"], r"must be \(2, B, M\).*\(T, 2, B, M\)"),
+    (["five.npy"], r"must be \(B, M\), \(2, B, M\) or \(T, 2, B, M\)"),
+    (["images.npy"], "look like images"),
+    (["obj.npy"], "not a plain numeric .npy"),
+    (["onev.npy", "--views", "2"], "one view only.*needs both views"),
+    (["onev.npy", "m8.npy"], "different dimensions"),
+    (["code.pt"], r"weights_only=True.*never executes code"),
+    (["keys.pt"], "must hold 'z1'"),
+    (["mismatch.pt"], "same shape"),
+    (["z.csv"], "unknown file type"),
+    (["missing.npy"], "no such file"),
+])
+def test_bad_input_exits_2_with_an_error_naming_the_fix(tmp_path, capsys, args, match):
+    _bad_files(tmp_path)
+    args = [str(tmp_path / a) if not a.startswith("--") and not a.isdigit() else a for a in args]
+    assert main(["diagnose", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncspec diagnose: error:")
+    import re
+    assert re.search(match, err, re.S), err
+
+
+def test_no_paths_is_a_usage_error():
+    with pytest.raises(SystemExit) as e:
+        main(["diagnose"])
+    assert e.value.code == 2
