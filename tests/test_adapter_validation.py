@@ -430,5 +430,5 @@ def test_checked_learner_runs_exactly_like_the_unwrapped_one():
         enc = _enc()
         learner = impl.build("simsiam", enc, M, alpha=0.5)
         x = _views()
-        runs.append(simulate(learner if wrap else unwrap(learner), enc, lambda k: x, lr=0.05, steps=5, sigma=0.3).W)
+        runs.append(simulate(learner if wrap else unwrap(learner), enc, lambda k, x=x: x, lr=0.05, steps=5, sigma=0.3).W)
     assert torch.equal(*runs)

@@ -591,7 +591,7 @@ def test_theory_linear_ntk_rejects_1d():
 
 
 # --- theory/eigenspace.py (closed forms) --------------------------------------
-from ncspec.reference.theory import eigenspace as _th
+from ncspec.reference.theory import eigenspace as _th  # noqa: E402  (the closed-form section imports its module where it starts)
 
 
 @pytest.mark.parametrize("call,match", [
