@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import os
+import re
 import sys
 import tempfile
 from datetime import datetime, timezone
