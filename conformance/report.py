@@ -11,6 +11,8 @@ JSON schema (``schema: "ncspec.report/1"``)::
         {"id": str, "title": str, "source": str, "statement": str,
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
+         "traces": [{"label", "steps", "series": {quantity: [float]}, "spectra": [{"step", "eigenvalues"}]}]
+                   (deep claims only: training trajectories, drawn in the readable report),
          "tests": [{"test", "outcome", "duration", "reason"}]}
       ]
     }
@@ -71,6 +73,7 @@ def build_report(tests: list[dict], adapter: str, duration: float,
             id=cid, title=c.title, source=c.source, statement=c.statement,
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
+            **({"traces": traces} if (traces := [tr for t in mine for tr in t.get("traces", [])]) else {}),
             tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason")} for t in mine]))
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     return dict(schema=SCHEMA, ncspec_version=_version(), adapter=adapter,
