@@ -129,13 +129,16 @@ class Run:
 
 def run_options(method: str, sc: Scale, **extra) -> tuple:
     """The complete options a method is trained with at scale ``sc`` (never partial: an adapter's
-    ``build`` gets exactly these). Closed-form methods: seed 003 Table 1's (cosine form,
-    ``W_P = (Ĉ/λ_max)^½``, correlation EMA 0.5 without an EMA target); MLP predictors: hidden width."""
+    ``build`` gets exactly these). Closed-form methods: Table 1's of the eigenspace paper (cosine form,
+    ``W_P = (Ĉ/λ_max)^½``, correlation EMA 0.5 without an EMA target); SimSiam's MLP predictor: its hidden
+    width; BYOL: the target's EMA momentum 0.99 (the predictor is each implementation's own)."""
     from ncspec.reference.vision.train import default_method_options
     if method in ("simsiam", "isoloss", "directpred"):
         opts = default_method_options(method, ema=False)
-    elif method in ("simsiam_mlp", "byol"):
+    elif method == "simsiam_mlp":
         opts = dict(pred_hidden=sc.pred_hidden)
+    elif method == "byol":          # the EMA momentum every adapter takes; the predictor is the adapter's own
+        opts = dict(momentum=0.99)
     else:
         opts = {}
     return tuple(sorted({**opts, **extra}.items()))
@@ -159,7 +162,15 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
                       eval_every=sc.eval_every, probe=False, progress=False, device=sc.device, bf16=sc.bf16,
                       channels_last=sc.channels_last, compile=sc.compile, seed=run.seed, eval_at_start=True,
                       eval_knn=False, spectrum_samples=1024 if sc.name == "cpu" else 4096)
-    doc = train(cfg, dataset=ds, builder=impl.build)
+    import torch
+    threads = torch.get_num_threads()
+    # convolutions use every core (the linear claims' default of 1 thread is for latency-bound toy runs);
+    # $NCSPEC_THREADS, when set, wins
+    torch.set_num_threads(int(os.environ.get("NCSPEC_THREADS", 0)) or min(os.cpu_count() or 1, 16))
+    try:
+        doc = train(cfg, dataset=ds, builder=impl.build)
+    finally:
+        torch.set_num_threads(threads)
     RUNS[key] = doc
     return doc
 
