@@ -101,11 +101,20 @@ N1 = register(
 )
 
 
+CPU_NOT_SHOWN_MLP = (
+    "not shown at the cpu scale: SimSiam with a learned MLP predictor starts from a random predictor, and within "
+    "the cpu scale's 40 steps of a 1/8-width VGG11 its intact form already collapsed for the reference and "
+    "byol-pytorch (not for lightly) — the healthy and the ablated runs are not separated at this scale, so "
+    "neither half is asserted here; the gpu scale runs it.")
+
+
 @N1.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp", "byol"])
 def test_intact_method_keeps_the_representation_spread(impl, record, method):
     require(impl, method)
     sc = scale()
+    if sc.name == "cpu" and method == "simsiam_mlp":
+        pytest.skip(f"N1 for simsiam_mlp is {CPU_NOT_SHOWN_MLP}")
     doc = train_run(impl, Run(method, run_options(method, sc)), sc, image_data())
     assert_healthy(record, doc, method)
 
@@ -122,6 +131,9 @@ def test_removing_the_stop_gradient_collapses_the_representation(impl, record):
 def test_removing_the_predictor_collapses_the_representation(impl, record):
     require(impl, "simsiam_mlp", "ablation:no_predictor")
     sc = scale()
+    if sc.name == "cpu":
+        pytest.skip(f"N1 without the MLP predictor is {CPU_NOT_SHOWN_MLP} (The closed-form predictor bypassed, "
+                    f"W_P = I, is caught at the cpu scale by the intact-simsiam test.)")
     doc = train_run(impl, Run("simsiam_mlp", run_options("simsiam_mlp", sc, predictor=False), "no predictor"), sc,
                     image_data())
     assert_collapsed(record, doc, "simsiam_mlp without predictor")

@@ -187,7 +187,7 @@ ACCEPTANCE_TARGETS = {
 def _size(dry_run: bool) -> dict:
     """Full size on the GPU; a tiny model on a few hundred images on the CPU (plumbing only)."""
     if dry_run:
-        return dict(n=128, batch=32, epochs=1, device="cpu", width="tiny", proj_hidden=64, proj_out=32,
+        return dict(n=64, batch=32, epochs=1, device="cpu", width="tiny", proj_hidden=64, proj_out=32,
                     bf16=False, channels_last=False, compile=False, compile_backend="eager", baseline_batches=2)
     return dict(n=50_000, batch=512, epochs=2, device="cuda", width="full", proj_hidden=2048, proj_out=256,
                 bf16=True, channels_last=True, compile=True, compile_backend="inductor", baseline_batches=30)
@@ -322,7 +322,7 @@ def acceptance(out: str, *, data: str | None = None, dry_run: bool = False, log=
         parts[name]["part_wall_s"] = time.perf_counter() - t
         log(f"acceptance: {name} done in {parts[name]['part_wall_s']:.1f} s")
 
-    workers = 2 if dry_run else max(1, min(15, (os.cpu_count() or 2) - 1))
+    workers = 1 if dry_run else max(1, min(15, (os.cpu_count() or 2) - 1))
     part("resnet18_simsiam", lambda: bench(backbone="resnet18", method="simsiam", baseline=True, workers=workers,
                                            log=log, **common))
     part("vgg11_simsiam", lambda: bench(backbone="vgg11", method="simsiam", log=log, **common))
@@ -333,7 +333,7 @@ def acceptance(out: str, *, data: str | None = None, dry_run: bool = False, log=
     r18, vgg, dp = parts["resnet18_simsiam"], parts["vgg11_simsiam"], parts["directpred_resnet18"]
     if dry_run:   # the compiled bf16 channels_last path on its own, tiny (Dynamo traces; no code generation)
         part("compiled_bf16_channels_last_step", lambda: bench(
-            backbone="vgg11", method="simsiam", log=log, **{**common, "n": 64, "bf16": True, "channels_last": True,
+            backbone="vgg11", method="simsiam", log=log, **{**common, "bf16": True, "channels_last": True,
                                                              "compile": True, "compile_backend": "eager"}))
     else:         # on the GPU, the ResNet-18 run above is that step (inductor)
         parts["compiled_bf16_channels_last_step"] = dict(
