@@ -254,6 +254,18 @@ def collapse_warning(m: dict, dim: int) -> str | None:
     return None
 
 
+def move_learner(learner, device: torch.device) -> None:
+    """Put what a learner built around its own heads (predictor MLPs, linear predictors) on the training
+    device: builders create them on the CPU; the encoder a learner gets (``Served``) is already there."""
+    for v in list(vars(learner).values()):
+        if isinstance(v, nn.Module) and not isinstance(v, Served):
+            v.to(device)
+    with torch.no_grad():
+        for p in learner.parameters():
+            if p.device != device:
+                p.data = p.data.to(device)
+
+
 # --- the trainer ----------------------------------------------------------------------------
 
 class Trainer:
@@ -340,7 +352,9 @@ class Trainer:
                     raise ValueError(f"learner='fast' supports simsiam/isoloss/directset/directpred with options "
                                      f"{sorted(FastClosedForm.SUPPORTED)}; got {method!r} {opts}.")
             return builder_ref(method, self.served, cfg.proj_out, **opts), "reference", notes
-        return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
+        learner = builder(method, self.served, cfg.proj_out, **opts)
+        move_learner(learner, self.device)
+        return learner, "adapter", notes
 
     # -- one optimisation step on this rank's slice of the global batch
     def step(self, v1: Tensor, v2: Tensor, y: Tensor, lr: float, ro_lr: float, m: float | None,
