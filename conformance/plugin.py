@@ -75,6 +75,18 @@ def pytest_addoption(parser):
                     help="write the per-claim JSON report to PATH")
     group.addoption("--ncspec-report", default=None, metavar="PATH",
                     help="write a readable report with a margin plot to PATH (.md or .html)")
+    group.addoption("--ncspec-tier", default=None, choices=TIERS,
+                    help=f"which claims run: 'linear' (default; every claim on linear and toy models), 'deep' "
+                         f"(the N claims: convolutional networks on images) or 'all'. Default ${TIER_ENV_VAR}.")
+    group.addoption("--ncspec-scale", default=None, choices=("cpu", "gpu"),
+                    help="deep tier: 'cpu' (small conv nets, CPU) or 'gpu' (ResNet-18, bf16, compiled). "
+                         "Default $NCSPEC_SCALE or cpu.")
+    group.addoption("--ncspec-data", default=None, metavar="PATH",
+                    help="deep tier: a folder holding cifar-10-batches-py/, or an .npz of images "
+                         "(x_train, y_train, x_test, y_test). Default $NCSPEC_DATA.")
+    group.addoption("--ncspec-progress", action="store_true", default=False,
+                    help="print claim-by-claim progress with elapsed time on stderr (a progress bar on a "
+                         "terminal, one line per test otherwise)")
     group.addoption("--ncspec-xfail", default=None, metavar="PATH",
                     help=f"expected-failures file: 'CLAIM_ID[::TEST_SUBSTRING]  reason' per line "
                          f"(strict xfail). Default ${XFAIL_ENV_VAR}.")
@@ -114,6 +126,14 @@ def pytest_configure(config):
     import torch
     torch.set_num_threads(torch_threads())
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
+    config.addinivalue_line("markers", "deep: a deep-tier claim test (convolutional networks on images)")
+    for option, env in (("ncspec_scale", "NCSPEC_SCALE"), ("ncspec_data", "NCSPEC_DATA")):
+        value = config.getoption(option, default=None)
+        if value:   # the deep harness (and run_claim, which has no pytest config) reads the environment
+            os.environ[env] = os.path.abspath(value) if option == "ncspec_data" else value
+    config.pluginmanager.register(TierFilter(tier(config)), "ncspec-tier")
+    if config.getoption("ncspec_progress", default=False):
+        config.pluginmanager.register(Progress(), "ncspec-progress")
     path = config.getoption("ncspec_xfail", default=None) or os.environ.get(XFAIL_ENV_VAR)
     config._ncspec_xfail = parse_expected_failures(path) if path else []
     doc = config.getoption("ncspec_report", default=None)
@@ -164,6 +184,32 @@ def pytest_collection_modifyitems(config, items):
 
 
 XFAIL_ENV_VAR = "NCSPEC_XFAIL"
+TIER_ENV_VAR = "NCSPEC_TIER"
+TIERS = ("linear", "deep", "all")
+
+
+def tier(config) -> str:
+    value = config.getoption("ncspec_tier", default=None) or os.environ.get(TIER_ENV_VAR) or "linear"
+    if value not in TIERS:
+        raise pytest.UsageError(f"${TIER_ENV_VAR}={value!r} is not a tier; use one of {', '.join(TIERS)}.")
+    return value
+
+
+class TierFilter:
+    """Keep the tests of the selected tier: the deep claims (marker ``deep``) run only with
+    ``--ncspec-tier deep`` (or ``all``), the linear ones only without ``deep``."""
+
+    def __init__(self, tier: str):
+        self.tier = tier
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if self.tier == "all":
+            return
+        keep = [it for it in items if (it.get_closest_marker("deep") is not None) == (self.tier == "deep")]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[it for it in items if it not in keep])
+            items[:] = keep
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -234,6 +280,15 @@ class Recorder:
 
     def __init__(self):
         self.rows: dict[str, dict] = {}
+        self.traces: list[dict] = []
+
+    def trace(self, label: str, steps, series: dict, spectra=None) -> None:
+        """A training trajectory for the report's plots (deep claims): ``series`` maps a quantity
+        (e.g. ``"‖s‖"``) to its values at ``steps``; ``spectra`` is ``[(step, eigenvalues)]``."""
+        self.traces.append(dict(label=label, steps=[int(s) for s in steps],
+                                series={k: [float(v) for v in vs] for k, vs in series.items()},
+                                spectra=[dict(step=int(st), eigenvalues=[float(x) for x in ev])
+                                         for st, ev in (spectra or [])]))
 
     def __call__(self, quantity: str, measured: float, predicted: float | str, *, error: float | None = None,
                  tolerance: float | None = None) -> None:
@@ -298,7 +353,8 @@ class Collector:
             elif rep.failed:
                 reason = _first_line(rep)
             entry = dict(claim=marker.args[0], test=item.nodeid, outcome=outcome, duration=rep.duration,
-                         reason=reason, rows=list(rec.rows.values()) if rec else [])
+                         reason=reason, rows=list(rec.rows.values()) if rec else [],
+                         traces=list(rec.traces) if rec else [])
             if rep.failed:
                 entry["reproduce"] = self.reproduction(item, rep, call)
             self.tests.append(entry)
@@ -361,3 +417,58 @@ def _first_line(rep) -> str:
     if crash is not None:
         return crash.message.splitlines()[0][:300]
     return str(rep.longrepr).strip().splitlines()[-1][:300]
+
+
+class Progress:
+    """Claim-by-claim progress on stderr: a rich progress bar on a terminal, one plain line per test
+    when stderr is not a terminal (CI logs). Drawn only between tests, when pytest's output capture
+    is suspended (no refresh thread writes into a test's captured output)."""
+
+    def __init__(self, stream=None):
+        import sys
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.time()
+        self.total, self.done, self.bar, self.task, self.claims = 0, 0, None, None, {}
+
+    def pytest_collection_finish(self, session):
+        self.total = len(session.items)
+        self.claims = {it.nodeid: m.args[0] for it in session.items if (m := it.get_closest_marker("claim"))}
+        if self.tty and self.total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(file=self.stream), auto_refresh=False,
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("ncspec check", total=self.total)
+
+    @staticmethod
+    def _label(item_or_nodeid, claim=None) -> str:
+        name = item_or_nodeid.split("::")[-1]
+        return f"{claim} {name}" if claim else name
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"running {self._label(nodeid, self.claims.get(nodeid))}")
+            self.bar.refresh()
+
+    def pytest_runtest_logreport(self, report):
+        if not (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
+            return
+        self.done += 1
+        claim = self.claims.get(report.nodeid)
+        elapsed = time.time() - self.started
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome:<7} "
+                f"{self._label(report.nodeid, claim)} ({report.duration:.1f} s; {elapsed:.0f} s elapsed)")
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False, markup=False)
+            self.bar.advance(self.task)
+            self.bar.refresh()
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def pytest_sessionfinish(self, session):
+        if self.bar is not None:
+            self.bar.stop()

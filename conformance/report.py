@@ -13,6 +13,8 @@ JSON schema (``schema: "ncspec.report/1"``)::
          "citations": [{"key", "where", "text", "brief", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
+         "traces": [{"label", "steps", "series": {quantity: [float]}, "spectra": [{"step", "eigenvalues"}]}]
+                   (deep claims only: training trajectories, drawn in the readable report),
          "tests": [{"test", "outcome", "duration", "reason",
                     "reproduce" (failed tests only): {"example", "blob", "seed", "profile", "command"}}]}
       ]
@@ -86,6 +88,7 @@ def build_report(tests: list[dict], adapter: str, duration: float,
             statement=c.statement,
             status=claim_status([t["outcome"] for t in mine]),
             measurements=[r for t in mine for r in t["rows"]],
+            **({"traces": traces} if (traces := [tr for t in mine for tr in t.get("traces", [])]) else {}),
             tests=[{k: t[k] for k in ("test", "outcome", "duration", "reason", "reproduce") if k in t}
                    for t in mine]))
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}

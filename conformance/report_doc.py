@@ -45,10 +45,60 @@ def write_report(report: dict, path) -> list[str]:
         raise ValueError(f"report path {path!r} must end with .md (Markdown, plus <stem>_margins.png "
                          f"beside it) or .html (one self-contained file).")
     png = margin_plot(report)
+    trained = training_plot(report)
     if ext == ".md":
         png_path = f"{stem}_margins.png"
-        return [atomic_write(png_path, png), atomic_write(path, _markdown(report, os.path.basename(png_path)))]
-    return [atomic_write(path, _html(report, base64.b64encode(png).decode("ascii")))]
+        written = [atomic_write(png_path, png)]
+        md = _markdown(report, os.path.basename(png_path))
+        if trained is not None:
+            written.append(atomic_write(f"{stem}_training.png", trained))
+            md += _training_md(os.path.basename(f"{stem}_training.png"))
+        return written + [atomic_write(path, md)]
+    page = _html(report, base64.b64encode(png).decode("ascii"))
+    if trained is not None:
+        extra = _training_html(base64.b64encode(trained).decode("ascii"))
+        page = page.replace("</body></html>", extra + "</body></html>")
+    return [atomic_write(path, page)]
+
+
+def training_plot(report: dict) -> bytes | None:
+    """The deep claims' training trajectories as PNG bytes (None when no claim recorded any): per trace,
+    ‖s‖ over training steps (left) and the correlation spectrum λ/λ_max at the first and last
+    evaluation (right, log scale)."""
+    traces = [(c["id"], t) for c in report["claims"] for t in c.get("traces", [])]
+    if not traces:
+        return None
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, 4), dpi=110)
+    ax_s, ax_e = fig.subplots(1, 2)
+    colours = [f"C{i % 10}" for i in range(len(traces))]
+    for colour, (cid, t) in zip(colours, traces):
+        if "‖s‖" in t["series"]:
+            ax_s.plot(t["steps"], t["series"]["‖s‖"], marker=".", color=colour, label=f"{cid} {t['label']}")
+        for k, sp in enumerate((t["spectra"][:1] + t["spectra"][-1:]) if t["spectra"] else []):
+            ev = sorted((max(x, 0.0) for x in sp["eigenvalues"]), reverse=True)
+            top = max(ev[0], 1e-300)
+            ax_e.semilogy(range(1, len(ev) + 1), [max(x / top, 1e-12) for x in ev], color=colour,
+                          ls=":" if k == 0 else "-", label=f"{cid} {t['label']} (step {sp['step']})")
+    ax_s.set(xlabel="training step", ylabel="‖s‖ (norm of the mean l2-normalised embedding)", ylim=(0, 1.02),
+             title="‖s‖ over training (1: complete collapse)")
+    ax_e.set(xlabel="eigenvalue index", ylabel="λ / λ_max", title="correlation spectrum: first (dotted), last")
+    ax_s.legend(fontsize=6)
+    ax_e.legend(fontsize=5, ncol=2)
+    fig.suptitle(f"ncspec deep claims — adapter {report['adapter']}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _training_md(png_name: str) -> str:
+    return f"\n## Training trajectories (deep claims)\n\n![‖s‖ and spectra over training]({png_name})\n"
+
+
+def _training_html(png_b64: str) -> str:
+    return (f"<h2>Training trajectories (deep claims)</h2><img alt='‖s‖ and spectra over training' "
+            f"src='data:image/png;base64,{png_b64}'>")
 
 
 def claim_margin(claim: dict) -> float | None:

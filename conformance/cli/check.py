@@ -56,6 +56,10 @@ def _cmd_check(args) -> int:
         args.profile = "thorough"
     if args.profile:
         os.environ["NCSPEC_PROFILE"] = args.profile
+    if args.tier in ("deep", "all"):
+        code = _prepare_deep(args)
+        if code:
+            return code
     with tempfile.TemporaryDirectory() as tmp:
         json_path = args.json or os.path.join(tmp, "report.json")
         pytest_args = ["--pyargs", "ncspec.spec_tests", "-p", "no:cacheprovider",
@@ -69,6 +73,9 @@ def _cmd_check(args) -> int:
             pytest_args += ["--hypothesis-seed", str(args.seed)]
         if args.k:
             pytest_args += ["-k", args.k]
+        pytest_args += ["--ncspec-tier", args.tier]
+        if args.progress:
+            pytest_args += ["--ncspec-progress"]
         if xfail:
             pytest_args += ["--ncspec-xfail", xfail]
         if not args.verbose:
@@ -84,13 +91,41 @@ def _cmd_check(args) -> int:
             return int(code) or 3
         with open(json_path) as f:
             report = json.load(f)
-    print_table(report)
+    if args.tier == "deep":   # the table shows the tier's claims; the JSON and the documents keep them all
+        print_table({**report, "claims": [c for c in report["claims"] if c["status"] != "not_run"]})
+    else:
+        print_table(report)
     if args.json:
         print(f"report written to {args.json}")
     if args.report:   # written whatever the outcome: a failing run is when CI needs it most
         from ..report_doc import write_report
         print("report written to " + ", ".join(write_report(report, args.report)))
     return 1 if report["summary"]["failed"] else 0  # xfailed claims do not fail the run
+
+
+def _prepare_deep(args) -> int:
+    """The deep tier: resolve the image data (fail fast, naming what to download), set the scale,
+    print the budget before anything starts. Returns an exit code, 0 to go on."""
+    from ncspec.spec_tests.deep import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
+
+    from ..registry import load_adapter
+    os.environ[SCALE_ENV] = args.scale
+    data = args.data_root or os.environ.get(DATA_ENV)
+    try:
+        dataset_spec(data)
+    except FileNotFoundError as e:
+        print(f"ncspec check --tier deep: {e}", file=sys.stderr)
+        return 2
+    os.environ[DATA_ENV] = os.path.abspath(os.path.expanduser(data))
+    if args.scale == "gpu":
+        import torch
+        if not torch.cuda.is_available():
+            print("ncspec check --tier deep --scale gpu: no CUDA device is visible; use --scale cpu on this "
+                  "machine.", file=sys.stderr)
+            return 2
+    print(budget_line(args.scale, load_adapter(args.adapter or os.environ.get("NCSPEC_ADAPTER"))),
+          file=sys.stderr, flush=True)
+    return 0
 
 
 def _cmd_mutants(args) -> int:
@@ -149,6 +184,20 @@ def add_check_commands(sub) -> None:
                    help="Hypothesis seed of a 'thorough' run (implies --profile thorough): reruns the draws of the "
                         "run that reported this seed; a thorough run without it draws one and reports it")
     k.add_argument("-k", metavar="EXPR", default=None, help="only run tests matching EXPR (pytest -k)")
+    k.add_argument("--tier", choices=["linear", "deep", "all"], default="linear",
+                   help="linear (default): every claim on linear and toy models (about a minute on 2 cores); "
+                        "deep: the N claims, convolutional networks trained on images (needs --data-root); "
+                        "all: both")
+    k.add_argument("--scale", choices=["cpu", "gpu", "dry"], default="cpu",
+                   help="deep tier: cpu (a 1/8-width VGG11, 40-step runs; about 2 minutes per adapter on 2 "
+                        "cores), gpu (CIFAR ResNet-18, bf16, compiled, and Table 1's VGG11 protocol; the "
+                        "budget is printed before it starts) or dry (4-step runs: checks the plumbing only, "
+                        "the claims' outcomes mean nothing)")
+    k.add_argument("--data-root", metavar="PATH", default=None,
+                   help="deep tier: a folder holding cifar-10-batches-py/ (the python version of CIFAR-10) or "
+                        "an .npz with x_train, y_train, x_test, y_test; default $NCSPEC_DATA")
+    k.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="do not print claim-by-claim progress on stderr")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
     k.set_defaults(func=_cmd_check)
 

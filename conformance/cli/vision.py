@@ -268,10 +268,50 @@ def _add_bench(sub):
                    "in DataLoader workers, same model) and report the ratio")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers for --baseline (default min(15, cpus-1))")
     p.add_argument("--json", default=None, help="write the result here")
+    g = p.add_argument_group("acceptance (one prepared command for one H100/H200, ≤ 9 minutes)")
+    g.add_argument("--acceptance", action="store_true",
+                   help="run every acceptance part and write OUT/acceptance.json: ResNet-18 SimSiam (s per "
+                        "50k-image epoch, FLOP fraction, the lightly-style pipeline in the same run and the "
+                        "ratio; a compiled bf16 channels_last step), VGG11, DirectPred's eigendecomposition "
+                        "share, the deep tier at gpu scale on --data-root, a one-GPU torchrun DDP smoke (NCCL); "
+                        "targets recorded beside the figures")
+    g.add_argument("--out", default=None, help="--acceptance: output folder")
+    g.add_argument("--data-root", default=None, help="--acceptance: images for the deep tier (the CIFAR-10 "
+                   "fragment .npz or a CIFAR-10 root)")
+    g.add_argument("--dry-run", action="store_true", help="--acceptance on the CPU at a tiny size: every part "
+                   "end to end (under about a minute; figures meaningless; DDP smoke on gloo)")
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_acceptance(a) -> int:
+    from ncspec.reference.vision.bench import ACCEPTANCE_LIMIT_S, acceptance
+    if not a.out:
+        print("ncspec bench --acceptance: --out DIR is required (acceptance.json is written there).", file=sys.stderr)
+        return 2
+    if not a.dry_run:
+        import torch
+        if not torch.cuda.is_available():
+            print("ncspec bench --acceptance: no CUDA device is visible; the acceptance needs one H100/H200. "
+                  "On a CPU, --dry-run checks every part end to end at a tiny size.", file=sys.stderr)
+            return 2
+        print(f"ncspec bench --acceptance: budget ≤ {ACCEPTANCE_LIMIT_S / 60:.0f} min on one H100/H200 (five "
+              f"parts; progress below)", file=sys.stderr, flush=True)
+    doc = acceptance(a.out, data=a.data_root, dry_run=a.dry_run, log=lambda s: print(s, file=sys.stderr, flush=True))
+    f = doc["figures"]
+    print(json.dumps(f, indent=1))
+    if doc["targets"]:
+        for k, row in doc["targets"].items():
+            print(f"{k:<36} {row['measured']!s:<24} target {row['target']:<8} "
+                  f"{'met' if row['met'] else 'NOT met' if row['met'] is not None else 'not measured'}")
+    errors = [k for k, v in doc["parts"].items() if isinstance(v, dict) and "error" in v]
+    print(f"acceptance written to {Path(a.out) / 'acceptance.json'}"
+          + (f"; parts with errors: {errors}" if errors else ""))
+    return 1 if errors else 0
+
+
 def cmd_bench(a) -> int:
+    if a.acceptance:
+        return cmd_acceptance(a)
     from ncspec.reference.vision.bench import bench
     from ncspec.reference.vision.train import resolve_device
     dev = resolve_device(a.device)

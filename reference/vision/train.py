@@ -82,6 +82,8 @@ class TrainConfig:
     spectrum_samples: int = 2048
     probe: bool = True
     probe_iters: int = 100
+    eval_at_start: bool = False              # also evaluate the untrained network (state["initial"])
+    eval_knn: bool = True                    # False: evaluations measure the spectrum only (spectrum_samples images)
     # hardware
     device: str = "auto"
     bf16: bool = False
@@ -339,6 +341,18 @@ def collapse_monitor(cfg: TrainConfig, total_steps: int):
                            keep_embeddings=cfg.out is not None)
 
 
+def move_learner(learner, device: torch.device) -> None:
+    """Put what a learner built around its own heads (predictor MLPs, linear predictors) on the training
+    device: builders create them on the CPU; the encoder a learner gets (``Served``) is already there."""
+    for v in list(vars(learner).values()):
+        if isinstance(v, nn.Module) and not isinstance(v, Served):
+            v.to(device)
+    with torch.no_grad():
+        for p in learner.parameters():
+            if p.device != device:
+                p.data = p.data.to(device)
+
+
 # --- the trainer ----------------------------------------------------------------------------
 
 class Trainer:
@@ -432,9 +446,11 @@ class Trainer:
                                      f"{sorted(FastClosedForm.SUPPORTED)}; got {method!r} {opts}.")
             return builder_ref(method, self.served, cfg.proj_out, **opts), "reference", notes
         try:
-            return builder(method, self.served, cfg.proj_out, **opts), "adapter", notes
+            learner = builder(method, self.served, cfg.proj_out, **opts)
         except TypeError as e:   # an adapter's build rejecting an option key
             raise ValueError(f"the adapter's build({method!r}, ...) rejected the options {opts}: {e}") from e
+        move_learner(learner, self.device)
+        return learner, "adapter", notes
 
     # -- one optimisation step on this rank's slice of the global batch
     def step(self, v1: Tensor, v2: Tensor, y: Tensor, lr: float, ro_lr: float, m: float | None,
@@ -535,17 +551,47 @@ class Trainer:
     def evaluate(self, probe: bool = False) -> dict:
         cfg, ds = self.cfg, self.ds
         kw = dict(bf16=cfg.bf16, channels_last=cfg.channels_last)
-        ftr, ztr = embed(self.encoder, ds.x_train, self.mean, self.std, **kw)
-        fte, _ = embed(self.encoder, ds.x_test, self.mean, self.std, **kw)
-        out = dict(knn_acc=knn_accuracy(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.knn_k, cfg.knn_t))
-        with torch.no_grad():
-            out["readout_acc"] = float((self.readout(fte).argmax(1) == ds.y_test).float().mean())
+        if not cfg.eval_knn and not probe:      # the spectrum only: embed just the images it uses
+            ftr, ztr = embed(self.encoder, ds.x_train[:cfg.spectrum_samples], self.mean, self.std, **kw)
+            out = {}
+        else:
+            ftr, ztr = embed(self.encoder, ds.x_train, self.mean, self.std, **kw)
+            fte, _ = embed(self.encoder, ds.x_test, self.mean, self.std, **kw)
+            out = dict(knn_acc=knn_accuracy(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.knn_k, cfg.knn_t))
+            with torch.no_grad():
+                out["readout_acc"] = float((self.readout(fte).argmax(1) == ds.y_test).float().mean())
         spec = spectrum_metrics(ztr[:cfg.spectrum_samples])
         from ..metrics import rankme
         out["feature_rankme"] = float(rankme(ftr[:cfg.spectrum_samples].double()))
         if probe:
             out["probe_acc"] = linear_probe(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.probe_iters)
         return out, spec
+
+    @torch.no_grad()
+    def evaluate_initial(self, batches: int = 8) -> tuple[dict, dict]:
+        """``evaluate()`` of the untrained network with its BatchNorm running statistics first set
+        to the (cumulative) batch statistics of ``batches`` unaugmented training batches — at
+        initialisation they are (0, 1), which makes every eval-mode embedding share one large common
+        component (‖s‖ ≈ 1) that says nothing about the network. The statistics are put back
+        afterwards, so training is the same with and without this evaluation."""
+        bns = [m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        was = self.encoder.training
+        self.encoder.train()
+        for i in range(min(batches, max(1, self.ds.x_train.shape[0] // self.batch))):
+            x = self.ds.x_train[i * self.batch:(i + 1) * self.batch]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                self.encoder(aug.normalize(x, self.mean, self.std, channels_last=self.cfg.channels_last))
+        self.encoder.train(was)
+        try:
+            return self.evaluate()
+        finally:
+            for m, (momentum, state) in zip(bns, saved):
+                m.momentum = momentum
+                m.load_state_dict(state)
 
     # -- persistence
     def checkpoint(self) -> dict:
@@ -586,7 +632,8 @@ class Trainer:
                    notes=self.notes, device=str(self.device), world_size=self.world,
                    batch_size=self.batch, steps_per_epoch=self.steps_per_epoch, status=self.state["status"],
                    history=self.state["history"], spectra=self.state["spectra"],
-                   warnings=self.state["warnings"], final=final or {}, monitor=self.monitor.summary())
+                   warnings=self.state["warnings"], initial=self.state.get("initial"), final=final or {},
+                   monitor=self.monitor.summary())
         if self.out is None:
             return doc
         if self.monitor.keep_embeddings:
@@ -679,6 +726,10 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
         if ckpt.is_file():
             tr.load_checkpoint(ckpt)
     t_start = time.perf_counter()
+    if cfg.eval_at_start and tr.rank == 0 and tr.state["step"] == 0 and "initial" not in tr.state:
+        ev, spec = tr.evaluate_initial()
+        tr.state["initial"] = {**ev, **{k: v for k, v in spec.items() if not k.startswith("eig_")}}
+        tr.state["spectra"].append(dict(epoch=0, step=0, eig_corr=spec["eig_corr"], eig_cov=spec["eig_cov"]))
     from rich.console import Console
     console = Console(stderr=True, quiet=tr.rank != 0 or not cfg.progress)
     if tr.state["epoch"] == 0 and tr.rank == 0:
@@ -704,7 +755,8 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
                 ev, spec = tr.evaluate()
                 row.update(ev)
                 row.update({k: v for k, v in spec.items() if not k.startswith("eig_")})
-                tr.state["spectra"].append(dict(epoch=e + 1, eig_corr=spec["eig_corr"], eig_cov=spec["eig_cov"]))
+                tr.state["spectra"].append(dict(epoch=e + 1, step=tr.state["step"], eig_corr=spec["eig_corr"],
+                                                eig_cov=spec["eig_cov"]))
             verdict = tr.monitor.report()
             row["monitor"] = verdict.state
             if not verdict.healthy and not any(w.startswith(f"collapse monitor: {verdict.state}")
@@ -742,7 +794,8 @@ def _train(config: TrainConfig, *, dataset: ImageDataset | None, builder, stop_a
             plot_metrics(doc, tr.out / "metrics.png")
         except Exception as e:  # plotting must never lose a finished run
             console.print(f"[yellow]plot failed[/]: {e}")
-        console.print(f"done: kNN {final['knn_acc']:.4f} · readout {final['readout_acc']:.4f}"
+        console.print((f"done: kNN {final['knn_acc']:.4f} · readout {final['readout_acc']:.4f}"
+                       if "knn_acc" in final else "done")
                       + (f" · probe {final['probe_acc']:.4f}" if "probe_acc" in final else "")
                       + f" · metrics in {tr.out}")
     return {**doc, "model": tr.encoder} if return_model else doc

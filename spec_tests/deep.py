@@ -1,0 +1,225 @@
+"""The deep tier's harness: two scales, the image data, one cached training run per configuration.
+
+The N claims (``test_deep.py``) run real convolutional networks on real images through the one
+training loop, :func:`ncspec.reference.vision.train.train`, with the adapter's ``build`` as the
+learner builder. Two scales share the claims:
+
+* ``cpu`` — a 1/8-width VGG11, a 512 → 128 projector, batch 256, 40 steps (:attr:`Scale.steps`) on
+  CIFAR-10 or any CIFAR-shaped ``.npz`` (e.g. a fragment of CIFAR-10), float32, eager;
+* ``gpu`` — the CIFAR ResNet-18, a 2048 → 256 projector, batch 512, bf16, channels_last,
+  ``torch.compile``; Table 1's ordering (N4) needs the full CIFAR-10 training set.
+
+The scale comes from ``--ncspec-scale`` / ``$NCSPEC_SCALE`` (default ``cpu``), the data from
+``--ncspec-data`` / ``$NCSPEC_DATA`` (``ncspec check --data-root``): a folder holding
+``cifar-10-batches-py/`` or an ``.npz`` with ``x_train, y_train, x_test, y_test``. Nothing is
+downloaded and no path is assumed: without data the claims skip with :func:`missing_data_help`.
+
+Every run is kept for the session (:data:`RUNS`): N1–N3 read the same SimSiam run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+SCALE_ENV = "NCSPEC_SCALE"
+DATA_ENV = "NCSPEC_DATA"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+FULL_CIFAR10_TRAIN = 50_000
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    backbone: str
+    width: str
+    proj_hidden: int
+    proj_out: int
+    batch: int
+    steps: int                 # the step budget of every claim run
+    lr: float                  # per 256 images (TrainConfig.lr)
+    eval_every: int            # epochs between spectrum evaluations
+    bf16: bool
+    channels_last: bool
+    compile: bool
+    device: str
+    pred_hidden: int           # hidden width of the MLP predictors (simsiam_mlp, byol)
+    table1_epochs: int         # N4: epochs of the Table 1 comparison (0: not at this scale)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+SCALES = {
+    "cpu": Scale("cpu", "vgg11", "tiny", 512, 128, 256, 40, 0.06, 1, False, False, False, "cpu", 64, 0),
+    "gpu": Scale("gpu", "resnet18", "full", 2048, 256, 512, 300, 0.06, 2, True, True, True, "cuda", 512, 800),
+    # plumbing only (the acceptance command's dry run): a few steps; the claims' outcomes mean nothing here
+    "dry": Scale("dry", "vgg11", "tiny", 64, 32, 32, 4, 0.06, 1, False, False, False, "cpu", 16, 0),
+}
+
+
+def scale() -> Scale:
+    name = os.environ.get(SCALE_ENV, "cpu")
+    if name not in SCALES:
+        raise ValueError(f"unknown deep-tier scale {name!r} (${SCALE_ENV} / --scale); use 'cpu' or 'gpu' "
+                         f"('dry': a plumbing check of a few steps).")
+    return SCALES[name]
+
+
+def missing_data_help(problem: str = "no image data was given") -> str:
+    return (f"The deep tier trains convolutional networks on CIFAR-10 images, and {problem}. Download "
+            f"{CIFAR10_URL} (163 MB), extract it into a folder DIR (it creates DIR/cifar-10-batches-py/), "
+            f"and pass --data-root DIR to `ncspec check --tier deep` (or set ${DATA_ENV}=DIR; pytest: "
+            f"--ncspec-data DIR). An .npz with uint8 arrays x_train, y_train, x_test, y_test (images HWC or "
+            f"CHW) works too: --data-root PATH.npz.")
+
+
+def dataset_spec(path: str | None = None) -> tuple[str, str | None]:
+    """``(dataset, data_root)`` for :class:`TrainConfig` from ``path`` (default ``$NCSPEC_DATA``);
+    raises ``FileNotFoundError`` with :func:`missing_data_help` when there is nothing usable."""
+    path = path if path is not None else os.environ.get(DATA_ENV)
+    if not path:
+        raise FileNotFoundError(missing_data_help())
+    p = Path(path).expanduser()
+    if p.suffix == ".npz":
+        if not p.is_file():
+            raise FileNotFoundError(missing_data_help(f"{p} does not exist"))
+        return f"npz:{p}", None
+    if (p / "cifar-10-batches-py").is_dir():
+        return "cifar10", str(p)
+    if p.name == "cifar-10-batches-py" and p.is_dir():
+        return "cifar10", str(p.parent)
+    what = "does not exist" if not p.exists() else "holds neither cifar-10-batches-py/ nor is it an .npz file"
+    raise FileNotFoundError(missing_data_help(f"{p} {what}"))
+
+
+_DATA: dict[tuple, object] = {}
+
+
+def image_data(path: str | None = None):
+    """The image set (loaded once per process), or ``pytest.skip`` naming what to download."""
+    import pytest
+    from ncspec.reference.vision.data import DataRootError, load_dataset
+    try:
+        spec, root = dataset_spec(path)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    key = (spec, root)
+    if key not in _DATA:
+        try:
+            _DATA[key] = load_dataset(spec, root)
+        except DataRootError as e:
+            pytest.skip(missing_data_help(str(e)))
+    return _DATA[key]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: the method, its complete options, an optional ablation label."""
+    method: str
+    options: tuple = ()
+    label: str = ""
+    seed: int = 0
+    steps: int | None = None   # default: the scale's budget
+
+    def opts(self) -> dict:
+        return dict(self.options)
+
+
+def run_options(method: str, sc: Scale, **extra) -> tuple:
+    """The complete options a method is trained with at scale ``sc`` (never partial: an adapter's
+    ``build`` gets exactly these). Closed-form methods: Table 1's of the eigenspace paper (cosine form,
+    ``W_P = (Ĉ/λ_max)^½``, correlation EMA 0.5 without an EMA target); SimSiam's MLP predictor: its hidden
+    width; BYOL: the target's EMA momentum 0.99 (the predictor is each implementation's own)."""
+    from ncspec.reference.vision.train import default_method_options
+    if method in ("simsiam", "isoloss", "directpred"):
+        opts = default_method_options(method, ema=False)
+    elif method == "simsiam_mlp":
+        opts = dict(pred_hidden=sc.pred_hidden)
+    elif method == "byol":          # the EMA momentum every adapter takes; the predictor is the adapter's own
+        opts = dict(momentum=0.99)
+    else:
+        opts = {}
+    return tuple(sorted({**opts, **extra}.items()))
+
+
+RUNS: dict[tuple, dict] = {}
+
+
+def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
+    """Train ``run`` with ``impl.build`` through :func:`ncspec.reference.vision.train.train`
+    (spectrum at initialisation and every ``eval_every`` epochs); cached per session."""
+    from ncspec.reference.vision.train import TrainConfig, train
+    sc = sc or scale()
+    ds = data if data is not None else image_data()
+    key = (getattr(impl, "name", str(impl)), id(impl), run, sc, ds.name, tuple(ds.x_train.shape))
+    if key in RUNS:
+        return RUNS[key]
+    cfg = TrainConfig(dataset=ds.name, method=run.method, method_options=run.opts(), learner="reference",
+                      backbone=sc.backbone, width=sc.width, proj_hidden=sc.proj_hidden, proj_out=sc.proj_out,
+                      batch_size=sc.batch, lr=sc.lr, epochs=10_000, max_steps=run.steps or sc.steps,
+                      eval_every=sc.eval_every, probe=False, progress=False, device=sc.device, bf16=sc.bf16,
+                      channels_last=sc.channels_last, compile=sc.compile, seed=run.seed, eval_at_start=True,
+                      eval_knn=False, spectrum_samples=1024 if sc.name == "cpu" else 4096)
+    import torch
+    threads = torch.get_num_threads()
+    # convolutions use every core (the linear claims' default of 1 thread is for latency-bound toy runs);
+    # $NCSPEC_THREADS, when set, wins
+    torch.set_num_threads(int(os.environ.get("NCSPEC_THREADS", 0)) or min(os.cpu_count() or 1, 16))
+    try:
+        doc = train(cfg, dataset=ds, builder=impl.build)
+    finally:
+        torch.set_num_threads(threads)
+    RUNS[key] = doc
+    return doc
+
+
+def trajectory(doc: dict) -> list[dict]:
+    """``[{step, center_norm, normalized_std, rankme, participation_ratio}]`` from initialisation on."""
+    keys = ("center_norm", "normalized_std", "rankme", "participation_ratio")
+    rows = [dict(step=0, **{k: doc["initial"][k] for k in keys})]
+    rows += [dict(step=r["step"], **{k: r[k] for k in keys}) for r in doc["history"] if "rankme" in r]
+    return rows
+
+
+def with_scale(sc: Scale, **changes) -> Scale:
+    return replace(sc, **changes)
+
+
+# --- the budget, printed before the tier starts --------------------------------------------------
+
+#: seconds per run, for the budget line. cpu: the CPU time of one 40-step run of a 1/8-width VGG11 (batch
+#: 256, three spectrum evaluations) on one thread, measured on a heavily shared machine (lightly's two
+#: runs: 75 s of CPU in all); gpu: an ESTIMATE (not yet measured on a GPU) of
+#: compilation + 300 ResNet-18 steps at the ≤ 0.85 s/epoch target + evaluations.
+SECONDS_PER_RUN = {"cpu": 36.0, "gpu": 90.0, "dry": 2.0}
+#: gpu, N4: two VGG11 runs of Table 1's CIFAR-10 protocol (800 epochs at ≈ 1 s, an estimate).
+TABLE1_SECONDS = 2 * 800 * 1.0
+
+
+def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
+    """The training runs the N claims make for an adapter with these capabilities (the cpu scale
+    runs only what N1 asserts there: see the skip reasons in ``test_deep``)."""
+    cpu = scale_name == "cpu"
+    caps = set(capabilities)
+    runs = [m for m in ("simsiam", "simsiam_mlp", "byol") if m in caps and (m == "simsiam" or not cpu)]
+    if {"simsiam", "ablation:no_stopgrad"} <= caps:
+        runs.append("simsiam without SG")
+    if {"simsiam_mlp", "ablation:no_predictor"} <= caps and not cpu:
+        runs.append("simsiam_mlp without predictor")
+    if "isoloss" in caps and not cpu:
+        runs.append("isoloss")
+    return runs
+
+
+def budget_line(scale_name: str, impl) -> str:
+    runs = planned_runs(impl.capabilities, scale_name)
+    t = len(runs) * SECONDS_PER_RUN[scale_name]
+    if scale_name == "gpu" and {"simsiam", "isoloss"} <= set(impl.capabilities):
+        t += TABLE1_SECONDS
+        runs = runs + ["Table 1: simsiam and isoloss, 800 epochs (full CIFAR-10 only)"]
+    return (f"deep tier, {scale_name} scale, adapter {impl.name}: {len(runs)} training runs "
+            f"({', '.join(runs) or 'none: no deep claim applies'}); budget ≈ {t / 60:.1f} min"
+            + (" (an estimate: the gpu scale is not yet timed on a GPU)" if scale_name == "gpu" else
+               " on an idle 2-core machine"))
