@@ -98,10 +98,10 @@ def test_reference_is_not_measured_and_unchanged():
 # --- claims, in process (the plugin's path: scale-aware impl, rows to the recorder) ---------------
 
 @pytest.mark.parametrize("spec", sorted(PURE))
-@pytest.mark.parametrize("claim", ["H1", "T1", "W2", "C3", "C4", "C6"])
+@pytest.mark.parametrize("claim", ["H1", "T1", "W2", "C3", "C4", "C6", "J5"])
 def test_a_pure_rescale_passes_and_reports_its_factor(spec, claim):
     """The exact Euler map (H1, 1e-8), the per-step identity (T1, 1e-9), the fixed ray (W2), and the
-    conformance claims, at their present precision, with the factor in the rows."""
+    conformance claims, and J5 in float32 (the 100-ulp residual bound), with the factor in the rows."""
     results = run_claim(claim, f"scale_probe:{spec}")
     assert all(o == "passed" for o, _, _ in results), results
     rows = [r["quantity"] for _, _, rs in results for r in rs]
