@@ -435,8 +435,8 @@ def sg_limits(impl, M, extra, lam, sigma, mix, seed):
     equilibrium the run converges to (quadratic convergence; the run's remaining distance is
     ‖F‖/|μ| ≲ 1e-2 along the slowest stable direction). The run length is derived: after 1,500 steps
     runs still moving are continued by :func:`_settling_steps` when fewer than 2 have settled (from
-    the slowest stable eigenvalue of the model's Jacobian at their limits). Returns the moments, the limits, the run's speed before
-    polishing and a mask of full-rank polished equilibria.
+    the slowest stable eigenvalue of the model's Jacobian at their limits). Returns the moments, the
+    limits, the run's speed before polishing and a mask of full-rank polished equilibria.
     """
     g = torch.Generator().manual_seed(seed)
     N, S = M + extra, 4
