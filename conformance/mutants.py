@@ -291,7 +291,7 @@ def _directpred_no_clamp(learner):
         lam, U = torch.linalg.eigh(0.5 * (C + C.transpose(-1, -2)))
         if learner.normalize:
             lam = lam / lam.amax(-1, keepdim=True)
-        omega = (lam + learner.eps) ** learner.alpha if learner.boost == "before" else lam ** learner.alpha + learner.eps
+        omega = (lam + learner.eps) ** learner.alpha if learner.boost == "before" else lam**learner.alpha + learner.eps
         learner._W_P = ((U * omega.unsqueeze(-2)) @ U.transpose(-1, -2)).to(z1.dtype)
         return learner._W_P
     learner.predictor = predictor

@@ -155,7 +155,9 @@ class CheckedAdapter(_Proxy):
         return CheckedAdapter, (self._inner, self.spec)
 
     def build(self, method, encoder, embed_dim, **options):
-        args = ", ".join([repr(method), "encoder", _short(embed_dim), *(f"{k}={_short(v)}" for k, v in options.items())])
+        args = ", ".join(
+            [repr(method), "encoder", _short(embed_dim), *(f"{k}={_short(v)}" for k, v in options.items())]
+        )
         call = f"build({args})"
         try:
             learner = self._inner.build(method, encoder, embed_dim, **options)
@@ -207,7 +209,9 @@ def _encoder_trainable(encoder) -> bool | None:
 def _check_learner(learner, ctx: _Context) -> None:
     """The protocol methods exist and ``parameters()`` yields trainable tensors."""
     absent = [m for m in ("parameters", "loss", "after_step") if not hasattr(learner, m)]
-    uncallable = [m for m in ("parameters", "loss", "after_step") if m not in absent and not callable(getattr(learner, m))]
+    uncallable = [
+        m for m in ("parameters", "loss", "after_step") if m not in absent and not callable(getattr(learner, m))
+    ]
     if absent or uncallable:
         what = " and ".join(x for x in (f"without {', '.join(absent)}" if absent else "",
                                           f"with non-callable {', '.join(uncallable)}" if uncallable else "") if x)
@@ -267,7 +271,8 @@ def _check_loss_value(loss, ctx: _Context) -> None:
             fix = ("a per-sample loss: reduce it with .mean() (or .sum() over replicas) to a scalar tensor "
                    "(dim() == 0)")
         else:
-            fix = "not a scalar: reduce it to a 0-dim tensor (e.g. .mean(-1).sum(): mean over the batch, sum over replicas)"
+            fix = ("not a scalar: reduce it to a 0-dim tensor (e.g. .mean(-1).sum(): mean over the batch, "
+                   "sum over replicas)")
         raise AdapterError(f"{where} returned shape {_shape(loss)}: {fix}.")
     if not loss.is_floating_point():
         raise AdapterError(f"{where} returned a {str(loss.dtype).replace('torch.', '')} tensor: a loss is "

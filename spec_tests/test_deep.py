@@ -236,15 +236,18 @@ def test_isoloss_lifts_the_smallest_eigenmodes_faster_than_the_simsiam_loss(impl
 # --- N4: Table 1 ----------------------------------------------------------------------------------
 
 N4 = register(
-    "N4", title="Without an EMA target, IsoLoss trains far better than the SimSiam loss (Table 1)",
-    source=[cite("halvagal2022", "Table 1 (CIFAR-10, 800 epochs, no EMA: SimSiam loss 59.9 ± 2.1 %, IsoLoss 73.5 ± 0.5 %)")],
+    "N4",
+    title="Without an EMA target, IsoLoss trains far better than the SimSiam loss (Table 1)",
+    source=[
+        cite("halvagal2022", "Table 1 (CIFAR-10, 800 epochs, no EMA: SimSiam loss 59.9 ± 2.1 %, IsoLoss 73.5 ± 0.5 %)")
+    ],
     statement="With the closed-form predictor and no EMA target network, IsoLoss reaches a clearly higher linear "
-              "readout accuracy than the SimSiam loss on CIFAR-10 (VGG11, 800 epochs).",
+    "readout accuracy than the SimSiam loss on CIFAR-10 (VGG11, 800 epochs).",
     measures="online linear readout accuracy on the CIFAR-10 test split after Table 1's CIFAR-10 protocol "
-             "(ncspec reproduce table1), one seed per loss",
+    "(ncspec reproduce table1), one seed per loss",
     prediction="readout(IsoLoss) > readout(SimSiam loss)",
     tolerance="an ordering (the paper's gap is 13.6 points, > 6 of its standard deviations); gpu scale and full "
-              "CIFAR-10 only",
+    "CIFAR-10 only",
 )
 
 CPU_NOT_SHOWN_N4 = (

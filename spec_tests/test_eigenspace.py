@@ -192,7 +192,8 @@ def _grad_W(learner, enc, x1, x2):
 @H4.check
 @given(setup=linear_setups())
 def test_simsiam_gradient_is_w_p_times_the_isoloss_gradient(impl, record, setup):
-    """∇_W L_SimSiam = W_P ∇_W L_iso and L_iso = L_SimSiam (exact identity, Halvagal et al. 2022 eq. 8), Euclidean form."""
+    """∇_W L_SimSiam = W_P ∇_W L_iso and L_iso = L_SimSiam (exact identity, Halvagal et al. 2022 eq. 8),
+    Euclidean form."""
     require(impl, "simsiam", "isoloss", "loss:euclidean", "predictor:closed_form")
     _isoloss_gradient_identity(impl, record, setup, "euclidean")
 

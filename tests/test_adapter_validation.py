@@ -217,15 +217,28 @@ class ParamsRaise(Good):
         raise AttributeError("'Good' object has no attribute 'net'")
 
 
-@pytest.mark.parametrize("cls,match", [
-    (NoParams, r"learner.parameters\(\) of method 'simsiam' yields nothing, but the encoder it was built around has "
-               r"trainable weights: yield them"),
-    (NonTensorParams, r"learner.parameters\(\) of method 'simsiam' yields a str at position 0, not a torch.Tensor"),
-    (FrozenParams, r"learner.parameters\(\) of method 'simsiam' yields 1 tensor\(s\), none of which requires grad, but the encoder .* without detaching or "
-                   r"freezing them"),
-    (ParamsRaise, r"learner.parameters\(\) of method 'simsiam' raised AttributeError: .* it must return an iterable "
-                  r"of tensors"),
-])
+@pytest.mark.parametrize(
+    "cls,match",
+    [
+        (
+            NoParams,
+            r"learner.parameters\(\) of method 'simsiam' yields nothing, but the encoder it was built around has "
+            r"trainable weights: yield them",
+        ),
+        (NonTensorParams, r"learner.parameters\(\) of method 'simsiam' yields a str at position 0, not a torch.Tensor"),
+        (
+            FrozenParams,
+            r"learner.parameters\(\) of method 'simsiam' yields 1 tensor\(s\), none of which requires grad, "
+            r"but the encoder .* without detaching or "
+            r"freezing them",
+        ),
+        (
+            ParamsRaise,
+            r"learner.parameters\(\) of method 'simsiam' raised AttributeError: .* it must return an iterable "
+            r"of tensors",
+        ),
+    ],
+)
 def test_parameters_must_yield_trainable_tensors(cls, match):
     with pytest.raises(AdapterError, match=r"adapter 'broken': " + match):
         _learner(cls)
@@ -430,5 +443,7 @@ def test_checked_learner_runs_exactly_like_the_unwrapped_one():
         enc = _enc()
         learner = impl.build("simsiam", enc, M, alpha=0.5)
         x = _views()
-        runs.append(simulate(learner if wrap else unwrap(learner), enc, lambda k, x=x: x, lr=0.05, steps=5, sigma=0.3).W)
+        runs.append(
+            simulate(learner if wrap else unwrap(learner), enc, lambda k, x=x: x, lr=0.05, steps=5, sigma=0.3).W
+        )
     assert torch.equal(*runs)

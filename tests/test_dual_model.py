@@ -133,7 +133,9 @@ def test_flatten_roundtrip_and_balancedness_rate():
     f = dual.field("gd", mom, 0.1)
     vel = f((A, B))
     h = 1e-6
-    fd = (dual.balancedness(A + h * vel[0], B + h * vel[1]) - dual.balancedness(A - h * vel[0], B - h * vel[1])) / (2 * h)
+    fd = (dual.balancedness(A + h * vel[0], B + h * vel[1]) - dual.balancedness(A - h * vel[0], B - h * vel[1])) / (
+        2 * h
+    )
     assert torch.allclose(dual.balancedness_rate((A, B), vel), fd, atol=1e-8)
 
 

@@ -75,7 +75,9 @@ def test_loss_rejects_1d_predictor():
 
 
 def test_loss_rejects_predictor_of_wrong_dimension():
-    with pytest.raises(ValueError, match=r"embedding dimension M = 3 does not match the predictor W_P of shape \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"embedding dimension M = 3 does not match the predictor W_P of shape \(4, 4\)"
+    ):
         losses.simsiam(_z(B, M), _z(B, M), _eye(M + 1))
 
 
@@ -102,7 +104,9 @@ def test_loss_rejects_non_finite_z2(loss):
     z2 = _z(S, B, M)
     z2[1, 0, 0] = math.inf
     z2[1, 1, 0] = -math.inf
-    with pytest.raises(ValueError, match=r"z2 must be finite, but it contains 2 non-finite value\(s\).*lower the learning rate"):
+    with pytest.raises(
+        ValueError, match=r"z2 must be finite, but it contains 2 non-finite value\(s\).*lower the learning rate"
+    ):
         loss(_z(S, B, M), z2, _eye())
 
 
@@ -466,7 +470,9 @@ def test_build_rejects_non_positive_embed_dim():
 
 
 def test_build_rejects_embed_dim_mismatch():
-    with pytest.raises(ValueError, match=r"embed_dim = 4 does not match the encoder's output dimension M = 3.*embed_dim=3"):
+    with pytest.raises(
+        ValueError, match=r"embed_dim = 4 does not match the encoder's output dimension M = 3.*embed_dim=3"
+    ):
         build("simsiam", LinearEncoder(_W()), M + 1)
 
 

@@ -18,7 +18,20 @@ def data_root(tmp_path_factory):
     return root
 
 
-SMOKE = ["--epochs", "1", "--width", "tiny", "--seeds", "1", "--limit", "32", "--proj-hidden", "32", "--batch-size", "16"]
+SMOKE = [
+    "--epochs",
+    "1",
+    "--width",
+    "tiny",
+    "--seeds",
+    "1",
+    "--limit",
+    "32",
+    "--proj-hidden",
+    "32",
+    "--batch-size",
+    "16",
+]
 
 
 def test_reproduce_table1_runs_end_to_end_on_synthetic_files(data_root, tmp_path, capsys):
@@ -60,8 +73,17 @@ def test_reproduce_table1_help_documents_protocol_and_wall_clock(capsys):
     with pytest.raises(SystemExit):
         vision_main(["reproduce", "table1", "--help"])
     text = capsys.readouterr().out
-    for phrase in ("800 epochs", "100 epochs", "VGG11", "4096 → 256", "LARS", "solarize", "Expected wall-clock on one H100",
-                   "ESTIMATE", "measured on one H100"):
+    for phrase in (
+        "800 epochs",
+        "100 epochs",
+        "VGG11",
+        "4096 → 256",
+        "LARS",
+        "solarize",
+        "Expected wall-clock on one H100",
+        "ESTIMATE",
+        "measured on one H100",
+    ):
         assert phrase in text, phrase
     hours = float(re.search(r"≈ (\d+) h for the whole grid", text).group(1))
     assert hours == round(wallclock_estimate(4)["total_h"])

@@ -87,7 +87,9 @@ def test_cifar10_fragment_knn_clearly_above_chance(tmp_path):
     """
     frag = fragment_path()
     if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/cifar10_fragment.npz)")
+        pytest.skip(
+            "the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/cifar10_fragment.npz)"
+        )
     t = time.perf_counter()
     doc = train(TrainConfig(dataset=f"npz:{frag}", method="isoloss", epochs=3, batch_size=256, lr=0.06,
                             eval_every=3, out=str(tmp_path), **{**TINY, "proj_hidden": 128, "proj_out": 64}))
@@ -109,7 +111,9 @@ def test_resume_continues_exactly(cifar_root, tmp_path, method, ema):
     sa, sb = a["model"].state_dict(), b["model"].state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert _strip(a["history"]) == _strip(b["history"]) and a["spectra"] == b["spectra"]
-    assert {k: v for k, v in a["final"].items() if "time" not in k} == {k: v for k, v in b["final"].items() if "time" not in k}
+    assert {k: v for k, v in a["final"].items() if "time" not in k} == {
+        k: v for k, v in b["final"].items() if "time" not in k
+    }
     with pytest.raises(ValueError, match="configuration differs"):
         train(TrainConfig(out=str(tmp_path / "b"), resume=True, **{**kw, "lr": 0.5}))
 
@@ -156,7 +160,9 @@ def test_gpu_code_paths_bf16_channels_last_compile_on_cpu(cifar_root, tmp_path):
 def test_adapters_and_learned_predictors_train_through_the_protocol(cifar_root, tmp_path):
     from ncspec.conformance.registry import load_adapter
     kw = dict(dataset="cifar10", data_root=str(cifar_root), epochs=1, batch_size=32, probe=False, **TINY)
-    doc = train(TrainConfig(method="directpred", out=str(tmp_path / "a"), **kw), builder=load_adapter("reference").build)
+    doc = train(
+        TrainConfig(method="directpred", out=str(tmp_path / "a"), **kw), builder=load_adapter("reference").build
+    )
     assert doc["learner"] == "adapter" and doc["status"] == "done"
     for method in ("byol", "dino", "barlow_twins"):     # own EMA target / teacher; a family without predictor
         doc = train(TrainConfig(method=method, out=str(tmp_path / method), **kw))

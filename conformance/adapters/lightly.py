@@ -120,12 +120,16 @@ class LightlyAdapter:
             return _PairLoss(encoder, NTXentLoss(temperature=o["temperature"], gather_distributed=o["distributed"]))
         if method == "byol":
             o = _options(method, options, dict(momentum=0.99, pred_hidden=16))
-            return _Predictive(encoder, heads(lambda: BYOLPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder),
-                               o["momentum"])
+            return _Predictive(
+                encoder,
+                heads(lambda: BYOLPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder),
+                o["momentum"],
+            )
         if method == "simsiam_mlp":
             o = _options(method, options, dict(pred_hidden=16))
-            return _Predictive(encoder, heads(lambda: SimSiamPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder),
-                               None)
+            return _Predictive(
+                encoder, heads(lambda: SimSiamPredictionHead(embed_dim, o["pred_hidden"], embed_dim), encoder), None
+            )
         raise NotImplementedError(f"the lightly adapter does not provide {method!r}; it provides "
                                   f"{sorted(m for m in self.capabilities if ':' not in m)}.")
 

@@ -49,7 +49,9 @@ def _add_train(sub):
                                    "Data parallel: torchrun --nproc_per_node N -m ncspec.conformance.cli train ... "
                                    "(one process per GPU,\nDDP, synchronised BN; --batch-size is the global batch).")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="cifar10", help="cifar10 | stl10 | npz:PATH (arrays x_train, y_train, x_test, y_test)")
+    d.add_argument(
+        "--dataset", default="cifar10", help="cifar10 | stl10 | npz:PATH (arrays x_train, y_train, x_test, y_test)"
+    )
     d.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or stl10_binary/")
     d.add_argument("--download", action="store_true", help="let torchvision download the data set into --data-root")
     d.add_argument("--limit", type=int, default=None, help="use the first N images of every split (smoke runs)")
@@ -66,7 +68,9 @@ def _add_train(sub):
     m.add_argument("--ema", action="store_true", help="EMA target network for the learner's target view "
                    "(momentum --ema-momentum → 1, cosine schedule)")
     m.add_argument("--ema-momentum", type=float, default=0.99)
-    m.add_argument("--asymmetric", dest="symmetric", action="store_false", help="L(v1, v2) only (default ½[L(v1,v2)+L(v2,v1)])")
+    m.add_argument(
+        "--asymmetric", dest="symmetric", action="store_false", help="L(v1, v2) only (default ½[L(v1,v2)+L(v2,v1)])"
+    )
     m.add_argument("--learner", default="auto", choices=["auto", "reference", "fast"],
                    help="reference learner (validating), fast (same maths, no host syncs), auto (fast on CUDA)")
     n = p.add_argument_group("model")
@@ -266,7 +270,9 @@ def _add_bench(sub):
     p.add_argument("--compile-backend", default=None)
     p.add_argument("--baseline", action="store_true", help="also time the lightly-style pipeline (PIL transforms "
                    "in DataLoader workers, same model) and report the ratio")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers for --baseline (default min(15, cpus-1))")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers for --baseline (default min(15, cpus-1))"
+    )
     p.add_argument("--json", default=None, help="write the result here")
     g = p.add_argument_group("acceptance (one prepared command for one H100/H200, ≤ 9 minutes)")
     g.add_argument("--acceptance", action="store_true",
@@ -319,29 +325,47 @@ def cmd_bench(a) -> int:
     if cpu:
         print("ncspec bench: running on CPU — a tiny model on a few images; the numbers say nothing about "
               "the GPU targets.", file=sys.stderr)
-    kw = dict(backbone=a.backbone, method=a.method, ema=a.ema, batch=a.batch_size if not cpu else min(a.batch_size, 128),
-              n=a.images or (1024 if cpu else 50_000), epochs=a.epochs, device=str(dev),
-              width=a.width or ("tiny" if cpu else "full"), learner=a.learner, bf16=a.bf16 and not cpu,
-              channels_last=a.channels_last, compile=a.compile and not cpu, baseline=a.baseline, workers=a.workers,
-              log=lambda s: print(s, file=sys.stderr))
+    kw = dict(
+        backbone=a.backbone,
+        method=a.method,
+        ema=a.ema,
+        batch=a.batch_size if not cpu else min(a.batch_size, 128),
+        n=a.images or (1024 if cpu else 50_000),
+        epochs=a.epochs,
+        device=str(dev),
+        width=a.width or ("tiny" if cpu else "full"),
+        learner=a.learner,
+        bf16=a.bf16 and not cpu,
+        channels_last=a.channels_last,
+        compile=a.compile and not cpu,
+        baseline=a.baseline,
+        workers=a.workers,
+        log=lambda s: print(s, file=sys.stderr),
+    )
     if cpu:
         kw.update(proj_hidden=128, proj_out=64)
     if a.compile_backend:                      # an explicit backend compiles on CPU too (e.g. eager)
         kw.update(compile=True, compile_backend=a.compile_backend)
     r = bench(**kw)
-    lines = [f"device            {r['device']}{'  (CPU: not comparable with the GPU targets)' if cpu else ''}",
-             f"model             {r['backbone']} ({r['width']}) · {r['method']}{' + EMA' if r['ema'] else ''} · "
-             f"learner {r['learner']} · batch {r['batch']} · bf16 {r['bf16']} · channels_last {r['channels_last']} · "
-             f"compile {r['compile']}",
-             f"images/s          {r['images_per_s']:,.0f}  ({r['view_images_per_s']:,.0f} view-images/s)",
-             f"s per 50k epoch   {r['s_per_50k_epoch']:.3f}"
-             + (f"  (target ≤ {r['target_s_per_epoch']} s: {'met' if r['s_per_50k_epoch'] <= r['target_s_per_epoch'] else 'NOT met'})"
-                if r['target_s_per_epoch'] else ""),
-             f"GFLOP/view-image  {r['gflop_per_view_image']:.3f} (training step, FlopCounterMode)",
-             f"achieved          {r['achieved_tflops']:.2f} TFLOP/s = {100 * r['fraction_of_peak']:.1f} % of the "
-             f"800 TFLOP/s bf16 matmul peak (measured on one H100)",
-             f"eigendecomposition {r['eig_ms']:.2f} ms × {r['eig_calls_per_step']} per {r['step_ms']:.2f} ms step = "
-             f"{100 * r['eig_fraction_of_step']:.1f} % (target ≤ 10 %)"]
+    lines = [
+        f"device            {r['device']}{'  (CPU: not comparable with the GPU targets)' if cpu else ''}",
+        f"model             {r['backbone']} ({r['width']}) · {r['method']}{' + EMA' if r['ema'] else ''} · "
+        f"learner {r['learner']} · batch {r['batch']} · bf16 {r['bf16']} · channels_last {r['channels_last']} · "
+        f"compile {r['compile']}",
+        f"images/s          {r['images_per_s']:,.0f}  ({r['view_images_per_s']:,.0f} view-images/s)",
+        f"s per 50k epoch   {r['s_per_50k_epoch']:.3f}"
+        + (
+            f"  (target ≤ {r['target_s_per_epoch']} s: "
+            f"{'met' if r['s_per_50k_epoch'] <= r['target_s_per_epoch'] else 'NOT met'})"
+            if r["target_s_per_epoch"]
+            else ""
+        ),
+        f"GFLOP/view-image  {r['gflop_per_view_image']:.3f} (training step, FlopCounterMode)",
+        f"achieved          {r['achieved_tflops']:.2f} TFLOP/s = {100 * r['fraction_of_peak']:.1f} % of the "
+        f"800 TFLOP/s bf16 matmul peak (measured on one H100)",
+        f"eigendecomposition {r['eig_ms']:.2f} ms × {r['eig_calls_per_step']} per {r['step_ms']:.2f} ms step = "
+        f"{100 * r['eig_fraction_of_step']:.1f} % (target ≤ 10 %)",
+    ]
     if "lightly_style" in r:
         b = r["lightly_style"]
         lines.append(f"lightly-style     {b['s_per_50k_epoch']:.2f} s per 50k epoch ({b['workers']} workers) → "

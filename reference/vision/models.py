@@ -74,7 +74,9 @@ class ResNet18(nn.Module):
         super().__init__()
         w = _width(width)
         ch = [max(4, int(round(c * w))) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(nn.Conv2d(3, ch[0], 3, 1, 1, bias=False), nn.BatchNorm2d(ch[0]), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, ch[0], 3, 1, 1, bias=False), nn.BatchNorm2d(ch[0]), nn.ReLU(inplace=True)
+        )
         layers, cin = [], ch[0]
         for i, c in enumerate(ch):
             stride = 1 if i == 0 else 2

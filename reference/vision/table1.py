@@ -122,8 +122,12 @@ def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[di
                 return
             c = replace(c, device=device)
             log(f"[{i + 1}/{len(cells)}] {Path(c.out).name} on {dev}")
-            r = subprocess.run([sys.executable, "-m", "ncspec.reference.vision.table1", "--cell", json.dumps(c.to_dict())],
-                               env=env, capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "ncspec.reference.vision.table1", "--cell", json.dumps(c.to_dict())],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if r.returncode:
                 errors.append(f"{Path(c.out).name} on {dev} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
 
