@@ -50,8 +50,14 @@ def _spec_dir() -> str:
 
 def _asserted_in_spec(exc: BaseException) -> bool:
     """An AssertionError whose innermost frame is in a spec module (a claim's assertion, not an
-    ``assert`` inside the implementation under test)."""
+    ``assert`` inside the implementation under test), or the claims' loss-scale check
+    (:class:`~ncspec.conformance.scale.ScaleMismatch`: the gradient is not a constant multiple of the
+    definition's, which every dynamics claim asserts before it runs)."""
     import os
+
+    from .scale import ScaleMismatch
+    if isinstance(exc, ScaleMismatch):
+        return True
     if not isinstance(exc, AssertionError):
         return False
     tb = exc.__traceback__
