@@ -79,8 +79,8 @@ def test_acceptance_dry_run_writes_every_part(tmp_path):
     """``ncspec bench --acceptance --dry-run``: every part end to end on the CPU at a tiny size."""
     p = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "bench", "--acceptance", "--dry-run",
                         "--out", str(tmp_path)], capture_output=True, text=True)
-    doc = json.loads((tmp_path / "acceptance.json").read_text())
     assert p.returncode == 0, p.stderr[-3000:]
+    doc = json.loads((tmp_path / "acceptance.json").read_text())
     assert doc["schema"] == "ncspec.acceptance/1" and doc["dry_run"]
     for name in ("resnet18_simsiam", "vgg11_simsiam", "directpred_resnet18", "deep_tier_gpu_scale", "ddp_smoke",
                  "compiled_bf16_channels_last_step"):

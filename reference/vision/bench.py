@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
+from ..predictors import eigen_predictor_kernel
 from . import augment as aug
 from .data import ImageDataset
-from .siamese import _eigen_predictor
 from .train import TrainConfig, Trainer
 
 PEAK_FLOPS = 800e12             # bf16 matmul peak measured on one H100 (PyTorch 2.11)
@@ -59,11 +59,11 @@ def eig_ms(M: int, device, reps: int = 20) -> float:
     """Milliseconds of the closed-form predictor (float64 eigh of an M×M correlation)."""
     z = torch.randn(4 * M, M, device=device)
     C = z.T @ z / z.shape[0]
-    _eigen_predictor(C, 0.5, 0.1, True, "after")
+    eigen_predictor_kernel(C, 0.5, 0.1, True, "after")
     _sync(device)
     t = time.perf_counter()
     for _ in range(reps):
-        _eigen_predictor(C, 0.5, 0.1, True, "after")
+        eigen_predictor_kernel(C, 0.5, 0.1, True, "after")
     _sync(device)
     return (time.perf_counter() - t) / reps * 1e3
 
