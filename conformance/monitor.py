@@ -68,6 +68,7 @@ from ..reference.metrics import (
     rankme_of_singular_values,
 )
 from ..reference.theory.centervector import invariance, unbiased_moments
+from ..reference.vectors import unit
 
 HEALTHY, DIMENSIONAL, COMPLETE, DIVERGING = "healthy", "dimensional collapse", "complete collapse", "diverging"
 VERDICTS = (HEALTHY, DIMENSIONAL, COMPLETE, DIVERGING)
@@ -254,7 +255,7 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
     views = z1.unsqueeze(0) if z2 is None else torch.stack([z1, z2.detach().to(dt)])     # (V, B, M)
     V, B, M = views.shape
     s, _ = center_decomposition(views)                                                     # s (M,)
-    u = (views / views.norm(dim=-1, keepdim=True).clamp_min(1e-12)).reshape(V * B, M)     # ẑ pooled
+    u = unit(views).reshape(V * B, M)                                                     # ẑ pooled
     uc = u - u.mean(0)
     obs = dict(
         center_norm=s.norm(),
