@@ -204,7 +204,9 @@ def test_a_pure_rescale_passes_every_claim(spec, tmp_path):
                           "--json", "r.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.time() - t0
     report = json.loads((tmp_path / "r.json").read_text())
-    bad = {c["id"]: c["status"] for c in report["claims"] if c["status"] not in ("passed", "skipped")}
+    # the deep tier's N claims are not run by the default (linear) tier
+    bad = {c["id"]: c["status"] for c in report["claims"] if c["status"] not in ("passed", "skipped")
+           and not (c["id"].startswith("N") and c["status"] == "not_run")}
     assert out.returncode == 0 and not bad, f"{bad} after {seconds:.0f} s\n{out.stdout[-3000:]}{out.stderr[-2000:]}"
     rows = [r["quantity"] for c in report["claims"] for r in c["measurements"]]
     assert any("a convention, not a failure" in q for q in rows)

@@ -24,12 +24,22 @@ def _is_given(decorator) -> bool:
     return (isinstance(f, ast.Name) and f.id == "given") or (isinstance(f, ast.Attribute) and f.attr == "given")
 
 
+def _parametrized(fn) -> set[str]:
+    """Arguments given by ``@pytest.mark.parametrize("a, b", ...)``: one test each, not a draw."""
+    names = set()
+    for d in fn.decorator_list:
+        f = d.func if isinstance(d, ast.Call) else None
+        if isinstance(f, ast.Attribute) and f.attr == "parametrize" and d.args and isinstance(d.args[0], ast.Constant):
+            names |= {n.strip() for n in str(d.args[0].value).split(",")}
+    return names
+
+
 def _draw_dependent_skips(path: pathlib.Path) -> list[str]:
     problems = []
     for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if not isinstance(fn, ast.FunctionDef) or not any(_is_given(d) for d in fn.decorator_list):
             continue
-        drawn = {a.arg for a in fn.args.args} - FIXTURES
+        drawn = {a.arg for a in fn.args.args} - FIXTURES - _parametrized(fn)
         for node in ast.walk(fn):
             if not isinstance(node, ast.Call):
                 continue
