@@ -168,14 +168,13 @@ def test_solo_learn_vicreg_variance_term_is_the_papers_eq6():
 
 
 def test_barlow_twins_authors_loss_ignores_the_center_vector():
-    """J5's exact part, which `ncspec check` skips on this adapter today (its Hypothesis draws with
-    decorrelation=False need an ablation tag it lacks): the claim's own test, decorrelation on."""
+    """J5's core (the claim's own test, which needs no ablation tag) on the authors' Barlow Twins."""
     from ncspec.spec_tests.test_center_vector import test_barlow_twins_bn_removes_the_center as j5
     g = torch.Generator().manual_seed(0)
     views = torch.nn.functional.normalize(torch.randn((2, 2, 16, 5), generator=g, dtype=torch.float64), dim=-1)
     rows = {}
     j5.hypothesis.inner_test(load_adapter(f"{ADAPTERS}:barlowtwins"), lambda q, m, p, **kw: rows.update({q: m}),
-                             views, 7.0, 0, True)
+                             views, 7.0, 0)
     assert rows["|L(z + c) − L(z)| / |L(z)|"] <= 1e-9
 
 
