@@ -55,9 +55,12 @@ from . import registry
 _common = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                       HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=3, derandomize=True,
+# Both profiles derive from Hypothesis' own defaults, not from whatever profile is loaded now: with
+# $CI set Hypothesis loads a derandomised profile of its own, which ``thorough`` must not inherit.
+_base = settings.get_profile("default")
+settings.register_profile("ci", _base, max_examples=3, derandomize=True,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate], **_common)
-settings.register_profile("thorough", max_examples=40, **_common)
+settings.register_profile("thorough", _base, max_examples=40, derandomize=False, **_common)
 settings.load_profile(os.environ.get("NCSPEC_PROFILE", "ci"))
 
 

@@ -83,3 +83,15 @@ def test_a_thorough_run_always_has_a_seed(tmp_path, profile, seeded):
     assert main(["check", "-k", FAST, "--profile", profile, "--json", str(path)]) == 0
     seed = json.loads(path.read_text())["hypothesis_seed"]
     assert (seed is not None) == seeded and (seed is None or isinstance(seed, int))
+
+
+def test_thorough_stays_randomised_where_hypothesis_detects_ci():
+    """With $CI set, Hypothesis loads a derandomised profile of its own; ``thorough`` must not inherit it
+    (a CI fresh-clone run found a thorough session with no seed)."""
+    import subprocess
+    import sys
+    code = ("from hypothesis import settings; import ncspec.conformance.plugin; "
+            "print(settings.get_profile('thorough').derandomize, settings.get_profile('ci').derandomize)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "CI": "true"},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
