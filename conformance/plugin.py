@@ -135,7 +135,7 @@ def pytest_configure(config):
         if value:   # the deep harness (and run_claim, which has no pytest config) reads the environment
             os.environ[env] = os.path.abspath(value) if option == "ncspec_data" else value
     config.pluginmanager.register(TierFilter(tier(config)), "ncspec-tier")
-    if config.getoption("ncspec_progress", default=False):
+    if config.getoption("ncspec_progress", default=False) and not _is_worker(config):
         config.pluginmanager.register(Progress(), "ncspec-progress")
     path = config.getoption("ncspec_xfail", default=None) or os.environ.get(XFAIL_ENV_VAR)
     config._ncspec_xfail = parse_expected_failures(path) if path else []
@@ -323,6 +323,14 @@ def record(request):
     scale.SINK = None
 
 
+USER_PROPERTY = "ncspec"
+
+
+def _is_worker(config) -> bool:
+    """True in a pytest-xdist worker process (the controller builds the report)."""
+    return hasattr(config, "workerinput")
+
+
 class Collector:
     """Collects per-test outcomes of claim tests for the report."""
 
@@ -360,7 +368,14 @@ class Collector:
                          traces=list(rec.traces) if rec else [])
             if rep.failed:
                 entry["reproduce"] = self.reproduction(item, rep, call)
-            self.tests.append(entry)
+            # Carried on the report, so that it reaches the controller when pytest-xdist runs the tests
+            # in worker processes (``ncspec check --jobs``); collected in pytest_runtest_logreport.
+            rep.user_properties.append((USER_PROPERTY, entry))
+
+    def pytest_runtest_logreport(self, report):
+        for key, value in report.user_properties:
+            if key == USER_PROPERTY and not _is_worker(self.config):
+                self.tests.append(value)
 
     def reproduction(self, item, rep, call) -> dict:
         """What reruns this failure: the failing example and ``@reproduce_failure`` blob (PEP 678 notes
@@ -398,6 +413,8 @@ class Collector:
                 terminalreporter.write_line(f"    or decorate the test with {r['blob']}")
 
     def pytest_sessionfinish(self, session, exitstatus):
+        if _is_worker(self.config):
+            return  # an xdist worker: its rows went to the controller, which writes the report
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
             return  # e.g. a bad expected-failures file: no tests ran, an all-"not_run" report would mislead
         json_path = self.config.getoption("ncspec_json", default=None)
@@ -437,7 +454,10 @@ class Progress:
     def pytest_collection_finish(self, session):
         self.total = len(session.items)
         self.claims = {it.nodeid: m.args[0] for it in session.items if (m := it.get_closest_marker("claim"))}
-        if self.tty and self.total:
+        self._start_bar()
+
+    def _start_bar(self):
+        if self.tty and self.total and self.bar is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -451,6 +471,13 @@ class Progress:
         name = item_or_nodeid.split("::")[-1]
         return f"{claim} {name}" if claim else name
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        """Under pytest-xdist the controller collects nothing itself: every worker reports the same ids."""
+        if not self.total and ids:
+            self.total = len(ids)
+            self._start_bar()
+
     def pytest_runtest_logstart(self, nodeid, location):
         if self.bar is not None:
             self.bar.update(self.task, description=f"running {self._label(nodeid, self.claims.get(nodeid))}")
@@ -460,7 +487,8 @@ class Progress:
         if not (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
             return
         self.done += 1
-        claim = self.claims.get(report.nodeid)
+        claim = self.claims.get(report.nodeid) or next(
+            (v["claim"] for k, v in report.user_properties if k == USER_PROPERTY), None)
         elapsed = time.time() - self.started
         outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
         line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome:<7} "

@@ -122,3 +122,31 @@ def test_kill_matrix_names_a_caught_by_claim_that_missed():
     matrix = dict(mutants={"m": dict(bug="b", caught_by=["H4", "H5"], claims={"H4": "caught", "H5": "survived"},
                                      caught=True, missed=["H5"])})
     assert failures(matrix) == ["claim H5 is listed in caught_by of mutant 'm' but it survived"]
+
+
+def _claims(path):
+    report = json.loads(path.read_text())
+    return {c["id"]: (c["status"], sorted((t["test"], t["outcome"]) for t in c["tests"]),
+                      sorted(m["quantity"] for m in c["measurements"]))
+            for c in report["claims"] if c["status"] != "not_run"}, report["summary"]
+
+
+def test_worker_processes_give_the_same_report(tmp_path, capsys):
+    """``--jobs 2`` (pytest-xdist, one spec module per worker) reports the same claims, tests and rows as
+    one process, failures included, with claim IDs in the progress lines."""
+    k = f"{FAST} or directpred_predictor_spectrum or invariance_identity"
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["check", "--adapter", MUTANT, "-k", k, "--jobs", "1", "--json", str(one)]) == 1
+    assert main(["check", "--adapter", MUTANT, "-k", k, "--jobs", "2", "--json", str(two)]) == 1
+    assert _claims(two) == _claims(one)
+    claims, summary = _claims(two)
+    assert summary["failed"] == 1 and summary["passed"] >= 2 and len(claims) >= 3
+    err = capsys.readouterr().err
+    assert "failed  H4 test_" in err and "passed  J1 test_" in err
+
+
+def test_jobs_must_be_a_positive_count(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--jobs", "0"])
+    assert e.value.code == 2
+    assert "--jobs takes 'auto' or a positive number of worker processes, got '0'" in capsys.readouterr().err

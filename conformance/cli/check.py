@@ -1,6 +1,7 @@
 """``ncspec claims``, ``ncspec check`` and ``ncspec mutants``: the claims, run on an adapter."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -78,6 +79,9 @@ def _cmd_check(args) -> int:
             pytest_args += ["--ncspec-progress"]
         if xfail:
             pytest_args += ["--ncspec-xfail", xfail]
+        jobs = _jobs(args)
+        if jobs > 1:   # one spec module per worker: the runs a module shares (e.g. the toy runs) stay in one process
+            pytest_args += ["-n", str(jobs), "--dist", "loadfile"]
         if not args.verbose:
             pytest_args += ["--tb=short", "--no-summary"]
         log = io.StringIO()
@@ -101,6 +105,38 @@ def _cmd_check(args) -> int:
         from ..report_doc import write_report
         print("report written to " + ", ".join(write_report(report, args.report)))
     return 1 if report["summary"]["failed"] else 0  # xfailed claims do not fail the run
+
+
+def _jobs(args) -> int:
+    """Worker processes for the run: ``--jobs N``, or ``auto`` = the CPUs this process may use, one per spec
+    module at most, and 1 when ``-k`` picks out a few tests (a worker's start-up, about 3 s of importing
+    torch, would cost more than it saves) or when pytest-xdist is not installed."""
+    if args.jobs != "auto":
+        return args.jobs
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return 1
+    if args.k:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, SPEC_MODULES))
+
+
+SPEC_MODULES = 8   # the linear tier's spec modules, the most workers --dist loadfile can keep busy
+
+
+def _job_count(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes 'auto' or a positive number of worker processes, got "
+                                         f"{text!r}")
+    return n
 
 
 def _prepare_deep(args) -> int:
@@ -196,6 +232,9 @@ def add_check_commands(sub) -> None:
     k.add_argument("--data-root", metavar="PATH", default=None,
                    help="deep tier: a folder holding cifar-10-batches-py/ (the python version of CIFAR-10) or "
                         "an .npz with x_train, y_train, x_test, y_test; default $NCSPEC_DATA")
+    k.add_argument("--jobs", "-j", type=_job_count, default="auto", metavar="N",
+                   help="worker processes (pytest-xdist, one spec module per worker): a number, or auto "
+                        "(default: the usable CPUs, at most one per spec module; 1 with -k)")
     k.add_argument("--no-progress", dest="progress", action="store_false",
                    help="do not print claim-by-claim progress on stderr")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
