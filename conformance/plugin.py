@@ -130,6 +130,7 @@ def pytest_configure(config):
     torch.set_num_threads(torch_threads())
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
     config.addinivalue_line("markers", "deep: a deep-tier claim test (convolutional networks on images)")
+    config.addinivalue_line("markers", "xdist_group(name): tests sharing cached runs, kept in one pytest-xdist worker")
     for option, env in (("ncspec_scale", "NCSPEC_SCALE"), ("ncspec_data", "NCSPEC_DATA")):
         value = config.getoption(option, default=None)
         if value:   # the deep harness (and run_claim, which has no pytest config) reads the environment

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,6 +37,10 @@ from ncspec.reference.theory import centervector as th
 from ncspec.reference.vectors import unit
 
 from .harness import require
+
+# The toy runs are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
+# --dist loadgroup) this module's tests run in one worker, so each run is computed once.
+pytestmark = pytest.mark.xdist_group("center_vector")
 
 EXACT = 1e-12          # float64 rounding of O(1) sums over ≤ 24·5 terms is ~1e-15
 VALUE = 1e-10          # a learner's loss value: a few more float64 operations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,6 +35,10 @@ from ncspec.reference.theory import dual as th
 from ncspec.reference.vectors import unit
 
 from .harness import require
+
+# The SG limits (sg_limits) are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
+# --dist loadgroup) this module's tests run in one worker, so each run is computed once.
+pytestmark = pytest.mark.xdist_group("dual")
 
 LEARNED = ("learned_predictor", "predictor:learned", "weight_decay")
 EMA = ("byol", "target:ema")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,10 @@ from ncspec.conformance.claims import cite, register
 from ncspec.reference.theory import eigenspace as th
 
 from .harness import ReluSetup, relu_run, require
+
+# The ReLU-network runs are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
+# --dist loadgroup) this module's tests run in one worker, so each run is computed once.
+pytestmark = pytest.mark.xdist_group("relu_network")
 
 SIGMA, ALPHA = 0.3, 1.0
 LAM_BAND = (0.4, 0.6, 1.4, 1.8)         # R1, R3: modes on both sides of the band

@@ -80,8 +80,8 @@ def _cmd_check(args) -> int:
         if xfail:
             pytest_args += ["--ncspec-xfail", xfail]
         jobs = _jobs(args)
-        if jobs > 1:   # one spec module per worker: the runs a module shares (e.g. the toy runs) stay in one process
-            pytest_args += ["-n", str(jobs), "--dist", "loadfile"]
+        if jobs > 1:   # tests spread over workers; a module that shares cached runs (xdist_group) stays in one
+            pytest_args += ["-n", str(jobs), "--dist", "loadgroup"]
         if not args.verbose:
             pytest_args += ["--tb=short", "--no-summary"]
         log = io.StringIO()
@@ -108,8 +108,8 @@ def _cmd_check(args) -> int:
 
 
 def _jobs(args) -> int:
-    """Worker processes for the run: ``--jobs N``, or ``auto`` = the CPUs this process may use, one per spec
-    module at most, and 1 when ``-k`` picks out a few tests (a worker's start-up, about 3 s of importing
+    """Worker processes for the run: ``--jobs N``, or ``auto`` = the CPUs this process may use (at most
+    :data:`MAX_AUTO_JOBS`), and 1 when ``-k`` picks out a few tests (a worker's start-up, about 3 s of importing
     torch, would cost more than it saves) or when pytest-xdist is not installed."""
     if args.jobs != "auto":
         return args.jobs
@@ -120,10 +120,10 @@ def _jobs(args) -> int:
     if args.k:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, SPEC_MODULES))
+    return max(1, min(cpus, MAX_AUTO_JOBS))
 
 
-SPEC_MODULES = 8   # the linear tier's spec modules, the most workers --dist loadfile can keep busy
+MAX_AUTO_JOBS = 8   # beyond that, workers' start-up (torch's import each) outweighs a ~90 CPU-second suite
 
 
 def _job_count(text: str):
@@ -233,8 +233,8 @@ def add_check_commands(sub) -> None:
                    help="deep tier: a folder holding cifar-10-batches-py/ (the python version of CIFAR-10) or "
                         "an .npz with x_train, y_train, x_test, y_test; default $NCSPEC_DATA")
     k.add_argument("--jobs", "-j", type=_job_count, default="auto", metavar="N",
-                   help="worker processes (pytest-xdist, one spec module per worker): a number, or auto "
-                        "(default: the usable CPUs, at most one per spec module; 1 with -k)")
+                   help="worker processes (pytest-xdist): a number, or auto (default: the usable CPUs, at most "
+                        "8; 1 with -k)")
     k.add_argument("--no-progress", dest="progress", action="store_false",
                    help="do not print claim-by-claim progress on stderr")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
