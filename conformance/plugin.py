@@ -295,14 +295,18 @@ class Recorder:
                                          for st, ev in (spectra or [])]))
 
     def __call__(self, quantity: str, measured: float, predicted: float | str, *, error: float | None = None,
-                 tolerance: float | None = None) -> None:
+                 tolerance: float | None = None, convention: bool = False) -> None:
         """Record one comparison. ``error`` and ``tolerance`` are in the same units
         (e.g. relative error and its bound); the row with the largest error/tolerance
-        across Hypothesis examples is the one reported."""
+        across Hypothesis examples is the one reported. ``convention``: the row states a convention in
+        force (a measured loss scale other than ×1, a declared or default convention), which every
+        report lists with the claims that saw it."""
         row = dict(quantity=quantity, measured=float(measured),
                    predicted=predicted if isinstance(predicted, str) else float(predicted),
                    error=None if error is None else float(error),
                    tolerance=None if tolerance is None else float(tolerance))
+        if convention:
+            row["convention"] = True
         old = self.rows.get(quantity)
         if old is None or _severity(row) >= _severity(old):
             self.rows[quantity] = row

@@ -12,7 +12,8 @@ JSON schema (``schema: "ncspec.report/1"``)::
         {"id": str, "title": str, "source": str, "statement": str,
          "citations": [{"key", "where", "text", "brief", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "xfailed" | "skipped" | "not_run",
-         "measurements": [{"quantity", "measured", "predicted", "error", "tolerance"}],
+         "measurements": [{"quantity", "measured", "predicted", "error", "tolerance",
+                           "convention": true (only on rows stating a convention in force)}],
          "traces": [{"label", "steps", "series": {quantity: [float]}, "spectra": [{"step", "eigenvalues"}]}]
                    (deep claims only: training trajectories, drawn in the readable report),
          "tests": [{"test", "outcome", "duration", "reason",
@@ -42,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -183,13 +183,13 @@ def short_source(claim: dict) -> str:
 
 
 def conventions_in_force(report: dict) -> list[str]:
-    """The measured loss scales and declared conventions found in the rows, once each (claim IDs that saw them)."""
+    """The conventions in force (rows marked ``convention``: measured loss scales other than ×1, declared and
+    default conventions), once each, with the claim IDs that saw them."""
     seen: dict[str, list[str]] = {}
     for c in report["claims"]:
         for r in c["measurements"]:
-            q = r["quantity"]
-            if re.search(r"(^|: )loss scale (×(?!1:)|not measured)", q) or q.startswith("convention "):
-                seen.setdefault(q, []).append(c["id"])
+            if r.get("convention"):
+                seen.setdefault(r["quantity"], []).append(c["id"])
     return [f"{q} [{', '.join(dict.fromkeys(ids))}]" for q, ids in seen.items()]
 
 

@@ -79,6 +79,11 @@ class ScaleFit:
     note: str = ""           # why not measured
     tolerance: float = RESIDUAL_TOL   # the residual bound it was judged by (dtype-dependent)
 
+    @property
+    def is_convention(self) -> bool:
+        """A factor other than ×1, or no factor measured: a row every report lists under its conventions."""
+        return not self.measured or abs(self.c - 1.0) > 1e-9
+
     def describe(self, embed_dim: int | None = None) -> str:
         if not self.measured:
             return f"loss scale not measured ({self.note}): time in the implementation's units as given"
@@ -206,7 +211,7 @@ class _Probe:
                 "not a convention.")
 
 
-#: a callable(quantity, measured, predicted, error=..., tolerance=...) receiving the factor rows; the
+#: a callable(quantity, measured, predicted, error=..., tolerance=..., convention=...) receiving the factor rows; the
 #: pytest plugin's ``record`` fixture installs the current test's recorder here.
 SINK = None
 
@@ -217,9 +222,9 @@ def _report(fit_: ScaleFit, embed_dim) -> None:
     text = fit_.describe(embed_dim)
     if fit_.measured:
         SINK(f"{fit_.method}: {text}", fit_.c, f"c > 0, residual ≤ {fit_.tolerance:g} (a pure rescale)",
-             error=fit_.residual, tolerance=fit_.tolerance)
+             error=fit_.residual, tolerance=fit_.tolerance, convention=fit_.is_convention)
     else:
-        SINK(f"{fit_.method}: {text}", 1.0, "not measured")
+        SINK(f"{fit_.method}: {text}", 1.0, "not measured", convention=True)
 
 
 class ScaledLearner(_Proxy):

@@ -229,7 +229,8 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
         assert comm <= 1e-10, (f"call {call + 1}: W_P does not commute with Ĉ ({comm:.2e}), Ĉ = {source}: it is not "
                                f"built on that estimate's eigenbasis.{hint}")
     if estimate is not None:
-        record(conventions.label("predictor_estimate", estimate, declared=True), estimate["rho"], "declared")
+        record(conventions.label("predictor_estimate", estimate, declared=True), estimate["rho"], "declared",
+               convention=True)
     record("‖W_P − W_Pᵀ‖/‖W_P‖ (worst of 4 calls)", worst[0], 0.0, error=worst[0], tolerance=1e-10)
     record("‖[W_P, Ĉ]‖/(‖W_P‖‖Ĉ‖) (worst of 4 calls)", worst[1], 0.0, error=worst[1], tolerance=1e-10)
 
@@ -367,7 +368,8 @@ def test_vicreg_terms_match_their_definitions(impl, record, seed):
     variance = {"authors_code": want[1], "paper_eq6": 2.0 * want[1]}   # ½[v(Z) + v(Z′)] vs v(Z) + v(Z′)
     form = conventions.get(impl, "vicreg_variance")
     declared = conventions.declared(impl, "vicreg_variance")
-    record(conventions.label("vicreg_variance", form, declared=declared), 1.0, "declared" if declared else "default")
+    record(conventions.label("vicreg_variance", form, declared=declared), 1.0, "declared" if declared else "default",
+           convention=True)
     c = got[0] / want[0]                         # the implementation's loss scale (its invariance term's)
     if abs(c - 1.0) > 1e-10:
         record(f"loss scale ×{c:.6g} (invariance term): a convention, not a failure", c, "c > 0")

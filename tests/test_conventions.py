@@ -211,3 +211,17 @@ def test_a_pure_rescale_passes_every_claim(spec, tmp_path):
     rows = [r["quantity"] for c in report["claims"] for r in c["measurements"]]
     assert any("a convention, not a failure" in q for q in rows)
     print(f"{spec}: every claim passed in {seconds:.0f} s")
+
+
+def test_reports_list_the_rows_marked_as_conventions_once_with_their_claims():
+    """The conventions in force are a structured field of a row, not a match on its text."""
+    from ncspec.conformance.report import conventions_in_force
+    row = lambda q, **kw: dict(quantity=q, measured=1.0, predicted="x", error=None, tolerance=None, **kw)
+    report = dict(claims=[
+        dict(id="H1", measurements=[row("simsiam: loss scale ×2 (no ½): time rescaled", convention=True),
+                                    row("final eigenvalues vs κ^{-1/α}")]),
+        dict(id="H2", measurements=[row("simsiam: loss scale ×2 (no ½): time rescaled", convention=True),
+                                    row("a quantity whose text reads loss scale ×3")]),
+        dict(id="C6", measurements=[row("convention vicreg_variance = 'paper_eq6' (declared): …", convention=True)])])
+    assert conventions_in_force(report) == ["simsiam: loss scale ×2 (no ½): time rescaled [H1, H2]",
+                                            "convention vicreg_variance = 'paper_eq6' (declared): … [C6]"]
