@@ -106,7 +106,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not self.training or world()[1] == 1:
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))   # bf16/fp16 upcast; float64 kept
         n_local = torch.tensor(float(xf.numel() // xf.shape[1]), device=x.device)
         stats = torch.cat([xf.sum(dims), xf.pow(2).sum(dims), n_local.view(1)])
         stats = _AllReduceSum.apply(stats)
