@@ -71,11 +71,23 @@ def test_no_stopgrad_is_flagged_as_complete_collapse_within_the_budget(no_stopgr
 
 
 @pytest.mark.parametrize("name", list(HEALTHY_RUNS))
-def test_healthy_runs_are_never_flagged(name):
-    doc = run(*HEALTHY_RUNS[name], steps=48)
+def test_healthy_runs_are_never_flagged(name, tmp_path):
+    doc = run(*HEALTHY_RUNS[name], steps=48, out=tmp_path)
     flagged = [h for h in doc["monitor"]["history"] if h["verdict"] != HEALTHY]
     assert not flagged, flagged[0]
     assert not doc["warnings"]
+    # the checkpoint the run wrote, embedded afresh from the data set (ncspec diagnose CKPT --data PATH): healthy too
+    assert main(["diagnose", str(tmp_path / "ckpt.pt"), "--data", fragment()[len("npz:"):], "--batches", "4"]) == 0
+
+
+def test_diagnose_a_checkpoint_with_the_data_set_flags_the_no_stopgrad_run(no_stopgrad, capsys):
+    """`ncspec diagnose CKPT --data PATH`: the checkpoint's encoder embeds two augmented views of the data set and
+    the monitor reaches the live run's verdict, with the claim and the cause."""
+    doc, out = no_stopgrad
+    assert main(["diagnose", str(out / "ckpt.pt"), "--data", fragment()[len("npz:"):], "--batches", "4"]) == 1
+    printed = capsys.readouterr().out
+    assert doc["monitor"]["verdict"]["state"] == COMPLETE and "complete collapse" in printed
+    assert "J1" in printed and "stop-grad" in printed
 
 
 def test_diagnose_replays_the_live_verdicts_of_ncspec_train(no_stopgrad, tmp_path, capsys):
