@@ -145,6 +145,26 @@ def test_a_checkpoint_with_its_data_set_is_embedded_and_judged(checkpoint, capsy
     assert "invariance_j1" in h[0]                              # both views: J1's decomposition
 
 
+def test_a_collapsed_checkpoint_is_flagged_with_the_claim_and_the_cause(checkpoint, capsys, tmp_path):
+    """A checkpoint whose projector maps every image to (almost) the same vector — its last layer's weights scaled
+    to 1e-4 of themselves beside a bias of norm 4: ẑ all but one point (J1's complete collapse). The method named in
+    the checkpoint (simsiam) narrows the causes to the stop-grad and the predictor."""
+    from ncspec.reference.vision.train import CKPT_SCHEMA
+    ck = torch.load(checkpoint / "ckpt.pt", weights_only=True)
+    cfg = {**ck["config"], "proj_out_bn": False}
+    from ncspec.reference.vision.models import make_encoder
+    enc = make_encoder(cfg["backbone"], cfg["proj_hidden"], cfg["proj_out"], cfg["width"], False)
+    enc.load_state_dict({k: v for k, v in ck["encoder"].items() if k in enc.state_dict()}, strict=False)
+    last = enc.projector[3]
+    with torch.no_grad():
+        last.weight.mul_(1e-4)
+        last.bias.fill_(1.0)
+    torch.save(dict(schema=CKPT_SCHEMA, config=cfg, encoder=enc.state_dict()), tmp_path / "collapsed.pt")
+    assert main(["diagnose", str(tmp_path / "collapsed.pt"), "--data", str(checkpoint / "data.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "complete collapse" in out and "J1" in out and "stop-grad missing" in out
+
+
 def _bad_checkpoint_files(d, tmp_path):
     ck = torch.load(d / "ckpt.pt", weights_only=True)
     torch.save({**ck, "schema": "ncspec.vision.ckpt/9"}, tmp_path / "future.pt")
