@@ -100,8 +100,9 @@ class Thresholds:
     complete_line_var: for batch-standardised outputs (:func:`standardized`), complete collapse also when the mean
         squared distance of ẑ from the nearest line through the origin, ``1 − λ_max(E ẑẑᵀ)``, falls below it: such
         outputs cannot meet in one point, and their collapse puts them on one line ±w (rank-1 z). Healthy
-        batch-standardised runs (lightly's SimSiam module, 5 seeds × 300 steps; ``ncspec train``'s SimSiam with
-        output BatchNorm) stayed ≥ 0.4; lightly's SimSiam without stop-grad falls to ≤ 0.01 (docs/monitor.md).
+        batch-standardised runs (lightly's SimSiam module, 5 seeds × 300–400 steps; ``ncspec train``'s SimSiam with
+        output BatchNorm, 5 seeds × 48 steps) stayed ≥ 0.33; lightly's SimSiam without stop-grad falls below it by
+        step 17–71 and stays at a median of 0.003–0.017 (docs/monitor.md).
     live_eigenvalue: an eigenvalue of the centred Cov(ẑ) counts as a live direction when ≥ this fraction of the
         largest (float32 round-off of a dead direction is ~1e-7).
     dimensional_fraction: dimensional collapse when at most this fraction of the ``min(M, 2B − 1)`` possible
