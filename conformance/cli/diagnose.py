@@ -1,4 +1,5 @@
-"""``ncspec diagnose PATH...``: the collapse monitor's verdict on saved embeddings.
+"""``ncspec diagnose PATH...``: the collapse monitor's verdict on saved embeddings, or on a checkpoint of
+``ncspec train`` plus a data set (``ncspec diagnose CKPT --data PATH``).
 
 Inputs (never executed: ``.pt`` is read with ``torch.load(weights_only=True)``, ``.npy``/``.npz`` with
 ``allow_pickle=False``):
@@ -304,9 +305,11 @@ def _cmd_diagnose(args) -> int:
 
 
 def add_diagnose_command(sub) -> None:
-    p = sub.add_parser("diagnose", help="verdict of the collapse monitor on saved embeddings",
+    p = sub.add_parser("diagnose", help="verdict of the collapse monitor on saved embeddings (or a checkpoint "
+                       "with --data)",
                        description="Judge saved embeddings (.pt, .npy, .npz; one or two views; several files = a "
-                                   "series over training). Exit 0 healthy, 1 collapsed or diverging, 2 usage error.")
+                                   "series over training), or a checkpoint of ncspec train with --data naming a data "
+                                   "set to embed. Exit 0 healthy, 1 collapsed or diverging, 2 usage error.")
     p.add_argument("paths", nargs="+", help="embedding files, in training order (or one checkpoint with --data)")
     p.add_argument("--method", default=None, help="the method (simsiam, byol, barlow_twins, dino, vicreg, ...): "
                    "narrows the usual causes a verdict names")
