@@ -41,7 +41,10 @@ More than ``max_pending`` queued observations trigger a report on their own (a b
   observation;
 * ``complete collapse`` — ``1 − ‖s‖² < complete_total_var`` (the trace of the covariance of ``ẑ``):
   every sample maps to (almost) one point; explained by J1/J2 (invariance rewards ‖s‖ → 1) and,
-  per method, H2 (no stop-grad), C2 (EMA), J5 (Barlow Twins' BatchNorm), J6 (DINO's centering);
+  per method, H2 (no stop-grad), C2 (EMA), J5 (Barlow Twins' BatchNorm), J6 (DINO's centering). For
+  batch-standardised outputs (a BatchNorm without affine parameters at the projector output) one point is
+  impossible and the collapse puts every sample on one line through the origin: complete collapse also when
+  ``1 − λ_max(E ẑẑᵀ) < complete_line_var``, the mean squared distance of ẑ from that line;
 * ``dimensional collapse`` — at most ``dimensional_fraction`` of the possible directions carry any variance
   (eigenvalues of the centred Cov(ẑ) ≥ ``live_eigenvalue`` λ_max): the embeddings fill a low-dimensional subspace
   although ‖s‖ is not 1. Smooth ranks (effective rank, RankMe, participation ratio) are recorded but not judged:
@@ -94,6 +97,12 @@ class Thresholds:
     complete_total_var: complete collapse when ``1 − ‖s‖² = tr Cov(ẑ)`` falls below it (‖s‖ > 0.975 for 0.05),
         plus :func:`standardized_floor` for batch-standardised outputs. Healthy SimSiam, BYOL, Barlow Twins and
         VICReg runs on the CIFAR-10 fragment (5 seeds each) stayed ≥ 0.37; runs without stop-grad cross it.
+    complete_line_var: for batch-standardised outputs (:func:`standardized`), complete collapse also when the mean
+        squared distance of ẑ from the nearest line through the origin, ``1 − λ_max(E ẑẑᵀ)``, falls below it: such
+        outputs cannot meet in one point, and their collapse puts them on one line ±w (rank-1 z). Healthy
+        batch-standardised runs (lightly's SimSiam module, 5 seeds × 300–400 steps; ``ncspec train``'s SimSiam with
+        output BatchNorm, 5 seeds × 48 steps) stayed ≥ 0.33; lightly's SimSiam without stop-grad falls below it by
+        step 17–71 and stays at a median of 0.003–0.017 (docs/monitor.md).
     live_eigenvalue: an eigenvalue of the centred Cov(ẑ) counts as a live direction when ≥ this fraction of the
         largest (float32 round-off of a dead direction is ~1e-7).
     dimensional_fraction: dimensional collapse when at most this fraction of the ``min(M, 2B − 1)`` possible
@@ -104,6 +113,7 @@ class Thresholds:
     """
 
     complete_total_var: float = 0.05
+    complete_line_var: float = 0.05
     live_eigenvalue: float = 1e-5
     dimensional_fraction: float = 0.125
     diverge_growth: float = 1e4
@@ -111,7 +121,8 @@ class Thresholds:
     warmup: int = 0
 
     def __post_init__(self):
-        for name in ("complete_total_var", "live_eigenvalue", "dimensional_fraction", "diverge_growth"):
+        for name in ("complete_total_var", "complete_line_var", "live_eigenvalue", "dimensional_fraction",
+                     "diverge_growth"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"Thresholds.{name} must be a finite number > 0, got {v!r}.")
@@ -264,6 +275,7 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         nonfinite=(~torch.isfinite(views)).sum(),
         gram_raw=_gram(z1),                                          # RankMe as published: raw z of view 1
         gram_centred=_gram(uc) / (V * B),                            # eigenvalues of the centred Cov(ẑ)
+        gram_unit=_gram(u) / (V * B),                                # eigenvalues of E ẑẑᵀ (uncentred)
         n_samples=V * B, batch=B,
         # how far view 1 is from batch-standardised features (mean 0, variance 1: a BatchNorm without affine
         # parameters at the output, as SimSiam's and lightly's projectors have)
@@ -285,6 +297,12 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
     return obs
 
 
+def standardized(st: dict, tol: float = 0.05) -> bool:
+    """Whether every feature of view 1's ``z`` has batch mean within ``tol`` of 0 and variance within ``tol`` of 1:
+    the output of a BatchNorm without affine parameters (SimSiam's and lightly's projection heads)."""
+    return st.get("standardized_dev", float("inf")) < tol
+
+
 def standardized_floor(st: dict, tol: float = 0.05) -> float:
     """The smallest ``1 − ‖s‖²`` embeddings with batch-standardised features can reach: ``4(B − 1)/B²``, else 0.
 
@@ -293,7 +311,7 @@ def standardized_floor(st: dict, tol: float = 0.05) -> float:
     ``‖s‖ ≤ 1 − 2/B``. Applied when every feature's batch mean is within ``tol`` of 0 and variance within ``tol``
     of 1 (a BatchNorm without affine parameters at the output: SimSiam's and lightly's projection heads).
     """
-    if st.get("standardized_dev", float("inf")) >= tol:
+    if not standardized(st, tol):
         return 0.0
     B = st["batch"]
     return 4 * (B - 1) / B**2
@@ -458,6 +476,14 @@ class CollapseMonitor:
             return COMPLETE, (f"‖s‖ = {st['center_norm']:.4f}: the total variance of the l2-normalised embeddings "
                               f"1 − ‖s‖² = {tv:.3g} < {th.complete_total_var:g}{bound} (nearly every sample maps to "
                               f"one point; std of ẑ {st['normalized_std']:.2e})")
+        if standardized(st) and st["line_var"] < th.complete_line_var:
+            return COMPLETE, (f"the outputs are batch-standardised (every feature has mean 0 and variance 1 over the "
+                              f"batch, a BatchNorm without affine parameters), so the embeddings cannot meet in one "
+                              f"point; instead they lie on one line through the origin, z_i ≈ c_i w: the mean squared "
+                              f"distance of ẑ from that line 1 − λ_max(E ẑẑᵀ) = {st['line_var']:.3g} < "
+                              f"{th.complete_line_var:g} (‖s‖ = {st['center_norm']:.3f}, 1 − ‖s‖² = {tv:.3g}: "
+                              f"the samples split between the rays ±w). A rank-1 z = c wᵀ with mean c = 0 is the "
+                              f"most collapsed batch the standardisation allows, the J1 collapse under it")
         if st["live_dims"] <= th.dimensional_fraction * st["max_rank"]:
             return DIMENSIONAL, (f"only {st['live_dims']} of {st['max_rank']} possible directions carry variance "
                                  f"(eigenvalues of the centred Cov(ẑ) ≥ {th.live_eigenvalue:g} λ_max), at most "
@@ -534,8 +560,8 @@ def _host_stats(o: dict) -> dict:
     st["dim"] = int(o["gram_centred"].shape[-1]) if "predictor" not in o else int(o["predictor"].shape[-1])
     if st["nonfinite"] or not torch.isfinite(o["gram_raw"]).all() or not torch.isfinite(o["gram_centred"]).all():
         st["nonfinite"] = max(st["nonfinite"], 1)
-        st.update(total_var=float("nan"), effective_rank=float("nan"), participation_ratio=float("nan"),
-                  rankme=float("nan"), eig_cov=[], max_rank=0)
+        st.update(total_var=float("nan"), line_var=float("nan"), effective_rank=float("nan"),
+                  participation_ratio=float("nan"), rankme=float("nan"), eig_cov=[], max_rank=0)
         return st
     eig_raw = torch.linalg.eigvalsh(o["gram_raw"]).flip(0).clamp_min(0)
     eig_cov = torch.linalg.eigvalsh(o["gram_centred"]).flip(0).clamp_min(0)
@@ -543,6 +569,8 @@ def _host_stats(o: dict) -> dict:
     st["effective_rank"] = float(rankme_of_singular_values(eig_cov.sqrt())) if eig_cov.sum() > 0 else 0.0
     st["participation_ratio"] = float(participation_ratio_of_eigenvalues(eig_cov))
     st["total_var"] = float(eig_cov.sum())                         # = 1 − ‖s‖² (trace of Cov(ẑ), pooled)
+    # mean squared distance of ẑ from the nearest line through the origin, 1 − λ_max(E ẑẑᵀ) ≤ 1 − ‖s‖²
+    st["line_var"] = max(0.0, 1.0 - float(torch.linalg.eigvalsh(o["gram_unit"])[-1]))
     st["max_rank"] = min(st["dim"], int(o["n_samples"]) - 1)     # rank bound of the centred pooled batch
     st["eig_cov"] = eig_cov.tolist()
     if "predictor" in o:
@@ -552,7 +580,7 @@ def _host_stats(o: dict) -> dict:
     return st
 
 
-_SCALARS = ("step", "center_norm", "total_var", "normalized_std", "live_dims", "max_rank", "effective_rank",
+_SCALARS = ("step", "center_norm", "total_var", "line_var", "normalized_std", "live_dims", "max_rank", "effective_rank",
             "participation_ratio", "rankme",
             "z_norm", "center_sq_u", "residual_sq_u", "invariance", "invariance_j1", "predictor_alignment",
             "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim", "batch", "standardized_dev")

@@ -108,3 +108,92 @@ def test_no_paths_is_a_usage_error():
     with pytest.raises(SystemExit) as e:
         main(["diagnose"])
     assert e.value.code == 2
+
+
+# --- a checkpoint of `ncspec train` plus a data set ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint in `ncspec train`'s format (schema, config, encoder weights; untrained tiny VGG11) and a data set
+    of uint8 images in the .npz layout `ncspec train --dataset npz:PATH` reads."""
+    from ncspec.reference.vision.models import make_encoder
+    from ncspec.reference.vision.train import CKPT_SCHEMA, TrainConfig
+    d = tmp_path_factory.mktemp("ckpt")
+    cfg = TrainConfig(backbone="vgg11", width="tiny", proj_hidden=32, proj_out=16, batch_size=32, method="simsiam")
+    torch.manual_seed(0)
+    enc = make_encoder(cfg.backbone, cfg.proj_hidden, cfg.proj_out, cfg.width, cfg.proj_out_bn)
+    torch.save(dict(schema=CKPT_SCHEMA, config=cfg.to_dict(), encoder=enc.state_dict()), d / "ckpt.pt")
+    rng = np.random.default_rng(0)
+    np.savez(d / "data.npz", x_train=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 64), x_test=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 8))
+    return d
+
+
+def test_a_checkpoint_with_its_data_set_is_embedded_and_judged(checkpoint, capsys, tmp_path):
+    """Two augmented views of --batches batches, one observation each, at the run's batch size (32 here); the
+    monitor's statistics are those of the checkpoint's 16-dim, batch-standardised embeddings."""
+    js = tmp_path / "d.json"
+    code = main(["diagnose", str(checkpoint / "ckpt.pt"), "--data", str(checkpoint / "data.npz"), "--batches", "3",
+                 "--json", str(js)])
+    import json
+    doc = json.loads(js.read_text())
+    assert code == (0 if doc["verdict"]["state"] == "healthy" else 1)
+    assert "3 observation(s) of 16-dimensional embeddings" in capsys.readouterr().out
+    h = doc["history"]
+    assert len(h) == 3 and {r["batch"] for r in h} == {32} and all(r["standardized_dev"] < 0.05 for r in h)
+    assert "invariance_j1" in h[0]                              # both views: J1's decomposition
+
+
+def test_a_collapsed_checkpoint_is_flagged_with_the_claim_and_the_cause(checkpoint, capsys, tmp_path):
+    """A checkpoint whose projector maps every image to (almost) the same vector — its last layer's weights scaled
+    to 1e-4 of themselves beside a bias of norm 4: ẑ all but one point (J1's complete collapse). The method named in
+    the checkpoint (simsiam) narrows the causes to the stop-grad and the predictor."""
+    from ncspec.reference.vision.train import CKPT_SCHEMA
+    ck = torch.load(checkpoint / "ckpt.pt", weights_only=True)
+    cfg = {**ck["config"], "proj_out_bn": False}
+    from ncspec.reference.vision.models import make_encoder
+    enc = make_encoder(cfg["backbone"], cfg["proj_hidden"], cfg["proj_out"], cfg["width"], False)
+    enc.load_state_dict({k: v for k, v in ck["encoder"].items() if k in enc.state_dict()}, strict=False)
+    last = enc.projector[3]
+    with torch.no_grad():
+        last.weight.mul_(1e-4)
+        last.bias.fill_(1.0)
+    torch.save(dict(schema=CKPT_SCHEMA, config=cfg, encoder=enc.state_dict()), tmp_path / "collapsed.pt")
+    assert main(["diagnose", str(tmp_path / "collapsed.pt"), "--data", str(checkpoint / "data.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "complete collapse" in out and "J1" in out and "stop-grad missing" in out
+
+
+def _bad_checkpoint_files(d, tmp_path):
+    ck = torch.load(d / "ckpt.pt", weights_only=True)
+    torch.save({**ck, "schema": "ncspec.vision.ckpt/9"}, tmp_path / "future.pt")
+    torch.save({**ck, "extra": NotATensor()}, tmp_path / "code.pt")
+    (tmp_path / "cut.pt").write_bytes((d / "ckpt.pt").read_bytes()[:1000])
+    torch.save({"z1": torch.zeros(4, 4)}, tmp_path / "emb.pt")
+    np.savez(tmp_path / "emb.npz", z1=np.zeros((4, 4)))
+    (tmp_path / "data.csv").write_text("1,2\n")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["{ckpt}"], r"a checkpoint of ncspec train, not embeddings.*--data PATH"),
+    (["emb.pt", "--data", "{data}"], r"needs a checkpoint written by ncspec train.*holds embeddings.*drop --data"),
+    (["{ckpt}", "--data", "missing.npz"], r"missing.npz does not exist.*x_train, y_train, x_test, y_test"),
+    (["{ckpt}", "--data", "emb.npz"], r"lacks array 'x_train.*it needs x_train, y_train, x_test, y_test"),
+    (["{ckpt}", "--data", "data.csv"], r"an .npz of uint8 images.*npz:PATH.*--data-root"),
+    (["{ckpt}", "{ckpt}", "--data", "{data}"], "one checkpoint at a time"),
+    (["future.pt", "--data", "{data}"], r"schema 'ncspec.vision.ckpt/9'.*the ncspec version that wrote it"),
+    (["code.pt", "--data", "{data}"], r"weights_only=True.*never executes code"),
+    (["cut.pt", "--data", "{data}"], r"damaged or truncated.*ckpt.prev.pt"),
+    (["nockpt.pt", "--data", "{data}"], r"no such file.*OUT/ckpt.pt"),
+    (["{ckpt}", "--data", "{data}", "--batches", "0"], r"--batches must be an int >= 1"),
+])
+def test_bad_checkpoint_input_exits_2_with_an_error_naming_the_fix(checkpoint, tmp_path, capsys, args, match):
+    _bad_checkpoint_files(checkpoint, tmp_path)
+    subst = {"{ckpt}": str(checkpoint / "ckpt.pt"), "{data}": str(checkpoint / "data.npz")}
+    args = [subst.get(a, a if a.startswith("--") or a.isdigit() else str(tmp_path / a)) for a in args]
+    assert main(["diagnose", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncspec diagnose: error:")
+    import re
+    assert re.search(match, err, re.S), err

@@ -235,3 +235,41 @@ def test_batch_standardised_outputs_are_judged_against_the_floor_they_allow():
     healthy = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
     healthy.observe(x, x + 0.1 * torch.randn(b, M, generator=g))
     assert healthy.report().healthy
+
+
+def _standardise(z):
+    return (z - z.mean(0)) / z.std(0, unbiased=False)
+
+
+def test_batch_standardised_outputs_on_one_line_are_complete_collapse():
+    """Standardised outputs cannot meet in one point; their collapse puts them on one line through the origin,
+    z_i ≈ c_i w with mean c = 0 (rank 1). lightly's SimSiam without stop-grad drifts there with ~90 % of the samples
+    on one ray and ~10 % on the other, so 1 − ‖s‖² ≈ 0.36 stays far above the point rule's threshold while the mean
+    squared distance of ẑ from the line, 1 − λ_max(E ẑẑᵀ), falls to ~0.01 (docs/monitor.md). That batch is complete
+    collapse, explained by J1 and, for SimSiam, a missing stop-grad. The same ẑ from unstandardised outputs (z scaled
+    by 2: same directions, variance 4) is not judged by the line rule; a standardised batch with one dominant but
+    not exclusive direction is healthy."""
+    b = 64
+    g = torch.Generator().manual_seed(0)
+    c = torch.full((b,), 1.0)
+    c[: b // 10] = -9.0                                                 # ~10 % on the opposite ray
+    w = torch.randn(M, generator=g)
+    line = _standardise(torch.outer(c - c.mean(), w) + 0.05 * torch.randn(b, M, generator=g))
+    z1, z2 = line, _standardise(line + 0.02 * torch.randn(b, M, generator=g))
+    mon = CollapseMonitor(mode="record", method="SimSiamNoStopGrad", thresholds=Thresholds(patience=1))
+    mon.observe(z1, z2)
+    v = mon.report()
+    st = mon.history[0]
+    assert st["total_var"] > 0.3 and st["line_var"] < 0.05 and st["line_var"] <= st["total_var"]
+    assert v.state == COMPLETE and "one line through the origin" in v.reason
+    assert {"J1", "H2"} <= set(v.claims) and "stop-grad missing" in str(v)
+
+    scaled = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
+    scaled.observe(2 * z1, 2 * z2)
+    assert scaled.report().state != COMPLETE and scaled.history[0]["line_var"] == pytest.approx(st["line_var"])
+
+    x = _standardise(torch.outer(torch.randn(b, generator=g), w) + 0.8 * torch.randn(b, M, generator=g))
+    anisotropic = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
+    anisotropic.observe(x, _standardise(x + 0.1 * torch.randn(b, M, generator=g)))
+    assert anisotropic.report().healthy
+    assert 0.05 < anisotropic.history[0]["line_var"] < 0.8          # one direction dominates, not exclusively

@@ -1,4 +1,5 @@
-"""``ncspec diagnose PATH...``: the collapse monitor's verdict on saved embeddings.
+"""``ncspec diagnose PATH...``: the collapse monitor's verdict on saved embeddings, or on a checkpoint of
+``ncspec train`` plus a data set (``ncspec diagnose CKPT --data PATH``).
 
 Inputs (never executed: ``.pt`` is read with ``torch.load(weights_only=True)``, ``.npy``/``.npz`` with
 ``allow_pickle=False``):
@@ -6,7 +7,11 @@ Inputs (never executed: ``.pt`` is read with ``torch.load(weights_only=True)``, 
 * an array ``(B, M)`` (one view), ``(2, B, M)`` (two views) or ``(T, 2, B, M)`` (a series of T observations);
 * a dict / ``.npz`` with ``z1`` and optionally ``z2`` of shape ``(B, M)`` or ``(T, B, M)`` and optionally ``step``
   (what ``ncspec train`` writes as ``embeddings.pt`` and the Lightning callback as ``save_embeddings=``);
-* several files: one series, in the order given (e.g. one file per epoch).
+* several files: one series, in the order given (e.g. one file per epoch);
+* a checkpoint written by ``ncspec train`` (``ckpt.pt``) with ``--data`` naming a data set: the checkpoint's encoder
+  embeds two augmented views (the run's own SimCLR augmentations) of ``--batches`` batches sampled from the data set,
+  in training mode (batch statistics in the BatchNorms, as the live monitor sees them), and the verdict is the
+  monitor's on that series (:func:`diagnose_checkpoint`).
 
 Exit status: 0 healthy, 1 collapsed or diverging, 2 usage error (bad input, with the fix in the message).
 """
@@ -71,6 +76,9 @@ def _series(obj, where: str):
     """``(z1 (T, B, M), z2 (T, B, M) | None, steps | None)`` from one loaded file."""
     import torch
     steps = None
+    if _is_checkpoint(obj):
+        raise InputError(f"{where}: a checkpoint of ncspec train, not embeddings; pass the data set to embed with it, "
+                         f"ncspec diagnose {where} --data PATH (the .npz or dataset the run trained on).")
     if isinstance(obj, dict):
         keys = set(obj)
         if "z1" not in keys:
@@ -167,12 +175,120 @@ def diagnose(paths, *, method=None, views=None, thresholds=None):
     return mon
 
 
+# --- a checkpoint plus a data set --------------------------------------------------------------
+
+def _is_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and str(obj.get("schema", "")).startswith("ncspec.vision.ckpt/")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """An ``ncspec train`` checkpoint, read with ``torch.load(weights_only=True)`` (:class:`InputError` names the
+    fix when the file is missing, unsafe, damaged or not such a checkpoint)."""
+    import pickle
+
+    import torch
+
+    from ...reference.vision.train import CKPT_SCHEMA
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass the checkpoint ncspec train wrote (OUT/ckpt.pt) with --data.")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputError(f"{path}: holds Python objects that torch.load(weights_only=True) refuses "
+                         f"({str(e).splitlines()[0][:200]}); diagnose never executes code from a file, and an ncspec "
+                         f"checkpoint needs none. Pass the ckpt.pt that ncspec train wrote.") from e
+    except Exception as e:
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         f"the file is damaged or truncated — pass OUT/ckpt.pt or its predecessor OUT/ckpt.prev.pt."
+                         ) from e
+    if not _is_checkpoint(ck):
+        what = ("embeddings" if isinstance(ck, dict) and "z1" in ck or not isinstance(ck, dict) else
+                f"a dict with keys {sorted(ck)[:8]}")
+        raise InputError(f"{path}: --data needs a checkpoint written by ncspec train (schema {CKPT_SCHEMA!r}, e.g. "
+                         f"OUT/ckpt.pt), but this file holds {what}; to judge saved embeddings drop --data.")
+    if ck.get("schema") != CKPT_SCHEMA:
+        raise InputError(f"{path}: checkpoint schema {ck.get('schema')!r} is not the one this ncspec reads "
+                         f"({CKPT_SCHEMA!r}); diagnose it with the ncspec version that wrote it.")
+    return ck
+
+
+def _dataset(data: str, data_root):
+    from ...reference.vision.data import DataRootError, load_dataset
+    spec = data
+    if not (data.startswith("npz:") or data in ("cifar10", "stl10")):
+        if Path(data).suffix.lower() != ".npz":
+            raise InputError(f"--data {data!r}: pass the data set the way ncspec train takes it: an .npz of uint8 "
+                             f"images (x_train, y_train, x_test, y_test), npz:PATH, or cifar10/stl10 with "
+                             f"--data-root DIR.")
+        spec = f"npz:{data}"
+    try:
+        return load_dataset(spec, data_root)
+    except (DataRootError, ValueError) as e:
+        raise InputError(f"--data {data!r}: {e}") from e
+
+
+def diagnose_checkpoint(path, data: str, *, data_root=None, batches: int = 8, batch_size: int | None = None,
+                        seed: int = 0, method=None, thresholds=None):
+    """The monitor's verdict on a checkpoint of ``ncspec train``: its encoder (``make_encoder`` with the run's
+    configuration, weights from the checkpoint) embeds two augmented views of ``batches`` batches of
+    ``batch_size`` images (default the run's batch size, at most 256 — what the live monitor observes) drawn
+    from ``data`` with ``seed``; each batch is one observation. Training mode, as in the run: BatchNorms use the
+    batch's statistics (running statistics are not written back; nothing is saved)."""
+    import torch
+
+    from ...reference.vision import augment as aug
+    from ...reference.vision.models import make_encoder
+    from ..monitor import CollapseMonitor, Thresholds
+    path = Path(path)
+    ck = load_checkpoint(path)
+    cfg = ck["config"]
+    if not (isinstance(batches, int) and batches >= 1):
+        raise InputError(f"--batches must be an int >= 1 (observations to judge), got {batches!r}.")
+    ds = _dataset(data, data_root).limit(cfg.get("limit"))
+    B = min(batch_size or min(int(cfg["batch_size"]), 256), ds.x_ssl.shape[0])
+    if B < 2:
+        raise InputError(f"--data {data!r} holds {ds.x_ssl.shape[0]} image(s); the monitor needs batches of B >= 2.")
+    enc = make_encoder(cfg["backbone"], cfg["proj_hidden"], cfg["proj_out"], cfg["width"], cfg["proj_out_bn"])
+    try:
+        enc.load_state_dict(ck["encoder"])
+    except RuntimeError as e:
+        raise InputError(f"{path}: the encoder weights do not fit the configuration stored with them "
+                         f"({str(e).splitlines()[0]}); the checkpoint is damaged or was edited.") from e
+    mean, std = ds.mean_std()
+    views = aug.simclr_views(ds.name, ds.image_size, mean, std)
+    gen = torch.Generator().manual_seed(seed)
+    if thresholds is None:
+        thresholds = Thresholds(patience=min(Thresholds.patience, batches))
+    mon = CollapseMonitor(mode="record", method=method or cfg.get("method"), thresholds=thresholds,
+                          max_pending=batches)
+    enc.train()
+    with torch.no_grad():
+        for t in range(batches):
+            x = ds.x_ssl[torch.randperm(ds.x_ssl.shape[0], generator=gen)[:B]]
+            try:
+                z1, z2 = (enc(aug.augment(x, v, gen)) for v in views)
+            except RuntimeError as e:
+                raise InputError(f"--data {data!r}: images of shape {tuple(x.shape[1:])} do not fit the checkpoint's "
+                                 f"model (trained on {cfg.get('dataset')!r}; {str(e).splitlines()[0]}); pass the "
+                                 f"data set the run was trained on.") from e
+            mon.observe(z1, z2, step=t)
+    mon.report()
+    return mon
+
+
 def _cmd_diagnose(args) -> int:
     from ..monitor import Thresholds
     try:
         given = {k: v for k, v in dict(patience=args.patience, warmup=args.warmup).items() if v is not None}
         th = Thresholds(**given) if given else None
-        mon = diagnose(args.paths, method=args.method, views=args.views, thresholds=th)
+        if args.data is not None:
+            if len(args.paths) != 1:
+                raise InputError(f"--data judges one checkpoint at a time, got {len(args.paths)} paths; run diagnose "
+                                 f"once per checkpoint.")
+            mon = diagnose_checkpoint(args.paths[0], args.data, data_root=args.data_root, batches=args.batches,
+                                      batch_size=args.batch_size, seed=args.seed, method=args.method, thresholds=th)
+        else:
+            mon = diagnose(args.paths, method=args.method, views=args.views, thresholds=th)
     except (InputError, ValueError, TypeError) as e:
         print(f"ncspec diagnose: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -189,10 +305,12 @@ def _cmd_diagnose(args) -> int:
 
 
 def add_diagnose_command(sub) -> None:
-    p = sub.add_parser("diagnose", help="verdict of the collapse monitor on saved embeddings",
+    p = sub.add_parser("diagnose", help="verdict of the collapse monitor on saved embeddings (or a checkpoint "
+                       "with --data)",
                        description="Judge saved embeddings (.pt, .npy, .npz; one or two views; several files = a "
-                                   "series over training). Exit 0 healthy, 1 collapsed or diverging, 2 usage error.")
-    p.add_argument("paths", nargs="+", help="embedding files, in training order")
+                                   "series over training), or a checkpoint of ncspec train with --data naming a data "
+                                   "set to embed. Exit 0 healthy, 1 collapsed or diverging, 2 usage error.")
+    p.add_argument("paths", nargs="+", help="embedding files, in training order (or one checkpoint with --data)")
     p.add_argument("--method", default=None, help="the method (simsiam, byol, barlow_twins, dino, vicreg, ...): "
                    "narrows the usual causes a verdict names")
     p.add_argument("--views", type=int, choices=(1, 2), default=None,
@@ -201,4 +319,11 @@ def add_diagnose_command(sub) -> None:
     p.add_argument("--warmup", type=int, default=None, help="observations at the start never judged (default 0)")
     p.add_argument("--report", default=None, help="write a Markdown (.md) or HTML (.html) report with plots")
     p.add_argument("--json", default=None, help="write statistics and verdicts as JSON")
+    p.add_argument("--data", default=None, help="with a checkpoint of ncspec train (ckpt.pt): the data set to embed "
+                   "(an .npz of uint8 images, npz:PATH, or cifar10/stl10 with --data-root)")
+    p.add_argument("--data-root", default=None, help="directory of cifar10/stl10 for --data")
+    p.add_argument("--batches", type=int, default=8, help="with --data: batches embedded, one observation each")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="with --data: images per batch (default: the run's batch size, at most 256)")
+    p.add_argument("--seed", type=int, default=0, help="with --data: seed of the sampled images and augmentations")
     p.set_defaults(func=_cmd_diagnose)
