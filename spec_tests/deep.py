@@ -6,7 +6,7 @@ learner builder. Two scales share the claims:
 
 * ``cpu`` — a 1/8-width VGG11, a 512 → 128 projector, batch 256, 40 steps (:attr:`Scale.steps`) on
   CIFAR-10 or any CIFAR-shaped ``.npz`` (e.g. a fragment of CIFAR-10), float32, channels_last (1.5× faster
-  convolutions on the CPU), eager, on ``$NCSPEC_THREADS`` threads (default 1: the whole tier is ≈ 200 s of
+  convolutions on the CPU), eager, on ``$NCSPEC_THREADS`` threads (default 1: the whole tier is ≈ 190 s of
   CPU for the three shipped adapters, within its 5 minutes on one core);
 * ``gpu`` — the CIFAR ResNet-18, a 2048 → 256 projector, batch 512, bf16, channels_last,
   ``torch.compile``; Table 1's ordering (N4) needs the full CIFAR-10 training set.
