@@ -75,6 +75,42 @@ def test_n1_catches_the_collapse_mutants(mutant, monkeypatch):
         n1(impl=load_adapter(f"mutant:{mutant}"), record=Recorder(), method="simsiam")
 
 
+def _deep_n1(monkeypatch, name: str):
+    frag = fragment_path()
+    if frag is None:
+        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    monkeypatch.setenv("NCSPEC_DATA", str(frag))
+    monkeypatch.setenv("NCSPEC_SCALE", "cpu")
+    from ncspec.conformance.plugin import Recorder
+    from ncspec.spec_tests import test_deep
+    return getattr(test_deep, name), Recorder()
+
+
+@pytest.mark.parametrize("mutant", ["simsiam_mlp_target_not_detached", "simsiam_mlp_predictor_bypassed"])
+def test_n1_catches_the_learned_predictor_collapse_mutants(mutant, monkeypatch):
+    """N1's intact-method test fails, by its assertion, on SimSiam with an MLP predictor whose target is not
+    detached or whose predictor is never applied (cpu scale, CIFAR-10 fragment; the runs are those of the
+    ablations measured in ``test_deep``)."""
+    from ncspec.conformance.registry import load_adapter
+    n1, record = _deep_n1(monkeypatch, "test_intact_method_keeps_the_representation_spread")
+    with pytest.raises(AssertionError, match="collapsed within"):
+        n1(impl=load_adapter(f"mutant:{mutant}"), record=record, method="simsiam_mlp")
+
+
+@pytest.mark.parametrize("mutant,test,kwargs", [
+    ("stop_grad_option_ignored", "test_removing_the_stop_gradient_collapses_the_representation",
+     dict(method="simsiam_mlp")),
+    ("no_predictor_option_ignored", "test_removing_the_predictor_collapses_the_representation", {}),
+])
+def test_n1_catches_an_ablation_switch_that_is_ignored(mutant, test, kwargs, monkeypatch):
+    """An adapter that accepts the no-SG / no-predictor switch but trains the intact method: N1's ablation test
+    fails by its assertion (the run stays spread)."""
+    from ncspec.conformance.registry import load_adapter
+    fn, record = _deep_n1(monkeypatch, test)
+    with pytest.raises(AssertionError, match="did not collapse within"):
+        fn(impl=load_adapter(f"mutant:{mutant}"), record=record, **kwargs)
+
+
 def test_acceptance_dry_run_writes_every_part(tmp_path):
     """``ncspec bench --acceptance --dry-run``: every part end to end on the CPU at a tiny size."""
     p = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "bench", "--acceptance", "--dry-run",

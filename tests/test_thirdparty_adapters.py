@@ -100,3 +100,25 @@ def test_distributed_check_reloads_an_adapter_named_by_import_path():
     impl = load_adapter(spec)
     assert impl.name == "lightly" and spec_of(impl) == spec
     assert spec_of(load_adapter("reference")) == "reference"
+
+
+@pytest.mark.parametrize("method", ["simsiam_mlp", "byol"])
+def test_byol_pytorch_states_its_loss_factor_exactly(method):
+    """byol-pytorch's loss is ``loss_factor`` × the definition's ½[−cos(p1, t2) − cos(p2, t1)] plus a constant
+    (2 − 2cos, the two view orders summed): checked on its own predictor's outputs, which the suite's scale
+    measurement cannot align (the deep tier reads the stated factor)."""
+    torch.manual_seed(0)
+    adapter = load_adapter("byol_pytorch")
+    encoder = torch.nn.Linear(6, 4)
+    learner = adapter.build(method, encoder, 4, pred_hidden=8)
+    v1, v2 = torch.randn(16, 6), torch.randn(16, 6)
+    loss = learner.loss(v1, v2)
+    pred = learner.predictors[0]
+    target = learner.target_encoder or encoder
+    with torch.no_grad():
+        p1, p2, t1, t2 = pred(encoder(v1)), pred(encoder(v2)), target(v1), target(v2)
+        cos = torch.nn.functional.cosine_similarity
+        definition = 0.5 * (-cos(p1, t2).mean() - cos(p2, t1).mean())
+    c = adapter.loss_factor[method]
+    assert c == 4.0
+    torch.testing.assert_close(loss.detach(), c * definition + c, rtol=1e-6, atol=1e-6)

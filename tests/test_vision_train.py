@@ -252,3 +252,19 @@ def test_unknown_option_key_lists_the_valid_ones(cifar_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown option(s) ['stop_gard'] for method 'simsiam'; valid options are" in err
     assert "'stop_grad'" in err and "'corr_ema'" in err
+
+
+def test_fix_pred_lr_keeps_the_predictor_at_the_base_rate(cifar_root):
+    """``fix_pred_lr`` (SimSiam §4.1): the learner's own parameters (the MLP predictor) keep the base lr while
+    the encoder's follow the cosine schedule; without it, one group follows the schedule."""
+    from ncspec.reference.vision.train import Trainer
+    kw = dict(dataset="cifar10", data_root=str(cifar_root), method="simsiam_mlp", epochs=2, batch_size=32,
+              lr=0.1, probe=False, **TINY)
+    tr = Trainer(TrainConfig(fix_pred_lr=True, **kw))
+    tr.run_epoch(0)
+    encoder, predictor = tr.opt.param_groups
+    assert {id(p) for p in predictor["params"]} == {id(p) for p in tr.extra_params} and tr.extra_params
+    assert predictor["lr"] == tr.base_lr and encoder["lr"] < tr.base_lr
+    plain = Trainer(TrainConfig(fix_pred_lr=False, **kw))
+    plain.run_epoch(0)
+    assert len(plain.opt.param_groups) == 1 and plain.opt.param_groups[0]["lr"] == encoder["lr"]

@@ -60,6 +60,11 @@ class _BYOL:
 class BYOLPytorchAdapter:
     name = "byol_pytorch"
     capabilities = frozenset({"byol", "simsiam_mlp", "loss:cosine", "target:ema", "symmetrized"})
+    #: the constant factor of this loss over the definition's ½[−cos(p1, t2) − cos(p2, t1)]: 2 from 2 − 2cos, 2
+    #: from summing the two view orders instead of averaging them (checked in tests/test_thirdparty_adapters.py).
+    #: The suite measures such a factor itself where it can align the learner with the definition; with the
+    #: package's own MLP head it cannot, so the deep tier reads it here (its SGD runs then go at lr / 4).
+    loss_factor = {"simsiam_mlp": 4.0, "byol": 4.0}
 
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
         allowed = {"byol": {"momentum", "pred_hidden"}, "simsiam_mlp": {"pred_hidden"}}

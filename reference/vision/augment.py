@@ -192,21 +192,40 @@ def crop_flip(x: Tensor, p: dict[str, Tensor], size: int) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+_JITTER = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+_JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
+
+
+def color_jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """The four jitter ops in each sample's own order ``p["order"]`` (B, 4).
+
+    Static shapes (what ``torch.compile`` and CUDA streams want): every op on the whole batch in every
+    slot, the sample's op picked by ``where`` — 16 op evaluations. Eager on the CPU, where the
+    arithmetic is the cost (hue is most of it): each op on exactly the samples that have it in that slot,
+    4 op evaluations per sample; the same values."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        for slot in range(4):
+            which = _col(p["order"][:, slot])
+            out = x
+            for k, (op, key) in enumerate(zip(_JITTER, _JITTER_KEYS)):
+                out = torch.where(which == k, op(x, p[key]), out)
+            x = out
+        return x
+    x = x.clone()
+    for slot in range(4):
+        for k, (op, key) in enumerate(zip(_JITTER, _JITTER_KEYS)):
+            idx = (p["order"][:, slot] == k).nonzero()[:, 0]
+            if idx.numel():
+                x[idx] = op(x[idx], p[key][idx])
+    return x
+
+
 def apply(x: Tensor, p: dict[str, Tensor], cfg: AugmentConfig, *, dtype=torch.float32,
           channels_last: bool = False) -> Tensor:
     """Augment uint8 (or [0, 1] float) images (B, 3, H, W) with the parameters ``p``."""
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     x = crop_flip(x, p, cfg.size)
-    jit = x
-    ops = (lambda y: adjust_brightness(y, p["brightness"]), lambda y: adjust_contrast(y, p["contrast"]),
-           lambda y: adjust_saturation(y, p["saturation"]), lambda y: adjust_hue(y, p["hue"]))
-    for slot in range(4):
-        which = _col(p["order"][:, slot])
-        out = jit
-        for k, op in enumerate(ops):
-            out = torch.where(which == k, op(jit), out)
-        jit = out
-    x = torch.where(_col(p["jitter"]), jit, x)
+    x = torch.where(_col(p["jitter"]), color_jitter(x, p), x)
     x = torch.where(_col(p["gray"]), grayscale(x).expand_as(x), x)
     if cfg.blur_p > 0:
         x = torch.where(_col(p["blur"]), _blur(x, p["sigma"], cfg.blur_kernel), x)

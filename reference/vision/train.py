@@ -73,6 +73,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0
+    fix_pred_lr: bool = False                # the learner's own parameters (a predictor MLP) keep the base lr
+                                             # (SimSiam, Chen & He 2021 §4.1), the encoder's follow the schedule
     readout_lr: float = 0.1                  # per 256 images
     max_steps: int | None = None             # stop after this many steps (bench, checks)
     # monitoring
@@ -404,6 +406,8 @@ class Trainer:
         enc_ids = {id(p) for p in self.encoder.parameters()}
         self.extra_params = [p for p in self.learner.parameters() if id(p) not in enc_ids]
         params = list(self.encoder.parameters()) + self.extra_params
+        if cfg.fix_pred_lr and self.extra_params:   # two groups: [encoder (scheduled), learner's own (fixed)]
+            params = [dict(params=list(self.encoder.parameters())), dict(params=self.extra_params, fixed_lr=True)]
         base_lr = cfg.lr * self.batch / 256
         if cfg.optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -457,7 +461,7 @@ class Trainer:
              *, apply: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         dev = self.device.type
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = self.base_lr if g.get("fixed_lr") else lr
         for g in self.ro_opt.param_groups:
             g["lr"] = ro_lr
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16):
