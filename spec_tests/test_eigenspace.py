@@ -306,10 +306,14 @@ H6 = register(
               "conserved and Euler steps raise ‖W‖² by exactly η²‖∇_W L‖²; the eigenvalues equalise "
               "(ω_m → ω̄ = Σω²λ/Σωλ). Cosine IsoLoss also equalises and grows ‖z‖ while the spectrum is "
               "anisotropic (z·∇_z L = −‖z‖(1 − (p̂·ẑ)²)/‖p‖ ≤ 0 for σ = 0; it vanishes at isotropy).",
-    measures="‖W‖²_F step by step; condition number λ_max/λ_min of C after minibatch SGD",
+    measures="‖W‖²_F step by step; condition number λ_max/λ_min of C after minibatch SGD (its median over "
+             "the last 100 of 600 steps: the drift, not a rare kick of the batch noise)",
     prediction="Δ‖W‖² = lr²‖G‖² exactly; condition number → 1",
     tolerance="norm bookkeeping 1e-9 relative to ‖W‖² (float64 rounding); condition number ≤ 1.5 after 600 "
               "steps from ≥ 5 (measured ≤ 1.25 with batch 256: the SGD noise floor)")
+
+
+WINDOW = 100   # steps of H6's final average (one record per step)
 
 
 @H6.check
@@ -333,8 +337,14 @@ def test_cosine_loss_conserves_norm_and_equalises(impl, record, setup, loss):
         assert (inc >= 0).all(), "cosine IsoLoss without augmentation noise must grow ‖W‖ at every step"
     else:   # with noise the per-batch sign fluctuates once isotropic; the net change is growth
         assert traj.sq_norm[-1].min() > traj.sq_norm[0].min(), "cosine IsoLoss should grow ‖W‖"
-    cond = (traj.eig_C[-1, :, -1] / traj.eig_C[-1, :, 0]).max().item()
-    record(f"{loss}: final condition number of C", cond, 1.0, error=cond - 1, tolerance=0.5)
+    # The drift equalises the spectrum; batch noise then keeps it near isotropy with rare kicks at small M
+    # (a thorough draw, M = 2, σ = 0.27, lr 0.5: 1.0–1.1 over steps 100–1,200 except one kick to 3.8 near step
+    # 580 that relaxed within ~60 steps; 4 % of steps above 1.5). The claim is about the drift, so the
+    # statistic is the median condition number over the last WINDOW steps (that draw: 1.045).
+    cond_t = traj.eig_C[-WINDOW:, :, -1] / traj.eig_C[-WINDOW:, :, 0]          # (WINDOW, replicas)
+    cond = cond_t.median(0).values.max().item()
+    record(f"{loss}: condition number of C, median of the last {WINDOW} steps", cond, 1.0, error=cond - 1,
+           tolerance=0.5)
     assert cond <= 1.5, f"eigenvalues did not equalise: condition number {cond:.3g}"
 
 
