@@ -153,7 +153,9 @@ def test_wrong_side_stopgrad_splits_modes(impl, record, setup):
     require(impl, "simsiam", "loss:euclidean", "ablation:wrong_side")
     lam = setup.spectrum(0.2, 0.7)
     up = torch.arange(setup.M) >= setup.M // 2                 # half the modes start above the threshold
-    lam0 = torch.where(up, lam * 3.0 * setup.kappa ** (1 / setup.alpha), lam)   # above: ≥ 1.8 κ^{1/α}
+    # above: ≥ 1.8 κ^{1/α} (the clamp makes it so: a drawn λ < 1/3 put a mode meant to be above the threshold
+    # below it, and with M = 2 the first blow-up time became the log of a negative number)
+    lam0 = torch.where(up, lam.clamp(min=0.6) * 3.0 * setup.kappa ** (1 / setup.alpha), lam)
     u0 = lam0.max() ** setup.alpha
     t_blowup = math.log(1 / (1 - setup.kappa / u0.item())) / (2 * setup.alpha * setup.kappa)
     lr = 0.5 * t_blowup / 100
