@@ -267,7 +267,8 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
     V, B, M = views.shape
     s, _ = center_decomposition(views)                                                     # s (M,)
     u = unit(views).reshape(V * B, M)                                                     # ẑ pooled
-    uc = u - u.mean(0)
+    u_mean = u.mean(0)
+    uc = u - u_mean
     obs = dict(
         center_norm=s.norm(),
         normalized_std=normalized_std(views).mean(),
@@ -275,7 +276,7 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         nonfinite=(~torch.isfinite(views)).sum(),
         gram_raw=_gram(z1),                                          # RankMe as published: raw z of view 1
         gram_centred=_gram(uc) / (V * B),                            # eigenvalues of the centred Cov(ẑ)
-        gram_unit=_gram(u) / (V * B),                                # eigenvalues of E ẑẑᵀ (uncentred)
+        u_mean=u_mean,                                               # E ẑ: E ẑẑᵀ = Cov(ẑ) + E ẑ E ẑᵀ on the host
         n_samples=V * B, batch=B,
         # how far view 1 is from batch-standardised features (mean 0, variance 1: a BatchNorm without affine
         # parameters at the output, as SimSiam's and lightly's projectors have)
@@ -570,7 +571,8 @@ def _host_stats(o: dict) -> dict:
     st["participation_ratio"] = float(participation_ratio_of_eigenvalues(eig_cov))
     st["total_var"] = float(eig_cov.sum())                         # = 1 − ‖s‖² (trace of Cov(ẑ), pooled)
     # mean squared distance of ẑ from the nearest line through the origin, 1 − λ_max(E ẑẑᵀ) ≤ 1 − ‖s‖²
-    st["line_var"] = max(0.0, 1.0 - float(torch.linalg.eigvalsh(o["gram_unit"])[-1]))
+    second_moment = o["gram_centred"] + torch.outer(o["u_mean"], o["u_mean"])       # E ẑẑᵀ (uncentred)
+    st["line_var"] = max(0.0, 1.0 - float(torch.linalg.eigvalsh(second_moment)[-1]))
     st["max_rank"] = min(st["dim"], int(o["n_samples"]) - 1)     # rank bound of the centred pooled batch
     st["eig_cov"] = eig_cov.tolist()
     if "predictor" in o:
