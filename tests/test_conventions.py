@@ -221,7 +221,7 @@ def test_reports_list_the_rows_marked_as_conventions_once_with_their_claims():
         dict(id="H1", measurements=[row("simsiam: loss scale ×2 (no ½): time rescaled", convention=True),
                                     row("final eigenvalues vs κ^{-1/α}")]),
         dict(id="H2", measurements=[row("simsiam: loss scale ×2 (no ½): time rescaled", convention=True),
-                                    row("a quantity whose text reads loss scale ×3")]),
+                                    row("isoloss: loss scale ×3: time rescaled (a row not flagged)")]),
         dict(id="C6", measurements=[row("convention vicreg_variance = 'paper_eq6' (declared): …", convention=True)])])
     assert conventions_in_force(report) == ["simsiam: loss scale ×2 (no ½): time rescaled [H1, H2]",
                                             "convention vicreg_variance = 'paper_eq6' (declared): … [C6]"]
