@@ -276,12 +276,14 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         nonfinite=(~torch.isfinite(views)).sum(),
         gram_raw=_gram(z1),                                          # RankMe as published: raw z of view 1
         gram_centred=_gram(uc) / (V * B),                            # eigenvalues of the centred Cov(ẑ)
-        u_mean=u_mean,                                               # E ẑ: E ẑẑᵀ = Cov(ẑ) + E ẑ E ẑᵀ on the host
-        n_samples=V * B, batch=B,
+        u_mean=u_mean,                                               # E ẑ: E ẑẑᵀ from Cov(ẑ) and E ẑ on the host
+        n_samples=V * B, batch=B, dim=M,
         # how far view 1 is from batch-standardised features (mean 0, variance 1: a BatchNorm without affine
         # parameters at the output, as SimSiam's and lightly's projectors have)
         standardized_dev=torch.maximum(z1.mean(0).abs().max(), (z1.var(0, unbiased=False) - 1).abs().max()),
     )
+    if V * B < M:   # the Gram is taken over samples: E ẑẑᵀ's spectrum needs (ẑ − E ẑ)·E ẑ as well
+        obs["uc_dot_mean"] = uc @ u_mean
     if V == 2:
         s_sq_u, r_u = unbiased_moments(views)
         obs.update(center_sq_u=s_sq_u, residual_sq_u=r_u, invariance=(u[:B] - u[B:]).pow(2).sum(-1).mean(),
@@ -558,7 +560,6 @@ def _host_stats(o: dict) -> dict:
     st = {k: float(v) for k, v in o.items() if isinstance(v, Tensor) and v.dim() == 0}
     st.update({k: v for k, v in o.items() if not isinstance(v, Tensor)})
     st["nonfinite"] = int(st["nonfinite"])
-    st["dim"] = int(o["gram_centred"].shape[-1]) if "predictor" not in o else int(o["predictor"].shape[-1])
     if st["nonfinite"] or not torch.isfinite(o["gram_raw"]).all() or not torch.isfinite(o["gram_centred"]).all():
         st["nonfinite"] = max(st["nonfinite"], 1)
         st.update(total_var=float("nan"), line_var=float("nan"), effective_rank=float("nan"),
@@ -571,8 +572,7 @@ def _host_stats(o: dict) -> dict:
     st["participation_ratio"] = float(participation_ratio_of_eigenvalues(eig_cov))
     st["total_var"] = float(eig_cov.sum())                         # = 1 − ‖s‖² (trace of Cov(ẑ), pooled)
     # mean squared distance of ẑ from the nearest line through the origin, 1 − λ_max(E ẑẑᵀ) ≤ 1 − ‖s‖²
-    second_moment = o["gram_centred"] + torch.outer(o["u_mean"], o["u_mean"])       # E ẑẑᵀ (uncentred)
-    st["line_var"] = max(0.0, 1.0 - float(torch.linalg.eigvalsh(second_moment)[-1]))
+    st["line_var"] = max(0.0, 1.0 - float(torch.linalg.eigvalsh(_second_moment(o))[-1]))
     st["max_rank"] = min(st["dim"], int(o["n_samples"]) - 1)     # rank bound of the centred pooled batch
     st["eig_cov"] = eig_cov.tolist()
     if "predictor" in o:
@@ -580,6 +580,17 @@ def _host_stats(o: dict) -> dict:
         st["predictor_eig"] = omega.tolist()
         st["predictor_fixed_point_gap"] = float((omega - 1).abs().max())   # H1: ω_m → 1 at the fixed point
     return st
+
+
+def _second_moment(o: dict) -> Tensor:
+    """E ẑẑᵀ (uncentred), or the sample Gram with the same non-zero spectrum, from the centred Gram and E ẑ = μ:
+    (M, M): Cov(ẑ) + μμᵀ; (n, n) with ẑ_i = c_i + μ: [CCᵀ + a1ᵀ + 1aᵀ + ‖μ‖² 11ᵀ]/n, a = Cμ."""
+    G, mu = o["gram_centred"], o["u_mean"]
+    if "uc_dot_mean" not in o:
+        return G + torch.outer(mu, mu)
+    n = G.shape[-1]
+    a, one = o["uc_dot_mean"], torch.ones(n, dtype=G.dtype)
+    return G + (torch.outer(a, one) + torch.outer(one, a) + mu.dot(mu) * torch.outer(one, one)) / n
 
 
 _SCALARS = ("step", "center_norm", "total_var", "line_var", "normalized_std", "live_dims", "max_rank", "effective_rank",

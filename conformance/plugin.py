@@ -121,6 +121,15 @@ def _session_seed(config) -> int | None:
     return seed
 
 
+def pytest_unconfigure(config):
+    """Undo the environment the session set (an in-process session must not leak it into the caller)."""
+    for env, old in getattr(config, "_ncspec_saved_env", {}).items():
+        if old is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = old
+
+
 @pytest.hookimpl(tryfirst=True)   # before Hypothesis' own pytest_configure reads --hypothesis-seed
 def pytest_configure(config):
     config._ncspec_seed = _session_seed(config)
@@ -131,9 +140,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
     config.addinivalue_line("markers", "deep: a deep-tier claim test (convolutional networks on images)")
     config.addinivalue_line("markers", "xdist_group(name): tests sharing cached runs, kept in one pytest-xdist worker")
+    config._ncspec_saved_env = {}
     for option, env in (("ncspec_scale", "NCSPEC_SCALE"), ("ncspec_data", "NCSPEC_DATA")):
         value = config.getoption(option, default=None)
         if value:   # the deep harness (and run_claim, which has no pytest config) reads the environment
+            config._ncspec_saved_env[env] = os.environ.get(env)
             os.environ[env] = os.path.abspath(value) if option == "ncspec_data" else value
     config.pluginmanager.register(TierFilter(tier(config)), "ncspec-tier")
     if config.getoption("ncspec_progress", default=False) and not _is_worker(config):

@@ -273,3 +273,18 @@ def test_batch_standardised_outputs_on_one_line_are_complete_collapse():
     anisotropic.observe(x, _standardise(x + 0.1 * torch.randn(b, M, generator=g)))
     assert anisotropic.report().healthy
     assert 0.05 < anisotropic.history[0]["line_var"] < 0.8          # one direction dominates, not exclusively
+
+
+@pytest.mark.parametrize("batch,dim", [(64, 8), (16, 256), (3, 8)])
+def test_line_statistic_is_the_same_whichever_side_the_gram_is_taken(batch, dim):
+    """1 − λ_max(E ẑẑᵀ) and the dimension reported equal their definitions whether the pooled batch is taller
+    than wide (Gram over features) or not (Gram over samples: a CI run with B = 16, M = 256 crashed on it)."""
+    g = torch.Generator().manual_seed(batch)
+    z1, z2 = torch.randn(batch, dim, generator=g) + 1.0, torch.randn(batch, dim, generator=g)
+    mon = CollapseMonitor(mode="record", thresholds=Thresholds(patience=1))
+    mon.observe(z1, z2)
+    mon.report()
+    u = torch.nn.functional.normalize(torch.cat([z1, z2]).double(), dim=-1)
+    expected = 1 - torch.linalg.eigvalsh(u.T @ u / u.shape[0])[-1].item()
+    assert mon.history[0]["line_var"] == pytest.approx(expected, abs=1e-6)
+    assert mon.history[0]["dim"] == dim and mon.history[0]["max_rank"] == min(dim, 2 * batch - 1)

@@ -65,7 +65,11 @@ def test_seed_needs_the_thorough_profile(capsys):
 
 def test_a_failure_carries_its_reproduction(tmp_path, capsys):
     path = tmp_path / "r.json"
+    env_before = dict(os.environ)
     assert main(["check", "--adapter", MUTANT, "-k", FAST, "--seed", "7", "--json", str(path)]) == 1
+    # the thorough profile stays with that run: a CI run found later checks in the same process (and their
+    # subprocesses) drawing thorough seeds because $NCSPEC_PROFILE had leaked
+    assert dict(os.environ) == env_before
     report = json.loads(path.read_text())
     assert report["profile"] == "thorough" and report["hypothesis_seed"] == 7
     (test,) = [t for c in report["claims"] for t in c["tests"] if t["outcome"] == "failed"]

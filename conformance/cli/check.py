@@ -32,6 +32,17 @@ def _cmd_claims(args) -> int:
 
 
 def _cmd_check(args) -> int:
+    """Runs the check with the environment it sets (profile, deep-tier scale and data) undone afterwards: a
+    caller in the same process (a test, a notebook) must not find its next check run under another profile."""
+    saved = dict(os.environ)
+    try:
+        return _run_check(args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_check(args) -> int:
     import pytest
 
     from ..plugin import XFAIL_ENV_VAR, parse_expected_failures
