@@ -288,8 +288,10 @@ C5 = register(
     measures="max |c − I| after 200 and 400 steps (N = 8, M = 3, λ = 0.5, lr 0.1; noise σ_j = 1 on 5 of 8 "
              "input directions, 0 on 3; population batch of the linear-Gaussian model)",
     prediction="→ 0 (the approach is algebraic, ~1/t: the invariance term's gradient vanishes quadratically)",
-    tolerance="≤ 0.02 at 400 steps and decreasing: measured 2.7e-3–5.9e-3 at 400 steps over seeds 0–3; with "
-              "the off-diagonal term ignored it stays at 0.65–0.98.")
+    tolerance="approaching at the algebraic rate: err(400)/err(200) ≤ 0.6 (a 1/t approach gives 1/2 "
+              "asymptotically, reached from below: measured 0.08–0.49 over seeds 1000–1399 and 0.28 → 0.47 from 200 to "
+              "3,200 steps) and err(400) ≤ 0.1 (measured ≤ 0.0203 over the same seeds; a fixed 0.02 failed a thorough "
+              "draw at 0.0201). With the off-diagonal term ignored err stays at 0.59–0.98, ratio ≥ 1.0.")
 
 
 def _bt_flow(impl, seed, steps, N=8, M=3, lam=0.5, lr=0.1):
@@ -315,9 +317,11 @@ def _bt_flow(impl, seed, steps, N=8, M=3, lam=0.5, lr=0.1):
 def test_barlow_twins_cross_correlation_goes_to_identity(impl, record, seed):
     require(impl, "barlow_twins")
     err = _bt_flow(impl, seed, 400)
-    record("max |c − I| at 400 steps", err[400], 0.0, error=err[400], tolerance=0.02)
-    assert err[400] <= 0.02 and err[400] < err[200], (
-        f"the cross-correlation does not approach I: max|c − I| = {err[200]:.3g} → {err[400]:.3g}")
+    record("max |c − I| at 400 steps", err[400], 0.0, error=err[400], tolerance=0.1)
+    record("max |c − I|: 400 steps / 200 steps", err[400] / err[200], 0.5, error=err[400] / err[200], tolerance=0.6)
+    assert err[400] <= 0.1 and err[400] <= 0.6 * err[200], (
+        f"the cross-correlation does not approach I: max|c − I| = {err[200]:.3g} → {err[400]:.3g} from 200 to 400 "
+        f"steps (an algebraic 1/t approach at least halves it)")
 
 
 # --- C6: VICReg's terms ---------------------------------------------------------------------

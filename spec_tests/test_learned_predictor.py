@@ -72,8 +72,9 @@ T1 = register(
               "B' = (1 − 2η·lr) B + ΔW_pᵀΔW_p − α_p ΔW ΔWᵀ exactly.",
     measures="B along expected-gradient flow with a general (non-symmetric) learned predictor",
     prediction="B(t) = e^{−2ηt} B(0); the per-step identity to rounding",
-    tolerance="per-step identity 1e-9 relative to ‖B‖ (float64); continuous law 1e-3 relative with lr = 1e-3 "
-              "(Euler's O(lr) term; measured ≤ 2.5e-4)",
+    tolerance="per-step identity 1e-9 relative to ‖B‖ (float64); continuous law within Euler's O(lr) terms of "
+              "the run, Σ_k (1 − 2η lr)^{K−1−k}(‖ΔW_p‖² + α_p‖ΔW‖²) + |(1 − 2η lr)^K − e^{−2ηT}|‖B(0)‖ (lr = 1e-3; a "
+              "fixed 1e-3 failed a thorough draw with α_p = 2, M = 7 at 1.05e-3)",
     derivation="Derived here for general input covariance: W Ẇᵀ contains exactly W_pᵀ(−∇_{W_p}J) (both equal −W_pᵀ "
                "E[(p − z_a) x1ᵀ] Wᵀ), so the α_p-"
                "weighted J-terms cancel and only the weight decay remains (reference/theory/directpred.py).")
@@ -107,9 +108,16 @@ def test_balancing_invariant_decays(impl, record, M, extra, alpha_p, eta, sigma,
     err_step = ((B[1:] - step_pred).norm(dim=(-1, -2)) / B[:-1].norm(dim=(-1, -2))).max().item()
     record("per-step identity (rel)", err_step, 0.0, error=err_step, tolerance=1e-9)
     assert err_step <= 1e-9, f"B' ≠ (1−2η lr)B + ΔW_pᵀΔW_p − α_pΔWΔWᵀ (rel {err_step:.3g}): α_p or η is misapplied"
-    err = rel(B[-1], dp.balance_at(B[0], traj.t[-1:], eta)[0])
-    record("‖B(T) − e^{−2ηT}B(0)‖ / ‖B(T)‖", err, 0.0, error=err, tolerance=1e-3)
-    assert err <= 1e-3, f"B does not decay as e^(−2ηt): rel err {err:.3g}"
+    B_T = B[-1].norm(dim=(-1, -2))
+    off = (B[-1] - dp.balance_at(B[0], traj.t[-1:], eta)[0]).norm(dim=(-1, -2))
+    # Euler's O(lr) terms of this run (ΔW_pᵀΔW_p − α_pΔWΔWᵀ per step, and (1 − 2η lr)^K vs e^{−2ηT}), plus the
+    # per-step tolerance accumulated over the steps
+    bound = (dp.balance_discretisation_bound(B[0], dW, dP, alpha_p, eta, lr)
+             + steps * 1e-9 * B.norm(dim=(-1, -2)).amax(0))
+    worst = (off / bound).argmax()
+    err, tol = (off / B_T)[worst].item(), (bound / B_T)[worst].item()
+    record("‖B(T) − e^{−2ηT}B(0)‖ / ‖B(T)‖", err, 0.0, error=err, tolerance=tol)
+    assert err <= tol, f"B does not decay as e^(−2ηt): rel err {err:.3g} > Euler's O(lr) bound {tol:.3g}"
 
 
 # ----------------------------------------------------------------------------- T2

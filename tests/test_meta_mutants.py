@@ -46,3 +46,14 @@ def test_h7_catches_an_update_against_the_kernel():
     from ncspec.spec_tests.test_eigenspace import check_ntk_descent
     with pytest.raises(AssertionError, match="eq. 4"):
         check_ntk_descent(Recorder(), 0, update=lambda theta, gZ: theta @ gZ)
+
+
+@pytest.mark.parametrize("seed", [0, 320404824])
+def test_c5_dynamics_catch_the_dropped_offdiagonal_term_by_their_own_assertion(seed):
+    """C5 catches ``barlow_twins_offdiag_ignored`` first by its loss-scale fit; its dynamics assertion (the error
+    at least shrinks at the algebraic rate) fails as well when the fit is bypassed: the error stays put."""
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.spec_tests.test_conformance import test_barlow_twins_cross_correlation_goes_to_identity as c5
+    with pytest.raises(AssertionError, match="does not approach I"):
+        c5.hypothesis.inner_test(load_adapter("mutant:barlow_twins_offdiag_ignored"), Recorder(), seed)
+    c5.hypothesis.inner_test(load_adapter("reference"), Recorder(), seed)     # the thorough draw that failed 0.02

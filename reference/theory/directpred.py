@@ -56,6 +56,23 @@ def balance_at(B0: Tensor, t: Tensor, eta: float) -> Tensor:
     return torch.exp(-2.0 * eta * t.to(B0.dtype)).reshape(-1, *([1] * B0.dim())) * B0
 
 
+def balance_discretisation_bound(B0: Tensor, dW: Tensor, dW_p: Tensor, alpha_p: float, eta: float,
+                                 lr: float) -> Tensor:
+    """T1 for K gradient steps of size lr: a bound on ‖B_K − e^{−2ηKlr} B_0‖_F.
+
+    Each step gives ``B' = (1 − 2η lr) B + Q_k``, ``Q_k = ΔW_pᵀΔW_p − α_p ΔWΔWᵀ``, so
+    ``B_K = (1 − 2η lr)^K B_0 + Σ_k (1 − 2η lr)^{K−1−k} Q_k`` and the distance from the continuous law is at
+    most ``Σ_k (1 − 2η lr)^{K−1−k} (‖ΔW_p‖² + α_p‖ΔW‖²) + |(1 − 2η lr)^K − e^{−2ηKlr}| ‖B_0‖``: both terms are
+    Euler's O(lr) (each ΔW is lr × a gradient). ``dW`` (K, …, M, N), ``dW_p`` (K, …, M, M): the steps taken;
+    ``B0`` (…, M, M) → the bound (…).
+    """
+    K = dW.shape[0]
+    q = 1.0 - 2.0 * eta * lr
+    quad = dW_p.pow(2).sum((-1, -2)) + alpha_p * dW.pow(2).sum((-1, -2))                  # (K, …)
+    decay = (q ** torch.arange(K - 1, -1, -1, dtype=dW.dtype)).reshape(-1, *([1] * (quad.dim() - 1)))
+    return (decay * quad).sum(0) + abs(q ** K - math.exp(-2.0 * eta * lr * K)) * B0.norm(dim=(-1, -2))
+
+
 def commutator(F: Tensor, W_p: Tensor) -> Tensor:
     """``[F, W_p] = F W_p − W_p F``."""
     return F @ W_p - W_p @ F
