@@ -73,8 +73,8 @@ T1 = register(
     measures="B along expected-gradient flow with a general (non-symmetric) learned predictor",
     prediction="B(t) = e^{−2ηt} B(0); the per-step identity to rounding",
     tolerance="per-step identity 1e-9 relative to ‖B‖ (float64); continuous law within Euler's O(lr) terms of "
-              "the run, Σ_k (1 − 2η lr)^{K−1−k}(‖ΔW_p‖² + α_p‖ΔW‖²) + |(1 − 2η lr)^K − e^{−2ηT}|‖B(0)‖ (lr = 4e-3, T = 2; a "
-              "fixed 1e-3 at lr = 1e-3 failed a thorough draw with α_p = 2, M = 7 at 1.05e-3)",
+              "the run, Σ_k (1 − 2η lr)^{K−1−k}(‖ΔW_p‖² + α_p‖ΔW‖²) + |(1 − 2η lr)^K − e^{−2ηT}|‖B(0)‖ "
+              "(lr = 4e-3, T = 2; a fixed 1e-3 at lr = 1e-3 failed a thorough draw with α_p = 2, M = 7 at 1.05e-3)",
     derivation="Derived here for general input covariance: W Ẇᵀ contains exactly W_pᵀ(−∇_{W_p}J) (both equal −W_pᵀ "
                "E[(p − z_a) x1ᵀ] Wᵀ), so the α_p-"
                "weighted J-terms cancel and only the weight decay remains (reference/theory/directpred.py).")
