@@ -121,6 +121,15 @@ def _session_seed(config) -> int | None:
     return seed
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """The imported modules (torch, Hypothesis, the claims) are long-lived: moved out of the garbage
+    collector's generations, so its full passes during the runs do not walk them again."""
+    import gc
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_unconfigure(config):
     """Undo the environment the session set (an in-process session must not leak it into the caller)."""
     for env, old in getattr(config, "_ncspec_saved_env", {}).items():

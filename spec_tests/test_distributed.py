@@ -6,6 +6,7 @@ or per-rank batch statistics).
 """
 from __future__ import annotations
 
+import pytest
 from ncspec.conformance.claims import cite, register
 from ncspec.conformance.scale import unscaled
 
@@ -36,6 +37,8 @@ def _dist_methods(impl) -> list[str]:
     caps = impl.capabilities
     return [m for m in DISTRIBUTED if m in caps and all(t in caps for t in _DIST_TAGS.get(m, ()))]
 _dist_cache: dict = {}
+# one 2-process run per adapter serves every D1 test, so pytest-xdist keeps them in one worker
+pytestmark = pytest.mark.xdist_group("distributed")
 
 
 def _distributed(method: str):
