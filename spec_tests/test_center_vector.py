@@ -39,7 +39,8 @@ from ncspec.reference.vectors import unit
 from .harness import require
 
 # The toy runs are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
-# --dist loadgroup) this module's tests run in one worker, so each run is computed once.
+# --dist loadgroup) this module's tests run in one worker (plugin.SHARED_RUN_MODULES), so each run is
+# computed once.
 pytestmark = pytest.mark.xdist_group("center_vector")
 
 EXACT = 1e-12          # float64 rounding of O(1) sums over ≤ 24·5 terms is ~1e-15
