@@ -225,8 +225,11 @@ R4 = register(
     measures="λ_m^IsoLoss(T)/λ_m^SimSiam(T) of the two smallest modes, same initial network and batches, T = 100 "
              "steps of lr 0.02 (t = 2), 8 seeds",
     prediction="linear theory (ode_solution): ratio 11.3 (λ0 = 0.05) and 5.2 (λ0 = 0.1) at t = 2; > 1 is the claim",
-    tolerance="≥ 2 in every network: measured ≥ 3.6 over 64 networks (median 6.2 and 5.5); an IsoLoss that keeps "
-              "W_P in its gradient has the SimSiam dynamics (ratio ≈ 1)")
+    tolerance="λ0 ≥ 2 in every network (measured ≥ 2.7 over 328 networks, 41 draws of 8); the median over a "
+              "draw's 8 networks ≥ 2 for λ0 and λ1 (measured ≥ 5.06). λ1 is not asserted per network: in 2 of "
+              "328 networks SimSiam's second mode mixed with the 0.8 mode and escaped early (0.1 → 0.74 by t = 2), "
+              "ratio 1.17 and 1.28 with IsoLoss still ahead. An IsoLoss that keeps W_P in its gradient has the "
+              "SimSiam dynamics (ratio ≈ 1)")
 
 
 @R4.check
@@ -236,13 +239,19 @@ def test_relu_isoloss_lifts_small_modes_faster(impl, record, seed):
     require(impl, "simsiam", "isoloss", "loss:euclidean", "predictor:closed_form")
     sim = run(impl, "simsiam", LAM_SMALL, LR, ESC_STEPS, seed)
     iso = run(impl, "isoloss", LAM_SMALL, LR, ESC_STEPS, seed)
-    ratio = (iso.eig_C[-1] / sim.eig_C[-1])[:, :2]
+    ratio = (iso.eig_C[-1] / sim.eig_C[-1])[:, :2]                     # (networks, 2)
     t = sim.t[-1:]
     lam0 = torch.tensor(LAM_SMALL[:2], dtype=torch.float64)
     pred = (th.ode_solution(lam0, t, "isoloss", ALPHA, SIGMA) / th.ode_solution(lam0, t, "simsiam", ALPHA, SIGMA))[0]
+    median = ratio.median(0).values
     for m in range(2):
-        record(f"λ{m}: IsoLoss/SimSiam at t = {t.item():g} (min over seeds; linear theory beside)",
-               ratio[:, m].min().item(), pred[m].item(), error=max(2 - ratio[:, m].min().item(), 0), tolerance=0)
-    assert ratio.min() >= 2, (f"IsoLoss lifted the small modes only ×{ratio.min():.3g} as far as the SimSiam loss "
-                              f"(≥ 2 expected, linear theory {pred.tolist()}): the W_P factor is still in its gradient")
+        record(f"λ{m}: IsoLoss/SimSiam at t = {t.item():g} (median over networks; linear theory beside)",
+               median[m].item(), pred[m].item(), error=max(2 - median[m].item(), 0), tolerance=0)
+    low = ratio[:, 0].min().item()
+    record(f"λ0: IsoLoss/SimSiam at t = {t.item():g} (min over networks)", low, pred[0].item(),
+           error=max(2 - low, 0), tolerance=0)
+    assert median.min() >= 2 and low >= 2, (
+        f"IsoLoss lifted the small modes only ×{median.min():.3g} (median over networks; smallest mode ×{low:.3g} "
+        f"in the worst network) as far as the SimSiam loss (≥ 2 expected, linear theory {pred.tolist()}): the W_P "
+        f"factor is still in its gradient")
     assert math.isfinite(ratio.max().item())

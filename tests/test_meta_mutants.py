@@ -57,3 +57,13 @@ def test_c5_dynamics_catch_the_dropped_offdiagonal_term_by_their_own_assertion(s
     with pytest.raises(AssertionError, match="does not approach I"):
         c5.hypothesis.inner_test(load_adapter("mutant:barlow_twins_offdiag_ignored"), Recorder(), seed)
     c5.hypothesis.inner_test(load_adapter("reference"), Recorder(), seed)     # the thorough draw that failed 0.02
+
+
+def test_r4_dynamics_catch_an_isoloss_that_keeps_w_p_by_their_own_assertion():
+    """R4 catches ``isoloss_rearrangement_dropped`` first by its loss-scale fit; its dynamics assertion (the median
+    over networks of IsoLoss/SimSiam ≥ 2) fails as well when the fit is bypassed: the ratio stays near 1."""
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.spec_tests.test_relu_network import test_relu_isoloss_lifts_small_modes_faster as r4
+    with pytest.raises(AssertionError, match="the W_P factor is still in its gradient"):
+        r4.hypothesis.inner_test(load_adapter("mutant:isoloss_rearrangement_dropped"), Recorder(), 0)
+    r4.hypothesis.inner_test(load_adapter("reference"), Recorder(), 35006752)   # the draw with a mixed λ1 network
