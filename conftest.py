@@ -2,10 +2,9 @@
 # (pyproject.toml), so `pytest` here and `pytest --pyargs ncspec.spec_tests`
 # anywhere else both get `--adapter`, the Hypothesis profiles and the report.
 
-import os
-
 
 def pytest_xdist_auto_num_workers(config):
     """``pytest -n auto`` (the README's test command): one worker per usable CPU, at most 4, since several
     tests start ``ncspec check`` subprocesses that run workers of their own."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    from ncspec.conformance.plugin import usable_cpus
+    return max(1, min(4, usable_cpus()))

@@ -64,6 +64,11 @@ settings.register_profile("thorough", _base, max_examples=40, derandomize=False,
 settings.load_profile(os.environ.get("NCSPEC_PROFILE", "ci"))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def torch_threads() -> int:
     """Intra-op threads for the claims' runs: ``$NCSPEC_THREADS``, default 1."""
     return int(os.environ.get("NCSPEC_THREADS", "1"))

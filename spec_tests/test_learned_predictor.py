@@ -59,10 +59,6 @@ def learned_run(impl, W, W_p, *, sigma, lr, steps, record_every=1, method="learn
                     record_every=record_every, probe=probe)
 
 
-def rel(a, b) -> float:
-    return ((a - b).norm(dim=(-1, -2)) / b.norm(dim=(-1, -2))).max().item()
-
-
 # ----------------------------------------------------------------------------- T1
 T1 = register(
     "T1", title="Balancing: W_pᵀW_p − α_p W Wᵀ decays as e^{−2ηt}",

@@ -130,8 +130,8 @@ def _jobs(args) -> int:
         return 1
     if args.k:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, MAX_AUTO_JOBS))
+    from ..plugin import usable_cpus
+    return max(1, min(usable_cpus(), MAX_AUTO_JOBS))
 
 
 MAX_AUTO_JOBS = 8   # beyond that, workers' start-up (torch's import each) outweighs a ~90 CPU-second suite
