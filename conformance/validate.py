@@ -22,6 +22,7 @@ call are dynamics (divergence), which the claims judge, not malformations.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 
 import torch
@@ -160,7 +161,9 @@ class CheckedAdapter(_Proxy):
         )
         call = f"build({args})"
         try:
-            learner = self._inner.build(method, encoder, embed_dim, **options)
+            with torch.random.fork_rng(devices=[]):   # heads drawn from torch's global RNG: seeded by the encoder
+                torch.manual_seed(_seed_of(encoder))
+                learner = self._inner.build(method, encoder, embed_dim, **options)
         except AdapterError:
             raise                       # from a checked adapter inside this one: already says it all
         except Exception as e:          # pytest.skip & co. are BaseExceptions: they pass through
@@ -173,6 +176,16 @@ class CheckedAdapter(_Proxy):
         ctx = _Context(self._label, method, embed_dim, encoder, call)
         _check_learner(learner, ctx)
         return CheckedLearner(learner, ctx)
+
+
+def _seed_of(encoder) -> int:
+    """A seed determined by the encoder's initial weights (their first 256 values per tensor): an adapter that
+    initialises its own heads from torch's global RNG (lightly's, for one) then builds the same learner for the
+    same drawn encoder, so a failing draw reproduces (a CI run saw C1 fail once and pass on Hypothesis' replay)."""
+    h = hashlib.blake2b(digest_size=8)
+    for p in encoder.parameters():
+        h.update(p.detach().reshape(-1)[:256].cpu().double().numpy().tobytes())
+    return int.from_bytes(h.digest(), "little") % 2 ** 63
 
 
 # --- learners ------------------------------------------------------------------------

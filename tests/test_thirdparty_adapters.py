@@ -122,3 +122,23 @@ def test_byol_pytorch_states_its_loss_factor_exactly(method):
     c = adapter.loss_factor[method]
     assert c == 4.0
     torch.testing.assert_close(loss.detach(), c * definition + c, rtol=1e-6, atol=1e-6)
+
+
+def test_checked_builds_are_determined_by_the_encoder():
+    """lightly's heads come from torch's global RNG; through the checked adapter the same drawn encoder gives the
+    same learner whatever the global RNG state, so a failing draw reproduces (C1 once failed and then passed on
+    Hypothesis' replay), and the caller's RNG state is left as it was."""
+    import torch
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.reference.linear import LinearEncoder
+    impl = load_adapter("lightly")
+    W = torch.randn((1, 4, 6), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    heads = []
+    for rng_seed in (1, 2):
+        torch.manual_seed(rng_seed)
+        expected = torch.rand(1)
+        torch.manual_seed(rng_seed)
+        learner = impl.build("byol", LinearEncoder(W), 4)
+        assert torch.equal(torch.rand(1), expected)                        # the caller's RNG is untouched
+        heads.append([p.detach().clone() for p in learner.parameters()][1:])
+    assert all(torch.equal(a, b) for a, b in zip(*heads))
