@@ -162,7 +162,9 @@ class CheckedAdapter(_Proxy):
         call = f"build({args})"
         try:
             with torch.random.fork_rng(devices=[]):   # heads drawn from torch's global RNG: seeded by the encoder
-                torch.manual_seed(_seed_of(encoder))
+                # the CPU generator only: torch.manual_seed would also queue a lazy CUDA/XPU/MTIA seeding call,
+                # each holding a formatted stack trace (4 ms a build under pytest, and a growing queue)
+                torch.default_generator.manual_seed(_seed_of(encoder))
                 learner = self._inner.build(method, encoder, embed_dim, **options)
         except AdapterError:
             raise                       # from a checked adapter inside this one: already says it all

@@ -80,10 +80,19 @@ class LearnerField:
         return enc, learner
 
     def __call__(self, state):
-        A, B = state[0], state[1]
-        A_t = state[2] if self.kind == "ema" else None
+        """Velocities of states (..., S, ·, ·): leading batch dimensions (fd_jacobian's perturbed copies)
+        become more replicas of one learner, each fed its own replica's views."""
+        lead = state[0].shape[:-3]
+        A, B, *rest = (s.reshape(-1, *s.shape[-2:]) for s in state)
+        A_t = rest[0] if self.kind == "ema" else None
         enc, learner = self.learner(A, B, A_t)
-        loss = learner.loss(*self.views)
+        views = (v.expand(*lead, *v.shape[-3:]).reshape(-1, *v.shape[-2:]) if v.dim() >= 3 and lead else v
+                 for v in self.views)
+        velocity = self._velocity(enc, learner, A, A_t, *views)
+        return tuple(u.reshape(*lead, -1, *u.shape[-2:]) for u in velocity)
+
+    def _velocity(self, enc, learner, A, A_t, *views):
+        loss = learner.loss(*views)
         params = [enc.W] + [p for p in learner.parameters() if p is not enc.W]
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         with torch.no_grad():

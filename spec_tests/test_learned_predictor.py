@@ -139,7 +139,7 @@ def test_predictor_aligns_with_correlation_when_K_positive(impl, record, M, extr
     g = torch.Generator().manual_seed(seed)
     W, W_p = spectral_state(3, M, M + extra, torch.empty(M).uniform_(0.3, 1.5, generator=g),
                             torch.empty(M).uniform_(0.1, 1.5, generator=g), generator=g)
-    traj = learned_run(impl, W, W_p, sigma=sigma, lr=0.05, steps=1500, record_every=25, alpha_p=alpha_p,
+    traj = learned_run(impl, W, W_p, sigma=sigma, lr=0.1, steps=750, record_every=25, alpha_p=alpha_p,
                        weight_decay=eta, symmetric=True, tau=1.0)
     F = traj.probes["W"] @ traj.probes["W"].transpose(-1, -2)
     P = traj.probes["W_p"]
@@ -251,7 +251,7 @@ def test_predictor_settles_on_square_root_rule(impl, record, M, alpha_p, eta, si
     """T3, long horizon: p → √(α_p s) — the rule DirectPred hard-codes."""
     require(impl, "learned_predictor", "predictor:learned")
     W, W_p = _aligned_start(M, torch.linspace(0.4, 1.4, M), torch.linspace(0.3, 1.2, M), seed)
-    lr = 0.05
+    lr = 0.2
     steps = int(math.ceil(math.log(1e7) / (2 * eta) / lr))        # e^{−2ηT} ≤ 1e-7
     traj = learned_run(impl, W, W_p, sigma=sigma, lr=lr, steps=steps, record_every=steps, alpha_p=alpha_p,
                        weight_decay=eta, symmetric=True, tau=1.0)
@@ -291,7 +291,7 @@ def test_modes_collapse_below_p_minus_and_settle_at_p_plus(impl, record, sigma2,
     # the theory's exact time for each mode to come within 1e-6 of p*+ (survivors) or below 1e-3·p*− (the others)
     p_end = torch.where(p0 < pm, 1e-3 * pm, torch.where(p0 < pp, pp - 1e-6, pp + 1e-6))
     T = 1.5 * dp.parabola_time(p0, p_end, sigma2=sigma2, eta=eta).max().item()
-    lr = 0.05
+    lr = 0.2
     W, W_p = spectral_state(2, M, M, p0 ** 2 / alpha_p, p0, generator=torch.Generator().manual_seed(seed),
                             aligned=True)
     traj = learned_run(impl, W, W_p, sigma=math.sqrt(sigma2), lr=lr, steps=int(T / lr), record_every=100,
