@@ -169,3 +169,28 @@ def test_modules_sharing_cached_runs_are_one_work_unit_under_xdist():
     assert shared_scope(one, one) == "../../tmp/x/test_distributed.py"
     other = "spec_tests/test_eigenspace.py::test_h1"
     assert shared_scope(other, other) == other and shared_scope(other + "@g", "g") == "g"
+
+
+def test_check_loads_only_its_own_plugins(tmp_path, monkeypatch):
+    """A lab's own pytest plugins (autoloaded entry points such as pytest-randomly or hydra's) stay out of
+    ``ncspec check``, in the main process and in its workers, and the caller's environment is unchanged."""
+    import os
+
+    seen = {}
+    real_main = pytest.main
+
+    def spy(args, plugins=None):
+        seen["autoload_off"] = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+        seen["args"] = list(args)
+        return real_main(args, plugins)
+
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.setattr(pytest, "main", spy)
+    out = tmp_path / "r.json"
+    assert main(["check", "-k", "invariance_identity", "--jobs", "2", "--json", str(out)]) == 0
+    assert seen["autoload_off"] == "1"
+    args = seen["args"]
+    loaded = {args[i + 1] for i, a in enumerate(args) if a == "-p"}
+    assert {"ncspec.conformance.plugin", "_hypothesis_pytestplugin", "xdist.plugin"} <= loaded
+    assert json.loads(out.read_text())["summary"]["passed"] >= 1
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ

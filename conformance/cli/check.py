@@ -74,9 +74,14 @@ def _run_check(args) -> int:
             return code
     with tempfile.TemporaryDirectory() as tmp:
         json_path = args.json or os.path.join(tmp, "report.json")
+        # Only the plugins the check needs (ncspec's, Hypothesis', pytest-xdist's): a lab's own pytest plugins
+        # (pytest-randomly, pytest-timeout, hydra's, …) neither change nor slow it. The environment is
+        # restored when the check returns (_cmd_check); the workers inherit it.
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         pytest_args = ["--pyargs", "ncspec.spec_tests", "-p", "no:cacheprovider",
+                       "-p", "ncspec.conformance.plugin", "-p", "_hypothesis_pytestplugin",
                        "--ncspec-json", json_path, "--rootdir", tmp, "-c", os.devnull,
-                       "-q" if not args.verbose else "-v", "--no-header", "-p", "no:benchmark"]
+                       "-q" if not args.verbose else "-v", "--no-header"]
         if args.adapter:
             pytest_args += ["--adapter", args.adapter]
         if args.profile:
@@ -92,7 +97,7 @@ def _run_check(args) -> int:
             pytest_args += ["--ncspec-xfail", xfail]
         jobs = _jobs(args)
         if jobs > 1:   # tests spread over workers; a module that shares cached runs (xdist_group) stays in one
-            pytest_args += ["-n", str(jobs), "--dist", "loadgroup"]
+            pytest_args += ["-p", "xdist.plugin", "-n", str(jobs), "--dist", "loadgroup"]
         if not args.verbose:
             pytest_args += ["--tb=short", "--no-summary"]
         log = io.StringIO()
