@@ -430,3 +430,21 @@ def test_dual_figure_rejects_bad_arguments(tmp_path):
         dual_figure(tmp_path / "out", fmt=("",))
     with pytest.raises(ValueError, match="seed must be an int"):
         dual_figure(tmp_path / "out", seed=1.5)
+
+
+def test_p4_reruns_a_draw_whose_euler_steps_overflow_with_half_the_step():
+    """A thorough P4 draw (M = N = 2, λ = 0.03125, σ = 0.21875, mix 0.3) overflows at Euler step 305 of 0.1:
+    one run settles near ‖A‖ = 3.1, where 0.1·|μ| > 2. sg_limits reruns it at 0.05, where all 4 runs settle."""
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.scale import scale_aware
+    from ncspec.spec_tests import test_dual as td
+
+    impl = scale_aware(load_adapter("reference"))
+    draw = (2, 0, 0.03125, 0.21875, 0.3, 1000001)
+    g = torch.Generator().manual_seed(draw[-1])
+    mom = td.well_posed_moments(2, 4, g, sigma=draw[3], mix=draw[4], M=2, lam=draw[2])
+    A, B = td.balanced_start(2, 2, 4, g)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        td.run_learner(impl, "sg", mom, A, B, lam=draw[2], lr=td.LR, steps=td.FIRST)
+    mom, A, B, speed, full, steps, lr = td.sg_limits(impl, *draw)
+    assert lr == td.LR / 2 and int(full.sum()) >= 2, (lr, full)
