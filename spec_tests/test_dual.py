@@ -520,9 +520,14 @@ def sg_limits(impl, M, extra, lam, sigma, mix, seed):
     return mom, A, B, speed, full, steps, lr
 
 
+def in_steps_of(lr: float, n: int) -> int:
+    """``n`` Euler steps of ``LR`` (FIRST, BUDGET) as steps of ``lr``: the same time."""
+    return round(n * LR / lr)
+
+
 def _settle(impl, field, mom, lam, A, B, lr):
-    """Euler steps of ``lr`` from (A, B) until 2 runs settle (sg_limits); FIRST and BUDGET are steps of LR."""
-    steps, more, budget = 0, round(FIRST * LR / lr), round(BUDGET * LR / lr)
+    """Euler steps of ``lr`` from (A, B) until 2 runs settle (sg_limits)."""
+    steps, more, budget = 0, in_steps_of(lr, FIRST), in_steps_of(lr, BUDGET)
     while more:
         traj = run_learner(impl, "sg", mom, A, B, lam=lam, lr=lr, steps=more)
         A, B, steps = traj.probes["A"][-1], traj.probes["B"][-1], steps + more
@@ -535,7 +540,7 @@ def unsettled(full, speed, steps: int, lr: float) -> str:
     """The failure message when fewer than 2 of the 4 runs settled on a full-rank limit."""
     moving = int((speed > SETTLED).sum())
     low = len(speed) - moving - int(full.sum())
-    budget = round(BUDGET * LR / lr)
+    budget = in_steps_of(lr, BUDGET)
     why = f"the budget of {budget} steps is spent" if steps >= budget else \
         "the model's linearisation at their states puts them on limits of lower rank"
     return (f"SG reached {int(full.sum())} full-rank equilibria of 4 runs (2 needed) in {steps} Euler steps of {lr:g}: "
@@ -591,7 +596,7 @@ def test_sg_equilibria_lie_on_the_variety(impl, record, M, extra, lam, sigma, mi
     mom, A, B, speed, full, steps, lr = sg_limits(impl, M, extra, lam, sigma, mix, seed)
     record("SG limits reaching a full-rank equilibrium", full.float().mean().item(), "≥ 0.5",
            error=0.5 / max(full.float().mean().item(), 1e-300), tolerance=1.0)
-    record("Euler steps run (budget)", steps, f"≤ {round(BUDGET * LR / lr)} steps of {lr:g}", error=None,
+    record("Euler steps run (budget)", steps, f"≤ {in_steps_of(lr, BUDGET)} steps of {lr:g}", error=None,
            tolerance=None)
     assert full.sum() >= 2, unsettled(full, speed, steps, lr) + ": the learner's SG dynamics do not settle"
     A, B = A[full], B[full]

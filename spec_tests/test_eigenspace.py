@@ -370,8 +370,8 @@ H7 = register(
 def empirical_ntk(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
     """Θ = J Jᵀ with J = ∂ vec(f(X)) / ∂θ, shape (B, M, B, M).
 
-    (Reverse mode, one output at a time: ``torch.func.jacrev`` would import ``torch._dynamo``, 1.7 s per
-    process, for a 48 × 115 Jacobian.)"""
+    (Reverse mode, one output at a time: these Jacobians have at most a few dozen rows, and
+    ``torch.func.jacrev`` would import ``torch._dynamo``, 1.7 s per process.)"""
     names, params = zip(*((k, v.detach()) for k, v in model.named_parameters()))
     f = lambda *p: torch.func.functional_call(model, dict(zip(names, p)), (X,))
     jac = torch.autograd.functional.jacobian(f, params)            # per parameter: (B, M, *its shape)
