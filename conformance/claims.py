@@ -20,6 +20,8 @@ A claim's ``source`` is a list of :class:`~ncspec.reference.papers.Citation`
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
 import pkgutil
 from dataclasses import dataclass, field
 
@@ -45,14 +47,27 @@ class Claim:
     prediction: str      # the predicted value or ordering (from theory)
     tolerance: str       # the tolerance and its justification
     derivation: str = ""  # what the papers do not state: how a constant was derived or an open form chosen
-    tests: list[str] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)        # "spec_tests.test_x::test_name", one per test
+    locations: list[tuple[str, int]] = field(default_factory=list)  # (source file, line), parallel to tests
 
     def check(self, fn):
         """Decorator: this test checks this claim."""
         name = f"{_short(fn.__module__)}::{fn.__name__}"
         if name not in self.tests:
             self.tests.append(name)
+            code = inspect.unwrap(fn).__code__
+            self.locations.append((os.path.abspath(code.co_filename), code.co_firstlineno))
         return pytest.mark.claim(self.id)(fn)
+
+    def node_ids(self, start: str | None = None) -> list[str]:
+        """Each test as a pytest node id (``path/test_x.py::test_name``) that ``pytest`` runs as it is:
+        the path relative to ``start`` (default: the working directory) when the file lies below it."""
+        start = os.path.abspath(start or os.getcwd())
+        out = []
+        for test, (path, _line) in zip(self.tests, self.locations):
+            shown = os.path.relpath(path, start) if path.startswith(start + os.sep) else path
+            out.append(f"{shown}::{test.split('::')[-1]}")
+        return out
 
     def __post_init__(self):
         source = [self.source] if isinstance(self.source, Citation) else list(self.source or [])
@@ -71,7 +86,8 @@ class Claim:
         return dict(id=self.id, title=self.title, source=self.source_text,
                     citations=[c.to_dict() for c in self.source], statement=self.statement,
                     measures=self.measures, prediction=self.prediction, tolerance=self.tolerance,
-                    derivation=self.derivation, tests=list(self.tests))
+                    derivation=self.derivation, tests=list(self.tests),
+                    locations=[dict(file=f, line=n) for f, n in self.locations])
 
 
 CLAIMS: dict[str, Claim] = {}
@@ -88,7 +104,7 @@ def register(id: str, **meta) -> Claim:
     claim = Claim(id=id, **meta)
     old = CLAIMS.get(id)
     if old is not None:
-        if old.to_dict() | {"tests": []} == claim.to_dict():
+        if old.to_dict() | {"tests": [], "locations": []} == claim.to_dict():
             return old
         raise ValueError(f"claim {id!r} is registered twice with different metadata ({old.title!r}, "
                          f"{claim.title!r}); claim IDs are unique.")

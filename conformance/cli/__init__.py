@@ -1,6 +1,6 @@
 """The ``ncspec`` command line.
 
-    ncspec claims [--json]                 list every registered claim
+    ncspec claims [ID ...] [--json]        list every registered claim, or print some whole
     ncspec check [--adapter X] [--json PATH] [--report PATH.md|.html] [--xfail PATH]
                  [--profile ci|thorough] [--seed N] [-k EXPR]
                                            run the spec suite, print the claims table
@@ -11,7 +11,7 @@
     ncspec figure centervector --out DIR   ‖s‖ over training per method and ablation (Jha et al., Figs. 3–4)
     ncspec figure dual --out DIR           SG vs gradient descent in the scalar case, equilibrium spheres (Ponce et al.)
     ncspec train --dataset D --method M --out DIR [--resume]   one SSL run on images (CIFAR-10, STL-10, npz)
-    ncspec reproduce table1 --data-root DIR                    Halvagal et al. Table 1 grid (H9)
+    ncspec reproduce table1 --data-root DIR                    Halvagal et al. Table 1 grid (N4)
     ncspec bench                                               training throughput
     ncspec diagnose PATH... [--report R.md|.html]              collapse verdict on saved embeddings
 """
@@ -22,11 +22,13 @@ import argparse
 
 def build_parser() -> argparse.ArgumentParser:
     from .check import add_check_commands
+    from .claims import add_claims_command
     from .diagnose import add_diagnose_command
     from .figure import add_figure_commands
     from .vision import add_vision_commands  # train, reproduce table1, bench (no torch import here)
     p = argparse.ArgumentParser(prog="ncspec", description="Executable specification of non-contrastive SSL.")
     sub = p.add_subparsers(dest="command", required=True)
+    add_claims_command(sub)
     add_check_commands(sub)
     add_figure_commands(sub)
     add_vision_commands(sub)

@@ -10,27 +10,6 @@ import sys
 import tempfile
 
 
-def _cmd_claims(args) -> int:
-    from ..claims import load_all, sort_key
-    claims = load_all()
-    if args.json:
-        json.dump([claims[c].to_dict() for c in sorted(claims, key=sort_key)], sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return 0
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    table = Table(title="ncspec claims")
-    for col in ("id", "title", "source", "tests"):
-        table.add_column(col, overflow="fold")
-    for cid in sorted(claims, key=sort_key):
-        c = claims[cid]
-        table.add_row(c.id, escape(c.title), escape("\n".join(x.text for x in c.source)),
-                      "\n".join(t.split("::")[-1] for t in c.tests))
-    Console().print(table)
-    return 0
-
-
 def _cmd_check(args) -> int:
     """Runs the check with the environment it sets (profile, deep-tier scale and data) undone afterwards: a
     caller in the same process (a test, a notebook) must not find its next check run under another profile."""
@@ -214,9 +193,6 @@ def _cmd_mutants(args) -> int:
 
 
 def add_check_commands(sub) -> None:
-    c = sub.add_parser("claims", help="list the registered claims")
-    c.add_argument("--json", action="store_true", help="print the claims as JSON")
-    c.set_defaults(func=_cmd_claims)
 
     k = sub.add_parser("check", help="run the spec suite and print the claims table")
     k.add_argument("--adapter", default=None,

@@ -143,7 +143,7 @@ def _table1_description() -> str:
     est = wallclock_estimate(4)
     per = ", ".join(f"{k} {v:.0f} min" for k, v in est["per_run_min"].items())
     return f"""\
-Halvagal et al. 2022, Table 1 (claim H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10,
+Halvagal et al. 2022, Table 1 (claim N4: the no-EMA gap): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10,
 linear readout accuracy ± std over seeds, printed beside the paper's numbers.
 
 Full-data protocol (the default; needs CIFAR-10 and STL-10 under --data-root):

@@ -1,4 +1,4 @@
-"""Deep-network training for the H9 experiments (Halvagal et al. 2022, Table 1) at hardware speed.
+"""Deep-network training for Halvagal et al. 2022, Table 1 (claim N4 checks its no-EMA CIFAR-10 gap) at hardware speed.
 
 * :mod:`.data` — CIFAR-10 / STL-10 (torchvision, local root) and ``.npz`` as uint8 tensors;
 * :mod:`.augment` — the SimCLR recipe, batched with per-sample random parameters;
@@ -6,7 +6,7 @@
 * :mod:`.siamese` — adapter-protocol learners on a deep encoder (served embeddings, EMA target);
 * :mod:`.dist` — data parallelism (gather with gradient, synchronised BN on any backend);
 * :mod:`.train` — ``TrainConfig`` and ``train(config)``;
-* :mod:`.table1` — the H9 grid (``ncspec reproduce table1``); :mod:`.bench` — throughput.
+* :mod:`.table1` — the Table 1 grid (``ncspec reproduce table1``); :mod:`.bench` — throughput.
 
 Names are imported lazily, so that building the command line does not import torch.
 """

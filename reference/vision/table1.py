@@ -1,4 +1,4 @@
-"""Halvagal et al. 2022, Table 1 (claim H9): SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10.
+"""Halvagal et al. 2022, Table 1: SimSiam loss / IsoLoss × EMA / no EMA × CIFAR-10 / STL-10 (N4: its no-EMA gap).
 
 Every cell is an independent :func:`ncspec.reference.vision.train.train` run; ``run_grid`` runs them in
 this process (one device) or spreads them over several devices (one worker process per device,
