@@ -191,8 +191,10 @@ def pytest_configure(config):
     config.pluginmanager.register(TierFilter(tier(config)), "ncspec-tier")
     if config.getoption("ncspec_progress", default=False) and not _is_worker(config):
         config.pluginmanager.register(Progress(), "ncspec-progress")
-    path = config.getoption("ncspec_xfail", default=None) or os.environ.get(XFAIL_ENV_VAR)
-    config._ncspec_xfail = parse_expected_failures(path) if path else []
+    path = config.getoption("ncspec_xfail", default=None)
+    option = "--ncspec-xfail" if path else f"${XFAIL_ENV_VAR}"
+    path = path or os.environ.get(XFAIL_ENV_VAR)
+    config._ncspec_xfail = parse_expected_failures(path, option) if path else []
     doc = config.getoption("ncspec_report", default=None)
     if doc and os.path.splitext(doc)[1].lower() not in (".md", ".html", ".htm"):
         raise pytest.UsageError(f"--ncspec-report {doc!r} must end with .md (Markdown plus a PNG beside it) "
@@ -245,6 +247,13 @@ TIER_ENV_VAR = "NCSPEC_TIER"
 TIERS = ("linear", "deep", "all")
 
 
+def pytest_report_header(config) -> str:
+    """Under plain ``pytest`` too, the header says what the claims run against and how to rerun the draws."""
+    seed = getattr(config, "_ncspec_seed", None)
+    return (f"ncspec: adapter {adapter_spec(config)}, profile {profile_name(config)}, "
+            + (f"seed {seed}" if seed is not None else "derandomized draws (no seed)") + f", tier {tier(config)}")
+
+
 def tier(config) -> str:
     value = config.getoption("ncspec_tier", default=None) or os.environ.get(TIER_ENV_VAR) or "linear"
     if value not in TIERS:
@@ -284,15 +293,17 @@ class ExpectedFailure:
         return dict(claim=self.claim, test_filter=self.test_filter, reason=self.reason, line=self.line)
 
 
-def parse_expected_failures(path: str) -> list[ExpectedFailure]:
+def parse_expected_failures(path: str, option: str = "--ncspec-xfail") -> list[ExpectedFailure]:
     """Parse the expected-failures file (format in the module docstring). Claim IDs are
-    checked separately (:func:`check_claim_ids`) because that needs the spec modules."""
+    checked separately (:func:`check_claim_ids`) because that needs the spec modules. ``option``: where the path
+    came from, named in the error (``--xfail`` for ``ncspec check``, ``$NCSPEC_XFAIL``)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise pytest.UsageError(f"cannot read the expected-failures file {path!r}: {e.strerror}. "
-                                f"Pass an existing file to --ncspec-xfail / ${XFAIL_ENV_VAR}.") from e
+        raise pytest.UsageError(f"cannot read the expected-failures file {path!r} given by {option}: {e.strerror}. "
+                                f"Pass an existing file to {option} (one 'CLAIM_ID[::TEST_SUBSTRING]  reason' per "
+                                f"line), or drop the option.") from e
     entries = []
     for n, raw in enumerate(lines, 1):
         text = re.sub(r"(^|\s)#.*$", "", raw).strip()
@@ -397,6 +408,11 @@ class Collector:
         self.tests: list[dict] = []
         self.started = time.time()
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        from . import coverage
+        coverage.reset()        # each test's builds and steps, its fixtures' set-up included
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
@@ -420,10 +436,15 @@ class Collector:
                 reason = (f"expected failure passed (strict): remove {entry.text!r} from the expected-failures "
                           f"file ({entry.path}, line {entry.line})")
             elif rep.failed:
-                reason = _first_line(rep)
+                crash = adapter_crash(call.excinfo.value) if call.excinfo is not None else None
+                if crash is not None:
+                    outcome, reason = "errored", crash
+                else:
+                    reason = failure_message(call.excinfo.value) if call.excinfo is not None else _first_line(rep)
+            from .coverage import TALLY
             entry = dict(claim=marker.args[0], test=item.nodeid, outcome=outcome, duration=rep.duration,
                          reason=reason, rows=list(rec.rows.values()) if rec else [],
-                         traces=list(rec.traces) if rec else [])
+                         traces=list(rec.traces) if rec else [], builds=TALLY.builds, steps=TALLY.steps)
             if rep.failed:
                 entry["reproduce"] = self.reproduction(item, rep, call)
             # Carried on the report, so that it reaches the controller when pytest-xdist runs the tests
@@ -482,7 +503,8 @@ class Collector:
             profile = self.config.getoption("hypothesis_profile", default=None)   # hypothesis' own option
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
                                   expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
-                                  seed=getattr(self.config, "_ncspec_seed", None), profile=profile)
+                                  seed=getattr(self.config, "_ncspec_seed", None), profile=profile,
+                                  tier=tier(self.config))
             if json_path:
                 write_json(report, json_path)
             if doc_path:
@@ -495,6 +517,101 @@ def _first_line(rep) -> str:
     if crash is not None:
         return crash.message.splitlines()[0][:300]
     return str(rep.longrepr).strip().splitlines()[-1][:300]
+
+
+#: longest failure message kept (the reports show it whole: a loss-scale mismatch explains itself in a paragraph)
+MESSAGE_CHARS = 4000
+
+
+def _message(exc: BaseException, with_type: bool) -> str:
+    """An exception's message whole, without pytest's rewritten ``assert …`` introspection that follows it."""
+    lines = []
+    for line in str(exc).strip().splitlines():
+        if line.startswith("assert ") and lines:
+            break
+        lines.append(line)
+    text = "\n".join(lines).strip()
+    if len(text) > MESSAGE_CHARS:
+        text = text[:MESSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {text}" if with_type or not text else text
+
+
+def failure_message(exc: BaseException) -> str:
+    """What a failed claim test says: the claim's assertion message (its first sentence is what to fix), whole; for
+    another exception its type and message."""
+    from .killmatrix import _leaves
+    leaves = list(_leaves(exc)) or [exc]
+    first = next((e for e in leaves if isinstance(e, AssertionError)), leaves[0])
+    return _message(first, with_type=not isinstance(first, AssertionError))
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where code that is neither the harness nor the adapter lives: the standard library, torch, numpy, the test
+    machinery."""
+    import importlib
+    stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")   # its site-packages excepted, below
+    dirs = set()
+    for name in ("torch", "numpy", "hypothesis", "_pytest", "pluggy", "pytest", "xdist", "execnet", "rich"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        dirs.add(os.path.dirname(os.path.abspath(mod.__file__)))
+    return (stdlib, *(os.path.join(d, "") for d in sorted(dirs)))
+
+
+def _harness_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(ncspec's own code: spec tests, conformance, reference; its shipped adapters and mutants, which count as
+    adapter code)."""
+    from ncspec import conformance, reference, spec_tests
+    root = os.path.dirname(os.path.abspath(conformance.__file__))
+    own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference,
+                                                                                         spec_tests))
+    return own, (os.path.join(root, "adapters", ""), os.path.join(root, "mutants.py"))
+
+
+def _adapter_frames(exc: BaseException) -> list:
+    """The traceback frames of ``exc`` in the adapter's code (innermost last): outside ncspec's harness and the
+    libraries, or in ncspec's shipped adapters."""
+    own, adapters = _harness_dirs()
+    libs = _library_dirs()
+    out = []
+    tb = exc.__traceback__
+    while tb is not None:
+        path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        library = path.startswith(libs) and not (path.startswith(libs[0]) and "-packages" + os.sep in path)
+        if path.startswith(adapters) or not (path.startswith(own) or library or path.startswith("<")):
+            out.append(tb)
+        tb = tb.tb_next
+    return out
+
+
+def adapter_crash(exc: BaseException) -> str | None:
+    """The reason of a test that crashed in the adapter's code, None for a claim's failure.
+
+    A crash is an :class:`~ncspec.conformance.validate.AdapterError` (a loss that is not a scalar, a ``build`` that
+    raises: the message names the adapter, the method and the fix), or an exception other than a claim's assertion
+    (:func:`ncspec.conformance.killmatrix.classify`) raised in or through the adapter's code, whose innermost line
+    is quoted. A claim's assertion, the loss-scale check, and a crash in the harness alone (e.g. a divergence the
+    simulator detects) are failures of the claim."""
+    import linecache
+
+    from .killmatrix import _leaves, classify
+    from .validate import AdapterError
+    if classify(exc) == "failed":
+        return None
+    for leaf in _leaves(exc):
+        if isinstance(leaf, AdapterError):
+            return _message(leaf, with_type=True)
+    for leaf in _leaves(exc):
+        frames = _adapter_frames(leaf)
+        if frames:
+            tb = frames[-1]
+            code = tb.tb_frame.f_code
+            line = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            return (f"the adapter crashed: {_message(leaf, with_type=True)} (at {code.co_filename}:{tb.tb_lineno}, in "
+                    f"{code.co_name}" + (f": {line}" if line else "") + ")")
+    return None
 
 
 class Progress:
