@@ -1,4 +1,4 @@
-"""Layering of the package: which module may import which (issue: predictions only in theory/, no cycles)."""
+"""Layering of the package: which module may import which (predictions only in theory/, no cycles)."""
 from __future__ import annotations
 
 import ast

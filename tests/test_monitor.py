@@ -80,7 +80,7 @@ def test_collapse_is_flagged_after_patience_observations_with_its_claim(kind, st
 
 
 def test_healthy_and_offset_embeddings_are_healthy_where_the_uncentred_ratio_false_alarms():
-    """The false alarm of the issue: a common component makes the uncentred correlation's participation ratio
+    """A false alarm once seen: a common component makes the uncentred correlation's participation ratio
     ≈ 1 (< 1.5, the old warning's threshold) although the spread around it is isotropic."""
     z1, _ = views("offset")
     assert float(metrics.participation_ratio(z1, center=False)) < 1.5

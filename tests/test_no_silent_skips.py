@@ -1,4 +1,4 @@
-"""Meta-tests for "no silent skips" (issue 11, item 4).
+"""Meta-tests for "no silent skips": a claim whose tests all skip says so, with the reason.
 
 A ``require(impl, ...)`` inside a Hypothesis test whose tags depend on a drawn argument skips the
 *whole* test on the first draw that needs a capability the adapter lacks — so the claim's core

@@ -1,4 +1,4 @@
-"""Issue 11 items 5–6: a crash is not a catch; every failure says how to rerun it.
+"""A crash is not a catch; every failure says how to rerun it.
 
 * :func:`ncspec.conformance.killmatrix.classify` counts only a claim's AssertionError (raised in a
   spec module, also inside Hypothesis' group of several failures) as ``failed``; anything else is

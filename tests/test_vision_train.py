@@ -171,7 +171,7 @@ def test_adapters_and_learned_predictors_train_through_the_protocol(cifar_root, 
         train(TrainConfig(method="byol", ema=True, out=str(tmp_path / "c"), **kw))
 
 
-# --- untrusted and damaged checkpoints (issue 12, item 4) --------------------------------------
+# --- untrusted and damaged checkpoints -------------------------------------------------------
 
 class _RunsCode:
     """A pickle payload: unpickling it calls os.system (what a crafted checkpoint would do)."""
@@ -226,7 +226,7 @@ def test_checkpoints_load_with_weights_only(cifar_root, tmp_path):
     assert isinstance(ck["rng"]["numpy"]["keys"], torch.Tensor) and ck["learner"]["corr"][0] == "__object__"
 
 
-# --- -o KEY=VALUE overrides one option (issue 12, item 5) ---------------------------------------
+# --- -o KEY=VALUE overrides one option --------------------------------------------------------
 
 def test_option_overrides_one_default_and_keeps_the_others(cifar_root, tmp_path, capsys):
     from ncspec.reference import losses

@@ -1,4 +1,4 @@
-"""``ncspec train``, ``ncspec reproduce table1`` and ``ncspec bench``: deep-network runs (issue 6).
+"""``ncspec train``, ``ncspec reproduce table1`` and ``ncspec bench``: deep-network runs.
 
 Wired into ``conformance/cli.py`` by ``add_vision_commands(subparsers)``; also runnable alone as
 ``python -m ncspec.conformance.cli {train,reproduce,bench} ...`` (and under ``torchrun``).
