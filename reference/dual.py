@@ -360,7 +360,8 @@ def _axpy(state, a, vel):
     return tuple(s + a * v for s, v in zip(state, vel))
 
 
-def _rk4_step(f, s, dt):
+def rk4_step(f, s: tuple, dt: float) -> tuple:
+    """One classical Runge–Kutta step of ``ṡ = f(s)`` on a tuple of arrays (tensors or numpy)."""
     k1 = f(s)
     k2 = f(_axpy(s, 0.5 * dt, k1))
     k3 = f(_axpy(s, 0.5 * dt, k2))
@@ -372,7 +373,7 @@ def _euler_step(f, s, dt):
     return _axpy(s, dt, f(s))
 
 
-INTEGRATORS = {"euler": _euler_step, "rk4": _rk4_step}
+INTEGRATORS = {"euler": _euler_step, "rk4": rk4_step}
 
 
 def integrate(f: Callable[[tuple], tuple], state: tuple, *, dt: float, steps: int, method: str = "rk4",

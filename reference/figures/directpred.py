@@ -65,6 +65,7 @@ import pathlib
 
 import numpy as np
 import torch
+from ncspec.reference.dual import rk4_step
 from ncspec.reference.linear import LinearEncoder, population_views, simulate, weights_with_spectrum
 from ncspec.reference.linear.model import random_orthogonal
 from ncspec.reference.methods import build
@@ -104,14 +105,12 @@ def _rates_pr(p: torch.Tensor, r: torch.Tensor, eta: float):
 
 
 def _rk4(f, x: tuple, dt: float, steps: int, every: int = 0):
-    """Classical RK4 on a tuple of tensors; returns the end state (and every ``every``-th state)."""
+    """Classical RK4 (:func:`ncspec.reference.dual.rk4_step`) on a tuple of arrays; returns the end state
+    (and every ``every``-th state)."""
     path = [x] if every else None
+    velocity = lambda state: tuple(f(*state))
     for k in range(steps):
-        k1 = f(*x)
-        k2 = f(*(a + 0.5 * dt * b for a, b in zip(x, k1)))
-        k3 = f(*(a + 0.5 * dt * b for a, b in zip(x, k2)))
-        k4 = f(*(a + dt * b for a, b in zip(x, k3)))
-        x = tuple(a + dt / 6.0 * (b1 + 2 * b2 + 2 * b3 + b4) for a, b1, b2, b3, b4 in zip(x, k1, k2, k3, k4))
+        x = rk4_step(velocity, x, dt)
         if every and (k + 1) % every == 0:
             path.append(x)
     return (x, path) if every else x
