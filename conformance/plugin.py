@@ -375,6 +375,15 @@ class Recorder:
         if old is None or _severity(row) >= _severity(old):
             self.rows[quantity] = row
 
+    def within(self, quantity: str, measured: float, predicted: float | str, *, error: float, tolerance: float,
+               message: str) -> None:
+        """Record one comparison and assert ``error ≤ tolerance`` in one call, so the tolerance the report
+        shows is the one the test applies. ``message`` says what failed (the error and tolerance are added);
+        a NaN error fails."""
+        self(quantity, measured, predicted, error=error, tolerance=tolerance)
+        if not float(error) <= float(tolerance):
+            raise AssertionError(f"{message} ({quantity}: error {float(error):.4g} > tolerance {float(tolerance):.4g})")
+
 
 def _severity(row) -> float:
     if row["error"] is None or not row["tolerance"]:
