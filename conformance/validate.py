@@ -349,6 +349,30 @@ def _check_exposed(learner, ctx: _Context) -> None:
                            f"pairs their parameters one to one.")
 
 
+def _tier_layout(view, ctx: _Context) -> str:
+    """What ``encoder(view)`` is in the tier that made this call, what it is in the other, and the fix.
+
+    The two tiers hand a learner different layouts: the linear tier ``(S, B, M)`` (S replicas of a float64 linear
+    or MLP encoder), the deep tier ``(B, M)`` (one convolutional network on image batches ``(B, C, H, W)``)."""
+    M = ctx.embed_dim
+    fix = ("A learner must accept both layouts: treat every dimension before the last two (B, M) as replicas, "
+           "e.g. z.reshape(-1, *z.shape[-2:]) with one head per leading index (see 'The adapter contract' in "
+           "docs/conformance.md).")
+    if isinstance(view, Tensor) and view.dim() == 4:
+        return (f"The views are image batches {_shape(view)}: this is the deep tier, where encoder(view) is (B, M) = "
+                f"({view.shape[0]}, {M}), one network without a replica dimension; the linear tier's encoder(view) is "
+                f"(S, B, M), S replicas first, so code that indexes or loops over z's first dimension as replicas "
+                f"sees single embeddings of shape ({M},) here. {fix}")
+    S = getattr(ctx.encoder, "replicas", None)
+    W = getattr(ctx.encoder, "W", None)
+    S = S if isinstance(S, int) else (W.shape[0] if isinstance(W, Tensor) and W.dim() == 3 else "S")
+    B = view.shape[-2] if isinstance(view, Tensor) and view.dim() >= 2 else "B"
+    return (f"The views are {_shape(view) if isinstance(view, Tensor) else type(view).__name__}: this is the linear "
+            f"tier, where encoder(view) is (S, B, M) = ({S}, {B}, {M}), S independent replicas first; the deep tier's "
+            f"encoder(view) is (B, M), so code written for (B, M) (e.g. BatchNorm1d(M) on z, or a loss reduced over "
+            f"dim 0) sees an extra leading dimension here. {fix}")
+
+
 class CheckedLearner(_Proxy):
     """A learner whose first ``loss`` call is validated; then ``loss`` is the inner bound method.
 
@@ -381,7 +405,13 @@ class CheckedLearner(_Proxy):
 
     def _first_loss(self, view1, view2):
         inner, ctx = self._inner, self._ctx
-        loss = inner.loss(view1, view2)
+        try:
+            loss = inner.loss(view1, view2)
+        except (ValueError, RuntimeError, IndexError) as e:   # shape errors: most often the other tier's layout
+            if ctx.value_checked:
+                raise
+            raise AdapterError(f"{ctx.where('learner.loss(view1, view2)')} raised {type(e).__name__}: {e} on its "
+                               f"first call. {_tier_layout(view1, ctx)}") from e
         if not ctx.value_checked:
             _check_loss_value(loss, ctx)
             _check_exposed(inner, ctx)
