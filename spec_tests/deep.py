@@ -13,7 +13,9 @@ learner builder. Two scales share the claims:
 
 The scale comes from ``--ncspec-scale`` / ``$NCSPEC_SCALE`` (default ``cpu``), the data from
 ``--ncspec-data`` / ``$NCSPEC_DATA`` (``ncspec check --data-root``): a folder holding
-``cifar-10-batches-py/`` or an ``.npz`` with ``x_train, y_train, x_test, y_test``. Nothing is
+``cifar-10-batches-py/``, or ``stl10_binary/`` (STL-10's binary version, 96 px: pre-training on ``train`` +
+``unlabeled``, the spectra and evaluations on the labelled ``train``/``test`` splits, as the IsoLoss authors and
+solo-learn do), or an ``.npz`` with ``x_train, y_train, x_test, y_test``. Nothing is
 downloaded and no path is assumed: without data the claims skip with :func:`missing_data_help`.
 
 Every run is kept for the session (:data:`RUNS`): N1–N3 read the same SimSiam run.
@@ -27,6 +29,7 @@ from pathlib import Path
 SCALE_ENV = "NCSPEC_SCALE"
 DATA_ENV = "NCSPEC_DATA"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 FULL_CIFAR10_TRAIN = 50_000
 
 
@@ -83,8 +86,9 @@ def missing_data_help(problem: str = "no image data was given") -> str:
     return (f"The deep tier trains convolutional networks on CIFAR-10 images, and {problem}. Download "
             f"{CIFAR10_URL} (163 MB), extract it into a folder DIR (it creates DIR/cifar-10-batches-py/), "
             f"and pass --data-root DIR to `ncspec check --tier deep` (or set ${DATA_ENV}=DIR; pytest: "
-            f"--ncspec-data DIR). An .npz with uint8 arrays x_train, y_train, x_test, y_test (images HWC or "
-            f"CHW) works too: --data-root PATH.npz.")
+            f"--ncspec-data DIR). STL-10 works too: a folder holding stl10_binary/ (the binary version, "
+            f"{STL10_URL}, 2.5 GB; 96 px, pre-trained on train + unlabeled); and so does an .npz with uint8 arrays "
+            f"x_train, y_train, x_test, y_test (images HWC or CHW): --data-root PATH.npz.")
 
 
 def dataset_spec(path: str | None = None) -> tuple[str, str | None]:
@@ -102,7 +106,14 @@ def dataset_spec(path: str | None = None) -> tuple[str, str | None]:
         return "cifar10", str(p)
     if p.name == "cifar-10-batches-py" and p.is_dir():
         return "cifar10", str(p.parent)
-    what = "does not exist" if not p.exists() else "holds neither cifar-10-batches-py/ nor is it an .npz file"
+    stl_root = p if (p / "stl10_binary").is_dir() else p.parent if p.name == "stl10_binary" and p.is_dir() else None
+    if stl_root is not None:     # STL-10: train + unlabeled for pre-training, the labelled splits for evaluation
+        from ncspec.reference.vision.data import check_stl10_root
+        check_stl10_root(stl_root, unlabeled=True, download_hint=False)   # a DataRootError (FileNotFoundError)
+        #                                                                   naming the files and the fix
+        return "stl10", str(stl_root)
+    what = ("does not exist" if not p.exists()
+            else "holds neither cifar-10-batches-py/ nor stl10_binary/, nor is it an .npz file")
     raise FileNotFoundError(missing_data_help(f"{p} {what}"))
 
 
@@ -119,10 +130,10 @@ def image_data(path: str | None = None):
         pytest.skip(str(e))
     key = (spec, root)
     if key not in _DATA:
-        try:
-            _DATA[key] = load_dataset(spec, root)
+        try:     # STL-10: SSL trains on train + unlabeled (x_ssl); spectra and evaluation read the labelled splits
+            _DATA[key] = load_dataset(spec, root, unlabeled=spec == "stl10")
         except DataRootError as e:
-            pytest.skip(missing_data_help(str(e)))
+            pytest.skip(str(e) if spec == "stl10" else missing_data_help(str(e)))
     return _DATA[key]
 
 
@@ -134,6 +145,7 @@ class Run:
     label: str = ""
     seed: int = 0
     steps: int | None = None   # default: the scale's budget
+    proj_out_bn: bool = True   # the projector ends in BatchNorm (SimSiam's); False: the IsoLoss authors' projector
 
     def opts(self) -> dict:
         return dict(self.options)
@@ -185,6 +197,7 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
     lr /= loss_factor(impl, run.method) if optimizer == "sgd" else 1.0
     cfg = TrainConfig(dataset=ds.name, method=run.method, method_options=run.opts(), learner="reference",
                       backbone=sc.backbone, width=sc.width, proj_hidden=sc.proj_hidden, proj_out=sc.proj_out,
+                      proj_out_bn=run.proj_out_bn,
                       batch_size=sc.batch, lr=lr, optimizer=optimizer, fix_pred_lr=fix_pred_lr,
                       epochs=10_000, max_steps=run.steps or sc.steps,
                       eval_every=sc.eval_every, probe=False, progress=False, device=sc.device, bf16=sc.bf16,
@@ -222,6 +235,10 @@ def with_scale(sc: Scale, **changes) -> Scale:
 #: CPU time at one thread); gpu: an ESTIMATE (not yet measured on a GPU) of
 #: compilation + 300 ResNet-18 steps at the ≤ 0.85 s/epoch target + evaluations.
 SECONDS_PER_RUN = {"cpu": 20.0, "gpu": 90.0, "dry": 2.0}
+#: STL-10's 96 px images cost (96/32)² = 9× the pixels of CIFAR's: a 40-step cpu run (closed-form SimSiam, one
+#: thread, generated STL-format data of the full image size) took 139 s of CPU (wall 139 s), 7–9× a 32 px run; the
+#: gpu and dry figures are the CIFAR ones × 9 (estimates).
+STL10_SECONDS_PER_RUN = {"cpu": 140.0, "gpu": 9 * 90.0, "dry": 9 * 2.0}
 #: gpu, N4: two VGG11 runs of Table 1's CIFAR-10 protocol (800 epochs at ≈ 1 s, an estimate).
 TABLE1_SECONDS = 2 * 800 * 1.0
 
@@ -237,18 +254,22 @@ def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
             runs.append(f"{m} without SG")
     if {"simsiam_mlp", "ablation:no_predictor"} <= caps:
         runs.append("simsiam_mlp without predictor")
-    if "isoloss" in caps and not cpu:
-        runs.append("isoloss")
+    if {"simsiam", "predictor:closed_form"} <= caps and not cpu:   # N2, N3: the IsoLoss authors' projector
+        runs.append("simsiam, projector without output BN")
+        if "isoloss" in caps:
+            runs.append("isoloss, projector without output BN")
     return runs
 
 
-def budget_line(scale_name: str, impl) -> str:
+def budget_line(scale_name: str, impl, dataset: str = "cifar10") -> str:
     runs = planned_runs(impl.capabilities, scale_name)
-    t = len(runs) * SECONDS_PER_RUN[scale_name]
+    per_run = STL10_SECONDS_PER_RUN if dataset == "stl10" else SECONDS_PER_RUN
+    t = len(runs) * per_run[scale_name]
     if scale_name == "gpu" and {"simsiam", "isoloss"} <= set(impl.capabilities):
         t += TABLE1_SECONDS
         runs = runs + ["Table 1: simsiam and isoloss, 800 epochs (full CIFAR-10 only)"]
     return (f"deep tier, {scale_name} scale, adapter {impl.name}: {len(runs)} training runs "
             f"({', '.join(runs) or 'none: no deep claim applies'}); budget ≈ {t / 60:.1f} min"
             + (" (an estimate: the gpu scale is not yet timed on a GPU)" if scale_name == "gpu" else
-               " on an idle 2-core machine"))
+               " on an idle 2-core machine")
+            + (" (STL-10, 96 px: about 7× the CIFAR-10 cost per run)" if dataset == "stl10" else ""))

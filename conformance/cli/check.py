@@ -143,7 +143,7 @@ def _prepare_deep(args) -> int:
     os.environ[SCALE_ENV] = args.scale
     data = args.data_root or os.environ.get(DATA_ENV)
     try:
-        dataset_spec(data)
+        dataset = dataset_spec(data)[0]
     except FileNotFoundError as e:
         print(f"ncspec check --tier deep: {e}", file=sys.stderr)
         return 2
@@ -154,7 +154,7 @@ def _prepare_deep(args) -> int:
             print("ncspec check --tier deep --scale gpu: no CUDA device is visible; use --scale cpu on this "
                   "machine.", file=sys.stderr)
             return 2
-    print(budget_line(args.scale, load_adapter(args.adapter or os.environ.get("NCSPEC_ADAPTER"))),
+    print(budget_line(args.scale, load_adapter(args.adapter or os.environ.get("NCSPEC_ADAPTER")), dataset),
           file=sys.stderr, flush=True)
     return 0
 

@@ -81,12 +81,13 @@ def _cifar_help(root: Path, problem: str) -> str:
             f"that archive yourself and extract it into {root} (it creates cifar-10-batches-py/).")
 
 
-def _stl_help(root: Path, problem: str, unlabeled: bool) -> str:
+def _stl_help(root: Path, problem: str, unlabeled: bool, download: bool = True) -> str:
     names = STL10_FILES + ([STL10_UNLABELED] if unlabeled else [])
     files = ", ".join(f"{root / 'stl10_binary' / f}" for f in names)
+    get = (f"Get it with --download (torchvision fetches {STL10_URL}, 2.5 GB, into the root), or download that "
+           f"archive yourself" if download else f"Download {STL10_URL} (2.5 GB)")
     return (f"STL-10 {problem} under {root}. Expected the binary version of STL-10: {files}. "
-            f"Get it with --download (torchvision fetches {STL10_URL}, 2.5 GB, into the root), or "
-            f"download that archive yourself and extract it into {root} (it creates stl10_binary/).")
+            f"{get} and extract it into {root} (it creates stl10_binary/).")
 
 
 def _load_cifar10(root: Path, download: bool) -> ImageDataset:
@@ -120,6 +121,33 @@ def _load_cifar10(root: Path, download: bool) -> ImageDataset:
                         to_chw(te.data), torch.tensor(te.targets, dtype=torch.int64), 10)
 
 
+STL10_IMAGE_BYTES = 3 * 96 * 96      # one image of the binary version: uint8, channel-major, column-major 96×96
+
+
+def check_stl10_root(root: str | os.PathLike, unlabeled: bool = True, *, download_hint: bool = True) -> None:
+    """Raise :class:`DataRootError` naming every missing or truncated file of ``root/stl10_binary`` and the fix.
+
+    Reads only the files' sizes (nothing is parsed, nothing executes): each ``*_X.bin`` holds whole images of
+    :data:`STL10_IMAGE_BYTES` bytes, each ``*_y.bin`` one uint8 label per image of its split. ``download_hint``:
+    the fix names ``--download`` (the commands that have it) or only the archive."""
+    root = Path(root)
+    folder = root / "stl10_binary"
+    need = STL10_FILES + ([STL10_UNLABELED] if unlabeled else [])
+    missing = [f for f in need if not (folder / f).is_file()]
+    if missing:
+        raise DataRootError(_stl_help(root, f"not found (missing {', '.join(missing)})", unlabeled, download_hint))
+    bad = []
+    for split in ("train", "test") + (("unlabeled",) if unlabeled else ()):
+        size = (folder / f"{split}_X.bin").stat().st_size
+        if size == 0 or size % STL10_IMAGE_BYTES:
+            bad.append(f"{split}_X.bin has {size} bytes, not a positive multiple of {STL10_IMAGE_BYTES} (3×96×96)")
+        elif split != "unlabeled" and (folder / f"{split}_y.bin").stat().st_size != size // STL10_IMAGE_BYTES:
+            bad.append(f"{split}_y.bin has {(folder / f'{split}_y.bin').stat().st_size} labels for "
+                       f"{size // STL10_IMAGE_BYTES} images in {split}_X.bin")
+    if bad:
+        raise DataRootError(_stl_help(root, f"is truncated or corrupt ({'; '.join(bad)})", unlabeled, download_hint))
+
+
 def _load_stl10(root: Path, download: bool, unlabeled: bool) -> ImageDataset:
     from torchvision.datasets import STL10
 
@@ -127,12 +155,8 @@ def _load_stl10(root: Path, download: bool, unlabeled: bool) -> ImageDataset:
         def _check_integrity(self) -> bool:
             return all((Path(self.root) / self.base_folder / f).is_file() for f in STL10_FILES)
 
-    folder = root / "stl10_binary"
     if not download:
-        need = STL10_FILES + ([STL10_UNLABELED] if unlabeled else [])
-        missing = [f for f in need if not (folder / f).is_file()]
-        if missing:
-            raise DataRootError(_stl_help(root, f"not found (missing {', '.join(missing)})", unlabeled))
+        check_stl10_root(root, unlabeled)
     try:
         tr = _STL10(str(root), split="train", download=download)
         te = _STL10(str(root), split="test")
