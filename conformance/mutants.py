@@ -152,6 +152,15 @@ def _alpha_p_ignored(method, options):
     return options
 
 
+def _learned_predictor_frozen(learner):
+    """The learned linear predictor left out of parameters(): the optimiser never steps it (it keeps its init)."""
+    V = getattr(learner, "V", None)
+    if V is None or not hasattr(learner, "W_p"):
+        return
+    own = learner.parameters
+    learner.parameters = lambda: (p for p in own() if p is not V)
+
+
 def _predictor_weight_decay_missing(learner):
     """Weight decay applied to the encoder only (a predictor param group with weight_decay=0)."""
     if not hasattr(learner, "W_p") or not getattr(learner, "weight_decay", 0):
@@ -370,6 +379,8 @@ MUTANTS = {m.name: m for m in [
           option_patch=_learned_weight_decay_ignored),
     _spec("alpha_p_ignored", "the predictor learning-rate ratio α_p ignored (predictor trains at the encoder's "
           "rate)", ["T1", "T3", "T4"], option_patch=_alpha_p_ignored),
+    _spec("learned_predictor_frozen", "the learned linear predictor left out of the optimised parameters (it never "
+          "trains)", ["T1", "T2", "T3", "N9"], learner_patch=_learned_predictor_frozen),
     _spec("predictor_weight_decay_missing", "weight decay on the encoder only (predictor param group without "
           "it)", ["T1", "T3", "T4", "T5", "P1", "P2", "P3", "P4", "P5", "P6"],
           learner_patch=_predictor_weight_decay_missing),

@@ -207,12 +207,45 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
     from ncspec.conformance.plugin import torch_threads
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads())     # $NCSPEC_THREADS (default 1), as every claim
+    built = {}
     try:
-        doc = train(cfg, dataset=ds, builder=impl.build)
+        doc = train(cfg, dataset=ds, builder=_keeping(impl.build, built))
+        doc["predictor"] = learned_linear_predictor(built, ds, sc)
     finally:
         torch.set_num_threads(threads)
     RUNS[key] = doc
     return doc
+
+
+def _keeping(build, built: dict):
+    """``build``, keeping the learner, the encoder it was built around and its initial ``W_p`` (if any) in ``built``."""
+    def builder(method, encoder, embed_dim, **options):
+        learner = build(method, encoder, embed_dim, **options)
+        W_p = getattr(learner, "W_p", None)
+        built.update(learner=learner, encoder=encoder, embed_dim=embed_dim,
+                     W_p_initial=W_p.detach().clone() if W_p is not None else None)
+        return learner
+    return builder
+
+
+def learned_linear_predictor(built: dict, ds, sc: Scale) -> dict | None:
+    """For a learner exposing a learned linear predictor ``W_p`` (M, M): ``{W_p_initial, W_p, corr}`` after training,
+    ``corr`` = zᵀz/B of the eval-mode embeddings of the first 1,024 (cpu) / 4,096 training images, the ones the
+    spectra use; ``None`` for any other learner."""
+    import torch
+    from ncspec.reference.vision.evaluate import embed
+    W0, learner = built.get("W_p_initial"), built.get("learner")
+    M = built.get("embed_dim")
+    W_p = getattr(learner, "W_p", None)
+    if not (isinstance(W0, torch.Tensor) and isinstance(W_p, torch.Tensor) and tuple(W_p.shape) == (M, M)):
+        return None
+    net = getattr(built["encoder"], "online", built["encoder"])       # Served wraps the trained network
+    mean, std = ds.mean_std()
+    n = 1024 if sc.name == "cpu" else 4096
+    _, z = embed(net, ds.x_train[:n].to(next(net.parameters()).device), mean, std, bf16=sc.bf16,
+                 channels_last=sc.channels_last)
+    z = z.double().cpu()
+    return dict(W_p_initial=W0.double().cpu(), W_p=W_p.detach().double().cpu(), corr=z.T @ z / z.shape[0])
 
 
 def trajectory(doc: dict) -> list[dict]:

@@ -133,6 +133,39 @@ def aligned_euler_step(p: Tensor, s: Tensor, *, lr: float, alpha_p: float, sigma
     return p + lr * p_dot, s * (1.0 + lr * d) ** 2
 
 
+def diagonal_energy_fraction(A: Tensor, U: Tensor) -> float:
+    """How much of a symmetric matrix's traceless part lies on the diagonal in the orthonormal basis ``U``:
+    ``Σ_i (u_iᵀ Ā u_i)² / ‖Ā‖_F²`` with ``Ā = ½(A + Aᵀ) − (tr A / M) I`` (the multiple of I is diagonal in every
+    basis, so it is left out). 1: ``U`` diagonalises ``A`` (T2's alignment, ``[F, W_p] = 0`` for ``U`` the
+    eigenbasis of F); 0 for ``Ā = 0`` (nothing but a multiple of I). ``A``, ``U``: (M, M)."""
+    A = A.detach().double()
+    U = U.detach().double()
+    M = A.shape[-1]
+    Ab = 0.5 * (A + A.transpose(-1, -2)) - torch.diagonal(A).sum() / M * torch.eye(M, dtype=A.dtype)
+    total = float(Ab.pow(2).sum())
+    if total == 0.0:
+        return 0.0
+    return float(torch.diagonal(U.transpose(-1, -2) @ Ab @ U).pow(2).sum()) / total
+
+
+def random_basis_diagonal_fraction(M: int) -> float:
+    """E[:func:`diagonal_energy_fraction`] of a fixed traceless symmetric M×M matrix in a Haar-random basis:
+    ``2/(M + 2)`` — no alignment. For a unit vector u uniform on the sphere, ``E[(uᵀĀu)²] = (2‖Ā‖_F² + (tr Ā)²)
+    / (M(M + 2))``, and tr Ā = 0; summed over the M basis vectors: ``2‖Ā‖_F²/(M + 2)``."""
+    return 2.0 / (M + 2)
+
+
+def sqrt_rule_slope(p: Tensor, s: Tensor) -> float:
+    """The least-squares slope of log p on log s over the modes with p, s > 0 — DirectPred's rule p ∝ √s
+    (Tian, Chen & Ganguli 2021, §5; T3's p → √(α_p s)) predicts ½. ``p``, ``s``: (k,) paired eigenvalues."""
+    p, s = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
+    ok = (p > 0) & (s > 0)
+    x, y = s[ok].log(), p[ok].log()
+    if x.numel() < 2 or float((x - x.mean()).pow(2).sum()) == 0.0:
+        return float("nan")
+    return float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).pow(2).sum())
+
+
 def directpred_spectrum(lam: Tensor, alpha: float, eps: float) -> Tensor:
     """DirectPred's predictor eigenvalues (Tian, Chen & Ganguli, ICML 2021, §5; their code):
     ``ω_m = (λ_m₊ / λ_max)^α + ε`` — negative eigenvalues of the correlation estimate (rounding)
