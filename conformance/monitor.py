@@ -107,6 +107,16 @@ class Thresholds:
         largest (float32 round-off of a dead direction is ~1e-7).
     dimensional_fraction: dimensional collapse when at most this fraction of the ``min(M, 2B − 1)`` possible
         directions is live. Healthy fragment runs kept ≥ 9 of 32 live (threshold 4); a rank-2 projector has 2.
+    rank_concentration: for batch-standardised outputs (:func:`standardized`), dimensional collapse also when the
+        centred effective rank falls below this fraction of the run's own start (the largest of its first
+        ``rank_baseline`` observations). A BatchNorm at the output keeps every feature at unit variance, so neither
+        ‖s‖ nor the count of live directions can show the collapse; the concentration of the spectrum it cannot
+        hide. Measured spread (docs/monitor.md, 5 seeds each): healthy batch-standardised runs stayed ≥ 0.269 of
+        their start (the hand-written SimSiam loop of :mod:`ncspec.conformance.monitor_bench`, 300 steps: min
+        0.269–0.367 per seed; lightly's SimSiam module, 300 steps: ≥ 0.332; ``ncspec train``'s SimSiam with output
+        BN, 48 steps: ≥ 0.608); the hand-written loop without stop-grad stayed ≤ 0.185 from step 50 on (minimum
+        0.104–0.114). 0.22 is the geometric midpoint of 0.185 and 0.269.
+    rank_baseline: observations at the start whose largest centred effective rank is the run's own start.
     diverge_growth: diverging when the mean ‖z‖ exceeds this multiple of its first observed value.
     patience: consecutive observations in a non-healthy state before it becomes the verdict.
     warmup: observations at the start that are recorded but never judged.
@@ -116,20 +126,22 @@ class Thresholds:
     complete_line_var: float = 0.05
     live_eigenvalue: float = 1e-5
     dimensional_fraction: float = 0.125
+    rank_concentration: float = 0.22
+    rank_baseline: int = 5
     diverge_growth: float = 1e4
     patience: int = 3
     warmup: int = 0
 
     def __post_init__(self):
         for name in ("complete_total_var", "complete_line_var", "live_eigenvalue", "dimensional_fraction",
-                     "diverge_growth"):
+                     "rank_concentration", "diverge_growth"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"Thresholds.{name} must be a finite number > 0, got {v!r}.")
-        for name in ("patience", "warmup"):
+        for name in ("patience", "warmup", "rank_baseline"):
             v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= (1 if name == "patience" else 0)):
-                raise ValueError(f"Thresholds.{name} must be an int >= {1 if name == 'patience' else 0}, got {v!r}.")
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= (0 if name == "warmup" else 1)):
+                raise ValueError(f"Thresholds.{name} must be an int >= {0 if name == 'warmup' else 1}, got {v!r}.")
 
 
 # --- explanations: the claim behind each verdict and the usual causes ------------------------------
@@ -175,8 +187,21 @@ def _family(method: str | None) -> str | None:
                                       ("dino", "dino"), ("vicreg", "vicreg")) if key in name), None)
 
 
-def explain(state: str, method: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(claims, causes)`` for a verdict ``state``; ``method`` narrows the causes to its family."""
+#: the invariance-driven collapse a BatchNorm at the projector's output turns from a point into a few directions
+_CONCENTRATED_NOTE = ("with a BatchNorm at the projector's output the collapse J1 predicts cannot reach one point (or "
+                      "not at once a line), so it ends in a few directions")
+
+
+def explain(state: str, method: str | None = None, *, concentrated: bool = False
+            ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(claims, causes)`` for a verdict ``state``; ``method`` narrows the causes to its family. ``concentrated``:
+    a dimensional collapse of batch-standardised outputs read from the spectrum's concentration, whose usual causes
+    are those of complete collapse (the BatchNorm stops it short of a point) before the dimensional ones."""
+    if state == DIMENSIONAL and concentrated:
+        claims, causes = explain(COMPLETE, method)
+        d_claims, d_causes = explain(DIMENSIONAL, method)
+        return (*claims, *d_claims), (*(f"{c} ({_CONCENTRATED_NOTE})" if i == 0 else c
+                                        for i, c in enumerate(causes)), *d_causes)
     if state == COMPLETE:
         fam = _family(method)
         if fam is not None:
@@ -376,6 +401,7 @@ class CollapseMonitor:
         self._pending: list[tuple[int | None, dict]] = []
         self._kept: list[tuple[int | None, Tensor, Tensor | None]] = []
         self._state, self._run, self._candidate = HEALTHY, 0, HEALTHY
+        self._concentrated = False
         self._z0: float | None = None
         self._warned: str = HEALTHY
         self._last_fingerprint: float | None = None
@@ -383,14 +409,18 @@ class CollapseMonitor:
 
     # -- feeding
     def observe(self, z1: Tensor, z2: Tensor | None = None, *, step: int | None = None,
-                predictor: Tensor | None = None, online=None, target=None) -> None:
+                predictor: Tensor | None = None, online=None, target=None, loss=None) -> None:
         """Queue the statistics of one batch: ``z1, z2`` (B, M) the embeddings of the two views (``z2`` may be
         omitted: the invariance decomposition then stays empty), ``predictor`` a linear predictor's ``W_p``
-        (M, M), ``online``/``target`` the online network and its EMA target (modules or parameter lists)."""
+        (M, M), ``online``/``target`` the online network and its EMA target (modules or parameter lists),
+        ``loss`` the step's loss (a float or a 0-dim tensor; recorded, and for the cosine-loss families compared
+        with its collapsed value −1)."""
         self.calls += 1
         if (self.calls - 1) % self.every:
             return
         obs = observation(z1, z2, predictor=predictor)
+        if loss is not None:
+            obs["loss"] = loss.detach().reshape(()) if isinstance(loss, Tensor) else torch.tensor(float(loss))
         if (online is None) != (target is None):
             raise ValueError("pass both online= and target= (the online network and its EMA target), or neither.")
         if online is not None:
@@ -454,13 +484,14 @@ class CollapseMonitor:
         elif self._run >= th.patience or raw == HEALTHY and self._state == HEALTHY:
             self._state = raw
         if self._state == raw:
-            claims, causes = explain(raw, self.method)
+            self._concentrated = bool(st.get("concentrated"))
+            claims, causes = explain(raw, self.method, concentrated=self._concentrated)
             if raw == HEALTHY:
                 reason = reason if judged else f"warm-up ({len(self.history)}/{th.warmup} observations, not judged)"
         else:
             reason = (f"{self._state} persists while this observation reads {raw} "
                       f"({self._run}/{th.patience}): {reason}")
-            claims, causes = explain(self._state, self.method)
+            claims, causes = explain(self._state, self.method, concentrated=self._concentrated)
         if raw != HEALTHY and self._state != raw:
             notes = (*notes, f"{raw} for {self._run} consecutive observation(s); the verdict needs {th.patience}")
         self.verdicts.append(Verdict(self._state, step, reason, claims, causes, notes, _summary(st)))
@@ -487,15 +518,40 @@ class CollapseMonitor:
                               f"{th.complete_line_var:g} (‖s‖ = {st['center_norm']:.3f}, 1 − ‖s‖² = {tv:.3g}: "
                               f"the samples split between the rays ±w). A rank-1 z = c wᵀ with mean c = 0 is the "
                               f"most collapsed batch the standardisation allows, the J1 collapse under it")
+        start = self._rank_start()
+        if start:
+            st["rank_ratio"] = st["effective_rank"] / start
         if st["live_dims"] <= th.dimensional_fraction * st["max_rank"]:
             return DIMENSIONAL, (f"only {st['live_dims']} of {st['max_rank']} possible directions carry variance "
                                  f"(eigenvalues of the centred Cov(ẑ) ≥ {th.live_eigenvalue:g} λ_max), at most "
                                  f"{th.dimensional_fraction:g} of them, although ‖s‖ = {st['center_norm']:.3f} "
                                  f"is not 1 "
                                  f"(centred effective rank {st['effective_rank']:.2f}, RankMe {st['rankme']:.1f})")
+        if (standardized(st) and start and len(self.history) > th.rank_baseline
+                and st["rank_ratio"] < th.rank_concentration):
+            st["concentrated"] = True
+            return DIMENSIONAL, (f"the outputs are batch-standardised (a BatchNorm without affine parameters: every "
+                                 f"feature keeps variance 1, so ‖s‖ = {st['center_norm']:.3f} and {st['live_dims']} of "
+                                 f"{st['max_rank']} live directions cannot show a collapse), but the spectrum has "
+                                 f"concentrated: centred effective rank {st['effective_rank']:.2f}, "
+                                 f"{st['rank_ratio']:.2f} of the run's own start {start:.1f} (< "
+                                 f"{th.rank_concentration:g}; RankMe {st['rankme']:.1f})" + self._loss_note(st))
         return HEALTHY, (f"‖s‖ = {st['center_norm']:.3f}, {st['live_dims']} of {st['max_rank']} directions carry "
                          f"variance, centred effective rank {st['effective_rank']:.1f}, RankMe {st['rankme']:.1f}, "
                          f"std of ẑ {st['normalized_std']:.4f}")
+
+    def _rank_start(self) -> float | None:
+        """The run's own start: the largest centred effective rank of its first ``rank_baseline`` observations."""
+        first = [h["effective_rank"] for h in self.history[:self.thresholds.rank_baseline]
+                 if math.isfinite(h.get("effective_rank", math.nan))]
+        return max(first) if len(first) == self.thresholds.rank_baseline and max(first) > 0 else None
+
+    def _loss_note(self, st: dict) -> str:
+        """The negative-cosine loss against its collapsed value −1 (SimSiam, BYOL), when the loop passed it."""
+        if "loss" not in st or _family(self.method) not in ("simsiam", "byol"):
+            return ""
+        return (f"; the loss {st['loss']:.3f} is {st['loss'] + 1:.3f} above −1, its value when the predictor output "
+                f"matches an unstopped target exactly")
 
     def _ema_notes(self, st: dict) -> tuple[str, ...]:
         if "ema_lag" not in st:
@@ -596,7 +652,8 @@ def _second_moment(o: dict) -> Tensor:
 _SCALARS = ("step", "center_norm", "total_var", "line_var", "normalized_std", "live_dims", "max_rank", "effective_rank",
             "participation_ratio", "rankme",
             "z_norm", "center_sq_u", "residual_sq_u", "invariance", "invariance_j1", "predictor_alignment",
-            "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim", "batch", "standardized_dev")
+            "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim", "batch", "standardized_dev", "loss",
+            "rank_ratio")
 
 
 def _summary(st: dict) -> dict:

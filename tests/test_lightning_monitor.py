@@ -22,7 +22,7 @@ pytest.importorskip("lightly")
 from lightly_clients import BYOL, SimSiam, SimSiamNoStopGrad, TwoViews  # noqa: E402
 from ncspec.conformance.cli import main  # noqa: E402
 from ncspec.conformance.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
-from ncspec.conformance.monitor import COMPLETE  # noqa: E402
+from ncspec.conformance.monitor import COMPLETE, DIMENSIONAL  # noqa: E402
 
 #: Measured with this module and fit() (tiny conv backbone, B = 64, SGD lr 0.3, momentum 0.9, seeds 0–4; see
 #: docs/monitor.md):
@@ -69,14 +69,18 @@ def test_lightly_simsiam_with_the_callback_is_reported_healthy(runs):
 
 
 def test_lightly_simsiam_without_stop_grad_is_flagged_with_the_explanation(runs):
-    """The same module with `z = z.detach()` deleted: complete collapse within the measured budget, on the line the
-    batch-standardised head allows, explained by J1/J2/H2 and the missing stop-grad (method from the class name)."""
+    """The same module with `z = z.detach()` deleted: flagged within the measured budget, explained by J1/J2/H2 and
+    the missing stop-grad (method from the class name). Its batch-standardised head first concentrates the spectrum
+    (dimensional collapse read against the run's own start) and then reaches the line the standardisation allows
+    (complete collapse); which of the two holds at step 100 depends on the observations' order, both name the
+    cause."""
     _, broken, _ = runs
     v = broken.monitor.verdict
-    assert v.state == COMPLETE, v
+    assert v.state in (COMPLETE, DIMENSIONAL), v
     assert {"J1", "J2", "H2"} <= set(v.claims) and "stop-grad missing" in str(v)
     first = broken.monitor.first_flag()
-    assert first.state == COMPLETE and first.step < BROKEN_STEPS and "one line through the origin" in first.reason
+    assert first.step < BROKEN_STEPS and "stop-grad missing" in str(first)
+    assert any("one line through the origin" in w.reason for w in broken.monitor.verdicts)
 
 
 def test_diagnose_on_the_saved_embeddings_gives_the_live_verdicts(runs, tmp_path):

@@ -288,3 +288,44 @@ def test_line_statistic_is_the_same_whichever_side_the_gram_is_taken(batch, dim)
     expected = 1 - torch.linalg.eigvalsh(u.T @ u / u.shape[0])[-1].item()
     assert mon.history[0]["line_var"] == pytest.approx(expected, abs=1e-6)
     assert mon.history[0]["dim"] == dim and mon.history[0]["max_rank"] == min(dim, 2 * batch - 1)
+
+
+def _standardised_subspace(k: int, seed: int, b: int = 64, m: int = 64, floor: float = 0.02):
+    """Two views of batch-standardised embeddings whose variance sits in k directions (plus an isotropic floor
+    small enough to leave every direction live): what a BN-ended projector's collapse looks like."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(m, m, generator=g))[0][:, :k]
+    x = torch.randn(b, k, generator=g) @ basis.T + floor * torch.randn(b, m, generator=g)
+    return _standardise(x), _standardise(x + 0.05 * torch.randn(b, m, generator=g) @ basis @ basis.T)
+
+
+def test_batch_standardised_outputs_that_concentrate_are_dimensional_collapse_naming_the_stop_grad():
+    """A BatchNorm at the output keeps every feature at variance 1: ‖s‖ stays small and every direction stays live,
+    so neither the point rule nor the live-direction count sees the collapse. The spectrum's concentration relative
+    to the run's own start does: 5 observations spread over 40 directions, then 3 mostly in 4 directions
+    (effective rank 0.18 of the start, < 0.22) are dimensional collapse whose first cause, for SimSiam, is the
+    missing stop-grad; the loss passed to observe is quoted against its collapsed value −1. A run that stays spread
+    is healthy, and the same concentration of outputs that are not batch-standardised is not judged by this rule."""
+    mon = CollapseMonitor(mode="record", method="simsiam")
+    for t in range(5):
+        mon.observe(*_standardised_subspace(40, t), step=t, loss=-0.5)
+    for t in range(5, 8):
+        mon.observe(*_standardised_subspace(4, t, floor=0.005), step=t, loss=torch.tensor(-0.97))
+    v = mon.report()
+    st = mon.history[-1]
+    assert st["live_dims"] > 32 and st["center_norm"] < 0.5 and st["rank_ratio"] < 0.22     # 42 of 64 live
+    assert v.state == DIMENSIONAL and v.step == 7 and "concentrated" in v.reason and "−1" in v.reason
+    assert "stop-grad missing" in v.causes[0] and {"J1", "J2", "H2"} <= set(v.claims)
+    assert [w.state for w in mon.verdicts[:7]] == [HEALTHY] * 7       # patience 3: flagged at the third
+
+    spread = CollapseMonitor(mode="record", method="simsiam")
+    for t in range(10):
+        spread.observe(*_standardised_subspace(40, t), step=t)
+    assert spread.report().healthy and not spread.ever_flagged
+    assert min(h["rank_ratio"] for h in spread.history[5:]) > 0.5
+
+    raw = CollapseMonitor(mode="record", method="simsiam")
+    for t in range(8):
+        z1, z2 = _standardised_subspace(40, t) if t < 5 else _standardised_subspace(4, t, floor=0.005)
+        raw.observe(3 * z1, 3 * z2, step=t)                       # same ẑ, features of variance 9
+    assert not any(v.state == DIMENSIONAL and "concentrated" in v.reason for v in raw.verdicts)
