@@ -197,3 +197,27 @@ def test_bad_checkpoint_input_exits_2_with_an_error_naming_the_fix(checkpoint, t
     assert err.startswith("ncspec diagnose: error:")
     import re
     assert re.search(match, err, re.S), err
+
+
+def test_benchmark_usage_errors_name_the_fix(capsys):
+    assert main(["diagnose"]) == 2
+    assert "pass embedding files" in capsys.readouterr().err
+    assert main(["diagnose", "z.pt", "--benchmark"]) == 2
+    assert "takes no paths" in capsys.readouterr().err
+
+
+def test_benchmark_scores_detection_false_alarms_and_latency():
+    """score(): a detector that fires on a healthy run is a false alarm, one that fires on a collapsed run a detection
+    with its first-fire step as latency; the ncspec column also counts verdicts that named the run's label."""
+    from ncspec.conformance import monitor_bench as mb
+    def row(label, first, kind):
+        return dict(run="r", label=label, seed=0, detectors={"ncspec CollapseMonitor": dict(first=first, kind=kind),
+                                                             "other": dict(first=None, kind=None)})
+    result = dict(rows=[row(mb.HEALTHY_LABEL, None, None), row(mb.HEALTHY_LABEL, 7, mb.COMPLETE_LABEL),
+                        row(mb.DIMENSIONAL_LABEL, 20, mb.DIMENSIONAL_LABEL), row(mb.COMPLETE_LABEL, 40,
+                                                                                 mb.DIMENSIONAL_LABEL)])
+    nc, other = mb.score(result)
+    assert (nc["detected"], nc["of"], nc["false_alarms"], nc["healthy"]) == (2, 2, 1, 2)
+    assert nc["median_latency"] == 30 and nc["right_kind"] == 1 and nc[mb.DIMENSIONAL_LABEL] == (1, 1)
+    assert (other["detected"], other["false_alarms"], other["median_latency"]) == (0, 0, None)
+    assert "| ncspec CollapseMonitor | 2/2 |" in mb.markdown_table([nc, other])

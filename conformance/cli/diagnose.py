@@ -276,8 +276,49 @@ def diagnose_checkpoint(path, data: str, *, data_root=None, batches: int = 8, ba
     return mon
 
 
+def _cmd_benchmark(args) -> int:
+    """``ncspec diagnose --benchmark``: the labelled benchmark of collapse detectors (conformance/monitor_bench)."""
+    import json
+    import resource
+
+    from .. import monitor_bench as mb
+    if args.paths:
+        print("ncspec diagnose: error: --benchmark trains its own labelled runs and takes no paths; drop "
+              f"{args.paths[0]!r} or drop --benchmark.", file=sys.stderr)
+        return EXIT_USAGE
+    if not mb.fragment_path().is_file():
+        print(f"ncspec diagnose: error: the benchmark trains on the CIFAR-10 fragment, not found at "
+              f"{mb.fragment_path()}; set NCSPEC_SHARED to the folder holding data/cifar10_fragment.npz.",
+              file=sys.stderr)
+        return EXIT_USAGE
+    result = mb.run_benchmark(seeds=args.bench_seeds, steps=args.bench_steps, workers=args.bench_workers,
+                              progress=lambda m: print(m, flush=True))
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["user_cpu_s"], result["machine"] = ru.ru_utime, _machine()
+    table = mb.score(result)
+    print(mb.markdown_table(table))
+    print(f"wall {result['seconds']:.0f} s, user CPU of the workers {ru.ru_utime:.0f} s on {result['machine']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(result, table=table), indent=1))
+    if args.report:
+        print(f"plot: {mb.plot(result, args.report)}")
+    return EXIT_HEALTHY
+
+
+def _machine() -> str:
+    import os
+    import platform
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), torch threads 1 per worker"
+
+
 def _cmd_diagnose(args) -> int:
     from ..monitor import Thresholds
+    if args.benchmark:
+        return _cmd_benchmark(args)
+    if not args.paths:
+        print("ncspec diagnose: error: pass embedding files (or a checkpoint with --data), or --benchmark.",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         given = {k: v for k, v in dict(patience=args.patience, warmup=args.warmup).items() if v is not None}
         th = Thresholds(**given) if given else None
@@ -310,7 +351,7 @@ def add_diagnose_command(sub) -> None:
                        description="Judge saved embeddings (.pt, .npy, .npz; one or two views; several files = a "
                                    "series over training), or a checkpoint of ncspec train with --data naming a data "
                                    "set to embed. Exit 0 healthy, 1 collapsed or diverging, 2 usage error.")
-    p.add_argument("paths", nargs="+", help="embedding files, in training order (or one checkpoint with --data)")
+    p.add_argument("paths", nargs="*", help="embedding files, in training order (or one checkpoint with --data)")
     p.add_argument("--method", default=None, help="the method (simsiam, byol, barlow_twins, dino, vicreg, ...): "
                    "narrows the usual causes a verdict names")
     p.add_argument("--views", type=int, choices=(1, 2), default=None,
@@ -326,4 +367,10 @@ def add_diagnose_command(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="with --data: images per batch (default: the run's batch size, at most 256)")
     p.add_argument("--seed", type=int, default=0, help="with --data: seed of the sampled images and augmentations")
+    p.add_argument("--benchmark", action="store_true", help="run the labelled benchmark of collapse detectors "
+                   "(ncspec's monitor, MONAI, stable-pretraining, lightly) on the CIFAR-10 fragment; --json and "
+                   "--report (a .png) save its results")
+    p.add_argument("--bench-seeds", type=int, default=3, help="with --benchmark: seeds per labelled run")
+    p.add_argument("--bench-steps", type=int, default=120, help="with --benchmark: training steps per run")
+    p.add_argument("--bench-workers", type=int, default=2, help="with --benchmark: worker processes (1 thread each)")
     p.set_defaults(func=_cmd_diagnose)
