@@ -52,8 +52,17 @@ def test_report_with_plots(tmp_path, suffix):
     assert "Collapse monitor: healthy" in text and "center_norm" in text
     if suffix == ".md":
         assert (tmp_path / "report.png").stat().st_size > 10_000 and "![statistics](report.png)" in text
+        png = (tmp_path / "report.png").read_bytes()
     else:
         assert "data:image/png;base64," in text and not (tmp_path / "report.png").exists()
+        import base64
+        png = base64.b64decode(text.split("data:image/png;base64,")[1].split("'")[0])
+        assert "max-width:100%" in text and "white-space:pre-wrap" in text    # figure and verdict fit the page
+    width = int.from_bytes(png[16:20], "big")                                 # the PNG header's IHDR width
+    assert width <= 1000, f"the figure is {width} px wide; it must fit a page"
+    # the first flag at the top, the raw per-observation table behind a fold
+    assert text.index("never flagged in 3 observation(s)") < text.index("center_norm")
+    assert text.index("<details>") < text.index("center_norm") < text.index("</details>")
     assert '"verdict"' in js.read_text()
 
 
@@ -218,3 +227,20 @@ def test_benchmark_scores_detection_false_alarms_and_latency():
     assert nc["median_latency"] == 30 and nc["right_kind"] == 1 and nc[mb.DIMENSIONAL_LABEL] == (1, 1)
     assert (other["detected"], other["false_alarms"], other["median_latency"]) == (0, 0, None)
     assert "| ncspec CollapseMonitor | 2/2 |" in mb.markdown_table([nc, other])
+
+
+def test_a_long_series_shows_progress_and_keeps_the_verdicts(tmp_path, capsys):
+    """More than PROGRESS_CHUNK observations: progress lines on stderr, verdicts identical to one report."""
+    from ncspec.conformance.cli.diagnose import PROGRESS_CHUNK
+    from ncspec.conformance.monitor import judge_series
+    T = PROGRESS_CHUNK + 20
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(T, 16, 8, generator=g), torch.randn(T, 16, 8, generator=g)
+    torch.save({"z1": z1, "z2": z2}, tmp_path / "long.pt")
+    js = tmp_path / "d.json"
+    main(["diagnose", str(tmp_path / "long.pt"), "--json", str(js)])
+    err = capsys.readouterr().err
+    assert f"judged {PROGRESS_CHUNK}/{T}" in err and f"judged {T}/{T}" in err
+    import json
+    replayed = [h["verdict"] for h in json.loads(js.read_text())["history"]]
+    assert replayed == [v.state for v in judge_series(z1, z2).verdicts]

@@ -163,16 +163,30 @@ def load_embeddings(paths: list[Path], *, views: int | None = None):
 
 # --- the command --------------------------------------------------------------------------------
 
-def diagnose(paths, *, method=None, views=None, thresholds=None):
+#: series longer than this report their progress (judged in chunks of this many observations; same verdicts)
+PROGRESS_CHUNK = 100
+
+
+def diagnose(paths, *, method=None, views=None, thresholds=None, progress=None):
+    """The monitor's verdicts on saved embeddings; ``progress(done, total)`` is called after every chunk of
+    :data:`PROGRESS_CHUNK` observations of a longer series (the CLI prints it to stderr)."""
     from ..monitor import CollapseMonitor, Thresholds
     z1, z2, steps = load_embeddings([Path(p) for p in paths], views=views)
     if thresholds is None:       # a short series is judged with the patience it can show (one snapshot: itself)
         thresholds = Thresholds(patience=min(Thresholds.patience, len(z1)))
-    mon = CollapseMonitor(mode="record", method=method, thresholds=thresholds, max_pending=len(z1))
-    for t in range(len(z1)):
+    mon = CollapseMonitor(mode="record", method=method, thresholds=thresholds, max_pending=PROGRESS_CHUNK)
+    T = len(z1)
+    for t in range(T):
         mon.observe(z1[t], None if z2 is None else z2[t], step=steps[t])
+        if progress is not None and T > PROGRESS_CHUNK and ((t + 1) % PROGRESS_CHUNK == 0 or t + 1 == T):
+            mon.report()
+            progress(t + 1, T)
     mon.report()
     return mon
+
+
+def _progress_to_stderr(done: int, total: int) -> None:
+    print(f"ncspec diagnose: judged {done}/{total} observations", file=sys.stderr, flush=True)
 
 
 # --- a checkpoint plus a data set --------------------------------------------------------------
@@ -329,7 +343,8 @@ def _cmd_diagnose(args) -> int:
             mon = diagnose_checkpoint(args.paths[0], args.data, data_root=args.data_root, batches=args.batches,
                                       batch_size=args.batch_size, seed=args.seed, method=args.method, thresholds=th)
         else:
-            mon = diagnose(args.paths, method=args.method, views=args.views, thresholds=th)
+            mon = diagnose(args.paths, method=args.method, views=args.views, thresholds=th,
+                           progress=_progress_to_stderr)
     except (InputError, ValueError, TypeError) as e:
         print(f"ncspec diagnose: error: {e}", file=sys.stderr)
         return EXIT_USAGE
