@@ -21,19 +21,24 @@ import os
 from datetime import datetime, timezone
 
 from .report import (
+    ERR_NOTE,
     STATUSES,
-    _fmt,
     atomic_write,
-    claim_reasons,
+    comparison,
+    coverage_cell,
     failures_to_reproduce,
     measured_vs_predicted,
+    not_applicable,
     partly_skipped,
+    row_text,
     short_source,
+    summary_line,
     worst_measurement,
 )
 
-COLOURS = dict(passed="#2e7d32", failed="#c62828", xfailed="#ad1457", skipped="#f9a825", not_run="#9e9e9e")
-_MARKERS = dict(passed="o", failed="X", xfailed="D", skipped="s", not_run=".")
+COLOURS = dict(passed="#2e7d32", failed="#c62828", errored="#6a1b9a", xfailed="#ad1457", not_applicable="#00838f",
+               skipped="#f9a825", not_run="#9e9e9e")
+_MARKERS = dict(passed="o", failed="X", errored="P", xfailed="D", not_applicable="^", skipped="s", not_run=".")
 
 
 def write_report(report: dict, path) -> list[str]:
@@ -157,8 +162,7 @@ def _header(report: dict) -> tuple[str, str, str]:
     title = f"ncspec check — adapter {report['adapter']}"
     meta = (f"profile {report['profile']} · ncspec {report['ncspec_version']} · {created} · "
             f"{report['duration_s']:.1f} s")
-    s = report["summary"]
-    summary = ", ".join(f"{s.get(k, 0)} {k.replace('_', ' ')}" for k in STATUSES)
+    summary = summary_line(report)
     if report.get("hypothesis_seed") is not None:
         meta += f" · seed {report['hypothesis_seed']} (rerun: ncspec check --seed {report['hypothesis_seed']})"
     return title, meta, summary
@@ -168,6 +172,8 @@ def _coverage(report: dict) -> list[tuple[str, str]]:
     """(claim, why) for each claim that ran no example, then for each claim run in part."""
     rows = [(c["id"], "no example ran: " + ("; ".join(c["reasons"]) or "all tests skipped"))
             for c in report.get("ran_no_example", [])]
+    rows += [(cid, "not applicable: its tests passed without building a learner of the adapter (they check the "
+                   "theory or the harness)") for cid in not_applicable(report)]
     for c in report["claims"]:
         sk = partly_skipped(c)
         if sk:
@@ -187,20 +193,12 @@ def _reproductions(report: dict) -> list[tuple[str, str, str]]:
 
 
 def _rows(report: dict):
-    """(id, status, measured, predicted, error ≤ tolerance, source) per claim."""
+    """(id, status, builds / steps, measured, predicted, error vs tolerance, source) per claim: the measured
+    column as in the terminal (a failure's message first)."""
     for c in report["claims"]:
-        meas, pred = measured_vs_predicted(c, with_error=False)
-        w = worst_measurement(c)
-        tol = f"{_fmt(w['error'])} ≤ {_fmt(w['tolerance'])}" if w and w["error"] is not None \
-            and w["tolerance"] is not None else ""
-        reasons = claim_reasons(c)[:300]
-        if c["status"] == "xfailed":   # always say why it is allowed to fail
-            meas = (meas + " — " if meas else "") + "expected failure: " + reasons
-        elif not meas and c["status"] in ("failed", "skipped"):
-            meas = reasons
-        elif c["status"] == "failed" and "expected failure passed" in reasons:
-            meas += " — " + reasons
-        yield c["id"], c["status"], meas, pred, tol, short_source(c).replace("\n", "; ")
+        _, pred = measured_vs_predicted(c, with_error=False)
+        yield (c["id"], c["status"], coverage_cell(c), row_text(c).replace("\n", " — "), pred,
+               comparison(worst_measurement(c)), short_source(c).replace("\n", "; "))
 
 
 def _references(report: dict) -> list[tuple[str, str]]:
@@ -211,7 +209,7 @@ def _references(report: dict) -> list[tuple[str, str]]:
 
 
 def _detailed(report: dict) -> list[dict]:
-    return [c for c in report["claims"] if c["status"] in ("failed", "xfailed")]
+    return [c for c in report["claims"] if c["status"] in ("failed", "errored", "xfailed")]
 
 
 def _md(text) -> str:
@@ -221,11 +219,13 @@ def _md(text) -> str:
 def _markdown(report: dict, png_name: str) -> str:
     title, meta, summary = _header(report)
     out = [f"# {title}", "", meta, "", f"**Summary:** {summary}", "",
-           "## Claims", "", "| ID | status | measured | predicted | error ≤ tolerance | source |",
-           "|---|---|---|---|---|---|"]
-    for cid, status, meas, pred, tol, src in _rows(report):
-        status = f"**{status}**" if status == "failed" else status
-        out.append("| " + " | ".join(_md(x) for x in (cid, status, meas, pred, tol, src)) + " |")
+           "## Claims", "", "| ID | status | builds / steps | measured | predicted | error vs tolerance | source |",
+           "|---|---|---|---|---|---|---|"]
+    for cid, status, used, meas, pred, tol, src in _rows(report):
+        status = f"**{status}**" if status in ("failed", "errored") else status
+        out.append("| " + " | ".join(_md(x) for x in (cid, status, used, meas, pred, tol, src)) + " |")
+    out += ["", _md(ERR_NOTE) + " Builds: learners of the adapter built by the claim's tests; steps: their "
+            "optimisation steps (`after_step()` calls)."]
     coverage = _coverage(report)
     if coverage:
         out += ["", f"## Coverage on adapter {_md(report['adapter'])}", "", "| claim | what did not run |", "|---|---|"]
@@ -264,11 +264,13 @@ def _html(report: dict, png_b64: str) -> str:
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>", f"<p class='meta'>{e(meta)}</p>",
            f"<p><b>Summary:</b> {e(summary)}</p>", "<h2>Claims</h2><table><tr><th>ID</th><th>status</th>"
-           "<th>measured</th><th>predicted</th><th>error ≤ tolerance</th><th>source</th></tr>"]
-    for cid, status, meas, pred, tol, src in _rows(report):
-        out.append(f"<tr><td>{e(cid)}</td><td class='{status}'>{status}</td><td>{e(meas)}</td><td>{e(pred)}</td>"
-                   f"<td>{e(tol)}</td><td>{e(src)}</td></tr>")
+           "<th>builds / steps</th><th>measured</th><th>predicted</th><th>error vs tolerance</th><th>source</th></tr>"]
+    for cid, status, used, meas, pred, tol, src in _rows(report):
+        out.append(f"<tr><td>{e(cid)}</td><td class='{status}'>{status}</td><td>{e(used)}</td><td>{e(meas)}</td>"
+                   f"<td>{e(pred)}</td><td>{e(tol)}</td><td>{e(src)}</td></tr>")
     out.append("</table>")
+    out.append(f"<p class='meta'>{e(ERR_NOTE)} Builds: learners of the adapter built by the claim's tests; steps: "
+               f"their optimisation steps (<code>after_step()</code> calls).</p>")
     coverage = _coverage(report)
     if coverage:
         out.append(f"<h2>Coverage on adapter {e(report['adapter'])}</h2><table><tr><th>claim</th>"

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import coverage
+
 _ADAPTER_FIX = ("an adapter needs a 'name' (str), a 'capabilities' frozenset of str tags and a "
                 "'build(method, encoder, embed_dim, **options)' method (see conformance/adapter.py)")
 _LEARNER_PROTOCOL = ("a learner needs parameters() -> iterable of tensors, loss(view1, view2) -> scalar "
@@ -177,6 +179,7 @@ class CheckedAdapter(_Proxy):
             return learner
         ctx = _Context(self._label, method, embed_dim, encoder, call)
         _check_learner(learner, ctx)
+        coverage.TALLY.builds += 1       # the reports' per-claim builds (conformance/coverage.py)
         return CheckedLearner(learner, ctx)
 
 
@@ -395,6 +398,10 @@ class CheckedLearner(_Proxy):
 
     def __reduce_ex__(self, protocol):
         return CheckedLearner, (self._inner, self._ctx)
+
+    def after_step(self):
+        coverage.TALLY.steps += 1        # one optimisation step of a learner under test (conformance/coverage.py)
+        return self._inner.after_step()
 
     def __deepcopy__(self, memo):
         inner = copy.deepcopy(self._inner, memo)

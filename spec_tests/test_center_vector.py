@@ -30,6 +30,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
 from ncspec.reference import toy
 from ncspec.reference.encoders import Identity
@@ -72,7 +73,7 @@ def toy_data() -> toy.ToySet:
     return toy.concat(toy.make("blob", replicas=3, seed=0), toy.make("moons", replicas=3, seed=0))
 
 
-@functools.cache
+@coverage.cache     # a hit credits the reading test with the run's builds and steps
 def _toy_run(impl, method: str, options: tuple) -> toy.ToyRun:
     # the claims read the final record only: evaluate at the start and the end (record_every = steps)
     return toy.run(impl.build, method, toy_data(), seed=0, record_every=toy.SETTING["steps"], **dict(options))

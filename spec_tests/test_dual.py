@@ -20,13 +20,13 @@ measured ≤ 1e-12); Jacobian-based ones 1e-9–1e-6 as stated beside each asser
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
 from ncspec.reference import dual
 from ncspec.reference.linear import LinearEncoder, simulate
@@ -489,7 +489,7 @@ P5 = register(
 LR, SETTLED, FIRST, BUDGET, HALVINGS = 0.1, 1e-4, 500, 15000, 2
 
 
-@functools.lru_cache(maxsize=16)
+@coverage.cache(maxsize=16)     # a hit credits the reading test with the run's builds and steps
 def sg_limits(impl, M, extra, lam, sigma, mix, seed):
     """P4/P5: SG limits of the learner from balanced full-rank starts.
 

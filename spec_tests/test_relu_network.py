@@ -32,13 +32,13 @@ is several times faster); ``thorough`` draws 10 seeds per claim (130 s under the
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
 from ncspec.reference.theory import eigenspace as th
 
@@ -63,7 +63,7 @@ def _seeds():
     return st.deferred(lambda: st.just(0) if settings().derandomize else st.integers(0, 2 ** 31 - 1))
 
 
-@functools.cache
+@coverage.cache     # a hit credits the reading test with the run's builds and steps
 def _run(impl, method: str, lam0: tuple, lr: float, steps: int, seed: int, options: tuple):
     """One seeded run per (adapter, method, setting), shared by the claims; the reason if it diverged (a
     non-finite loss, or embeddings the learner rejects as non-finite)."""

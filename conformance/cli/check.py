@@ -32,8 +32,9 @@ def _run_check(args) -> int:
         from ..registry import ENV_VAR
         load_adapter(args.adapter or os.environ.get(ENV_VAR))  # fail fast, before pytest starts
         if xfail:
+            # syntax only: claim IDs are checked once pytest has the spec modules
+            parse_expected_failures(xfail, "--xfail" if args.xfail else f"${XFAIL_ENV_VAR}")
             xfail = os.path.abspath(xfail)
-            parse_expected_failures(xfail)  # syntax only: claim IDs are checked once pytest has the spec modules
         if args.report and os.path.splitext(args.report)[1].lower() not in (".md", ".html", ".htm"):
             raise ValueError(f"--report {args.report!r} must end with .md (Markdown plus a PNG beside it) "
                              f"or .html (one self-contained file).")
@@ -90,16 +91,22 @@ def _run_check(args) -> int:
             return int(code) or 3
         with open(json_path) as f:
             report = json.load(f)
-    if args.tier == "deep":   # the table shows the tier's claims; the JSON and the documents keep them all
-        print_table({**report, "claims": [c for c in report["claims"] if c["status"] != "not_run"]})
-    else:
-        print_table(report)
+    # the table shows the claims of the tier and of the -k selection; the JSON and the documents keep them all
+    print_table(report, hide_not_run=bool(args.k) or args.tier == "deep")
     if args.json:
         print(f"report written to {args.json}")
     if args.report:   # written whatever the outcome: a failing run is when CI needs it most
         from ..report_doc import write_report
         print("report written to " + ", ".join(write_report(report, args.report)))
-    return 1 if report["summary"]["failed"] else 0  # xfailed claims do not fail the run
+    return exit_code(report)
+
+
+def exit_code(report: dict) -> int:
+    """2 when a test crashed in the adapter's code (status ``errored``: a broken adapter is a usage error), 1 when a
+    claim failed, else 0 (xfailed and not-applicable claims do not fail the run)."""
+    if any(t["outcome"] == "errored" for c in report["claims"] for t in c["tests"]):
+        return 2
+    return 1 if report["summary"]["failed"] else 0
 
 
 def _jobs(args) -> int:
