@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import json
 import math
-import os
-import pickle
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,230 +28,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..files import atomic_write
 from ..parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from ..vectors import unit
 from . import augment as aug
+from .checkpoint import CKPT_SCHEMA, CheckpointError, load_checkpoint_file, rng_state, set_rng_state  # noqa: F401
+from .config import TrainConfig, default_method_options, resolve_device, resolve_method_options  # noqa: F401
 from .data import ImageDataset, load_dataset
+from .evaluate import embed, knn_accuracy_in_chunks, linear_probe, spectrum_metrics
 from .models import make_encoder
+from .optim import LARS, lr_at
+from .plots import plot_metrics
 from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
 
-CLOSED_FORM_TABLE1 = ("simsiam", "isoloss")
 OWN_TARGET = ("byol", "dino")            # reference learners that deep-copy their encoder for a target
 MONITOR_SAMPLES = 256                    # the collapse monitor sees the first 256 samples of an observed batch
 
-
-@dataclass
-class TrainConfig:
-    # data
-    dataset: str = "cifar10"                 # "cifar10" | "stl10" | "npz:PATH"
-    data_root: str | None = None
-    download: bool = False
-    limit: int | None = None                 # first N images of every split (smoke runs)
-    unlabeled: bool = True                   # STL-10: pre-train on unlabeled + train
-    # method
-    method: str = "simsiam"
-    method_options: dict | None = None       # overrides of default_method_options(method, ema); None: none
-    learner: str = "auto"                    # "reference" | "fast" | "auto" (fast on CUDA where it applies)
-    ema: bool = False                        # EMA target network (BYOL-style)
-    ema_momentum: float = 0.99               # cosine-scheduled to 1
-    symmetric: bool = True                   # ½[L(v1, v2) + L(v2, v1)]
-    # model
-    backbone: str = "resnet18"               # "vgg11" | "vgg11_nobn" | "resnet18"
-    width: str | float = "full"              # "tiny" | "small" | "half" | "full" | multiplier
-    proj_hidden: int = 2048
-    proj_out: int = 256
-    proj_out_bn: bool = True                 # SimSiam's BN at the projector output
-    # optimisation
-    epochs: int = 100
-    batch_size: int = 512                    # global
-    lr: float = 0.03                         # per 256 images
-    optimizer: str = "sgd"                   # "sgd" | "lars"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    fix_pred_lr: bool = False                # the learner's own parameters (a predictor MLP) keep the base lr
-                                             # (SimSiam, Chen & He 2021 §4.1), the encoder's follow the schedule
-    readout_lr: float = 0.1                  # per 256 images
-    max_steps: int | None = None             # stop after this many steps (bench, checks)
-    # monitoring
-    eval_every: int = 10
-    knn_k: int = 200
-    knn_t: float = 0.1
-    spectrum_samples: int = 2048
-    probe: bool = True
-    probe_iters: int = 100
-    eval_at_start: bool = False              # also evaluate the untrained network (state["initial"])
-    eval_knn: bool = True                    # False: evaluations measure the spectrum only (spectrum_samples images)
-    # hardware
-    device: str = "auto"
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    compile_backend: str = "inductor"
-    sync_bn: bool = True
-    # bookkeeping
-    seed: int = 0
-    out: str | None = None
-    checkpoint_every: int = 10
-    resume: bool = False
-    progress: bool = True
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def default_method_options(method: str, ema: bool) -> dict:
-    """Halvagal et al. 2022, Table 1's closed-form predictor, with the IsoLoss authors' released
-    settings (github.com/fmi-basel/implicit-var-reg): cosine form, ``W_P = (Ĉ/λ_max)^½``, correlation
-    EMA 0.998 with an EMA target and 0.5 without; the published DirectPred/DirectCopy options otherwise,
-    in cosine form."""
-    if method in CLOSED_FORM_TABLE1:
-        return dict(form="cosine", alpha=0.5, normalize=True, eps=0.0, corr_ema=0.998 if ema else 0.5)
-    if method in ("directpred", "directset", "directcopy"):
-        return dict(form="cosine")
-    return {}
-
-
-def resolve_method_options(method: str, ema: bool, overrides: dict | None, *,
-                           valid: frozenset[str] | None = None) -> dict:
-    """The options a run uses: :func:`default_method_options` with ``overrides`` on top (one key
-    each; the other defaults stay). ``valid``: the keys the method accepts; an unknown override is
-    an error naming them."""
-    overrides = dict(overrides or {})
-    if valid is not None:
-        unknown = sorted(set(overrides) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options are "
-                             f"{sorted(valid)} (-o KEY=VALUE overrides one of them and keeps the other defaults).")
-    return {**default_method_options(method, ema), **overrides}
-
-
 # --- small pieces ---------------------------------------------------------------------------
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 def _mix(*xs: int) -> int:
     h = 0x9E3779B97F4A7C15
     for x in xs:
         h = (h ^ (int(x) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
     return h & 0x7FFFFFFFFFFFFFFF
-
-
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and a layer-wise trust ratio ``η‖w‖/(‖g‖ + wd‖w‖)`` on weights of ≥ 2
-    dimensions; biases and norm parameters get plain SGD without weight decay."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if p.ndim > 1:
-                    pn, gn = p.norm(), d.norm()
-                    trust = torch.where((pn > 0) & (gn > 0), g["eta"] * pn / (gn + g["weight_decay"] * pn), 1.0)
-                    d = (d + g["weight_decay"] * p) * trust
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = d.clone()
-                else:
-                    buf.mul_(g["momentum"]).add_(d)
-                p.add_(buf, alpha=-g["lr"])
-
-
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _atomic_write(path: Path, write, *, keep_previous: bool = False) -> None:
-    """Write to ``path.tmp``, then rename over ``path``; ``keep_previous`` first moves the old file
-    to :func:`previous_path` (a checkpoint damaged later can then be replaced by the one before)."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    if keep_previous and path.is_file():
-        os.replace(path, previous_path(path))
-    os.replace(tmp, path)
-
-
-def previous_path(path: Path) -> Path:
-    """``ckpt.pt`` → ``ckpt.prev.pt``: the checkpoint written before the current one."""
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-CKPT_SCHEMA = "ncspec.vision.ckpt/1"
-
-
-def _reason(e: BaseException) -> str:
-    """The informative sentence of a loader error: the refused global, else the first sentence."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    line = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
-    return line.split(". ")[0].rstrip(".") or type(e).__name__
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: damaged, not an ncspec checkpoint, or unsafe to load."""
-
-
-def _rng_state(device: torch.device) -> dict:
-    """Every RNG the run draws from, as tensors and plain values (``weights_only`` loads them)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    rng = dict(torch=torch.get_rng_state(), python=random.getstate(),
-               numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                          has_gauss=int(has_gauss), cached_gaussian=float(cached)))
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def _set_rng_state(rng: dict, device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"])
-    n = rng["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in rng and device.type == "cuda":
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def load_checkpoint_file(path: Path, map_location=None) -> dict:
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only, so a crafted file
-    cannot run code while it is read. Damaged, foreign or unsafe files raise :class:`CheckpointError`
-    naming the file, what is wrong and what to do."""
-    path = Path(path)
-    prev = previous_path(path)
-    fix = (f"restore the previous checkpoint ({prev} exists: move it to {path.name}) or delete {path} to start "
-           f"the run from scratch" if prev.is_file() else f"delete {path} to start the run from scratch, or "
-           f"restore a copy of it from a backup")
-    size = path.stat().st_size
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects that are not plain tensors or containers "
-            f"({_reason(e)}); unpickling them could run code from the file, and an ncspec "
-            f"checkpoint never needs it (it is read with torch.load(weights_only=True)). If you did not write "
-            f"this file, do not trust it; {fix}.") from e
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot resume from {path}: the file is damaged ({size} bytes; {type(e).__name__}: {_reason(e)}), "
-            f"most likely truncated (a copy that did not finish, a full disk); {fix}.") from e
-    if not (isinstance(ck, dict) and ck.get("schema") == CKPT_SCHEMA):
-        raise CheckpointError(f"cannot resume from {path}: it is not an ncspec training checkpoint (schema "
-                              f"{ck.get('schema') if isinstance(ck, dict) else type(ck).__name__!r}, expected "
-                              f"{CKPT_SCHEMA!r}); {fix}.")
-    return ck
 
 
 class Pair(nn.Module):
@@ -269,69 +64,6 @@ class Pair(nn.Module):
         h1, z1 = self.encoder.forward_with_features(v1)
         h2, z2 = self.encoder.forward_with_features(v2)
         return h1, z1, h2, z2
-
-
-@torch.no_grad()
-def embed(encoder: nn.Module, x: Tensor, mean, std, *, batch: int = 1024, bf16: bool = False,
-          channels_last: bool = False) -> tuple[Tensor, Tensor]:
-    """Backbone features and embeddings (eval mode, no augmentation) of uint8 images."""
-    was = encoder.training
-    encoder.eval()
-    hs, zs = [], []
-    for i in range(0, x.shape[0], batch):
-        xi = aug.normalize(x[i:i + batch], mean, std, channels_last=channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            h, z = encoder.forward_with_features(xi)
-        hs.append(h.float())
-        zs.append(z.float())
-    encoder.train(was)
-    return torch.cat(hs), torch.cat(zs)
-
-
-def knn_accuracy(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes: int, k: int = 200,
-                 t: float = 0.1, chunk: int = 1024) -> float:
-    """Weighted kNN (``ncspec.reference.metrics.knn_accuracy``) over test chunks."""
-    from ..metrics import knn_accuracy as knn
-    correct = 0.0
-    for i in range(0, fte.shape[0], chunk):
-        q = fte[i:i + chunk]
-        correct += float(knn(ftr, ytr, q, yte[i:i + chunk], k=k, temperature=t, num_classes=num_classes)) * q.shape[0]
-    return correct / fte.shape[0]
-
-
-def linear_probe(ftr: Tensor, ytr: Tensor, fte: Tensor, yte: Tensor, num_classes: int, iters: int = 100,
-                 weight_decay: float = 1e-4) -> float:
-    """Offline linear probe: standardised frozen features, multinomial logistic regression by L-BFGS."""
-    mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
-    a, b = (ftr - mu) / sd, (fte - mu) / sd
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        lin = nn.Linear(a.shape[1], num_classes).to(a.device)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(a), ytr) + weight_decay * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    with torch.no_grad():
-        return float((lin(b).argmax(1) == yte).float().mean())
-
-
-def spectrum_metrics(z: Tensor) -> dict:
-    """Eigenvalues of the embedding correlation/covariance, RankMe, participation ratio, std of
-    l2-normalised embeddings, center-vector norm (``ncspec.reference.metrics``)."""
-    from ..metrics import center_norm, normalized_std, participation_ratio, rankme
-    z = z.double()
-    corr = torch.linalg.eigvalsh(z.T @ z / z.shape[0]).flip(0).clamp_min(0)
-    zc = z - z.mean(0)
-    cov = torch.linalg.eigvalsh(zc.T @ zc / z.shape[0]).flip(0).clamp_min(0)
-    return dict(rankme=float(rankme(z)), participation_ratio=float(participation_ratio(z)),
-                normalized_std=float(normalized_std(z)), center_norm=float(center_norm(z)),
-                eig_corr=corr.tolist(), eig_cov=cov.tolist())
 
 
 def collapse_monitor(cfg: TrainConfig, total_steps: int):
@@ -561,7 +293,8 @@ class Trainer:
         else:
             ftr, ztr = embed(self.encoder, ds.x_train, self.mean, self.std, **kw)
             fte, _ = embed(self.encoder, ds.x_test, self.mean, self.std, **kw)
-            out = dict(knn_acc=knn_accuracy(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.knn_k, cfg.knn_t))
+            out = dict(knn_acc=knn_accuracy_in_chunks(ftr, ds.y_train, fte, ds.y_test, ds.num_classes, cfg.knn_k,
+                                                      cfg.knn_t))
             with torch.no_grad():
                 out["readout_acc"] = float((self.readout(fte).argmax(1) == ds.y_test).float().mean())
         spec = spectrum_metrics(ztr[:cfg.spectrum_samples])
@@ -602,11 +335,11 @@ class Trainer:
         return dict(schema=CKPT_SCHEMA, config=self.cfg.to_dict(), state=self.state,
                     encoder=self.encoder.state_dict(), ema=self.ema.net.state_dict() if self.ema else None,
                     readout=self.readout.state_dict(), opt=self.opt.state_dict(), ro_opt=self.ro_opt.state_dict(),
-                    learner=learner_state(self.learner), rng=_rng_state(self.device))
+                    learner=learner_state(self.learner), rng=rng_state(self.device))
 
     def save_checkpoint(self) -> None:
         ck = self.checkpoint()
-        _atomic_write(self.out / "ckpt.pt", lambda p: torch.save(ck, p), keep_previous=True)
+        atomic_write(self.out / "ckpt.pt", lambda p: torch.save(ck, p), keep_previous=True)
 
     def load_checkpoint(self, path: Path) -> None:
         ck = load_checkpoint_file(path, map_location=self.device)
@@ -628,7 +361,7 @@ class Trainer:
         self.ro_opt.load_state_dict(ck["ro_opt"])
         load_learner_state(self.learner, ck["learner"])
         self.state = ck["state"]
-        _set_rng_state(ck["rng"], self.device)
+        set_rng_state(ck["rng"], self.device)
 
     def write_metrics(self, final: dict | None = None) -> dict:
         doc = dict(schema="ncspec.vision/1", config=self.cfg.to_dict(), method_options_used=self.method_options,
@@ -641,8 +374,8 @@ class Trainer:
         if self.out is None:
             return doc
         if self.monitor.keep_embeddings:
-            _atomic_write(self.out / "embeddings.pt", self.monitor.save)
-        _atomic_write(self.out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+            atomic_write(self.out / "embeddings.pt", self.monitor.save)
+        atomic_write(self.out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
         keys = list(dict.fromkeys(k for row in self.state["history"] for k in row))
 
         def write_csv(p):
@@ -650,49 +383,8 @@ class Trainer:
                 w = csv.DictWriter(f, keys)
                 w.writeheader()
                 w.writerows(self.state["history"])
-        _atomic_write(self.out / "metrics.csv", write_csv)
+        atomic_write(self.out / "metrics.csv", write_csv)
         return doc
-
-
-def plot_metrics(doc: dict, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    h = doc["history"]
-    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
-    ep = [r["epoch"] for r in h]
-    ax[0].plot(ep, [r["loss"] for r in h])
-    ax[0].set(title="training loss", xlabel="epoch")
-    for key in ("knn_acc", "readout_acc", "readout_train_acc"):
-        pts = [(r["epoch"], r[key]) for r in h if r.get(key) is not None]
-        if pts:
-            ax[1].plot(*zip(*pts), marker=".", label=key)
-    if doc["final"].get("probe_acc") is not None:
-        ax[1].axhline(doc["final"]["probe_acc"], ls="--", c="k", label="linear probe")
-    ax[1].set(title="accuracy", xlabel="epoch")
-    ax[1].legend(fontsize=7)
-    for key in ("rankme", "participation_ratio"):
-        pts = [(r["epoch"], r[key]) for r in h if r.get(key) is not None]
-        if pts:
-            ax[2].plot(*zip(*pts), marker=".", label=key)
-    ax2 = ax[2].twinx()
-    pts = [(r["epoch"], r["normalized_std"]) for r in h if r.get("normalized_std") is not None]
-    if pts:
-        ax2.plot(*zip(*pts), c="gray", ls=":", label="std of ẑ")
-    ax[2].set(title="rank / PR (std of ẑ dotted)", xlabel="epoch")
-    ax[2].legend(fontsize=7)
-    for s in doc["spectra"]:
-        ev = np.asarray(s["eig_cov"])
-        ax[3].semilogy(np.arange(1, len(ev) + 1), np.maximum(ev / max(ev[0], 1e-30), 1e-12), label=f"ep {s['epoch']}")
-    ax[3].set(title="covariance eigenvalues / λ_max", xlabel="index")
-    if doc["spectra"]:
-        ax[3].legend(fontsize=6)
-    fig.suptitle(f"{doc['config']['method']} {'EMA' if doc['config']['ema'] else 'no EMA'} · "
-                 f"{doc['config']['backbone']} · {doc['config']['dataset']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _progress(enabled: bool):
