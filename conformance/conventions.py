@@ -15,6 +15,15 @@ key                         values                                       default
                             is defined only through its gradient (its
                             value is not the method's; value identities
                             are not applicable)
+``directpred_boost``        ``"after"``: ω = (λ₊/λ_max)^α + ε (Tian,     ``"after"``
+                            Chen & Ganguli, ICML 2021, §5);
+                            ``"before"``: ω = (λ₊/λ_max + ε)^α (ε inside
+                            the power: another predictor, with its own
+                            fixed points)
+``batch_std``               ``"biased"``: Barlow Twins standardises with  ``"biased"``
+                            the biased batch std (BatchNorm1d's);
+                            ``"unbiased"``: with Bessel's correction
+                            (B − 1), c is (B − 1)/B × the definition's
 ``predictor_estimate``      ``{"rho": ρ}`` (0 ≤ ρ < 1), optionally        none (W_P from the batch,
                             ``"views": "online" | "both"``: W_P is built  or from what the learner
                             from a running estimate F ← ρF + (1 − ρ)Ĉ     exposes as ``corr_used``)
@@ -31,8 +40,14 @@ import math
 VALUES = {
     "vicreg_variance": ("authors_code", "paper_eq6"),
     "loss_value": ("definition", "surrogate"),
+    "directpred_boost": ("after", "before"),
+    "batch_std": ("biased", "unbiased"),
 }
-DEFAULTS = {"vicreg_variance": "authors_code", "loss_value": "definition", "predictor_estimate": None}
+DEFAULTS = {"vicreg_variance": "authors_code", "loss_value": "definition", "directpred_boost": "after",
+            "batch_std": "biased", "predictor_estimate": None}
+#: the conventions that change a method's definition: key → (method, the reference's option for it)
+OPTION = {"vicreg_variance": ("vicreg", "variance"), "directpred_boost": ("directpred", "boost"),
+          "batch_std": ("barlow_twins", "bn_std")}
 KNOWN = tuple(DEFAULTS)
 #: what each declared value means, for reports and messages
 MEANING = {
@@ -40,6 +55,13 @@ MEANING = {
     ("vicreg_variance", "authors_code"): "VICReg variance term ½[v(Z) + v(Z′)] (the authors' released code)",
     ("loss_value", "surrogate"): "the loss is defined only through its gradient (value identities not applicable)",
     ("loss_value", "definition"): "the loss value is the method's",
+    ("directpred_boost", "after"): "DirectPred's ω = (λ₊/λ_max)^α + ε, ε after the power (Tian, Chen & Ganguli, "
+                                   "ICML 2021, §5)",
+    ("directpred_boost", "before"): "DirectPred with ε inside the power, ω = (λ₊/λ_max + ε)^α: a variant with its "
+                                    "own fixed points, not Tian et al.'s ω = (λ₊/λ_max)^α + ε",
+    ("batch_std", "biased"): "Barlow Twins' batch standardisation with the biased std (BatchNorm1d's, ÷B)",
+    ("batch_std", "unbiased"): "BN with the unbiased std (Bessel's correction, ÷(B − 1)): the diagonal's target is "
+                               "(B−1)/B of the definition's, c = (B − 1)/B × the definition's c",
 }
 
 
@@ -95,17 +117,13 @@ def declared(adapter, key: str) -> bool:
 def reference_options(method: str, conventions: dict) -> dict:
     """Options that make the reference follow ``conventions`` for ``method`` (the definition it is
     measured against)."""
-    if method == "vicreg" and "vicreg_variance" in conventions:
-        return {"variance": conventions["vicreg_variance"]}
-    return {}
+    return {option: conventions[key] for key, (m, option) in OPTION.items() if m == method and key in conventions}
 
 
 def alternatives(method: str, conventions: dict) -> list[dict]:
     """Other values of the conventions that apply to ``method`` — what an undeclared deviation may be."""
-    if method != "vicreg":
-        return []
-    now = conventions.get("vicreg_variance", DEFAULTS["vicreg_variance"])
-    return [{"vicreg_variance": v} for v in VALUES["vicreg_variance"] if v != now]
+    return [{key: v} for key, (m, _) in OPTION.items() if m == method
+            for v in VALUES[key] if v != conventions.get(key, DEFAULTS[key])]
 
 
 def label(key: str, value, *, declared: bool) -> str:

@@ -80,11 +80,13 @@ class CollapseMonitorCallback(pl.Callback):
         ema: track an EMA target found by :func:`find_ema_pairs` (``False`` to skip).
         save_embeddings: a ``.pt`` path; the observed embeddings are written there at the end of training,
             for ``ncspec diagnose``.
+        final_report: print the final verdict at the end of training, healthy or not (with the step of the first
+            flag, if any).
     """
 
     def __init__(self, *, module: str | None = None, every: int = 1, report_every: int = 50, mode: str = "warn",
                  method: str | None = None, thresholds: Thresholds | None = None, ema: bool = True,
-                 save_embeddings: str | Path | None = None):
+                 save_embeddings: str | Path | None = None, final_report: bool = True):
         super().__init__()
         if not (isinstance(report_every, int) and report_every >= 1):
             raise ValueError(f"report_every must be an int >= 1 (training batches between reports), "
@@ -93,6 +95,7 @@ class CollapseMonitorCallback(pl.Callback):
         self.monitor = CollapseMonitor(mode=mode, every=1, method=method, thresholds=thresholds,
                                        keep_embeddings=save_embeddings is not None)
         self.save_path = None if save_embeddings is None else Path(save_embeddings)
+        self.final_report = final_report
         self._captured: list[Tensor] = []
         self._capturing = False
         self._handle = None
@@ -148,7 +151,9 @@ class CollapseMonitorCallback(pl.Callback):
         self._report(trainer)
 
     def on_train_end(self, trainer, pl_module):
-        self._report(trainer)
+        v = self._report(trainer)
+        if self.final_report and getattr(trainer, "is_global_zero", True):
+            print(self.final_summary(v))
         if self.save_path is not None:
             self.monitor.save(self.save_path)
 
@@ -163,6 +168,15 @@ class CollapseMonitorCallback(pl.Callback):
         return v
 
     # -- results
+    def final_summary(self, v: Verdict | None = None) -> str:
+        """One paragraph: observations seen, the first flag (if any) and the final verdict with its explanation."""
+        v = v or self.monitor.verdict
+        n = len(self.monitor.history)
+        first = self.monitor.first_flag()
+        head = (f"collapse monitor: {n} observation(s); "
+                + ("never flagged" if first is None else f"first flagged at step {first.step} ({first.state})"))
+        return f"{head}\nfinal verdict: {v}"
+
     @property
     def verdict(self) -> Verdict:
         return self.monitor.verdict

@@ -40,14 +40,17 @@ def _linear_init(S: int, fan_in: int, fan_out: int, generator, dtype) -> tuple[T
     return W, b
 
 
-def batch_norm(h: Tensor, eps: float = BN_EPS, *, center: bool = True) -> Tensor:
-    """``(h − mean_B h) / √(var_B h + eps)`` over the batch dimension ``-2`` (biased variance).
+def batch_norm(h: Tensor, eps: float = BN_EPS, *, center: bool = True, unbiased: bool = False) -> Tensor:
+    """``(h − mean_B h) / √(var_B h + eps)`` over the batch dimension ``-2`` (biased variance, ÷B).
 
     ``center=False`` skips the mean subtraction: ``h / √(mean_B h² + eps)`` (RMS scaling only).
+    ``unbiased=True`` divides the sum of squares by ``B − 1`` (Bessel's correction), as some
+    implementations' ``z.std(0)`` does: the standardised features then have ``mean_B h² = (B − 1)/B``.
     """
     if center:
         h = h - h.mean(-2, keepdim=True)
-    return h / torch.sqrt(h.pow(2).mean(-2, keepdim=True) + eps)
+    B = h.shape[-2]
+    return h / torch.sqrt(h.pow(2).sum(-2, keepdim=True) / (B - 1 if unbiased else B) + eps)
 
 
 class MLP(nn.Module):
@@ -154,6 +157,15 @@ class MLPEncoder(nn.Module):
     def embed_dim(self) -> int:
         return (self.projector or self.backbone).out_dim
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype: a learner builds its heads in it."""
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def represent(self, x: Tensor) -> Tensor:
         """Backbone output ``f(x)`` (S, B, out_dim)."""
         return self.backbone(x)
@@ -168,13 +180,20 @@ class Identity(nn.Module):
 
     For checking a learner's loss *value* on given embeddings (claims J1, J4): pass unit
     vectors as views and the learner's ``loss`` sees exactly them. ``replicas`` only
-    declares the leading dimension (S) for learners that own per-replica parameters.
+    declares the leading dimension (S) for learners that own per-replica parameters;
+    ``dtype`` and ``device`` declare the views' (a parameterless encoder has no weights to
+    read them from), so a learner builds its heads as for any harness encoder.
     """
 
-    def __init__(self, dim: int, *, replicas: int = 1):
+    def __init__(self, dim: int, *, replicas: int = 1, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None):
         super().__init__()
         self.embed_dim = _checks.positive_int("dim", dim)
         self.replicas = _checks.positive_int("replicas", replicas)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}; e.g. torch.float64.")
+        self.dtype = dtype
+        self.device = torch.device("cpu" if device is None else device)
 
     def forward(self, x: Tensor) -> Tensor:
         _checks.tensor("x", x, min_dim=2, layout="(..., B, M)")

@@ -72,12 +72,19 @@ def _product_files():
         yield from (ROOT / folder).rglob("*.py")
 
 
+#: the contributor guide's worked example adds a claim that is, by design, not registered
+WORKED_EXAMPLE = ("docs/adding-a-claim.md", "J8")
+
+
 def test_no_unregistered_claim_id_is_named():
     claims = load_all()
     ghosts = {}
     for path in _product_files():
+        rel = path.relative_to(ROOT).as_posix()
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for m in _CLAIM_TOKEN.finditer(line):
+                if (rel, m.group(0)) == WORKED_EXAMPLE:
+                    continue
                 if m.group(1) in MODULES and int(m.group(2)) <= 30 and m.group(0) not in claims:
                     ghosts.setdefault(m.group(0), []).append(f"{path.relative_to(ROOT)}:{n}")
     assert not ghosts, f"claim IDs named but not registered: {ghosts}"

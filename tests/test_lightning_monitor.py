@@ -63,9 +63,13 @@ def runs(tmp_path_factory):
 
 
 def test_lightly_simsiam_with_the_callback_is_reported_healthy(runs):
-    healthy, _, _ = runs
+    healthy, broken, _ = runs
     assert healthy.head_name == "projection_head" and len(healthy.monitor.history) == HEALTHY_STEPS
     assert not healthy.monitor.ever_flagged, healthy.monitor.first_flag()
+    # the final verdict is printed at the end of training for a healthy run too
+    assert healthy.final_summary().startswith(f"collapse monitor: {HEALTHY_STEPS} observation(s); never flagged")
+    assert "final verdict: healthy" in healthy.final_summary()
+    assert f"first flagged at step {broken.monitor.first_flag().step}" in broken.final_summary()
 
 
 def test_lightly_simsiam_without_stop_grad_is_flagged_with_the_explanation(runs):

@@ -26,6 +26,15 @@ class LinearEncoder(nn.Module):
         _checks.finite("W", W, hint="the initial weights must be finite.")
         self.W = nn.Parameter(W.clone())
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """``W``'s dtype: a learner builds its heads in it."""
+        return self.W.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W.device
+
     def forward(self, x: Tensor) -> Tensor:
         _checks.tensor("x", x, min_dim=1, layout="(B, N) or (S, B, N)")
         if x.shape[-1] != self.W.shape[-1]:

@@ -43,16 +43,21 @@ class BarlowTwins:
             "remove the BN").
         bn_center: ``False`` keeps BN's scaling but drops its mean subtraction,
             ``z_k / √(mean_B z_k² + eps)`` — the part of BN that removes the center vector.
+        bn_std: ``"biased"`` (÷B, the definition's) or ``"unbiased"`` (÷(B − 1), Bessel's correction:
+            ``c`` is then (B − 1)/B × the definition's; the convention ``batch_std``).
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, *, lambda_offdiag: float = 0.0051,
-                 decorrelation: bool = True, batchnorm: bool = True, bn_center: bool = True):
+                 decorrelation: bool = True, batchnorm: bool = True, bn_center: bool = True,
+                 bn_std: str = "biased"):
         self.lambda_offdiag = _checks.non_negative("lambda_offdiag", lambda_offdiag,
                                                    hint="Barlow Twins uses 0.0051.")
         for name, v in (("decorrelation", decorrelation), ("batchnorm", batchnorm), ("bn_center", bn_center)):
             if not isinstance(v, bool):
                 raise TypeError(f"{name} must be True or False, got {v!r}.")
         self.decorrelation, self.batchnorm, self.bn_center = decorrelation, batchnorm, bn_center
+        _checks.choice("bn_std", bn_std, {"biased", "unbiased"})
+        self.bn_std = bn_std
         self.encoder, self.M = encoder, embed_dim
 
     def parameters(self) -> Iterable[Tensor]:
@@ -61,7 +66,8 @@ class BarlowTwins:
     def cross_correlation(self, z1: Tensor, z2: Tensor) -> Tensor:
         """``c`` (..., M, M) of the (standardised) embeddings."""
         if self.batchnorm:
-            z1, z2 = batch_norm(z1, BN_EPS, center=self.bn_center), batch_norm(z2, BN_EPS, center=self.bn_center)
+            unbiased = self.bn_std == "unbiased"
+            z1, z2 = (batch_norm(z, BN_EPS, center=self.bn_center, unbiased=unbiased) for z in (z1, z2))
         return z1.transpose(-1, -2) @ z2 / z1.shape[-2]
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
@@ -133,6 +139,6 @@ METHODS = {
     "barlow_twins": (BarlowTwins, {}),
     "vicreg": (VICReg, {}),
 }
-OPTIONS = {"BarlowTwins": {"lambda_offdiag", "decorrelation", "batchnorm", "bn_center"},
+OPTIONS = {"BarlowTwins": {"lambda_offdiag", "decorrelation", "batchnorm", "bn_center", "bn_std"},
            "VICReg": {"sim_coeff", "std_coeff", "cov_coeff", "eps", "variance"}}
 build = make_build(METHODS, OPTIONS)

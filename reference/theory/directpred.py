@@ -166,11 +166,14 @@ def sqrt_rule_slope(p: Tensor, s: Tensor) -> float:
     return float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).pow(2).sum())
 
 
-def directpred_spectrum(lam: Tensor, alpha: float, eps: float) -> Tensor:
+def directpred_spectrum(lam: Tensor, alpha: float, eps: float, *, boost: str = "after") -> Tensor:
     """DirectPred's predictor eigenvalues (Tian, Chen & Ganguli, ICML 2021, §5; their code):
     ``ω_m = (λ_m₊ / λ_max)^α + ε`` — negative eigenvalues of the correlation estimate (rounding)
     clamped at 0, normalised by the largest, raised to α (½ in DirectPred), boosted by ε after
     the power; ``W_P = U diag(ω) Uᵀ``. ``lam`` (..., M) → ω (..., M), float64.
+
+    ``boost="before"``: the variant with ε inside the power, ``ω_m = (λ_m₊/λ_max + ε)^α`` (the
+    IsoLoss authors' form of the boost; the convention ``directpred_boost = "before"``).
 
     The normalisation makes ω independent of the estimate's scale: a running estimate started
     from 0 (``F̂ = (1 − ρ)Ĉ`` after one step) gives the same ω as ``Ĉ``.
@@ -182,7 +185,9 @@ def directpred_spectrum(lam: Tensor, alpha: float, eps: float) -> Tensor:
     if (top <= 0).any():
         raise ValueError("the correlation estimate has no positive eigenvalue (collapsed embeddings): "
                          "DirectPred's λ_max normalisation is undefined; draw a non-zero encoder.")
-    return (lam / top) ** alpha + eps
+    if boost not in ("after", "before"):
+        raise ValueError(f"boost must be 'after' (ω = λ̃^α + ε) or 'before' (ω = (λ̃ + ε)^α), got {boost!r}.")
+    return (lam / top) ** alpha + eps if boost == "after" else (lam / top + eps) ** alpha
 
 
 def directpred_spectrum_tolerance(M: int, alpha: float, unit_roundoff: float) -> float:
