@@ -63,8 +63,8 @@ def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1)
 def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> None:
     import torch.distributed as dist
 
-    from .plugin import torch_threads
     from .registry import load_adapter
+    from .session import torch_threads
     torch.set_num_threads(torch_threads())
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

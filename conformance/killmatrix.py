@@ -25,7 +25,8 @@ import time
 # Before any spec module is imported: loading the plugin selects the Hypothesis profile
 # (ci by default), which the tests' @settings capture when they are decorated. Imported
 # later, they would run Hypothesis's default 100 examples with shrinking (~50× slower).
-from .plugin import Recorder, torch_threads
+from .recorder import Recorder
+from .session import torch_threads
 
 SCHEMA = "ncspec.killmatrix/1"
 _RESULT = {"failed": "caught", "errored": "errored", "passed": "survived", "skipped": "skipped"}

@@ -40,7 +40,7 @@ from ncspec.reference.vectors import unit
 from .harness import require
 
 # The toy runs are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
-# --dist loadgroup) this module's tests run in one worker (plugin.SHARED_RUN_MODULES), so each run is
+# --dist loadgroup) this module's tests run in one worker (scheduling.SHARED_RUN_MODULES), so each run is
 # computed once.
 pytestmark = pytest.mark.xdist_group("center_vector")
 

@@ -39,7 +39,7 @@ def _dist_methods(impl) -> list[str]:
     return [m for m in DISTRIBUTED if m in caps and all(t in caps for t in _DIST_TAGS.get(m, ()))]
 _dist_cache: dict = {}
 # one 2-process run per adapter serves every D1 test, so pytest-xdist keeps them in one worker
-# (plugin.SHARED_RUN_MODULES)
+# (scheduling.SHARED_RUN_MODULES)
 pytestmark = pytest.mark.xdist_group("distributed")
 
 

@@ -37,7 +37,7 @@ from ncspec.reference.vectors import unit
 from .harness import require
 
 # The SG limits (sg_limits) are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
-# --dist loadgroup) this module's tests run in one worker (plugin.SHARED_RUN_MODULES), so each run is
+# --dist loadgroup) this module's tests run in one worker (scheduling.SHARED_RUN_MODULES), so each run is
 # computed once.
 pytestmark = pytest.mark.xdist_group("dual")
 

@@ -45,7 +45,7 @@ from ncspec.reference.theory import eigenspace as th
 from .harness import ReluSetup, relu_run, require
 
 # The ReLU-network runs are cached and shared by several claims: under `ncspec check --jobs` (pytest-xdist,
-# --dist loadgroup) this module's tests run in one worker (plugin.SHARED_RUN_MODULES), so each run is
+# --dist loadgroup) this module's tests run in one worker (scheduling.SHARED_RUN_MODULES), so each run is
 # computed once.
 pytestmark = pytest.mark.xdist_group("relu_network")
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from ncspec.conformance import scale
 from ncspec.conformance.claims import load_all
-from ncspec.conformance.plugin import Recorder
+from ncspec.conformance.recorder import Recorder
 from ncspec.conformance.registry import load_adapter
 from ncspec.reference.linear import LinearEncoder, population_views
 
@@ -89,6 +89,31 @@ def test_data_term_scaled_without_weight_decay_fails_naming_it():
         _first_call("scale_probe:data_term_only", "directset", weight_decay=0.05)
 
 
+@pytest.mark.parametrize("spec", ["scale_probe:reference_subclass", "scale_probe:times_two"])
+@pytest.mark.parametrize("method", ["simsiam_mlp", "simsiam", "byol"])
+def test_the_measured_first_call_has_exactly_the_learners_gradient(spec, method):
+    """The first (measured) call returns the learner's own loss on the caller's views: bit for bit the gradient
+    of a later call on the same views, for the parameters and for views that require a gradient. (Measuring on
+    the call itself, on views made to require a gradient, changed the rounding of a pre-BN bias's zero gradient
+    — C7's 'gradient asymmetry 5.27' on an unchanged subclass — and cut the caller's views out of the graph.)"""
+    from ncspec.conformance.validate import checked
+    from ncspec.spec_tests.test_conformance import _encoder, _views
+    impl = scale.scale_aware(checked(load_adapter(spec)))
+    torch.manual_seed(0)
+    learner = impl.build(method, _encoder(0), 4)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    grads = []
+    for _ in range(2):
+        v1, v2 = (v.clone().requires_grad_() for v in _views(0))
+        loss = learner.loss(v1, v2)
+        grads.append(torch.autograd.grad(loss, [*params, v1, v2], allow_unused=True))
+    assert scale.scale_of(learner).measured
+    first, second = grads
+    assert all((a is None) == (b is None) and (a is None or torch.equal(a, b)) for a, b in zip(first, second)), [
+        None if a is None or b is None else float((a - b).abs().max()) for a, b in zip(first, second)]
+    assert first[-1] is not None and first[-2] is not None, "the caller's views lost their gradient"
+
+
 def test_reference_is_not_measured_and_unchanged():
     impl = scale.scale_aware(load_adapter("reference"))
     enc = LinearEncoder(torch.randn((1, 3, 5), dtype=torch.float64))
@@ -98,10 +123,11 @@ def test_reference_is_not_measured_and_unchanged():
 # --- claims, in process (the plugin's path: scale-aware impl, rows to the recorder) ---------------
 
 @pytest.mark.parametrize("spec", sorted(PURE))
-@pytest.mark.parametrize("claim", ["H1", "T1", "W2", "C3", "C4", "C6", "J5"])
+@pytest.mark.parametrize("claim", ["H1", "T1", "W2", "C3", "C4", "C6", "C7", "J5"])
 def test_a_pure_rescale_passes_and_reports_its_factor(spec, claim):
     """The exact Euler map (H1, 1e-8), the per-step identity (T1, 1e-9), the fixed ray (W2), and the
-    conformance claims, and J5 in float32 (the 100-ulp residual bound), with the factor in the rows."""
+    conformance claims (C7: the measured first call's gradient is the learner's, to the bit), and J5 in float32
+    (the 100-ulp residual bound), with the factor in the rows."""
     results = run_claim(claim, f"scale_probe:{spec}")
     assert all(o == "passed" for o, _, _ in results), results
     rows = [r["quantity"] for _, _, rs in results for r in rs]

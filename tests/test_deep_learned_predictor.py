@@ -26,7 +26,7 @@ def test_n9_catches_a_learned_predictor_that_never_trains(monkeypatch):
         pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.plugin import Recorder
+    from ncspec.conformance.recorder import Recorder
     from ncspec.conformance.registry import load_adapter
     from ncspec.spec_tests.test_deep import test_learned_linear_predictor_aligns_with_the_embedding_correlation as n9
     with pytest.raises(AssertionError, match="did not align with the embedding correlation"):

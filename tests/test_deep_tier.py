@@ -68,7 +68,7 @@ def test_n1_catches_the_collapse_mutants(mutant, monkeypatch):
         pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.plugin import Recorder
+    from ncspec.conformance.recorder import Recorder
     from ncspec.conformance.registry import load_adapter
     from ncspec.spec_tests.test_deep import test_intact_method_keeps_the_representation_spread as n1
     with pytest.raises(AssertionError, match="collapsed within"):
@@ -81,7 +81,7 @@ def _deep_n1(monkeypatch, name: str):
         pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.plugin import Recorder
+    from ncspec.conformance.recorder import Recorder
     from ncspec.spec_tests import test_deep
     return getattr(test_deep, name), Recorder()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from ncspec.conformance.killmatrix import run_claim
 from ncspec.conformance.mutants import MUTANTS
-from ncspec.conformance.plugin import Recorder
+from ncspec.conformance.recorder import Recorder
 
 
 def _deep_tier(claim: str) -> bool:

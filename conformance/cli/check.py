@@ -24,9 +24,9 @@ def _cmd_check(args) -> int:
 def _run_check(args) -> int:
     import pytest
 
-    from ..plugin import XFAIL_ENV_VAR, parse_expected_failures
     from ..registry import load_adapter
     from ..report import print_table
+    from ..xfail import XFAIL_ENV_VAR, parse_expected_failures
     xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
         from ..registry import ENV_VAR
@@ -121,7 +121,7 @@ def _jobs(args) -> int:
         return 1
     if args.k:
         return 1
-    from ..plugin import usable_cpus
+    from ..session import usable_cpus
     return max(1, min(usable_cpus(), MAX_AUTO_JOBS))
 
 

@@ -1,0 +1,106 @@
+"""What a failed claim test says, and whether it failed the claim or crashed in the adapter's code."""
+from __future__ import annotations
+
+import os
+
+
+def first_line(rep) -> str:
+    crash = getattr(rep.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.splitlines()[0][:300]
+    return str(rep.longrepr).strip().splitlines()[-1][:300]
+
+
+#: longest failure message kept (the reports show it whole: a loss-scale mismatch explains itself in a paragraph)
+MESSAGE_CHARS = 4000
+
+
+def _message(exc: BaseException, with_type: bool) -> str:
+    """An exception's message whole, without pytest's rewritten ``assert …`` introspection that follows it."""
+    lines = []
+    for line in str(exc).strip().splitlines():
+        if line.startswith("assert ") and lines:
+            break
+        lines.append(line)
+    text = "\n".join(lines).strip()
+    if len(text) > MESSAGE_CHARS:
+        text = text[:MESSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {text}" if with_type or not text else text
+
+
+def failure_message(exc: BaseException) -> str:
+    """What a failed claim test says: the claim's assertion message (its first sentence is what to fix), whole; for
+    another exception its type and message."""
+    from .killmatrix import _leaves
+    leaves = list(_leaves(exc)) or [exc]
+    first = next((e for e in leaves if isinstance(e, AssertionError)), leaves[0])
+    return _message(first, with_type=not isinstance(first, AssertionError))
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where code that is neither the harness nor the adapter lives: the standard library, torch, numpy, the test
+    machinery."""
+    import importlib
+    stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")   # its site-packages excepted, below
+    dirs = set()
+    for name in ("torch", "numpy", "hypothesis", "_pytest", "pluggy", "pytest", "xdist", "execnet", "rich"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        dirs.add(os.path.dirname(os.path.abspath(mod.__file__)))
+    return (stdlib, *(os.path.join(d, "") for d in sorted(dirs)))
+
+
+def _harness_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(ncspec's own code: spec tests, conformance, reference; its shipped adapters and mutants, which count as
+    adapter code)."""
+    from ncspec import conformance, reference, spec_tests
+    root = os.path.dirname(os.path.abspath(conformance.__file__))
+    own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference,
+                                                                                         spec_tests))
+    return own, (os.path.join(root, "adapters", ""), os.path.join(root, "mutants.py"))
+
+
+def _adapter_frames(exc: BaseException) -> list:
+    """The traceback frames of ``exc`` in the adapter's code (innermost last): outside ncspec's harness and the
+    libraries, or in ncspec's shipped adapters."""
+    own, adapters = _harness_dirs()
+    libs = _library_dirs()
+    out = []
+    tb = exc.__traceback__
+    while tb is not None:
+        path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        library = path.startswith(libs) and not (path.startswith(libs[0]) and "-packages" + os.sep in path)
+        if path.startswith(adapters) or not (path.startswith(own) or library or path.startswith("<")):
+            out.append(tb)
+        tb = tb.tb_next
+    return out
+
+
+def adapter_crash(exc: BaseException) -> str | None:
+    """The reason of a test that crashed in the adapter's code, None for a claim's failure.
+
+    A crash is an :class:`~ncspec.conformance.validate.AdapterError` (a loss that is not a scalar, a ``build`` that
+    raises: the message names the adapter, the method and the fix), or an exception other than a claim's assertion
+    (:func:`ncspec.conformance.killmatrix.classify`) raised in or through the adapter's code, whose innermost line
+    is quoted. A claim's assertion, the loss-scale check, and a crash in the harness alone (e.g. a divergence the
+    simulator detects) are failures of the claim."""
+    import linecache
+
+    from .killmatrix import _leaves, classify
+    from .validate import AdapterError
+    if classify(exc) == "failed":
+        return None
+    for leaf in _leaves(exc):
+        if isinstance(leaf, AdapterError):
+            return _message(leaf, with_type=True)
+    for leaf in _leaves(exc):
+        frames = _adapter_frames(leaf)
+        if frames:
+            tb = frames[-1]
+            code = tb.tb_frame.f_code
+            line = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            return (f"the adapter crashed: {_message(leaf, with_type=True)} (at {code.co_filename}:{tb.tb_lineno}, in "
+                    f"{code.co_name}" + (f": {line}" if line else "") + ")")
+    return None

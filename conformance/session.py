@@ -1,0 +1,67 @@
+"""What a pytest session of the claims runs against: the adapter, the Hypothesis profile and seed, the tier, the
+threads and CPUs; read from the options the plugin adds (:mod:`ncspec.conformance.plugin`) or the environment."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import settings
+
+from . import registry
+
+TIER_ENV_VAR = "NCSPEC_TIER"
+TIERS = ("linear", "deep", "all")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def torch_threads() -> int:
+    """Intra-op threads for the claims' runs: ``$NCSPEC_THREADS``, default 1."""
+    return int(os.environ.get("NCSPEC_THREADS", "1"))
+
+
+def profile_name(config) -> str:
+    """The Hypothesis profile this session runs: ``--hypothesis-profile``, ``$NCSPEC_PROFILE`` or ``ci``."""
+    return config.getoption("hypothesis_profile", default=None) or os.environ.get("NCSPEC_PROFILE", "ci")
+
+
+def session_seed(config) -> int | None:
+    """The Hypothesis seed of a randomised session; None for a derandomised profile (``ci``), whose
+    draws are fixed per test. A seed not given is drawn and handed to Hypothesis' option."""
+    given = config.getoption("hypothesis_seed", default=None)
+    if given is not None:
+        try:
+            return int(given)
+        except ValueError:
+            return given
+    try:
+        derandomized = settings.get_profile(profile_name(config)).derandomize
+    except Exception:   # an unknown profile: Hypothesis reports it
+        return None
+    if derandomized or not hasattr(config.option, "hypothesis_seed"):
+        return None
+    import secrets
+    seed = secrets.randbelow(2 ** 32)
+    config.option.hypothesis_seed = seed
+    return seed
+
+
+def adapter_spec(config) -> str:
+    """The adapter under test: ``--adapter``, ``$NCSPEC_ADAPTER`` or ``reference``."""
+    return config.getoption("adapter", default=None) or os.environ.get(registry.ENV_VAR) or "reference"
+
+
+def tier(config) -> str:
+    """The tier whose claims run: ``--ncspec-tier``, ``$NCSPEC_TIER`` or ``linear``."""
+    value = config.getoption("ncspec_tier", default=None) or os.environ.get(TIER_ENV_VAR) or "linear"
+    if value not in TIERS:
+        raise pytest.UsageError(f"${TIER_ENV_VAR}={value!r} is not a tier; use one of {', '.join(TIERS)}.")
+    return value
+
+
+def is_worker(config) -> bool:
+    """True in a pytest-xdist worker process (the controller builds the report)."""
+    return hasattr(config, "workerinput")
