@@ -142,6 +142,7 @@ class _Probe:
     def __init__(self, method, options, conventions, encoder, embed_dim, rng, snapshot):
         self.method, self.options, self.conventions = method, options, conventions
         self.encoder, self._M, self.rng, self.snapshot = encoder, embed_dim, rng, snapshot
+        self.grad_views = (True, True)        # which views the fit differentiates (both, unless measured in place)
 
     def definition(self, **override):
         """A fresh reference learner on a copy of the build-time encoder: (learner, its encoder's trainable
@@ -174,7 +175,7 @@ class _Probe:
         torch.set_rng_state(rng)                          # the same draws as the implementation's call
         try:
             loss = ref.loss(v1, v2)
-            g = _gradient_of(loss, [*tensors, v1, v2])
+            g = _gradient_of(loss, [*tensors, *(v for v, w in zip((v1, v2), self.grad_views) if w)])
             return (g, float(loss.detach())) if value else g
         finally:
             torch.set_rng_state(after)
@@ -247,14 +248,38 @@ class ScaledLearner(_Proxy):
         return ScaledLearner(copy.deepcopy(self._inner, memo), self._probe, self._M, self.scale)
 
     def _first_loss(self, view1, view2):
-        """The learner's real first call, on views that carry a gradient; the definition's on the same views."""
+        """The learner's own first call, on the caller's views, and the measurement on a copy of the learner.
+
+        The measurement differentiates with respect to the views, so it runs on views that require a gradient —
+        and those change the autograd graph (its rounding, and the caller's own view gradients if it asked for
+        them). It therefore runs on a deep copy of the learner taken before the call, from the same RNG state;
+        the call whose result is returned is the learner's own, untouched: its gradient is exactly the learner's.
+        """
         probe, inner = self._probe, self._inner
         object.__setattr__(self, "_probe", None)
         rng = torch.get_rng_state()
-        v1, v2 = _views_with_grad(view1, view2)
-        with torch.enable_grad():                          # a first call under no_grad is measured all the same
-            loss = inner.loss(v1, v2)
-            fit_, failure = self._measure(probe, loss, inner, v1, v2, rng)
+        memo: dict = {}
+        try:
+            twin = copy.deepcopy(inner, memo)
+        except Exception:
+            twin = None
+        if twin is not None:
+            v1, v2 = _views_with_grad(view1, view2)
+            with torch.enable_grad():                      # a first call under no_grad is measured all the same
+                measured = twin.loss(v1, v2)
+                encoder = [memo.get(id(p), p) for p in probe.encoder.parameters() if p.requires_grad]
+                fit_, failure = self._measure(probe, measured, twin, encoder, (v1, v2), rng)
+            del twin, measured
+            torch.set_rng_state(rng)                       # the learner's call draws what it would have drawn
+            loss = inner.loss(view1, view2)
+        else:                                              # not copyable: measured on the learner's own call
+            loss = inner.loss(view1, view2)
+            encoder = [p for p in probe.encoder.parameters() if p.requires_grad]
+            if isinstance(loss, Tensor) and loss.requires_grad:
+                fit_, failure = self._measure(probe, loss, inner, encoder, (view1, view2), rng)
+            else:
+                fit_, failure = ScaleFit(probe.method, 1.0, math.nan, measured=False,
+                                         note="the learner cannot be copied and its first call has no gradient"), ""
         object.__setattr__(self, "scale", fit_)
         object.__setattr__(self, "loss", self._scaled_loss)
         _report(fit_, self._M)
@@ -262,14 +287,17 @@ class ScaledLearner(_Proxy):
             raise ScaleMismatch(failure)
         return loss if fit_.c == 1.0 else loss / fit_.c
 
-    def _measure(self, probe, loss, inner, v1, v2, rng) -> tuple[ScaleFit, str]:
+    def _measure(self, probe, loss, learner, encoder, views, rng) -> tuple[ScaleFit, str]:
+        """Fit ``loss``'s gradient (``learner``'s, whose encoder's trainable tensors are ``encoder``) with respect
+        to those tensors, ``learner``'s own parameters and ``views`` against the definition's."""
         method = probe.method
-        own_i = [p for p in probe.encoder.parameters() if p.requires_grad]
-        extra_i = [p for p in _params(inner) if all(p is not q for q in probe.encoder.parameters())]
+        extra_i = [p for p in _params(learner) if all(p is not q for q in encoder)]
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             return ScaleFit(method, 1.0, math.nan, measured=False, note="the loss is not a scalar tensor"), ""
-        current = [*own_i, *extra_i]
-        g_i = _gradient_of(loss, [*current, v1, v2], retain=True)
+        current = [*encoder, *extra_i]
+        v1, v2 = views
+        probe.grad_views = tuple(isinstance(v, Tensor) and v.requires_grad for v in views)
+        g_i = _gradient_of(loss, [*current, *(v for v, w in zip(views, probe.grad_views) if w)], retain=True)
         g_d, value_d = probe.definition_gradient(v1, v2, rng, current, value=True)
         value_i = float(loss.detach())
         if _vanishes(g_i, value_i) and _vanishes(g_d, value_d):

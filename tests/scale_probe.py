@@ -61,6 +61,13 @@ class ScaleProbe(ReferenceAdapter):
         return _Scaled(super().build(method, encoder, embed_dim, **options), factor)
 
 
+class Unchanged(ReferenceAdapter):
+    """A subclass of the reference that changes nothing: not the reference itself, so it is measured (×1)."""
+
+    name = "reference-subclass"
+
+
+reference_subclass = Unchanged()
 times_two = ScaleProbe("x2", 2.0)
 per_feature_mean = ScaleProbe("mean-over-M", per_feature=True)
 times_003 = ScaleProbe("x0.03", 0.03)
