@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ncspec.conformance.monitor import CollapseMonitor
 from ncspec.reference.methods.center import neg_cos
+from ncspec.reference.monitor import CollapseMonitor
 from ncspec.reference.vision.models import make_encoder
 
 B = 64

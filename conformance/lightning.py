@@ -19,7 +19,7 @@ the online network; the monitor then tracks the target's lag (C2) and notices a 
 
 Observations cost no host sync; the callback reports every ``report_every`` training batches, at the end of
 every epoch and at the end of training (``mode="raise"`` then stops ``fit`` with a
-:class:`~ncspec.conformance.monitor.CollapseError`). Statistics are logged to the trainer's logger as
+:class:`~ncspec.reference.monitor.CollapseError`). Statistics are logged to the trainer's logger as
 ``collapse/…`` at each report.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import Tensor, nn
 
-from .monitor import CollapseMonitor, Thresholds, Verdict
+from ..reference.monitor import CollapseMonitor, Thresholds, Verdict
 
 HEAD_NAMES = ("projection_head", "projector", "projection", "student_projection_head", "student_head")
 
@@ -70,7 +70,7 @@ def find_ema_pairs(module: nn.Module) -> tuple[nn.ModuleList, nn.ModuleList] | N
 
 
 class CollapseMonitorCallback(pl.Callback):
-    """Lightning callback around a :class:`~ncspec.conformance.monitor.CollapseMonitor`.
+    """Lightning callback around a :class:`~ncspec.reference.monitor.CollapseMonitor`.
 
     Args:
         module: dotted name of the submodule whose output is the embedding (default: found by name).

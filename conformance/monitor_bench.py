@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from ..reference.methods.center import neg_cos
+from ..reference.monitor import CollapseMonitor, Thresholds
 from ..reference.vision.augment import AugmentConfig, adjust_brightness, crop_flip, sample_params
-from .monitor import CollapseMonitor, Thresholds
 
 
 def fragment_path() -> Path:

@@ -1,4 +1,4 @@
-"""Markdown / HTML report of a :class:`~ncspec.conformance.monitor.CollapseMonitor`: verdict, statistics and plots
+"""Markdown / HTML report of a :class:`~ncspec.reference.monitor.CollapseMonitor`: verdict, statistics and plots
 (covariance spectrum of ẑ, ‖s‖, std of ẑ and effective rank over the observations)."""
 from __future__ import annotations
 

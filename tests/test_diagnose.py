@@ -232,7 +232,7 @@ def test_benchmark_scores_detection_false_alarms_and_latency():
 def test_a_long_series_shows_progress_and_keeps_the_verdicts(tmp_path, capsys):
     """More than PROGRESS_CHUNK observations: progress lines on stderr, verdicts identical to one report."""
     from ncspec.conformance.cli.diagnose import PROGRESS_CHUNK
-    from ncspec.conformance.monitor import judge_series
+    from ncspec.reference.monitor import judge_series
     T = PROGRESS_CHUNK + 20
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(T, 16, 8, generator=g), torch.randn(T, 16, 8, generator=g)

@@ -9,9 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _imports(path: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports (relative imports resolved against its package)."""
-    rel = path.relative_to(ROOT).with_suffix("")
+def _imports(path: Path, rel: Path | None = None) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved against its package; ``rel``:
+    where the file stands in the repository, by default where it is)."""
+    rel = (rel or path.relative_to(ROOT)).with_suffix("")
     package = ["ncspec", *rel.parts[:-1]] if rel.parts[0] != "ncspec" else list(rel.parts[:-1])
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -46,6 +47,28 @@ def test_theory_import_check_can_fail(tmp_path):
         assert "ncspec.reference.linear.simulate" in _imports(p)
     finally:
         p.unlink()
+
+
+def _conformance_imports(path: Path, rel: Path | None = None) -> list[str]:
+    return sorted(n for n in _imports(path, rel) if n == "ncspec.conformance" or n.startswith("ncspec.conformance."))
+
+
+def test_reference_never_imports_conformance():
+    """reference/ is the layer conformance/ builds on: no module of it imports conformance, at the top or inside a
+    function (the collapse monitor, which the reference's training loop and the conformance layer both use, lives
+    in reference/monitor/)."""
+    bad = {str(p.relative_to(ROOT)): found for p in sorted((ROOT / "reference").rglob("*.py"))
+           if (found := _conformance_imports(p))}
+    assert not bad, f"reference modules import conformance: {bad}"
+
+
+def test_reference_import_check_can_fail(tmp_path):
+    """The check above sees a relative import inside a function, an absolute import and a package import."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import ncspec.conformance.plugin\nfrom ncspec import conformance\n\n\ndef f():\n"
+                     "    from ...conformance.monitor import CollapseMonitor\n", encoding="utf-8")
+    found = _conformance_imports(probe, Path("reference/vision/probe.py"))
+    assert {"ncspec.conformance.plugin", "ncspec.conformance", "ncspec.conformance.monitor"} <= set(found), found
 
 
 def test_reference_distributed_does_not_import_vision():

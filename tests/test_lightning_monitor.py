@@ -22,7 +22,7 @@ pytest.importorskip("lightly")
 from lightly_clients import BYOL, SimSiam, SimSiamNoStopGrad, TwoViews  # noqa: E402
 from ncspec.conformance.cli import main  # noqa: E402
 from ncspec.conformance.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
-from ncspec.conformance.monitor import COMPLETE, DIMENSIONAL  # noqa: E402
+from ncspec.reference.monitor import COMPLETE, DIMENSIONAL  # noqa: E402
 
 #: Measured with this module and fit() (tiny conv backbone, B = 64, SGD lr 0.3, momentum 0.9, seeds 0–4; see
 #: docs/monitor.md):
@@ -101,7 +101,7 @@ def test_diagnose_on_the_saved_embeddings_gives_the_live_verdicts(runs, tmp_path
 def test_raise_mode_stops_fit_for_ci_gating():
     """The gate itself: a CollapseError raised at a report leaves Trainer.fit (a deliberately strict threshold makes
     the first report fail, so the run stops after two steps)."""
-    from ncspec.conformance.monitor import CollapseError, Thresholds
+    from ncspec.reference.monitor import CollapseError, Thresholds
     gate = CollapseMonitorCallback(mode="raise", report_every=2, thresholds=Thresholds(complete_total_var=2.0,
                                                                                        patience=1))
     with pytest.raises(CollapseError, match="complete collapse"):

@@ -8,7 +8,8 @@ import warnings
 
 import pytest
 import torch
-from ncspec.conformance.monitor import (
+from ncspec.reference import metrics
+from ncspec.reference.monitor import (
     COMPLETE,
     DIMENSIONAL,
     DIVERGING,
@@ -19,7 +20,6 @@ from ncspec.conformance.monitor import (
     Thresholds,
     observation,
 )
-from ncspec.reference import metrics
 
 B, M = 128, 32
 

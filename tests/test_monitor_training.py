@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from ncspec.conformance.cli import main
-from ncspec.conformance.monitor import COMPLETE, DIMENSIONAL, HEALTHY, CollapseMonitor
+from ncspec.reference.monitor import COMPLETE, DIMENSIONAL, HEALTHY, CollapseMonitor
 from ncspec.reference.vision.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

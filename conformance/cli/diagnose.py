@@ -170,7 +170,7 @@ PROGRESS_CHUNK = 100
 def diagnose(paths, *, method=None, views=None, thresholds=None, progress=None):
     """The monitor's verdicts on saved embeddings; ``progress(done, total)`` is called after every chunk of
     :data:`PROGRESS_CHUNK` observations of a longer series (the CLI prints it to stderr)."""
-    from ..monitor import CollapseMonitor, Thresholds
+    from ...reference.monitor import CollapseMonitor, Thresholds
     z1, z2, steps = load_embeddings([Path(p) for p in paths], views=views)
     if thresholds is None:       # a short series is judged with the patience it can show (one snapshot: itself)
         thresholds = Thresholds(patience=min(Thresholds.patience, len(z1)))
@@ -250,9 +250,9 @@ def diagnose_checkpoint(path, data: str, *, data_root=None, batches: int = 8, ba
     batch's statistics (running statistics are not written back; nothing is saved)."""
     import torch
 
+    from ...reference.monitor import CollapseMonitor, Thresholds
     from ...reference.vision import augment as aug
     from ...reference.vision.models import make_encoder
-    from ..monitor import CollapseMonitor, Thresholds
     path = Path(path)
     ck = load_checkpoint(path)
     cfg = ck["config"]
@@ -326,7 +326,7 @@ def _machine() -> str:
 
 
 def _cmd_diagnose(args) -> int:
-    from ..monitor import Thresholds
+    from ...reference.monitor import Thresholds
     if args.benchmark:
         return _cmd_benchmark(args)
     if not args.paths:

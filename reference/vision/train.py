@@ -67,10 +67,10 @@ class Pair(nn.Module):
 
 
 def collapse_monitor(cfg: TrainConfig, total_steps: int):
-    """The run's collapse monitor (``ncspec.conformance.monitor``): training embeddings of both views every
+    """The run's collapse monitor (``ncspec.reference.monitor``): training embeddings of both views every
     ``max(1, total_steps // 100)`` steps, judged at every epoch; kept for ``ncspec diagnose`` when the run writes
     files (``embeddings.pt``)."""
-    from ...conformance.monitor import CollapseMonitor
+    from ..monitor import CollapseMonitor
     return CollapseMonitor(mode="record", every=max(1, total_steps // 100), method=cfg.method,
                            keep_embeddings=cfg.out is not None)
 
