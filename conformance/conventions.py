@@ -29,6 +29,10 @@ key                         values                                       default
                             from a running estimate F ← ρF + (1 − ρ)Ĉ     exposes as ``corr_used``)
                             of the online view's (or both views')
                             correlation
+``ema_buffers``             ``"own"`` (the target's BatchNorm running     none (any of the three,
+                            statistics come from its own train-mode       never frozen: claim N6)
+                            forwards), ``"copied"`` from the online
+                            network, ``"averaged"`` with the EMA
 ==========================  ===========================================  ==========================
 
 A constant factor in the loss is *not* declared: it is measured (:mod:`ncspec.conformance.scale`).
@@ -42,9 +46,10 @@ VALUES = {
     "loss_value": ("definition", "surrogate"),
     "directpred_boost": ("after", "before"),
     "batch_std": ("biased", "unbiased"),
+    "ema_buffers": ("own", "copied", "averaged"),
 }
 DEFAULTS = {"vicreg_variance": "authors_code", "loss_value": "definition", "directpred_boost": "after",
-            "batch_std": "biased", "predictor_estimate": None}
+            "batch_std": "biased", "predictor_estimate": None, "ema_buffers": None}
 #: the conventions that change a method's definition: key → (method, the reference's option for it)
 OPTION = {"vicreg_variance": ("vicreg", "variance"), "directpred_boost": ("directpred", "boost"),
           "batch_std": ("barlow_twins", "bn_std")}
@@ -59,6 +64,10 @@ MEANING = {
                                    "ICML 2021, §5)",
     ("directpred_boost", "before"): "DirectPred with ε inside the power, ω = (λ₊/λ_max + ε)^α: a variant with its "
                                     "own fixed points, not Tian et al.'s ω = (λ₊/λ_max)^α + ε",
+    ("ema_buffers", "own"): "the EMA target's BatchNorm statistics are its own (its train-mode forwards update them; "
+                            "BYOL's official code, byol-pytorch)",
+    ("ema_buffers", "copied"): "the EMA target's BatchNorm statistics are copied from the online network each step",
+    ("ema_buffers", "averaged"): "the EMA target's BatchNorm statistics are averaged with the parameters' momentum",
     ("batch_std", "biased"): "Barlow Twins' batch standardisation with the biased std (BatchNorm1d's, ÷B)",
     ("batch_std", "unbiased"): "BN with the unbiased std (Bessel's correction, ÷(B − 1)): the diagonal's target is "
                                "(B−1)/B of the definition's, c = (B − 1)/B × the definition's c",
