@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..reference.files import atomic_write
+
 N_IN, EMBED, BATCH, WORLD = 6, 4, 16, 2
 
 
@@ -80,9 +82,7 @@ def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> Non
         except Exception as e:                    # reported, not raised: other cases still run
             results[case.id] = f"{type(e).__name__}: {e}"
     if rank == 0:
-        tmp = out + ".tmp"
-        torch.save(results, tmp)
-        os.replace(tmp, out)
+        atomic_write(out, lambda p: torch.save(results, p))
     dist.barrier()                                # nobody tears gloo down while a peer still talks
 
 

@@ -124,9 +124,12 @@ def pytest_configure(config):
         config.pluginmanager.register(Progress(), "ncspec-progress")
     config._ncspec_xfail = xfail.from_config(config)
     doc = config.getoption("ncspec_report", default=None)
-    if doc and os.path.splitext(doc)[1].lower() not in (".md", ".html", ".htm"):
-        raise pytest.UsageError(f"--ncspec-report {doc!r} must end with .md (Markdown plus a PNG beside it) "
-                                f"or .html (one self-contained file).")
+    if doc:
+        from .report_doc import check_report_path
+        try:
+            check_report_path(doc, "--ncspec-report")
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
     config._ncspec = Collector(config)
     config.pluginmanager.register(config._ncspec, "ncspec-collector")
     if config.getoption("adapter", default=None) or os.environ.get(registry.ENV_VAR):

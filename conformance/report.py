@@ -57,14 +57,12 @@ command that reruns it. These keys were also added without a schema bump.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 
+from ..reference.files import atomic_write
 from .claims import CLAIMS, load_all, sort_key
 
 SCHEMA = "ncspec.report/2"
@@ -178,26 +176,6 @@ def failures_to_reproduce(report: dict) -> list[dict]:
     """``{claim, test, reproduce}`` of every failed test that carries its reproduction."""
     return [dict(claim=c["id"], test=t["test"], reproduce=t["reproduce"])
             for c in report["claims"] for t in c["tests"] if t.get("reproduce")]
-
-
-def atomic_write(path: str, data: str | bytes) -> str:
-    """Write via a temporary file and ``os.replace``: a crash never leaves a half-written
-    report (CI may read it while a run is still going). Returns the absolute path."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from a CI artifact server
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_json(report: dict, path: str) -> None:

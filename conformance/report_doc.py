@@ -20,10 +20,10 @@ import math
 import os
 from datetime import datetime, timezone
 
+from ..reference.files import atomic_write
 from .report import (
     ERR_NOTE,
     STATUSES,
-    atomic_write,
     comparison,
     coverage_cell,
     failures_to_reproduce,
@@ -41,14 +41,25 @@ COLOURS = dict(passed="#2e7d32", failed="#c62828", errored="#6a1b9a", xfailed="#
 _MARKERS = dict(passed="o", failed="X", errored="P", xfailed="D", not_applicable="^", skipped="s", not_run=".")
 
 
+#: what a readable report may be: Markdown with its PNGs beside it, or one self-contained HTML page
+REPORT_SUFFIXES = (".md", ".html", ".htm")
+
+
+def check_report_path(path, name: str = "report path") -> str:
+    """The suffix of a readable report's ``path``; a ValueError naming ``name`` (the option that gave it) for any
+    other suffix."""
+    ext = os.path.splitext(os.fspath(path))[1]
+    if ext.lower() not in REPORT_SUFFIXES:
+        raise ValueError(f"{name} {os.fspath(path)!r} must end with .md (Markdown plus a PNG beside it) "
+                         f"or .html (one self-contained file).")
+    return ext
+
+
 def write_report(report: dict, path) -> list[str]:
     """Write ``report`` to ``path`` (``.md`` or ``.html``); return the files written."""
     path = os.fspath(path)
     stem, ext = os.path.splitext(path)
-    ext = ext.lower()
-    if ext not in (".md", ".html", ".htm"):
-        raise ValueError(f"report path {path!r} must end with .md (Markdown, plus <stem>_margins.png "
-                         f"beside it) or .html (one self-contained file).")
+    ext = check_report_path(path).lower()
     png = margin_plot(report)
     trained = training_plot(report)
     if ext == ".md":

@@ -127,3 +127,49 @@ def test_one_definition_of_each_shared_formula():
     assert len(found["eigen predictor"]) == 1, found["eigen predictor"]
     assert len(found["cosine-IsoLoss surrogate"]) == 1, found["cosine-IsoLoss surrogate"]
     assert [f for f in found["l2-normalisation inline"] if not f.startswith("reference/vectors.py")] == [], found
+
+
+def _helper_copies(roots=("reference", "conformance", "spec_tests")) -> dict[str, list[str]]:
+    """Where each shared helper is written: atomic file writes, the claim report's suffix check (the collapse
+    monitor's report, .md or .html, has its own), the RK4 step, the pytest markers."""
+    import re
+    patterns = {"atomic write": r"def atomic_write\(|os\.replace\(",
+                "report suffix check": r"\"\.md\", \"\.html\", \"\.htm\"",
+                "rk4 step": r"\bk4 = ", "markers": r"addinivalue_line\(\"markers\""}
+    found = {k: [] for k in patterns}
+    for d in roots:
+        for path in sorted((ROOT / d).rglob("*.py")):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                for k, pat in patterns.items():
+                    # the theory's own RK4 (H5's times, on ln u) is part of the independent oracle the
+                    # simulators are checked against, so it is deliberately not shared with them
+                    if re.search(pat, line) and not (k == "rk4 step" and "theory" in path.parts):
+                        found[k].append(f"{path.relative_to(ROOT)}:{i}")
+    return found
+
+
+def test_one_copy_of_each_helper():
+    """Files are replaced atomically in reference/files.py only; the readable report's suffix is checked in
+    report_doc.py only (the plugin and ``ncspec check`` call it); one RK4 step; the markers registered by the
+    plugin alone (pyproject has no copy that could drift)."""
+    found = _helper_copies()
+    assert {f.split(":")[0] for f in found["atomic write"]} == {"reference/files.py"}, found["atomic write"]
+    assert [f.split(":")[0] for f in found["report suffix check"]] == ["conformance/report_doc.py"], found
+    assert [f.split(":")[0] for f in found["rk4 step"]] == ["reference/dual.py"], found["rk4 step"]
+    assert {f.split(":")[0] for f in found["markers"]} == {"conformance/plugin.py"}, found["markers"]
+    import tomllib
+    assert "markers" not in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+
+
+def test_helper_copy_check_can_fail(tmp_path):
+    """The scan above sees a second atomic write and a second suffix check."""
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "x.py").write_text(
+        'os.replace(tmp, path)\nif ext in (".md", ".html", ".htm"):\n    pass\n', encoding="utf-8")
+    global ROOT
+    saved, ROOT = ROOT, tmp_path
+    try:
+        found = _helper_copies(("reference",))
+    finally:
+        ROOT = saved
+    assert found["atomic write"] == ["reference/x.py:1"] and found["report suffix check"] == ["reference/x.py:2"]

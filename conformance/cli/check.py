@@ -35,9 +35,9 @@ def _run_check(args) -> int:
             # syntax only: claim IDs are checked once pytest has the spec modules
             parse_expected_failures(xfail, "--xfail" if args.xfail else f"${XFAIL_ENV_VAR}")
             xfail = os.path.abspath(xfail)
-        if args.report and os.path.splitext(args.report)[1].lower() not in (".md", ".html", ".htm"):
-            raise ValueError(f"--report {args.report!r} must end with .md (Markdown plus a PNG beside it) "
-                             f"or .html (one self-contained file).")
+        if args.report:
+            from ..report_doc import check_report_path
+            check_report_path(args.report, "--report")
         if args.seed is not None and args.profile == "ci":
             raise ValueError(f"--seed {args.seed} reruns a draw of the randomised 'thorough' profile; the 'ci' profile "
                              f"is derandomised (its draws are fixed per test): drop --profile ci.")
@@ -167,8 +167,8 @@ def _prepare_deep(args) -> int:
 
 
 def _cmd_mutants(args) -> int:
+    from ...reference.files import atomic_write
     from ..killmatrix import failures, kill_matrix, print_matrix
-    from ..report import atomic_write
 
     def progress(name, row, seconds):
         caught = sum(r == "caught" for r in row["claims"].values())
@@ -177,8 +177,18 @@ def _cmd_mutants(args) -> int:
               + (f", {errored} errored (crash, not a catch)" if errored else "") + f" ({seconds:.1f} s)",
               file=sys.stderr)
 
+    if args.tier in ("deep", "all"):     # the deep claims train on images: the data and scale, as for check
+        from ncspec.spec_tests.deep import DATA_ENV, SCALE_ENV, dataset_spec
+        data = args.data_root or os.environ.get(DATA_ENV)
+        try:
+            dataset_spec(data)
+        except FileNotFoundError as e:
+            print(f"ncspec mutants --tier {args.tier}: {e}", file=sys.stderr)
+            return 2
+        os.environ[DATA_ENV] = os.path.abspath(os.path.expanduser(data))
+        os.environ[SCALE_ENV] = args.scale
     try:
-        matrix = kill_matrix(args.mutant, args.claim, full=args.all, progress=progress)
+        matrix = kill_matrix(args.mutant, args.claim, full=args.all, progress=progress, tier=args.tier)
     except LookupError as e:
         print(f"ncspec mutants: {e}", file=sys.stderr)
         return 2
@@ -253,4 +263,13 @@ def add_check_commands(sub) -> None:
                    help="only this claim (repeatable); default all")
     m.add_argument("--json", metavar="PATH", default=None,
                    help="write the matrix as JSON (schema ncspec.killmatrix/1) to PATH")
+    m.add_argument("--tier", choices=["linear", "deep", "all"], default="linear",
+                   help="linear (default): the claims on linear and toy models; deep: the N claims, convolutional "
+                        "networks trained on images (needs --data-root; at the cpu scale about 10 s per training "
+                        "run, a few minutes in all); all: both")
+    m.add_argument("--scale", choices=["cpu", "gpu", "dry"], default="cpu",
+                   help="deep tier: the scale of the training runs (as for ncspec check)")
+    m.add_argument("--data-root", metavar="PATH", default=None,
+                   help="deep tier: CIFAR-10 (a folder holding cifar-10-batches-py/), STL-10 (stl10_binary/) or an "
+                        ".npz; default $NCSPEC_DATA")
     m.set_defaults(func=_cmd_mutants)

@@ -53,16 +53,13 @@ STARTS = [(0.15, 1.1, 20), (0.5, 1.15, 70), (1.15, 1.05, 120), (1.2, 0.45, 160),
 
 
 def _planar(field, rho0, b0, T, dt):
-    """RK4 on a planar field, vectorised over starts; returns (K, n) arrays of ρ and b."""
+    """RK4 (:func:`ncspec.reference.dual.rk4_step`) on a planar field, vectorised over starts; returns (K, n) arrays
+    of ρ and b."""
     rho, b = torch.as_tensor(rho0, dtype=torch.float64), torch.as_tensor(b0, dtype=torch.float64)
     out_r, out_b = [rho], [b]
+    velocity = lambda state: tuple(field(*state))
     for _ in range(int(round(T / dt))):
-        k1 = field(rho, b)
-        k2 = field(rho + 0.5 * dt * k1[0], b + 0.5 * dt * k1[1])
-        k3 = field(rho + 0.5 * dt * k2[0], b + 0.5 * dt * k2[1])
-        k4 = field(rho + dt * k3[0], b + dt * k3[1])
-        rho = rho + dt / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-        b = b + dt / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+        rho, b = dual.rk4_step(velocity, (rho, b), dt)
         out_r.append(rho)
         out_b.append(b)
     return torch.stack(out_r).numpy(), torch.stack(out_b).numpy()

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from ..files import atomic_write
 from ..predictors import eigen_predictor_kernel
 from . import augment as aug
 from .data import ImageDataset
@@ -354,9 +355,7 @@ def acceptance(out: str, *, data: str | None = None, dry_run: bool = False, log=
                note=("dry run on the CPU at a tiny size: the figures say nothing about the targets" if dry_run
                      else "targets on one H100/H200"), parts=parts)
     path = os.path.join(out, "acceptance.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, json.dumps(doc, indent=1, default=str))
     return doc
 
 
