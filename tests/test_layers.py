@@ -155,7 +155,7 @@ def test_one_copy_of_each_helper():
     found = _helper_copies()
     assert {f.split(":")[0] for f in found["atomic write"]} == {"reference/files.py"}, found["atomic write"]
     assert [f.split(":")[0] for f in found["report suffix check"]] == ["conformance/report_doc.py"], found
-    assert [f.split(":")[0] for f in found["rk4 step"]] == ["reference/dual.py"], found["rk4 step"]
+    assert [f.split(":")[0] for f in found["rk4 step"]] == ["reference/ode.py"], found["rk4 step"]
     assert {f.split(":")[0] for f in found["markers"]} == {"conformance/plugin.py"}, found["markers"]
     import tomllib
     assert "markers" not in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]

@@ -35,6 +35,7 @@ import pathlib
 import numpy as np
 import torch
 from ncspec.reference import dual
+from ncspec.reference.ode import rk4_step
 from ncspec.reference.theory import dual as th
 from ncspec.reference.vectors import unit
 
@@ -53,13 +54,13 @@ STARTS = [(0.15, 1.1, 20), (0.5, 1.15, 70), (1.15, 1.05, 120), (1.2, 0.45, 160),
 
 
 def _planar(field, rho0, b0, T, dt):
-    """RK4 (:func:`ncspec.reference.dual.rk4_step`) on a planar field, vectorised over starts; returns (K, n) arrays
+    """RK4 (:func:`ncspec.reference.ode.rk4_step`) on a planar field, vectorised over starts; returns (K, n) arrays
     of ρ and b."""
     rho, b = torch.as_tensor(rho0, dtype=torch.float64), torch.as_tensor(b0, dtype=torch.float64)
     out_r, out_b = [rho], [b]
     velocity = lambda state: tuple(field(*state))
     for _ in range(int(round(T / dt))):
-        rho, b = dual.rk4_step(velocity, (rho, b), dt)
+        rho, b = rk4_step(velocity, (rho, b), dt)
         out_r.append(rho)
         out_b.append(b)
     return torch.stack(out_r).numpy(), torch.stack(out_b).numpy()
