@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 from ncspec.reference.papers import Citation, cite, format_citations
 
-__all__ = ["CLAIMS", "MODULES", "Claim", "cite", "load_all", "register", "sort_key"]
+__all__ = ["CLAIMS", "MODULES", "Claim", "cite", "load_all", "register", "sort_key", "tier_of"]
 
 #: claim letter → the spec module that holds its claims (one module per letter)
 MODULES = {
@@ -119,6 +119,15 @@ def load_all(package: str = "ncspec.spec_tests") -> dict[str, Claim]:
         if info.name.startswith("test_"):
             importlib.import_module(f"{package}.{info.name}")
     return CLAIMS
+
+
+#: the spec module of the deep tier (convolutional networks on images); every other module is the linear tier's
+DEEP_MODULE = "test_deep"
+
+
+def tier_of(claim_id: str) -> str:
+    """``"deep"`` for a claim of the deep tier (its letter's module is :data:`DEEP_MODULE`), else ``"linear"``."""
+    return "deep" if MODULES.get(claim_id[:1]) == DEEP_MODULE else "linear"
 
 
 def sort_key(claim_id: str):

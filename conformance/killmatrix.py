@@ -82,37 +82,54 @@ def _describe(exc: BaseException) -> str:
     return f"{type(first).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
 
 
-def run_claim_detail(claim_id: str, adapter) -> tuple[str, list[tuple[str, str, str]]]:
-    """Run every test of a claim against ``adapter``. Returns the claim's outcome — ``'failed'``
-    (an assertion failed), ``'errored'`` (no assertion failed but a test crashed), ``'passed'`` or
-    ``'skipped'`` — and ``(test, outcome, message)`` per test."""
+def _parametrizations(fn) -> list[dict]:
+    """The argument sets of ``fn``'s ``@pytest.mark.parametrize`` marks (their product); ``[{}]`` without any."""
+    sets = [{}]
+    for mark in getattr(fn, "pytestmark", []):
+        if mark.name != "parametrize":
+            continue
+        names, values = mark.args[0], mark.args[1]
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        rows = [dict(zip(names, v if len(names) > 1 else (v,))) for v in values]
+        sets = [{**a, **b} for a in sets for b in rows]
+    return sets
+
+
+def run_claim_detail(claim_id: str, adapter, *, scaled=None) -> tuple[str, list[tuple[str, str, str]]]:
+    """Run every test of a claim (each of its parametrizations) against ``adapter``. Returns the claim's outcome —
+    ``'failed'`` (an assertion failed), ``'errored'`` (no assertion failed but a test crashed), ``'passed'`` or
+    ``'skipped'`` — and ``(test, outcome, message)`` per test. ``scaled``: the adapter already wrapped by
+    :func:`~ncspec.conformance.scale.scale_aware` (one wrapper per mutant keeps the deep tier's cached runs)."""
     import pytest
 
     from .claims import load_all
     from .scale import scale_aware
-    adapter = scale_aware(adapter)      # as the plugin's `impl`: a constant loss factor measured, not a kill
+    adapter = scaled or scale_aware(adapter)   # as the plugin's `impl`: a constant loss factor measured, not a kill
     details = []
     for test in load_all()[claim_id].tests:
         module, name = test.split("::")
         fn = getattr(importlib.import_module(f"ncspec.{module}"), name)   # names are short: spec_tests.test_x
-        # Hypothesis hides its own arguments from the signature; what is left are fixtures.
-        wanted = set(inspect.signature(fn).parameters)
+        params = _parametrizations(fn)
+        # Hypothesis hides its own arguments from the signature; what is left are fixtures and parameters.
+        wanted = set(inspect.signature(fn).parameters) - set(params[0])
         unknown = wanted - {"impl", "record"}
         if unknown:  # a TypeError here would otherwise count as the claim catching the mutant
             raise TypeError(f"{test} takes fixture(s) {sorted(unknown)} that run_claim cannot supply; "
                             f"give run_claim a value for them or take them from Hypothesis instead.")
-        kwargs = {}
-        if "impl" in wanted:
-            kwargs["impl"] = adapter
-        if "record" in wanted:
-            kwargs["record"] = Recorder()
-        try:
-            fn(**kwargs)
-            details.append((test, "passed", ""))
-        except pytest.skip.Exception as e:
-            details.append((test, "skipped", str(e.msg)))
-        except Exception as e:  # BaseExceptionGroup from Hypothesis is an Exception when its leaves are
-            details.append((test, classify(e), _describe(e)))
+        for args in params:
+            label = test + (f"[{'-'.join(map(str, args.values()))}]" if args else "")
+            kwargs = dict(args)
+            if "impl" in wanted:
+                kwargs["impl"] = adapter
+            if "record" in wanted:
+                kwargs["record"] = Recorder()
+            try:
+                fn(**kwargs)
+                details.append((label, "passed", ""))
+            except pytest.skip.Exception as e:
+                details.append((label, "skipped", str(e.msg)))
+            except Exception as e:  # BaseExceptionGroup from Hypothesis is an Exception when its leaves are
+                details.append((label, classify(e), _describe(e)))
     outcomes = [o for _, o, _ in details]
     for result in ("failed", "errored", "passed"):
         if result in outcomes:
@@ -126,13 +143,15 @@ def run_claim(claim_id: str, adapter) -> str:
 
 
 def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = None, full: bool = False,
-                progress=None) -> dict:
+                progress=None, tier: str = "linear") -> dict:
     """Run the selected claims against the selected mutants.
 
     ``mutants``/``claims``: names to restrict to (default all). Without ``full`` a mutant
     is run only against the selected claims in its ``caught_by``; with it, against all
     selected claims. Mutants with nothing to run are left out. ``progress(name, row,
-    seconds)`` is called after each mutant. Raises LookupError on an unknown name.
+    seconds)`` is called after each mutant. ``tier``: the claims of the linear tier (default), the deep tier
+    (``deep``: convolutional networks on images; the data and scale come from ``$NCSPEC_DATA`` / ``$NCSPEC_SCALE``)
+    or ``all``. Raises LookupError on an unknown name.
     """
     import torch
 
@@ -144,7 +163,10 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
         if bad:
             raise LookupError(f"unknown {kind}(s) {', '.join(map(repr, bad))}; known: "
                               f"{', '.join(sorted(known, key=sort_key if kind == 'claim' else None))}.")
-    selected = sorted(claims or registry, key=sort_key)
+    from .claims import tier_of
+    if tier not in ("linear", "deep", "all"):
+        raise LookupError(f"unknown tier {tier!r}; use 'linear', 'deep' or 'all'.")
+    selected = sorted(claims or [c for c in registry if tier in ("all", tier_of(c))], key=sort_key)
     out = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads())  # as the plugin: tiny, latency-bound runs
@@ -156,8 +178,10 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
                 continue
             t0 = time.perf_counter()
             results, errors = {}, {}
+            from .scale import scale_aware
+            scaled = scale_aware(spec.adapter)
             for c in to_run:
-                outcome, details = run_claim_detail(c, spec.adapter)
+                outcome, details = run_claim_detail(c, spec.adapter, scaled=scaled)
                 results[c] = _RESULT[outcome]
                 crashes = [f"{t.split('::')[-1]}: {msg}" for t, o, msg in details if o == "errored"]
                 if crashes:

@@ -249,6 +249,21 @@ def _no_predictor_option_ignored(method, options):
 
 # --- conformance-claim mutants (C1–C7, D1) ----------------------------------------------------
 
+def _ema_bn_buffers_frozen(learner):
+    """An EMA helper that puts the target in eval mode when it updates it (as some EMA utilities do): the
+    parameters follow the EMA, but from the first update on the target's BatchNorm running statistics never
+    change again (its forwards use, and no longer update, the statistics it had then)."""
+    target = getattr(learner, "target_encoder", None)
+    if target is None:
+        return
+    update = learner.after_step
+
+    def after_step():
+        update()
+        target.eval()
+    learner.after_step = after_step
+
+
 def _ema_momentum_swapped(learner):
     """BYOL's EMA written ξ ← (1 − m)ξ + mθ: the target nearly copies the online net every step."""
     if getattr(learner, "target_encoder", None) is None:
@@ -413,7 +428,11 @@ MUTANTS = {m.name: m for m in [
     # crash, not J1's assertion (the kill matrix reports it as errored); J2's collapse check asserts it.
     _spec("no_predictor_option_ignored", "the no-predictor ablation switch accepted but ignored", ["J2"],
           option_patch=_no_predictor_option_ignored),
-    _spec("ema_momentum_swapped", "EMA update with m and 1 − m swapped", ["C2"], learner_patch=_ema_momentum_swapped),
+    _spec("ema_momentum_swapped", "EMA update with m and 1 − m swapped", ["C2", "N6"],
+          learner_patch=_ema_momentum_swapped),
+    _spec("ema_bn_buffers_frozen", "the EMA target switched to eval mode by its update: its BatchNorm statistics "
+          "never change again", ["N6"],
+          learner_patch=_ema_bn_buffers_frozen),
     _spec("nonsymmetric_eig", "DirectPred's W_P from the general eig of the cross-view correlation z1ᵀz2/B "
           "(non-symmetric)", ["C3"], learner_patch=_nonsymmetric_eig),
     _spec("directpred_eps_dropped", "DirectPred's boost ε dropped: ω = (λ₊/λ_max)^α instead of (λ₊/λ_max)^α + ε",

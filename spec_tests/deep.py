@@ -216,6 +216,7 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
         with coverage.counted() as used:
             doc = train(cfg, dataset=ds, builder=_keeping(impl.build, built))
         doc["predictor"] = learned_linear_predictor(built, ds, sc)
+        doc["ema_watch"] = built["ema"].summary() if "ema" in built else None
     finally:
         torch.set_num_threads(threads)
     RUNS[key], RUN_USAGE[key] = doc, used
@@ -223,14 +224,89 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
 
 
 def _keeping(build, built: dict):
-    """``build``, keeping the learner, the encoder it was built around and its initial ``W_p`` (if any) in ``built``."""
+    """``build``, keeping the learner, the encoder it was built around and its initial ``W_p`` (if any) in ``built``;
+    a learner with an EMA target (``target_encoder``) is watched step by step (:class:`EMAWatch`)."""
     def builder(method, encoder, embed_dim, **options):
         learner = build(method, encoder, embed_dim, **options)
         W_p = getattr(learner, "W_p", None)
         built.update(learner=learner, encoder=encoder, embed_dim=embed_dim,
                      W_p_initial=W_p.detach().clone() if W_p is not None else None)
+        if "momentum" in options and getattr(learner, "target_encoder", None) is not None:
+            built["ema"] = EMAWatch(learner, float(options["momentum"]))
         return learner
     return builder
+
+
+def _bn_buffers(net) -> list:
+    """The BatchNorm running statistics of ``net`` (running_mean, running_var), in module order."""
+    import torch
+    return [b for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var) if b is not None]
+
+
+class EMAWatch:
+    """Checks, at every ``after_step`` of a real training run, the EMA recurrence of the target's parameters
+    ``ξ_k = m ξ_{k−1} + (1 − m) θ_k`` (θ_k: the online parameters after optimiser step k), against a float64
+    prediction carried alongside; and classifies what the target's BatchNorm buffers do at each step:
+    ``copied`` (equal to the online network's), ``averaged`` (the same EMA), ``own`` (changed otherwise: the
+    target's own batch statistics, from its train-mode forwards) or ``frozen`` (unchanged)."""
+
+    def __init__(self, learner, momentum: float):
+        import torch
+        self.learner, self.m = learner, momentum
+        online, target = learner.encoder, learner.target_encoder
+        self.pairs = list(zip(target.parameters(), online.parameters()))
+        self.pred = [t.detach().double().clone() for t, _ in self.pairs]
+        self.start_err = max((_rel(t.detach().double(), o.detach().double()) for t, o in self.pairs), default=0.0)
+        self.dtype = min((t.dtype for t, _ in self.pairs), key=lambda d: torch.finfo(d).bits, default=torch.float64)
+        self.bufs = list(zip(_bn_buffers(target), _bn_buffers(online)))
+        self.buf_pred = [t.detach().double().clone() for t, _ in self.bufs]
+        self.buf_last = [t.detach().double().clone() for t, _ in self.bufs]   # at the end of the previous step
+        self.worst, self.steps, self.buffer_steps = 0.0, 0, []
+        raw = learner                      # the adapter's own learner, under the harness's wrappers
+        while getattr(raw, "_inner", None) is not None:
+            raw = raw._inner
+        original = raw.after_step
+
+        def after_step():
+            theta = [o.detach().double().clone() for _, o in self.pairs]
+            original()
+            self.observe(theta)
+        raw.after_step = after_step        # the wrappers' after_step calls it: each step is watched once
+
+    def observe(self, theta) -> None:
+        import torch
+        m = self.m
+        with torch.no_grad():
+            self.pred = [m * x + (1 - m) * th for x, th in zip(self.pred, theta)]
+            self.worst = max(self.worst, *(_rel(t.detach().double(), x) for (t, _), x in zip(self.pairs, self.pred)))
+            if self.bufs:
+                now = [t.detach().double() for t, _ in self.bufs]
+                online = [o.detach().double() for _, o in self.bufs]
+                self.buf_pred = [m * x + (1 - m) * o for x, o in zip(self.buf_pred, online)]
+                if all(torch.equal(a, b) for a, b in zip(now, online)):
+                    kind = "copied"
+                elif max(_rel(a, x) for a, x in zip(now, self.buf_pred)) <= 1e-5:
+                    kind = "averaged"
+                elif all(torch.equal(a, b) for a, b in zip(now, self.buf_last)):
+                    kind = "frozen"
+                else:
+                    kind = "own"
+                self.buffer_steps.append(kind)
+                self.buf_last = [a.clone() for a in now]
+        self.steps += 1
+
+    def summary(self) -> dict:
+        kinds = set(self.buffer_steps)
+        policy = ("none" if not self.bufs else "frozen" if "frozen" in kinds else kinds.pop() if len(kinds) == 1
+                  else "mixed: " + ", ".join(sorted(kinds)))
+        return dict(momentum=self.m, steps=self.steps, start_error=self.start_err, worst_error=self.worst,
+                    dtype=str(self.dtype).replace("torch.", ""), buffers=len(self.bufs), buffer_policy=policy,
+                    buffer_steps=dict((k, self.buffer_steps.count(k)) for k in sorted(set(self.buffer_steps))))
+
+
+def _rel(a, b) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def learned_linear_predictor(built: dict, ds, sc: Scale) -> dict | None:
@@ -292,6 +368,8 @@ def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
             runs.append(f"{m} without SG")
     if {"simsiam_mlp", "ablation:no_predictor"} <= caps:
         runs.append("simsiam_mlp without predictor")
+    if {"byol", "target:ema", "ablation:no_predictor"} <= caps and not cpu:   # N7
+        runs.append("byol without predictor")
     if {"simsiam", "predictor:closed_form"} <= caps and not cpu:   # N2, N3: the IsoLoss authors' projector
         runs.append("simsiam, projector without output BN")
         if "isoloss" in caps:

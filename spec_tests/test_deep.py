@@ -1,4 +1,4 @@
-"""Claims N1–N4: the collapse and isotropy claims on convolutional networks and real images.
+"""Claims N1–N10: collapse, isotropy, EMA-target and center-vector claims on convolutional networks and real images.
 
 The deep tier (``ncspec check --tier deep``; pytest ``--ncspec-tier deep``): every run goes
 through the one training loop, :func:`ncspec.reference.vision.train.train`, with the adapter's
@@ -9,7 +9,11 @@ Quantities are measured on eval-mode embeddings z (B, M) of the first 1,024 trai
 * ``std·√M`` — the std over the batch of l2-normalised embeddings, averaged over the M features
   and scaled by √M (Chen & He's monitor: ≈ 1 isotropic, 0 at collapse);
 * RankMe — the entropy effective rank of z (1 … M);
-* the eigenvalues λ_1 ≥ … ≥ λ_M of the correlation zᵀz/B.
+* the eigenvalues λ_1 ≥ … ≥ λ_M of the correlation zᵀz/B;
+
+and, for N5, N8, on the *train-mode* embeddings of every step's batch (the run's collapse monitor: with SimSiam's
+projector they are batch-standardised, and a collapse shows in what BatchNorm cannot hide): RankMe and ‖s‖. N6
+watches the EMA target at every step of the BYOL run; N10 reads the training loss.
 
 Thresholds come from the measured spread over seeds at the cpu scale (numbers beside each).
 """
@@ -337,6 +341,271 @@ def test_learned_linear_predictor_aligns_with_the_embedding_correlation(impl, re
         f"the learned predictor did not align with the embedding correlation within {doc['history'][-1]['step']} "
         f"steps: the diagonal energy fraction of W_p − W_p(0) in F's eigenbasis is {frac:.4f} (aligned > "
         f"{N9_ALIGNED}; a random basis gives {chance:.4f}; 0 when W_p never changed)")
+
+
+# --- the runs' batch statistics: what a BatchNorm-ended projector cannot hide ---------------------------
+
+def batch_series(doc: dict, key: str) -> list[float]:
+    """``key`` of the train-mode embeddings of every observed step (the run's collapse monitor: both views of the
+    step's batch, B ≤ 256, l2-normalised; with the BN-ended projector they are batch-standardised)."""
+    return [r[key] for r in doc["monitor"]["history"] if r.get(key) is not None]
+
+
+def rank_concentration(doc: dict) -> float:
+    """RankMe of the batch embeddings over the last 5 observed steps (mean), divided by the largest over the first
+    5 (the run's own start): about ½ when the spectrum stays spread, → 1/start at a collapse onto one direction."""
+    r = batch_series(doc, "rankme")
+    return (sum(r[-5:]) / len(r[-5:])) / max(max(r[:5]), 1e-12)
+
+
+def final_center(doc: dict) -> float:
+    """‖s‖ of the batch embeddings over the last 5 observed steps (mean)."""
+    s = batch_series(doc, "center_norm")
+    return sum(s[-5:]) / len(s[-5:])
+
+
+# --- N5: dimensional collapse behind a BatchNorm-ended projector -----------------------------------------
+
+# Measured (cpu scale, N1's runs: projector ending in BatchNorm1d(affine=False), M = 128; seeds 0–2), RankMe of the
+# batch embeddings at the end over its start (88–90 of 128):
+#                           reference              lightly               byol-pytorch
+#   simsiam (closed form)   0.469 0.480 0.426      —                     —
+#   simsiam_mlp             0.305 0.332 0.433      0.419 0.358 0.391     0.266 0.450 0.364
+#   simsiam without SG      0.053 0.047 0.051
+#   simsiam_mlp without SG  0.055 0.071 0.064
+#   (simsiam_mlp without predictor 0.089 0.098 0.058: not judged here)
+# Boundary at the geometric mid-point of the closest runs, √(0.071 · 0.266) ≈ 0.137: 1.9× on either side. The centred
+# effective rank separates the groups only 1.38× (intact ≥ 0.435, no SG ≤ 0.316), so the claim reads RankMe.
+RANK_KEPT = 0.137
+
+
+N5 = register(
+    "N5", title="Convolutional networks: behind a BatchNorm-ended projector, no stop-gradient collapses the "
+                "representation to a few directions",
+    source=[cite("chen2021simsiam", "§3 (projector ending in BN) and §4.1 (Fig. 2: without stop-gradient)"),
+            cite("jing2022", "§3 (dimensional collapse: the embedding spectrum concentrates on a few directions)"),
+            cite("garrido2023", "eq. 1 (RankMe, the entropy effective rank)")],
+    statement="With SimSiam's projector, whose output BatchNorm1d(affine=False) standardises every feature over the "
+              "batch, the representation cannot collapse to a point; without SG(·) it collapses instead to a few "
+              "directions: the effective rank of the batch embeddings falls to a small fraction of its start, "
+              "while the intact method keeps a large fraction.",
+    measures="RankMe (exp of the entropy of the normalised singular values) of the train-mode, batch-standardised, "
+             "l2-normalised embeddings ẑ of both views of each step's batch (B ≤ 256), mean of the last 5 steps "
+             "over the largest of the first 5 (N1's runs, read again: no extra training)",
+    prediction=f"intact SimSiam (closed form, MLP predictor): ratio > {RANK_KEPT}; without SG: < {RANK_KEPT}",
+    tolerance="the geometric mid-point of the closest intact and ablated runs measured over seeds 0–2 at the cpu "
+              "scale on the reference, lightly and byol-pytorch (intact ≥ 0.266, without SG ≤ 0.071): 1.9× on "
+              "either side; the numbers are beside the constant in the module",
+)
+
+
+@N5.check
+@pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
+def test_intact_simsiam_keeps_the_batch_spectrum_spread(impl, record, method):
+    require(impl, method)
+    sc = scale()
+    doc = train_run(impl, Run(method, run_options(method, sc)), sc, image_data())
+    r = rank_concentration(doc)
+    record.within(f"{method}: RankMe of the batch embeddings, end / start", r, f"> {RANK_KEPT}",
+                  error=RANK_KEPT / max(r, 1e-12), tolerance=1.0,
+                  message=f"{method} collapsed to a few directions within {doc['history'][-1]['step']} steps: the "
+                          f"RankMe of its batch-standardised embeddings fell to {r:.3f} of its start "
+                          f"(healthy > {RANK_KEPT}) — the target branch not detached, or the predictor bypassed?")
+
+
+@N5.check
+@pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
+def test_without_stop_gradient_the_batch_spectrum_concentrates(impl, record, method):
+    require(impl, method, "ablation:no_stopgrad")
+    sc = scale()
+    doc = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, image_data())
+    r = rank_concentration(doc)
+    record.within(f"{method} without SG: RankMe of the batch embeddings, end / start", r,
+                  f"< {RANK_KEPT}", error=r, tolerance=RANK_KEPT,
+                  message=f"{method} without SG kept {r:.3f} of its batch RankMe (dimensional collapse < "
+                          f"{RANK_KEPT}): the stop-gradient switch accepted but ignored?")
+
+
+# --- N6: an EMA target in a real network lags by the declared momentum ---------------------------------
+
+def ema_real_network_tolerance(dtype, momentum: float) -> float:
+    """N6's bound on the relative error of the target's parameters against the float64 recurrence: each update
+    ξ ← mξ + (1 − m)θ in ``dtype`` rounds ≤ 4 units (m itself, the two products, the sum) of max|ξ|, and the
+    recurrence contracts an earlier error by m per step, so the error stays ≤ 4·eps/(1 − m) (float32, m = 0.99:
+    4.8e-5); a swapped m and 1 − m, or a frozen target, is off by O(Δθ/θ) ≈ 1e-3–1e-2 after 40 steps."""
+    import torch
+    return 4 * torch.finfo(dtype).eps / (1 - momentum)
+
+
+EMA_BUFFER_POLICIES = ("own", "copied", "averaged")
+
+N6 = register(
+    "N6", title="Convolutional networks: the EMA target lags the online network by the declared momentum; its "
+                "BatchNorm statistics follow a stated policy",
+    source=[cite("grill2020", "§3.1, eq. 1 (ξ ← τξ + (1 − τ)θ after each step)"),
+            cite("tian2021", "§3 (the EMA target W_a as a lagged copy of W)")],
+    statement="During real training (a convolutional network with BatchNorm, images, the adapter's optimisation "
+              "step), after every step k the target's parameters are ξ_k = m ξ_{k−1} + (1 − m) θ_k with the declared "
+              "momentum m and ξ_0 = θ_0; its BatchNorm running statistics are never frozen, and follow the adapter's "
+              "declared policy ema_buffers: 'own' (the target's own batch statistics, from its train-mode forwards: "
+              "BYOL's official code and byol-pytorch), 'copied' from the online network, or 'averaged' with the "
+              "same EMA.",
+    measures="max over steps and parameter tensors of ‖ξ_k − ξ_k^pred‖_∞ / ‖ξ_k^pred‖_∞ (the prediction carried in "
+             "float64 from the online parameters after each step), and what the target's BN buffers did at each step, "
+             "over N1's BYOL run (cpu scale: 40 steps of a 1/8-width VGG11, momentum 0.99; watched, no extra training)",
+    prediction="ξ_k^pred = m ξ_{k−1}^pred + (1 − m) θ_k; buffers: the declared policy (any of own, copied, averaged "
+               "when none is declared), never frozen",
+    tolerance="4·eps/(1 − m) of the target's dtype (float32, m = 0.99: 4.8e-5), from the rounding of each update "
+              "and the recurrence's contraction (ema_real_network_tolerance); measured 0 to a few eps on the shipped "
+              "adapters; buffers: an exact classification (equality, or the EMA within 1e-5)",
+)
+
+
+@N6.check
+def test_ema_target_lags_by_the_momentum_in_a_real_network(impl, record):
+    require(impl, "byol", "target:ema")
+    sc = scale()
+    opts = run_options("byol", sc)
+    doc = train_run(impl, Run("byol", opts), sc, image_data())
+    w = doc.get("ema_watch")
+    if w is None:
+        pytest.skip("N6 is not applicable: the adapter's byol learner exposes no target_encoder (the EMA target the "
+                    "contract names), so its lag cannot be read.")
+    import torch
+    m = dict(opts)["momentum"]
+    tol = ema_real_network_tolerance(getattr(torch, w["dtype"]), m)
+    record.within(f"‖ξ_0 − θ_0‖∞ / ‖θ_0‖∞ ({w['dtype']} target)", w["start_error"], 0.0, error=w["start_error"],
+                  tolerance=tol, message="the EMA target does not start as a copy of the online network")
+    record.within(f"max_k ‖ξ_k − ξ_k^pred‖∞ / ‖ξ_k^pred‖∞ over {w['steps']} steps, m = {m}", w["worst_error"], 0.0,
+                  error=w["worst_error"], tolerance=tol,
+                  message=f"the EMA target does not follow ξ ← mξ + (1 − m)θ with m = {m} in real training: m and "
+                          f"1 − m swapped, the update skipped, or a momentum other than the declared one")
+    assert w["steps"] >= 1, "the learner's after_step was never called: the EMA target cannot have moved"
+    from ncspec.conformance import conventions
+    declared = conventions.of(impl).get("ema_buffers")
+    policy = w["buffer_policy"]
+    record(f"steps at which the target's BatchNorm statistics were {policy}", float(w["buffer_steps"].get(policy, 0)),
+           f"{w['steps']} ({declared or ' / '.join(EMA_BUFFER_POLICIES)})")
+    if w["buffers"]:
+        assert policy in EMA_BUFFER_POLICIES, (
+            f"the EMA target's BatchNorm running statistics are {policy} (per step: {w['buffer_steps']}): "
+            + ("left unchanged by a step — a target in eval mode keeps the statistics it had while its weights "
+               "move; keep it in train mode, or copy or average them (and declare ema_buffers = 'own', 'copied' or "
+               "'averaged')"
+               if policy == "frozen" else "no single policy (own, copied or averaged) explains them"))
+        assert declared is None or policy == declared, (
+            f"the EMA target's BatchNorm statistics are {policy!r}, but the adapter declares ema_buffers = "
+            f"{declared!r}")
+
+
+# --- N7: BYOL without its predictor collapses ----------------------------------------------------------
+
+N7 = register(
+    "N7", title="Convolutional networks: BYOL without its predictor collapses, BYOL with it does not",
+    source=[cite("grill2020", "§5, ablations (removing the predictor collapses the representation)"),
+            cite("chen2021simsiam", "Table 1 (SimSiam without the predictor collapses)")],
+    statement="Trained on images with an EMA target, BYOL keeps its representation spread, while the same method with "
+              "the predictor removed (p = z) collapses.",
+    measures="‖s‖, std·√M of eval-mode embeddings after the step budget, BYOL with and without its predictor",
+    prediction="without predictor: N1's collapsed side of every boundary; with it: N1's healthy side",
+    tolerance="N1's learned-predictor boundaries; gpu scale only (at the cpu scale the claim is not shown: the skip "
+              "reason gives the numbers measured)",
+)
+
+CPU_NOT_SHOWN_N7 = "placeholder"
+
+
+@N7.check
+def test_byol_without_its_predictor_collapses(impl, record):
+    require(impl, "byol", "target:ema", "ablation:no_predictor")
+    sc = scale()
+    if sc.name == "cpu":
+        pytest.skip(CPU_NOT_SHOWN_N7)
+    data = image_data()
+    assert_healthy(record, train_run(impl, Run("byol", run_options("byol", sc)), sc, data), "byol", LEARNED)
+    try:
+        doc = train_run(impl, Run("byol", run_options("byol", sc, predictor=False), "no predictor"), sc, data)
+    except ValueError as e:      # the adapter's no-predictor switch is for another method (simsiam_mlp, lsimple)
+        if "rejected the options" not in str(e):
+            raise
+        pytest.skip(f"N7 is not applicable: the adapter's byol takes no predictor=False ({e})")
+    assert_collapsed(record, doc, "byol without predictor", LEARNED)
+
+
+# --- N8: the center vector tracks collapse in convolutional networks ------------------------------------
+
+# Measured (cpu scale, N1's runs, seeds 0–2), ‖s‖ of the batch embeddings at the end — reference: simsiam 0.270 0.286
+# 0.290, without SG 0.810 0.878 0.883; simsiam_mlp 0.562 0.566 0.351, without SG 0.875 0.879 0.859, without predictor
+# 0.749 0.824 0.833 (lightly's and byol-pytorch's intact simsiam_mlp: 0.441 0.541 0.374 and 0.585 0.436 0.414). Ratios
+# ablated / intact per seed: 3.00 3.07 3.04 (simsiam, no SG), 1.56 1.55 2.45 (simsiam_mlp, no SG), 1.33 1.46 2.37
+# (simsiam_mlp, no predictor). A switch with no effect trains the intact run again: ratio 1 exactly. Boundary at the
+# geometric mid-point of 1 and the smallest ratio, √1.33 ≈ 1.15.
+CENTER_GROWTH = 1.15
+
+N8 = register(
+    "N8", title="Convolutional networks: the center vector tracks collapse across the ablations",
+    source=[cite("jha2024", "§3–4 (‖s‖ → 1 at collapse; the ablations of Fig. 4)")],
+    statement="For the same method, data and seed, each ablation that collapses (no stop-gradient, no predictor) ends "
+              "with a clearly larger center vector ‖s‖ = ‖E ẑ‖ of its batch embeddings than the intact method — also "
+              "behind a BatchNorm-ended projector, whose batch statistics bound it below 1.",
+    measures="‖s‖ of the train-mode, l2-normalised embeddings of both views of each step's batch, mean of the last 5 "
+             "steps; ablated over intact (N1's runs, read again)",
+    prediction=f"ratio ‖s‖(ablated) / ‖s‖(intact) > {CENTER_GROWTH} (an ablation switch with no effect gives 1)",
+    tolerance="the geometric mid-point of 1 (no effect) and the smallest ratio measured on the reference over seeds "
+              "0–2 at the cpu scale (1.33, simsiam_mlp without predictor): 1.15× on either side; the numbers are "
+              "beside the constant in the module",
+)
+
+
+@N8.check
+@pytest.mark.parametrize("method,ablation", [("simsiam", "no SG"), ("simsiam_mlp", "no SG"),
+                                             ("simsiam_mlp", "no predictor")])
+def test_the_center_vector_grows_in_the_collapsing_ablations(impl, record, method, ablation):
+    switch = {"no SG": ("ablation:no_stopgrad", dict(stop_grad="none")),
+              "no predictor": ("ablation:no_predictor", dict(predictor=False))}[ablation]
+    require(impl, method, switch[0])
+    sc, data = scale(), image_data()
+    intact = final_center(train_run(impl, Run(method, run_options(method, sc)), sc, data))
+    ablated = final_center(train_run(impl, Run(method, run_options(method, sc, **switch[1]), ablation), sc, data))
+    ratio = ablated / max(intact, 1e-12)
+    record.within(f"{method}: ‖s‖ {ablation} / ‖s‖ intact (batch embeddings)", ratio, f"> {CENTER_GROWTH}",
+                  error=CENTER_GROWTH / max(ratio, 1e-12), tolerance=1.0,
+                  message=f"the center vector does not separate {method} {ablation} from the intact method: ‖s‖ "
+                          f"{ablated:.3f} vs {intact:.3f}")
+
+
+# --- N10: without the stop-gradient the loss is minimised; with it, it is not -------------------------
+
+N10 = register(
+    "N10", title="Convolutional networks: without the stop-gradient training drives the loss towards its collapsed "
+                 "minimum; with it the loss stays above",
+    source=[cite("chen2021simsiam", "§4.1, Fig. 2 left (without stop-gradient the loss reaches its minimum −1)"),
+            cite("halvagal2022", "§2 (with SG(·) the dynamics are not the gradient flow of any loss)")],
+    statement="SimSiam without SG(·) is plain gradient descent on its loss, whose global minimum is attained by "
+              "the collapsed solution: its training loss falls below the intact method's, which does not "
+              "descend the loss (SG(·) makes the update the gradient of no function).",
+    measures="mean training loss over the last epoch of N1's runs (read again), without SG and intact",
+    prediction="loss(without SG) < loss(intact); the value against the collapsed minimum −1 of the negative cosine "
+               "is recorded (a loss with another constant factor or offset is a convention, so only the order is "
+               "judged)",
+    tolerance="an ordering (invariant to a positive factor and an offset of the loss); a switch with no effect "
+              "trains the intact method and gives equality",
+)
+
+
+@N10.check
+@pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
+def test_without_stop_gradient_the_loss_falls_below_the_intact_method(impl, record, method):
+    require(impl, method, "ablation:no_stopgrad")
+    sc, data = scale(), image_data()
+    intact = train_run(impl, Run(method, run_options(method, sc)), sc, data)["history"][-1]["loss"]
+    no_sg = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, data)
+    loss = no_sg["history"][-1]["loss"]
+    record(f"{method} without SG: last-epoch loss (collapsed minimum −1 for −cos, recorded)", loss, "−1")
+    record.within(f"{method}: loss without SG − loss intact", loss - intact, "< 0", error=loss - intact,
+                  tolerance=0.0 if loss != intact else -1.0,
+                  message=f"{method} without SG did not descend below the intact method's loss ({loss:.4f} vs "
+                          f"{intact:.4f}): the stop-gradient switch accepted but ignored?")
 
 
 # --- N4: Table 1 ----------------------------------------------------------------------------------

@@ -43,12 +43,14 @@ class LearnedPredictorSiamese:
         target_init: the EMA target starts at ``target_init · θ``.
         tau_schedule: ``step → τ`` for ``target="online"`` (T6: a target scale that starts
             small and grows is a curriculum); overrides ``tau``.
+        predictor: ``False`` removes the predictor (``p = z``, ``W_p = I`` fixed, not a parameter): the
+            ablation of Grill et al. 2020, §5 (Table 5), under which BYOL collapses.
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, *, target: str = "online",
                  stop_grad: str = "target", alpha_p: float = 1.0, weight_decay: float = 0.0,
                  symmetric: bool = False, predictor_init: Tensor | None = None, tau: float = 1.0,
-                 momentum: float = 0.996, target_init: float = 1.0, tau_schedule=None):
+                 momentum: float = 0.996, target_init: float = 1.0, tau_schedule=None, predictor: bool = True):
         _checks.choice("target", target, {"online", "ema"})
         _checks.choice("stop_grad", stop_grad, {"target", "none"})
         _checks.positive("alpha_p", alpha_p, hint="the predictor's learning rate is α_p times the encoder's.")
@@ -74,8 +76,13 @@ class LearnedPredictorSiamese:
         if predictor_init.shape[-1] != embed_dim:
             raise ValueError(f"predictor_init must be (..., {embed_dim}, {embed_dim}), got "
                              f"{tuple(predictor_init.shape)}.")
+        if not isinstance(predictor, bool):
+            raise TypeError(f"predictor must be True or False, got {predictor!r}.")
+        self.predictor = predictor
         self.V = nn.Parameter(predictor_init.detach().clone())
         self.V.register_hook(lambda g: self.alpha_p * g)
+        if not predictor:                    # p = z: W_p is the identity, fixed
+            self.V = torch.eye(embed_dim, dtype=predictor_init.dtype).expand_as(predictor_init).clone()
         self.target_encoder = None
         if target == "ema":
             self.target_encoder = copy.deepcopy(encoder)
@@ -89,7 +96,8 @@ class LearnedPredictorSiamese:
 
     def parameters(self) -> Iterable[Tensor]:
         yield from self.encoder.parameters()
-        yield self.V
+        if self.predictor:
+            yield self.V
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
         _checks.same_shape("view1", view1, "view2", view2)
@@ -102,12 +110,12 @@ class LearnedPredictorSiamese:
             za = tau * self.encoder(view2)
             if self.stop_grad == "target":
                 za = SG(za)
-        W_p = self.W_p
-        p = z1 @ W_p.transpose(-1, -2)
+        W_p = self.W_p.to(z1.device)
+        p = z1 @ W_p.transpose(-1, -2) if self.predictor else z1
         J = 0.5 * (p - za).pow(2).sum(-1).mean(-1).sum()
         if self.weight_decay:
             enc_sq = sum(q.pow(2).sum() for q in self.encoder.parameters())
-            J = J + 0.5 * self.weight_decay * (enc_sq + W_p.pow(2).sum() / self.alpha_p)
+            J = J + 0.5 * self.weight_decay * (enc_sq + (W_p.pow(2).sum() / self.alpha_p if self.predictor else 0))
         return J
 
     def after_step(self) -> None:

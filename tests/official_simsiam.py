@@ -1,0 +1,71 @@
+"""An official-style SimSiam adapter, written from Chen & He (CVPR 2021) and the adapter contract alone.
+
+What most labs write: the 2-layer predictor MLP ``Linear(M, h, bias=False) → BatchNorm1d(h) → ReLU →
+Linear(h, M)`` (the paper's §3: "the prediction MLP h has BN applied to its hidden fc layer; its output fc
+does not have BN or ReLU"), the symmetric negative cosine ``L = ½ D(p1, SG(z2)) + ½ D(p2, SG(z1))``
+(Algorithm 1), and the no-stop-grad ablation of §4.1 declared (``stop_grad="none"``). The projector
+ending in ``BatchNorm1d(affine=False)`` is part of the encoder the harness owns (the deep tier's default).
+
+Used by ``tests/test_official_simsiam.py`` to check what ncspec reaches on such code:
+``ncspec check --adapter tests/official_simsiam.py:adapter`` (linear tier) and ``--tier deep``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def D(p: Tensor, z: Tensor) -> Tensor:
+    """Negative cosine similarity, averaged over the batch (Chen & He 2021, eq. 1)."""
+    return -F.cosine_similarity(p, z, dim=-1).mean(-1)
+
+
+class SimSiam:
+    def __init__(self, encoder: nn.Module, embed_dim: int, *, pred_hidden: int = 16, stop_grad: str = "target"):
+        if stop_grad not in ("target", "none"):
+            raise ValueError(f"stop_grad must be 'target' or 'none', got {stop_grad!r}")
+        self.encoder, self.stop_grad = encoder, stop_grad
+        dtype = getattr(encoder, "dtype", torch.float32)
+        # one predictor per replica of the harness's encoder (the leading dimension S of (S, B, M))
+        self.replicas = int(getattr(encoder, "replicas", 1))
+        W = getattr(encoder, "W", None)
+        if isinstance(W, Tensor) and W.dim() == 3:
+            self.replicas = W.shape[0]
+        self.predictors = nn.ModuleList(
+            nn.Sequential(nn.Linear(embed_dim, pred_hidden, bias=False), nn.BatchNorm1d(pred_hidden),
+                          nn.ReLU(inplace=True), nn.Linear(pred_hidden, embed_dim))
+            for _ in range(self.replicas)).to(dtype)
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        yield from self.predictors.parameters()
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        z1, z2 = self.encoder(view1), self.encoder(view2)
+        z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
+        total = 0
+        for s, h in enumerate(self.predictors):
+            p1, p2 = h(z1[s]), h(z2[s])
+            t1, t2 = (z1[s].detach(), z2[s].detach()) if self.stop_grad == "target" else (z1[s], z2[s])
+            total = total + 0.5 * D(p1, t2) + 0.5 * D(p2, t1)
+        return total
+
+    def after_step(self) -> None:
+        pass
+
+
+class OfficialSimSiamAdapter:
+    name = "official_simsiam"
+    capabilities = frozenset({"simsiam_mlp", "loss:cosine", "symmetrized", "ablation:no_stopgrad"})
+
+    def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
+        if method != "simsiam_mlp":
+            raise NotImplementedError(f"official_simsiam provides simsiam_mlp only, not {method!r}")
+        unknown = set(options) - {"pred_hidden", "stop_grad"}
+        if unknown:
+            raise TypeError(f"official_simsiam: unknown option(s) {sorted(unknown)}")
+        return SimSiam(encoder, embed_dim, **options)
+
+
+adapter = OfficialSimSiamAdapter()
