@@ -209,6 +209,16 @@ _NONFINITE = ("the encoder output must be finite; the encoder weights or the vie
               "(a diverged run: lower the learning rate, or check the views).")
 
 
+def encoder_dtype(encoder) -> torch.dtype:
+    """The dtype a learner builds its heads in: ``encoder.dtype`` where the encoder declares it (a parameterless
+    :class:`Identity` does), else its first weight's, else torch's default."""
+    dtype = getattr(encoder, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    p = next(iter(encoder.parameters()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
+
+
 def replica_shape(encoder) -> tuple[int, ...]:
     """``(S,)`` for a replica-batched encoder (attribute ``replicas``), else ``()``."""
     S = getattr(encoder, "replicas", None)

@@ -202,3 +202,78 @@ class HiddenEstimate(ReferenceAdapter):
 
 hidden_estimate_declared = HiddenEstimate(True)
 hidden_estimate_undeclared = HiddenEstimate(False)
+
+
+# --- precision and dtype of the harness (EMA buffers, parameterless encoders) ----------------------
+
+
+class _Float32Target(_Scaled):
+    """BYOL whose EMA target is held in float32 (as mixed-precision code keeps it): ``ξ ← mξ + (1 − m)θ``
+    computed in the buffer's precision; ``swap`` uses 1 − m and m instead (the bug C2 exists for)."""
+
+    def __init__(self, learner, momentum, swap):
+        super().__init__(learner, 1.0)
+        self._m, self._swap = momentum, swap
+        learner.target_encoder.float()
+
+    def loss(self, view1, view2):
+        raise NotImplementedError("only C2 (no loss call) is run on this probe")
+
+    def after_step(self):
+        m = 1.0 - self._m if self._swap else self._m
+        with torch.no_grad():
+            for t, p in zip(self._learner.target_encoder.parameters(), self._learner.encoder.parameters()):
+                t.mul_(m).add_(p.detach().to(t.dtype), alpha=1.0 - m)
+
+
+class Float32Target(ReferenceAdapter):
+    def __init__(self, swap: bool):
+        self.name = "byol-float32-target" + ("-swapped" if swap else "")
+        self._swap = swap
+
+    def build(self, method, encoder, embed_dim, **options):
+        learner = super().build(method, encoder, embed_dim, **options)
+        if method == "byol":
+            return _Float32Target(learner, options.get("momentum", 0.996), self._swap)
+        return learner
+
+
+float32_target = Float32Target(False)
+float32_target_swapped = Float32Target(True)
+
+
+class _OwnHead:
+    """Barlow Twins behind a linear projector head of its own, built as the contract says: in ``encoder.dtype``
+    on ``encoder.device``, one per replica. (A head is linear, so BN still removes any shift: J5 holds.)"""
+
+    def __init__(self, encoder, embed_dim, options):
+        S = getattr(encoder, "replicas", 1)
+        g = torch.Generator().manual_seed(0)
+        self.encoder = encoder
+        self.head = torch.nn.Parameter(torch.randn((S, embed_dim, embed_dim), generator=g).to(
+            dtype=encoder.dtype, device=encoder.device))
+        from ncspec.reference.encoders import Identity
+        self._bt = ReferenceAdapter().build("barlow_twins", Identity(embed_dim, replicas=S, dtype=encoder.dtype),
+                                            embed_dim, **options)
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        yield self.head
+
+    def loss(self, view1, view2):
+        return self._bt.loss(self.encoder(view1) @ self.head, self.encoder(view2) @ self.head)
+
+    def after_step(self):
+        pass
+
+
+class HeadsInEncoderDtype(ReferenceAdapter):
+    name = "barlow-twins-own-head"
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "barlow_twins":
+            return _OwnHead(encoder, embed_dim, options)
+        return super().build(method, encoder, embed_dim, **options)
+
+
+heads_in_encoder_dtype = HeadsInEncoderDtype()

@@ -27,12 +27,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 PURE = {"times_two": 2.0, "per_feature_mean": None, "times_003": 0.03}   # None: 1/M
 
 
-def run_claim(claim: str, spec: str, *, aware: bool = True) -> list[tuple[str, str, list[dict]]]:
-    """Every test of ``claim`` against ``spec`` as the pytest plugin runs it: (outcome, message, rows)."""
+def run_claim(claim: str, spec: str, *, aware: bool = True, only: str = "") -> list[tuple[str, str, list[dict]]]:
+    """Every test of ``claim`` (whose name contains ``only``) against ``spec`` as the pytest plugin runs it:
+    (outcome, message, rows)."""
     adapter = load_adapter(spec)
     impl = scale.scale_aware(adapter) if aware else adapter
     out = []
-    for test in load_all()[claim].tests:
+    for test in (t for t in load_all()[claim].tests if only in t):
         module, name = test.split("::")
         fn = getattr(importlib.import_module("ncspec." + module), name)
         rec = Recorder()
@@ -251,3 +252,37 @@ def test_reports_list_the_rows_marked_as_conventions_once_with_their_claims():
         dict(id="C6", measurements=[row("convention vicreg_variance = 'paper_eq6' (declared): …", convention=True)])])
     assert conventions_in_force(report) == ["simsiam: loss scale ×2 (no ½): time rescaled [H1, H2]",
                                             "convention vicreg_variance = 'paper_eq6' (declared): … [C6]"]
+
+
+# --- the harness's precision: EMA buffers in float32, parameterless encoders' dtype --------------
+
+def test_c2_judges_a_float32_target_at_its_precision():
+    """C2's bound follows the buffer: a float32 target is 64 ulp (7.6e-6), not float64's 1e-12 (its rounding of
+    m alone is a relative 6e-8); a float32 target with m and 1 − m swapped still fails, by its assertion."""
+    from ncspec.spec_tests.test_conformance import ema_tolerance
+    assert ema_tolerance(torch.float64) == 1e-12 and ema_tolerance(torch.float32) == 64 * torch.finfo(torch.float32).eps
+    (outcome, message, rows), = run_claim("C2", "scale_probe:float32_target")
+    assert outcome == "passed", message
+    assert all("target held in float32" in r["quantity"] and r["tolerance"] == ema_tolerance(torch.float32)
+               for r in rows), rows
+    (outcome, message, _), = run_claim("C2", "scale_probe:float32_target_swapped")
+    assert outcome == "failed" and "m and 1 − m swapped" in message and "float32" in message, message
+
+
+def test_a_parameterless_harness_encoder_gives_its_dtype_and_device():
+    """Identity has no weights to read a dtype from: it declares one (float64 by default, as every harness
+    encoder), so an adapter that builds its heads in encoder.dtype runs J5 (Identity encoders) with float64
+    heads instead of crashing on mixed dtypes; the reference builds its own heads the same way."""
+    from ncspec.reference.encoders import Identity, encoder_dtype
+    enc = Identity(4)
+    assert (enc.dtype, enc.device) == (torch.float64, torch.device("cpu"))
+    assert Identity(4, dtype=torch.float32).dtype == torch.float32 and encoder_dtype(Identity(3)) == torch.float64
+    assert encoder_dtype(LinearEncoder(torch.zeros((1, 2, 3), dtype=torch.float64))) == torch.float64
+    with pytest.raises(TypeError, match="floating-point torch.dtype"):
+        Identity(4, dtype=torch.int64)
+    # J5's shift-invariance tests hand Identity encoders (its training arms use MLPEncoders)
+    results = run_claim("J5", "scale_probe:heads_in_encoder_dtype", only="bn_removes_the_center")
+    assert len(results) == 2 and all(o == "passed" for o, _, _ in results), results
+    from ncspec.reference.methods import build
+    head = build("simsiam_mlp", Identity(4), 4).h
+    assert all(p.dtype == torch.float64 for p in head.parameters()), [p.dtype for p in head.parameters()]

@@ -34,18 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
-from ..encoders import MLP, embed_pair, make_build, replica_shape, unit
+from ..encoders import MLP, embed_pair, encoder_dtype, make_build, replica_shape, unit
 from ..losses import SG
 
 
 def neg_cos(p: Tensor, z: Tensor) -> Tensor:
     """``D(p, z) = −cos(p, z)`` averaged over the batch: (..., B, M) → (...)."""
     return -(unit(p) * unit(z)).sum(-1).mean(-1)
-
-
-def _dtype(encoder) -> torch.dtype:
-    p = next(iter(encoder.parameters()), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
 
 
 class SimSiamMLP:
@@ -73,7 +68,7 @@ class SimSiamMLP:
         self.encoder, self.M, self.stop_grad = encoder, embed_dim, stop_grad
         S = replica_shape(encoder)
         self.h = (MLP((embed_dim, H, embed_dim), replicas=S[0] if S else 1, batchnorm=True,
-                      generator=torch.Generator().manual_seed(seed), dtype=_dtype(encoder))
+                      generator=torch.Generator().manual_seed(seed), dtype=encoder_dtype(encoder))
                   if predictor else None)
 
     def parameters(self) -> Iterable[Tensor]:

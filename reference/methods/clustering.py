@@ -22,13 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
-from ..encoders import embed_pair, make_build, replica_shape, unit
+from ..encoders import embed_pair, encoder_dtype, make_build, replica_shape, unit
 
 
 def _prototypes(encoder, K: int, M: int, seed: int) -> nn.Parameter:
-    p = next(iter(encoder.parameters()), None)
-    dtype = p.dtype if p is not None else torch.get_default_dtype()
-    C = torch.randn((*replica_shape(encoder), K, M), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    C = torch.randn((*replica_shape(encoder), K, M), generator=torch.Generator().manual_seed(seed),
+                    dtype=encoder_dtype(encoder))
     return nn.Parameter(unit(C))
 
 
