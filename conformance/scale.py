@@ -248,38 +248,46 @@ class ScaledLearner(_Proxy):
         return ScaledLearner(copy.deepcopy(self._inner, memo), self._probe, self._M, self.scale)
 
     def _first_loss(self, view1, view2):
-        """The learner's own first call, on the caller's views, and the measurement on a copy of the learner.
+        """The learner's own first call, on the caller's views, measured against the definition's.
 
-        The measurement differentiates with respect to the views, so it runs on views that require a gradient —
-        and those change the autograd graph (its rounding, and the caller's own view gradients if it asked for
-        them). It therefore runs on a deep copy of the learner taken before the call, from the same RNG state;
-        the call whose result is returned is the learner's own, untouched: its gradient is exactly the learner's.
+        What is returned is exactly the learner's loss (its graph untouched, so its gradient is the learner's to
+        the bit): the fit differentiates it with respect to the trainable tensors and to those views that already
+        require a gradient. Only a learner with nothing trainable (a parameterless encoder such as ``Identity``
+        on plain views), or a first call under ``no_grad``, is measured on a deep copy taken before the call,
+        on views made to require a gradient, from the same RNG state (then the real call draws the same).
+        Views made to require a gradient change the graph — the rounding of a gradient that cancels (a bias
+        before BatchNorm) and the caller's own view gradients — and a copy drops tensor hooks (a learner's
+        ``W_p.register_hook``), so neither is used where the call itself can be measured.
         """
         probe, inner = self._probe, self._inner
         object.__setattr__(self, "_probe", None)
         rng = torch.get_rng_state()
-        memo: dict = {}
-        try:
-            twin = copy.deepcopy(inner, memo)
-        except Exception:
-            twin = None
-        if twin is not None:
-            v1, v2 = _views_with_grad(view1, view2)
-            with torch.enable_grad():                      # a first call under no_grad is measured all the same
-                measured = twin.loss(v1, v2)
-                encoder = [memo.get(id(p), p) for p in probe.encoder.parameters() if p.requires_grad]
-                fit_, failure = self._measure(probe, measured, twin, encoder, (v1, v2), rng)
-            del twin, measured
-            torch.set_rng_state(rng)                       # the learner's call draws what it would have drawn
+        encoder = [p for p in probe.encoder.parameters() if p.requires_grad]
+        in_place = torch.is_grad_enabled() and (
+            bool(encoder) or bool(_params(inner)) or any(isinstance(v, Tensor) and v.requires_grad
+                                                         for v in (view1, view2)))
+        if in_place:
             loss = inner.loss(view1, view2)
-        else:                                              # not copyable: measured on the learner's own call
-            loss = inner.loss(view1, view2)
-            encoder = [p for p in probe.encoder.parameters() if p.requires_grad]
-            if isinstance(loss, Tensor) and loss.requires_grad:
-                fit_, failure = self._measure(probe, loss, inner, encoder, (view1, view2), rng)
-            else:
+            fit_, failure = self._measure(probe, loss, inner, encoder, (view1, view2), rng)
+        else:
+            memo: dict = {}
+            try:
+                twin = copy.deepcopy(inner, memo)
+            except Exception:
+                twin = None
+            if twin is None:
                 fit_, failure = ScaleFit(probe.method, 1.0, math.nan, measured=False,
-                                         note="the learner cannot be copied and its first call has no gradient"), ""
+                                         note="nothing trainable to differentiate and the learner cannot be "
+                                              "copied"), ""
+            else:
+                v1, v2 = _views_with_grad(view1, view2)
+                with torch.enable_grad():                  # a first call under no_grad is measured all the same
+                    measured = twin.loss(v1, v2)
+                    twin_encoder = [memo.get(id(p), p) for p in encoder]
+                    fit_, failure = self._measure(probe, measured, twin, twin_encoder, (v1, v2), rng)
+                del twin, measured
+                torch.set_rng_state(rng)                   # the learner's call draws what it would have drawn
+            loss = inner.loss(view1, view2)
         object.__setattr__(self, "scale", fit_)
         object.__setattr__(self, "loss", self._scaled_loss)
         _report(fit_, self._M)
