@@ -71,8 +71,8 @@ def test_reference_import_check_can_fail(tmp_path):
     assert {"ncspec.conformance.plugin", "ncspec.conformance", "ncspec.conformance.monitor"} <= set(found), found
 
 
-def test_reference_distributed_does_not_import_vision():
-    names = _imports(ROOT / "reference" / "distributed.py")
+def test_reference_global_batch_does_not_import_vision():
+    names = _imports(ROOT / "reference" / "global_batch.py") | _imports(ROOT / "reference" / "data_parallel.py")
     assert not any(n.startswith("ncspec.reference.vision") for n in names), sorted(names)
 
 

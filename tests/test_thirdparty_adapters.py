@@ -64,7 +64,7 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
     """The finding, exactly: lightly's data-parallel gradient is the gradient of
     L(½(c_0 + c_1)) with c_r standardised by rank r's own batch statistics — not of the global loss."""
     from lightly.loss.barlow_twins_loss import _normalize, _off_diagonal
-    from ncspec.conformance.distributed import BATCH, Case, _data, distributed_gradients, relative_error
+    from ncspec.conformance.distributed_check import BATCH, Case, _data, distributed_gradients, relative_error
     W, X1, X2 = _data(0)
     w = W.clone().requires_grad_(True)
     z1, z2 = X1 @ w[0].T, X2 @ w[0].T
@@ -95,7 +95,7 @@ def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatc
 def test_distributed_check_reloads_an_adapter_named_by_import_path():
     """D1 restarts the adapter in fresh processes from the string it was loaded by, not its name
     (a 'module:attr' adapter's name is usually not a registry name)."""
-    from ncspec.conformance.distributed import spec_of
+    from ncspec.conformance.distributed_check import spec_of
     spec = "ncspec.conformance.adapters.lightly:adapter"
     impl = load_adapter(spec)
     assert impl.name == "lightly" and spec_of(impl) == spec

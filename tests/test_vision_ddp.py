@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ncspec.reference.parallel import free_port
+from ncspec.reference.data_parallel import free_port
 from ncspec.reference.vision.data import write_fake_cifar10
 from ncspec.reference.vision.models import make_encoder
 from ncspec.reference.vision.train import TrainConfig, train

@@ -24,13 +24,13 @@ def build(method: str, encoder: nn.Module, embed_dim: int, *, distributed: bool 
     """A learner for ``method`` around ``encoder`` (the adapter protocol's ``build``).
 
     ``distributed=True``: under ``torch.distributed`` the learner sees the global batch — its
-    encoder's output is gathered over ranks with gradient (:mod:`ncspec.reference.distributed`).
+    encoder's output is gathered over ranks with gradient (:mod:`ncspec.reference.global_batch`).
     """
     if not isinstance(distributed, bool):
         raise TypeError(f"distributed must be True or False, got {distributed!r}.")
     learner = _build(method, encoder, embed_dim, **options)
     if distributed:
-        from ..distributed import GatheredEncoder
+        from ..global_batch import GatheredEncoder
         learner.encoder = GatheredEncoder(learner.encoder)
     return learner
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data_parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from ..files import atomic_write
-from ..parallel import average_gradients, convert_sync_batchnorm, gather, init_from_env
 from ..vectors import unit
 from . import augment as aug
 from .checkpoint import CKPT_SCHEMA, load_checkpoint_file, rng_state, set_rng_state

@@ -48,7 +48,7 @@ import types
 import torch
 import torch.distributed as dist
 from ncspec.conformance.adapters._replicas import n_replicas, per_replica
-from ncspec.reference.parallel import gather
+from ncspec.reference.data_parallel import gather
 from torch import Tensor, nn
 
 from .barlowtwins import main as bt_main

@@ -88,7 +88,7 @@ def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> Non
 
 def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
     """Rank-averaged gradients of ``world`` gloo processes per case id (or the error text)."""
-    from ncspec.reference.parallel import spawn
+    from ncspec.reference.data_parallel import spawn
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "grads.pt")
         try:
