@@ -5,6 +5,9 @@ Linear(h, M)`` (the paper's §3: "the prediction MLP h has BN applied to its hid
 does not have BN or ReLU"), the symmetric negative cosine ``L = ½ D(p1, SG(z2)) + ½ D(p2, SG(z1))``
 (Algorithm 1), and the no-stop-grad ablation of §4.1 declared (``stop_grad="none"``). The projector
 ending in ``BatchNorm1d(affine=False)`` is part of the encoder the harness owns (the deep tier's default).
+Data-parallel as the authors train it: each rank's loss on its own slice (DDP averages the gradients) and the
+predictor's BatchNorm synchronised (``convert_sync_batchnorm``; ``nn.SyncBatchNorm`` needs CUDA, so on CPU ranks
+the same arithmetic with ``torch.distributed.nn``'s autograd-aware ``all_gather``).
 
 Used by ``tests/test_official_simsiam.py`` to check what ncspec reaches on such code:
 ``ncspec check --adapter tests/official_simsiam.py:adapter`` (linear tier) and ``--tier deep``.
@@ -12,6 +15,7 @@ Used by ``tests/test_official_simsiam.py`` to check what ncspec reaches on such 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -21,8 +25,25 @@ def D(p: Tensor, z: Tensor) -> Tensor:
     return -F.cosine_similarity(p, z, dim=-1).mean(-1)
 
 
+class SyncBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the global batch of all ranks (what ``nn.SyncBatchNorm`` computes), for CPU process groups."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_gather
+        g = torch.cat(all_gather(x), 0)
+        mean, var = g.mean(0), g.var(0, unbiased=False)
+        with torch.no_grad():
+            n = g.shape[0]
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * n / max(n - 1, 1))
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
 class SimSiam:
-    def __init__(self, encoder: nn.Module, embed_dim: int, *, pred_hidden: int = 16, stop_grad: str = "target"):
+    def __init__(self, encoder: nn.Module, embed_dim: int, *, pred_hidden: int = 16, stop_grad: str = "target",
+                 distributed: bool = False):
         if stop_grad not in ("target", "none"):
             raise ValueError(f"stop_grad must be 'target' or 'none', got {stop_grad!r}")
         self.encoder, self.stop_grad = encoder, stop_grad
@@ -33,7 +54,8 @@ class SimSiam:
         if isinstance(W, Tensor) and W.dim() == 3:
             self.replicas = W.shape[0]
         self.predictors = nn.ModuleList(
-            nn.Sequential(nn.Linear(embed_dim, pred_hidden, bias=False), nn.BatchNorm1d(pred_hidden),
+            nn.Sequential(nn.Linear(embed_dim, pred_hidden, bias=False),
+                          (SyncBatchNorm1d if distributed else nn.BatchNorm1d)(pred_hidden),
                           nn.ReLU(inplace=True), nn.Linear(pred_hidden, embed_dim))
             for _ in range(self.replicas)).to(dtype)
 
@@ -57,12 +79,13 @@ class SimSiam:
 
 class OfficialSimSiamAdapter:
     name = "official_simsiam"
-    capabilities = frozenset({"simsiam_mlp", "loss:cosine", "symmetrized", "ablation:no_stopgrad"})
+    capabilities = frozenset({"simsiam_mlp", "loss:cosine", "symmetrized", "ablation:no_stopgrad", "distributed",
+                              "distributed:batchnorm"})
 
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
         if method != "simsiam_mlp":
             raise NotImplementedError(f"official_simsiam provides simsiam_mlp only, not {method!r}")
-        unknown = set(options) - {"pred_hidden", "stop_grad"}
+        unknown = set(options) - {"pred_hidden", "stop_grad", "distributed"}
         if unknown:
             raise TypeError(f"official_simsiam: unknown option(s) {sorted(unknown)}")
         return SimSiam(encoder, embed_dim, **options)
