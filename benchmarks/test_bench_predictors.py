@@ -1,7 +1,7 @@
 """Predictor-update cost: DirectPred (an eigendecomposition) vs DirectCopy (none).
 
 One *update* is what a closed-form learner does once per training step (see
-``ncspec.reference.methods.siamese.ClosedFormSiamese.predictor``):
+``ncspec.reference.methods.closed_form.ClosedFormSiamese.predictor``):
 
 1. the EMA correlation estimate ``F̂ ← ρF̂ + (1 − ρ)·zᵀz/B`` from a batch of
    embeddings ``z`` (B = 256, M; float32), ρ = 0.3 (Tian et al.);

@@ -11,10 +11,10 @@ from torch import nn
 
 from .. import _checks
 from . import center, clustering, contrastive, redundancy
+from .closed_form import METHODS as CLOSED_FORM_METHODS
+from .closed_form import ClosedFormSiamese
+from .closed_form import build as _build_closed_form
 from .learned import LEARNED_METHODS, LearnedPredictorSiamese
-from .siamese import METHODS as CLOSED_FORM_METHODS
-from .siamese import ClosedFormSiamese
-from .siamese import build as _build_closed_form
 
 _FAMILIES = (contrastive, redundancy, clustering, center)
 METHODS = {**CLOSED_FORM_METHODS, **LEARNED_METHODS, **{m: v for f in _FAMILIES for m, v in f.METHODS.items()}}
@@ -45,7 +45,7 @@ def option_names(method: str) -> frozenset[str]:
         import inspect
         sig = inspect.signature(LearnedPredictorSiamese.__init__).parameters.values()
         return frozenset(p.name for p in sig if p.kind is p.KEYWORD_ONLY)
-    from .siamese import _OPTIONS
+    from .closed_form import _OPTIONS
     return frozenset(_OPTIONS)
 
 
