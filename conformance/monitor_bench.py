@@ -338,6 +338,16 @@ class LightlyStd(Detector):
         self._reading(step, level, level >= 0.5)
 
 
+#: the packages whose detectors the benchmark runs beside ncspec's monitor (the extra ``monitor-bench``)
+DETECTOR_PACKAGES = {"monai": "monai", "stable_pretraining": "stable-pretraining", "lightly": "lightly"}
+
+
+def missing_detector_packages() -> list[str]:
+    """The benchmark's detector packages that are not installed (their PyPI names)."""
+    import importlib.util
+    return [pypi for module, pypi in DETECTOR_PACKAGES.items() if importlib.util.find_spec(module) is None]
+
+
 def detectors(spec: RunSpec, dim: int, images: Tensor) -> list[Detector]:
     return [NcspecMonitor(spec.method), MonaiEffectiveRank(), SptRankMe(dim), SptLiDAR(dim, images),
             LightlyStd(dim)]

@@ -366,7 +366,8 @@ def _gather_without_autograd(learner):
 
 
 MUTANTS = {m.name: m for m in [
-    _spec("no_stopgrad", "target branch not detached (SG forgotten)", ["H1", "H4", "H5", "H6", "H8", "R1", "R3"],
+    _spec("no_stopgrad", "target branch not detached (SG forgotten)",
+          ["H1", "H4", "H5", "H6", "H8", "R1", "R3", "N1", "N5", "N8", "N10"],
           loss_patch=_target_not_detached),
     _spec("stopgrad_on_prediction", "SG placed on the online prediction instead of the target",
           ["H1", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], loss_patch=_sg_on_prediction),
@@ -375,7 +376,7 @@ MUTANTS = {m.name: m for m in [
     _spec("loss_sign_flipped", "loss returned with the wrong sign (gradient ascent)",
           ["H1", "H2", "H3", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], loss_patch=_flip),
     _spec("predictor_bypassed", "predictor never applied (W_P = I)",
-          ["H1", "H2", "H3", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4"], learner_patch=_predictor_bypassed),
+          ["H1", "H2", "H3", "H4", "H5", "H6", "H8", "R1", "R2", "R3", "R4", "N1"], learner_patch=_predictor_bypassed),
     _spec("correlation_not_detached", "DirectPred's correlation estimate not detached",
           ["H1", "H2", "H4", "H5", "H8", "R1", "R4"], learner_patch=_correlation_not_detached),
     _spec("cosine_missing_normalisation", "cosine loss without 1/‖p‖", ["H4", "H6"], loss_patch=_cos_unnorm),
@@ -384,7 +385,8 @@ MUTANTS = {m.name: m for m in [
     _spec("alpha_ignored", "the predictor exponent α silently fixed to 1",
           ["H1", "H2", "H3", "H4", "H5", "H8"], option_patch=_alpha_ignored),
     _spec("stop_grad_option_ignored", "the stop-grad ablation switch accepted but ignored (SG stays on the "
-          "target)", ["H2", "H3", "T5", "P1", "P2", "P3", "R1", "R2"], option_patch=_stop_grad_ignored),
+          "target)", ["H2", "H3", "T5", "P1", "P2", "P3", "R1", "R2", "J2", "N1", "N5", "N8", "N10"],
+          option_patch=_stop_grad_ignored),
     _spec("weight_decay_doubled", "weight decay applied twice (in the loss and again by the optimiser): "
           "the variance threshold moves to τ²/(8η) − 1",
           ["W1", "W2", "W3", "T1", "T3", "T4", "P1", "P3", "P4", "P5", "P6"], option_patch=_weight_decay_doubled),
@@ -404,7 +406,7 @@ MUTANTS = {m.name: m for m in [
           option_patch=_learned_target_not_detached),
     _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
           ["W2"], learner_patch=_copy_unnormalised),
-    _spec("ema_target_frozen", "the EMA target is never updated (momentum stuck at 1)", ["P6", "C2"],
+    _spec("ema_target_frozen", "the EMA target is never updated (momentum stuck at 1)", ["P6", "C2", "N6"],
           learner_patch=_ema_target_frozen),
     _spec("dino_centering_ignored", "DINO's center tracked but never subtracted", ["J6"],
           learner_patch=_dino_centering_ignored),
@@ -420,13 +422,14 @@ MUTANTS = {m.name: m for m in [
           learner_patch=_triplet_negative_from_same_sample),
     _spec("swav_sinkhorn_ignored", "SwAV codes without Sinkhorn-Knopp equipartition", ["J7"],
           learner_patch=_swav_sinkhorn_ignored),
-    _spec("simsiam_mlp_predictor_bypassed", "SimSiam's MLP predictor never applied", ["J2"],
+    _spec("simsiam_mlp_predictor_bypassed", "SimSiam's MLP predictor never applied", ["J2", "N1"],
           learner_patch=_simsiam_mlp_predictor_bypassed),
-    _spec("simsiam_mlp_target_not_detached", "SimSiam (MLP) target not detached", ["J2", "C1"],
+    _spec("simsiam_mlp_target_not_detached", "SimSiam (MLP) target not detached", ["J2", "C1", "N1", "N5", "N8",
+                                                                                    "N10"],
           learner_patch=_simsiam_mlp_target_not_detached),
     # J1 is not listed: on its float64 unit vectors the predictor the mutant keeps raises a dtype error — a
     # crash, not J1's assertion (the kill matrix reports it as errored); J2's collapse check asserts it.
-    _spec("no_predictor_option_ignored", "the no-predictor ablation switch accepted but ignored", ["J2"],
+    _spec("no_predictor_option_ignored", "the no-predictor ablation switch accepted but ignored", ["J2", "N1", "N8"],
           option_patch=_no_predictor_option_ignored),
     _spec("ema_momentum_swapped", "EMA update with m and 1 − m swapped", ["C2", "N6"],
           learner_patch=_ema_momentum_swapped),

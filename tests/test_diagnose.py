@@ -207,9 +207,15 @@ def test_bad_checkpoint_input_exits_2_with_an_error_naming_the_fix(checkpoint, t
     assert re.search(match, err, re.S), err
 
 
-def test_benchmark_usage_errors_name_the_fix(capsys):
+def test_benchmark_usage_errors_name_the_fix(capsys, monkeypatch):
     assert main(["diagnose", "z.pt", "--benchmark"]) == 2
     assert "takes no paths" in capsys.readouterr().err
+    import importlib.util
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "monai" else find(name, *a))
+    assert main(["diagnose", "--benchmark"]) == 2
+    err = capsys.readouterr().err
+    assert "needs monai (not installed)" in err and "ncspec[monitor-bench]" in err
 
 
 def test_benchmark_scores_detection_false_alarms_and_latency():

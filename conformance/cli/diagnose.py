@@ -300,6 +300,12 @@ def _cmd_benchmark(args) -> int:
         print("ncspec diagnose: error: --benchmark trains its own labelled runs and takes no paths; drop "
               f"{args.paths[0]!r} or drop --benchmark.", file=sys.stderr)
         return EXIT_USAGE
+    missing = mb.missing_detector_packages()
+    if missing:
+        print(f"ncspec diagnose: error: the benchmark compares ncspec's monitor with other libraries' detectors and "
+              f"needs {', '.join(missing)} (not installed); install them with python3 -m pip install "
+              f"'ncspec[monitor-bench]'.", file=sys.stderr)
+        return EXIT_USAGE
     if not mb.fragment_path().is_file():
         print(f"ncspec diagnose: error: the benchmark trains on the CIFAR-10 fragment, not found at "
               f"{mb.fragment_path()}; set NCSPEC_SHARED to the folder holding data/cifar10_fragment.npz.",
