@@ -277,3 +277,73 @@ class HeadsInEncoderDtype(ReferenceAdapter):
 
 
 heads_in_encoder_dtype = HeadsInEncoderDtype()
+
+
+# --- declarable variants: DirectPred's ε inside the power, Barlow Twins' unbiased std ---------------
+
+
+class Variant(ReferenceAdapter):
+    """The reference with ``method`` built with ``option = value``, declaring ``convention = value`` or not."""
+
+    def __init__(self, method: str, option: str, value: str, convention: str, declare: bool | str):
+        self.name = f"{method}-{option}-{value}-" + (f"declares-{declare}" if isinstance(declare, str) else
+                                                     "declared" if declare else "undeclared")
+        self._method, self._option, self._value = method, option, value
+        if declare:
+            self.conventions = {convention: declare if isinstance(declare, str) else value}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == self._method:
+            options = {**options, self._option: self._value}
+        return super().build(method, encoder, embed_dim, **options)
+
+
+boost_before_declared = Variant("directpred", "boost", "before", "directpred_boost", True)
+boost_before_undeclared = Variant("directpred", "boost", "before", "directpred_boost", False)
+unbiased_std_declared = Variant("barlow_twins", "bn_std", "unbiased", "batch_std", True)
+unbiased_std_undeclared = Variant("barlow_twins", "bn_std", "unbiased", "batch_std", False)
+# a declaration that does not hold: the definition's form, declared as the variant
+boost_after_declares_before = Variant("directpred", "boost", "after", "directpred_boost", "before")
+biased_std_declares_unbiased = Variant("barlow_twins", "bn_std", "biased", "batch_std", "unbiased")
+
+
+class _PostStepDirectPred:
+    """DirectPred as Tian et al.'s code runs it: the loss uses the current W_P (at the first call, its initial
+    ½I), and after each step W_P is set to ω of a running estimate F ← ρF + (1 − ρ)Ĉ of the online view's
+    correlation (from the first batch on)."""
+
+    def __init__(self, encoder, embed_dim, alpha=0.5, eps=0.1, rho=0.3):
+        self.encoder, self.alpha, self.eps, self.rho = encoder, alpha, eps, rho
+        lead = tuple(encoder.W.shape[:-2])
+        self.W_P = 0.5 * torch.eye(embed_dim, dtype=encoder.W.dtype).expand(*lead, embed_dim, embed_dim).clone()
+        self.F, self._batch = None, None
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def loss(self, view1, view2):
+        z1, z2 = self.encoder(view1), self.encoder(view2)
+        self._batch = correlation(z1.detach())
+        return losses.simsiam(z1, z2, self.W_P).sum()
+
+    def after_step(self):
+        if self._batch is None:
+            return
+        self.F = self._batch if self.F is None else self.rho * self.F + (1.0 - self.rho) * self._batch
+        self.W_P = eigen_predictor(self.F, self.alpha, eps=self.eps, normalize=True, boost="after")
+
+
+class PostStepEstimate(ReferenceAdapter):
+    def __init__(self, declare: bool):
+        self.name = "directpred-post-step-" + ("declared" if declare else "undeclared")
+        if declare:
+            self.conventions = {"predictor_estimate": {"rho": 0.3}}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "directpred":
+            return _PostStepDirectPred(encoder, embed_dim, **options)
+        return super().build(method, encoder, embed_dim, **options)
+
+
+post_step_declared = PostStepEstimate(True)
+post_step_undeclared = PostStepEstimate(False)

@@ -205,6 +205,31 @@ def test_c3_still_catches_the_nonsymmetric_eig_mutant(aware):
     assert outcome == "failed", message
 
 
+# DirectPred's ε inside the power, W_P refreshed after the step, Barlow Twins' unbiased std: declared, checked exactly
+
+@pytest.mark.parametrize("spec,claim,convention", [
+    ("scale_probe:boost_before_declared", "C8", "directpred_boost"),
+    ("scale_probe:post_step_declared", "C8", "predictor_estimate"),
+    ("scale_probe:unbiased_std_declared", "C4", "batch_std")])
+def test_a_declared_variant_passes_checked_against_its_own_form(spec, claim, convention):
+    (outcome, message, rows), = run_claim(claim, spec)
+    assert outcome == "passed", message
+    assert any(r["quantity"].startswith(f"convention {convention}") and r.get("convention") for r in rows), rows
+
+
+@pytest.mark.parametrize("aware", [True, False], ids=["scale-aware", "raw"])
+@pytest.mark.parametrize("spec,claim,named", [
+    ("scale_probe:boost_before_undeclared", "C8", "declare conventions = {'directpred_boost': 'before'}"),
+    ("scale_probe:post_step_undeclared", "C8", "'predictor_estimate'"),
+    ("scale_probe:unbiased_std_undeclared", "C4", "declare conventions = {'batch_std': 'unbiased'}"),
+    # declared but not what the implementation does: judged in the declared form, the real one named
+    ("scale_probe:boost_after_declares_before", "C8", "{'directpred_boost': 'after'}"),
+    ("scale_probe:biased_std_declares_unbiased", "C4", "{'batch_std': 'biased'}")])
+def test_an_undeclared_or_wrongly_declared_variant_fails_naming_its_convention(spec, claim, named, aware):
+    (outcome, message, _), = run_claim(claim, spec, aware=aware)
+    assert outcome == "failed" and named in message, message
+
+
 def test_malformed_conventions_are_an_adapter_error():
     from ncspec.conformance.validate import AdapterError, checked
     from scale_probe import VICRegForm
