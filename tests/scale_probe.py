@@ -209,12 +209,17 @@ hidden_estimate_undeclared = HiddenEstimate(False)
 
 class _Float32Target(_Scaled):
     """BYOL whose EMA target is held in float32 (as mixed-precision code keeps it): ``ξ ← mξ + (1 − m)θ``
-    computed in the buffer's precision; ``swap`` uses 1 − m and m instead (the bug C2 exists for)."""
+    computed in the buffer's precision; ``swap`` uses 1 − m and m instead (the bug C2 exists for). With
+    ``coefficient_only`` the target stays float64 and only m is a float32 buffer (stable-pretraining's
+    TeacherStudentWrapper)."""
 
-    def __init__(self, learner, momentum, swap):
+    def __init__(self, learner, momentum, swap, coefficient_only=False):
         super().__init__(learner, 1.0)
         self._m, self._swap = momentum, swap
-        learner.target_encoder.float()
+        if coefficient_only:
+            self._m = float(torch.tensor(momentum, dtype=torch.float32))
+        else:
+            learner.target_encoder.float()
 
     def loss(self, view1, view2):
         raise NotImplementedError("only C2 (no loss call) is run on this probe")
@@ -227,19 +232,21 @@ class _Float32Target(_Scaled):
 
 
 class Float32Target(ReferenceAdapter):
-    def __init__(self, swap: bool):
-        self.name = "byol-float32-target" + ("-swapped" if swap else "")
-        self._swap = swap
+    def __init__(self, swap: bool, coefficient_only: bool = False):
+        self.name = "byol-float32-" + ("coefficient" if coefficient_only else "target") + ("-swapped" if swap else "")
+        self._swap, self._coefficient_only = swap, coefficient_only
 
     def build(self, method, encoder, embed_dim, **options):
         learner = super().build(method, encoder, embed_dim, **options)
         if method == "byol":
-            return _Float32Target(learner, options.get("momentum", 0.996), self._swap)
+            return _Float32Target(learner, options.get("momentum", 0.996), self._swap, self._coefficient_only)
         return learner
 
 
 float32_target = Float32Target(False)
 float32_target_swapped = Float32Target(True)
+float32_coefficient = Float32Target(False, coefficient_only=True)
+float32_coefficient_swapped = Float32Target(True, coefficient_only=True)
 
 
 class _OwnHead:

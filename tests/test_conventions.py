@@ -294,6 +294,16 @@ def test_c2_judges_a_float32_target_at_its_precision():
     assert outcome == "failed" and "m and 1 − m swapped" in message and "float32" in message, message
 
 
+def test_c2_reads_m_at_the_precision_it_is_held_in():
+    """A float64 target updated with m from a float32 buffer (stable-pretraining's TeacherStudentWrapper) is exact
+    with m rounded to float32 (the relative 6e-8 against float64's m is that rounding); swapped, it still fails."""
+    (outcome, message, rows), = run_claim("C2", "scale_probe:float32_coefficient")
+    assert outcome == "passed", message
+    assert any("m held in float32" in r["quantity"] and r["tolerance"] == 1e-12 for r in rows), rows
+    (outcome, message, _), = run_claim("C2", "scale_probe:float32_coefficient_swapped")
+    assert outcome == "failed" and "m and 1 − m swapped" in message, message
+
+
 def test_a_parameterless_harness_encoder_gives_its_dtype_and_device():
     """Identity has no weights to read a dtype from: it declares one (float64 by default, as every harness
     encoder), so an adapter that builds its heads in encoder.dtype runs J5 (Identity encoders) with float64
