@@ -51,7 +51,8 @@ def _spec_dir() -> str:
 
 def _asserted_in_spec(exc: BaseException) -> bool:
     """An AssertionError whose innermost frame is in a spec module (a claim's assertion, not an
-    ``assert`` inside the implementation under test), or the claims' loss-scale check
+    ``assert`` inside the implementation under test; ``record.within`` asserts for the spec module that calls it),
+    or the claims' loss-scale check
     (:class:`~ncspec.conformance.scale.ScaleMismatch`: the gradient is not a constant multiple of the
     definition's, which every dynamics claim asserts before it runs)."""
     import os
@@ -61,12 +62,22 @@ def _asserted_in_spec(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, AssertionError):
         return False
+    frames = []
     tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
+    while tb is not None:
+        frames.append(tb.tb_frame)
         tb = tb.tb_next
-    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_spec_dir() + os.sep)
+    if not frames:
+        return False
+    if len(frames) > 1 and _is_record_within(frames[-1]):   # record.within(...) asserts for the claim calling it
+        frames.pop()
+    return os.path.abspath(frames[-1].f_code.co_filename).startswith(_spec_dir() + os.sep)
+
+
+def _is_record_within(frame) -> bool:
+    """The frame of :meth:`Recorder.within`, which records a row and asserts its tolerance for the caller."""
+    from . import recorder
+    return frame.f_code is recorder.Recorder.within.__code__
 
 
 def classify(exc: BaseException) -> str:

@@ -42,6 +42,15 @@ def test_a_crash_or_an_assertion_elsewhere_is_errored():
     assert classify(_raised("import math; math.log(-1)", os.path.join(_spec_dir(), "x.py"))) == "errored"
 
 
+def test_record_within_in_a_spec_module_is_a_catch():
+    """``record.within`` raises inside conformance/recorder.py for the spec module that calls it: a catch there, a
+    crash when an implementation's own code calls it."""
+    code = ("from ncspec.conformance.recorder import Recorder\n"
+            "Recorder().within('q', 2.0, 1.0, error=1.0, tolerance=0.5, message='claim')\n")
+    assert classify(_raised(code, os.path.join(_spec_dir(), "test_fake.py"))) == "failed"
+    assert classify(_raised(code, "/somewhere/lib.py")) == "errored"
+
+
 def test_hypothesis_groups_count_when_one_leaf_is_a_claim_assertion():
     spec = _raised("assert 0, 'claim'", os.path.join(_spec_dir(), "test_fake.py"))
     crash = _raised("raise FloatingPointError('nan')", os.path.join(_spec_dir(), "test_fake.py"))
