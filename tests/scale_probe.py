@@ -354,3 +354,42 @@ class PostStepEstimate(ReferenceAdapter):
 
 post_step_declared = PostStepEstimate(True)
 post_step_undeclared = PostStepEstimate(False)
+
+
+class _EpsOnStd:
+    """Barlow Twins standardising as ``(z − mean)/(std + 1e-5)`` with the unbiased std (stable-pretraining's and
+    another published implementation's form): the unbiased convention plus ε on the std, not on the variance."""
+
+    def __init__(self, encoder, embed_dim, lambda_offdiag=0.0051, **_):
+        self.encoder, self.lam = encoder, lambda_offdiag
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def loss(self, view1, view2):
+        def standardise(z):
+            return (z - z.mean(-2, keepdim=True)) / (z.std(-2, keepdim=True) + 1e-5)
+        z1, z2 = standardise(self.encoder(view1)), standardise(self.encoder(view2))
+        c = z1.transpose(-1, -2) @ z2 / z1.shape[-2]
+        on = (torch.diagonal(c, dim1=-2, dim2=-1) - 1).pow(2).sum(-1)
+        off = c.pow(2).sum((-2, -1)) - torch.diagonal(c, dim1=-2, dim2=-1).pow(2).sum(-1)
+        return (on + self.lam * off).sum()
+
+    def after_step(self):
+        pass
+
+
+class EpsOnStd(ReferenceAdapter):
+    name = "barlow-twins-unbiased-eps-on-std"
+    capabilities = frozenset(ReferenceAdapter.capabilities) - {"ablation:no_decorrelation", "ablation:no_batchnorm",
+                                                                 "ablation:bn_no_center"}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "barlow_twins":
+            return _EpsOnStd(encoder, embed_dim, **options)
+        return super().build(method, encoder, embed_dim, **options)
+
+
+eps_on_std = EpsOnStd()
+eps_on_std_declared = EpsOnStd()
+eps_on_std_declared.conventions = {"batch_std": "unbiased"}
