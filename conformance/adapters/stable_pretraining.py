@@ -142,7 +142,7 @@ class StablePretrainingAdapter:
     name = "stable_pretraining"
     capabilities = frozenset({"simsiam_mlp", "byol", "barlow_twins", "vicreg",
                               "loss:cosine", "target:ema", "symmetrized", "distributed"})
-    conventions = {"vicreg_variance": "authors_code"}
+    conventions = {"vicreg_variance": "authors_code", "batch_std": "unbiased"}
     #: BYOL's loss over the definition's ½[−cos(p1, t2) − cos(p2, t1)]: 2 from BYOLLoss's 2 − 2cos (the two view
     #: orders are averaged, as in the definition); SimSiam's is the definition's. The suite cannot measure it with
     #: the package's own MLP head, so the deep tier reads it here (checked in tests/test_thirdparty_adapters.py).
