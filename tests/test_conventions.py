@@ -247,22 +247,37 @@ def test_malformed_conventions_are_an_adapter_error():
 
 # --- the whole default suite, once per pure rescale (slow: minutes on 2 cores) ------------------
 
-@pytest.mark.parametrize("spec", sorted(PURE))
-def test_a_pure_rescale_passes_every_claim(spec, tmp_path):
+def _check_every_claim(spec: str, cwd) -> tuple[dict, float]:
+    """``ncspec check --adapter spec`` (the default, linear tier) in a subprocess: (report, seconds); asserts that
+    every claim passed, was not applicable, or was skipped (the deep tier's N claims are not run by it)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
            "NCSPEC_THREADS": os.environ.get("NCSPEC_THREADS", "1")}
     t0 = time.time()
-    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", f"scale_probe:{spec}",
-                          "--json", "r.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", spec,
+                          "--json", "r.json"], cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.time() - t0
-    report = json.loads((tmp_path / "r.json").read_text())
-    # the deep tier's N claims are not run by the default (linear) tier
+    report = json.loads((cwd / "r.json").read_text())
     bad = {c["id"]: c["status"] for c in report["claims"] if c["status"] not in ("passed", "not_applicable", "skipped")
            and not (c["id"].startswith("N") and c["status"] == "not_run")}
     assert out.returncode == 0 and not bad, f"{bad} after {seconds:.0f} s\n{out.stdout[-3000:]}{out.stderr[-2000:]}"
+    return report, seconds
+
+
+@pytest.mark.parametrize("spec", sorted(PURE))
+def test_a_pure_rescale_passes_every_claim(spec, tmp_path):
+    report, seconds = _check_every_claim(f"scale_probe:{spec}", tmp_path)
     rows = [r["quantity"] for c in report["claims"] for r in c["measurements"]]
     assert any("a convention, not a failure" in q for q in rows)
     print(f"{spec}: every claim passed in {seconds:.0f} s")
+
+
+def test_an_unchanged_subclass_of_the_reference_passes_every_claim(tmp_path):
+    """Not the reference itself, so its learners are measured (×1) on their first call: that call must return the
+    learner's own loss (C7 compared its gradient with a later call's to 1e-12 and failed at 5.27)."""
+    report, seconds = _check_every_claim("scale_probe:reference_subclass", tmp_path)
+    rows = [r["quantity"] for c in report["claims"] for r in c["measurements"]]
+    assert any("loss scale ×1: the definition's units" in q for q in rows), rows
+    print(f"reference_subclass: every claim passed in {seconds:.0f} s")
 
 
 def test_reports_list_the_rows_marked_as_conventions_once_with_their_claims():
