@@ -124,7 +124,7 @@ def _views_with_grad(view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
 def _gradient_of(loss: Tensor, tensors: list[Tensor], *, retain: bool = False) -> Tensor:
     """Flattened ∂loss/∂tensors (zeros where a tensor is not reached)."""
     wrt = [t for t in tensors if t.requires_grad]
-    grads = (torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=retain) if loss.requires_grad
+    grads = (torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=retain) if loss.requires_grad and wrt
              else [None] * len(wrt))
     return _flat(grads, wrt)
 
@@ -286,12 +286,13 @@ class ScaledLearner(_Proxy):
 
         What is returned is exactly the learner's loss (its graph untouched, so its gradient is the learner's to
         the bit): the fit differentiates it with respect to the trainable tensors and to those views that already
-        require a gradient. Only a learner with nothing trainable (a parameterless encoder such as ``Identity``
-        on plain views), or a first call under ``no_grad``, is measured on a deep copy taken before the call,
-        on views made to require a gradient, from the same RNG state (then the real call draws the same).
-        Views made to require a gradient change the graph — the rounding of a gradient that cancels (a bias
-        before BatchNorm) and the caller's own view gradients — and a copy drops tensor hooks (a learner's
-        ``W_p.register_hook``), so neither is used where the call itself can be measured.
+        require a gradient. The gradient with respect to the other views (it tells a different objective whose
+        weight gradient happens to be a multiple of the definition's, e.g. a correlation estimate not detached)
+        is taken on a deep copy of the learner made before the call, from the same RNG state; a copy drops tensor
+        hooks (a learner's ``W_p.register_hook``), which change parameter gradients, not the views'. A learner
+        with nothing trainable, or a first call under ``no_grad``, is measured on the copy alone. Views made to
+        require a gradient change the graph (the rounding of a gradient that cancels, a bias before BatchNorm,
+        and the caller's own view gradients), so the call returned never runs on them.
         """
         probe, inner = self._probe, self._inner
         object.__setattr__(self, "_probe", None)
@@ -301,8 +302,11 @@ class ScaledLearner(_Proxy):
             bool(encoder) or bool(_params(inner)) or any(isinstance(v, Tensor) and v.requires_grad
                                                          for v in (view1, view2)))
         if in_place:
+            twin_grads = None
+            if not all(isinstance(v, Tensor) and v.requires_grad for v in (view1, view2)):
+                twin_grads = _view_gradients_on_a_copy(inner, view1, view2, rng)
             loss = inner.loss(view1, view2)
-            fit_, failure = self._measure(probe, loss, inner, encoder, (view1, view2), rng)
+            fit_, failure = self._measure(probe, loss, inner, encoder, (view1, view2), rng, twin_grads)
         else:
             memo: dict = {}
             try:
@@ -336,17 +340,28 @@ class ScaledLearner(_Proxy):
             raise ScaleMismatch(failure)
         return loss if fit_.c == 1.0 else loss / fit_.c
 
-    def _measure(self, probe, loss, learner, encoder, views, rng) -> tuple[ScaleFit, str]:
+    def _measure(self, probe, loss, learner, encoder, views, rng, twin_grads=None) -> tuple[ScaleFit, str]:
         """Fit ``loss``'s gradient (``learner``'s, whose encoder's trainable tensors are ``encoder``) with respect
-        to those tensors, ``learner``'s own parameters and ``views`` against the definition's."""
+        to those tensors, ``learner``'s own parameters and ``views`` (those that require a gradient; the others'
+        from ``twin_grads``, measured on a copy, where given) against the definition's."""
         method = probe.method
         extra_i = [p for p in _params(learner) if all(p is not q for q in encoder)]
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             return ScaleFit(method, 1.0, math.nan, measured=False, note="the loss is not a scalar tensor"), ""
         current = [*encoder, *extra_i]
         v1, v2 = views
-        probe.grad_views = tuple(isinstance(v, Tensor) and v.requires_grad for v in views)
-        g_i = _gradient_of(loss, [*current, *(v for v, w in zip(views, probe.grad_views) if w)], retain=True)
+        parts, mask = [_gradient_of(loss, current, retain=True)], []
+        for k, v in enumerate(views):
+            if isinstance(v, Tensor) and v.requires_grad:
+                parts.append(_gradient_of(loss, [v], retain=True))
+            elif twin_grads is not None:
+                parts.append(twin_grads[k])
+            else:
+                mask.append(False)
+                continue
+            mask.append(True)
+        probe.grad_views = tuple(mask)
+        g_i = torch.cat(parts)
         g_d, value_d = probe.definition_gradient(v1, v2, rng, current, value=True)
         value_i = float(loss.detach())
         if _vanishes(g_i, value_i) and _vanishes(g_d, value_d):
@@ -419,6 +434,26 @@ class ScaleAwareAdapter(_Proxy):
             _report(fit_, embed_dim)
             return ScaledLearner(learner, None, embed_dim, fit_)
         return ScaledLearner(learner, probe, embed_dim, scale_free=self._free)
+
+
+def _view_gradients_on_a_copy(learner, view1, view2, rng) -> tuple[Tensor, Tensor] | None:
+    """∂L/∂view1, ∂L/∂view2 (flattened) of a deep copy of ``learner`` from RNG state ``rng`` (restored after);
+    None when the learner cannot be copied or its loss is not a differentiable scalar."""
+    after = torch.get_rng_state()
+    try:
+        twin = copy.deepcopy(learner)
+        v1, v2 = _views_with_grad(view1, view2)
+        torch.set_rng_state(rng)
+        with torch.enable_grad():
+            loss = twin.loss(v1, v2)
+            if not (isinstance(loss, Tensor) and loss.dim() == 0 and loss.requires_grad):
+                return None
+            grads = torch.autograd.grad(loss, [v1, v2], allow_unused=True)
+        return tuple(_flat([g], [v]) for g, v in zip(grads, (v1, v2)))
+    except Exception:
+        return None
+    finally:
+        torch.set_rng_state(after)
 
 
 def _unaligned(probe: _Probe, learner, encoder) -> str:
