@@ -58,8 +58,8 @@ def test_h7_catches_an_update_against_the_kernel():
 
 @pytest.mark.parametrize("seed", [0, 320404824])
 def test_c5_dynamics_catch_the_dropped_offdiagonal_term_by_their_own_assertion(seed):
-    """C5 catches ``barlow_twins_offdiag_ignored`` first by its loss-scale fit; its dynamics assertion (the error
-    at least shrinks at the algebraic rate) fails as well when the fit is bypassed: the error stays put."""
+    """C5 is scale-free (its loss-scale fit is reported, not raised), so it catches ``barlow_twins_offdiag_ignored``
+    by its dynamics assertion (the error at least shrinks at the algebraic rate): the error stays put."""
     from ncspec.conformance.registry import load_adapter
     from ncspec.spec_tests.test_conformance import test_barlow_twins_cross_correlation_goes_to_identity as c5
     with pytest.raises(AssertionError, match="does not approach I"):
