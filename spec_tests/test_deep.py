@@ -2,7 +2,7 @@
 
 The deep tier (``ncspec check --tier deep``; pytest ``--ncspec-tier deep``): every run goes
 through the one training loop, :func:`ncspec.reference.vision.train.train`, with the adapter's
-``build`` around the network (:mod:`.deep` has the two scales, the data and the run cache).
+``build`` around the network (:mod:`.deep_harness` has the scales, the data and the run cache).
 Quantities are measured on eval-mode embeddings z (B, M) of the first 1,024 training images:
 
 * ``‖s‖`` — the norm of the mean l2-normalised embedding (0 spread, 1 complete collapse);
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 from ncspec.conformance.claims import cite, register
 
-from .deep import Run, image_data, loss_factor, run_options, scale, train_run, trajectory
+from .deep_harness import Run, image_data, loss_factor, run_options, scale, train_run, trajectory
 from .harness import require
 
 pytestmark = pytest.mark.deep

@@ -5,7 +5,7 @@ import pytest
 import torch
 from ncspec.reference.methods import build
 from ncspec.reference.vision.models import forward_flops, make_backbone, make_encoder
-from ncspec.reference.vision.siamese import EMA, Served, build_fast, learner_state, load_learner_state
+from ncspec.reference.vision.served import EMA, Served, build_fast, learner_state, load_learner_state
 
 
 @pytest.mark.parametrize("backbone", ["vgg11", "vgg11_nobn", "resnet18"])

@@ -1,6 +1,6 @@
 """Reference methods, one file per family; :func:`build` is the adapter entry point.
 
-* ``siamese.py`` — closed-form predictors: SimSiam loss with W_P = f_α(C) (DirectPred,
+* ``closed_form.py`` — closed-form predictors: SimSiam loss with W_P = f_α(C) (DirectPred,
   DirectSet(α)), DirectCopy, IsoLoss;
 * ``learned.py`` — a learned linear predictor: BYOL (EMA target) and the Tian et al. model;
 * ``contrastive.py`` — SimCLR/InfoNCE, triplet; ``redundancy.py`` — Barlow Twins, VICReg;

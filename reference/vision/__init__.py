@@ -3,7 +3,7 @@
 * :mod:`.data` — CIFAR-10 / STL-10 (torchvision, local root) and ``.npz`` as uint8 tensors;
 * :mod:`.augment` — the SimCLR recipe, batched with per-sample random parameters;
 * :mod:`.models` — VGG11, CIFAR ResNet-18, projector, ``make_encoder``;
-* :mod:`.siamese` — adapter-protocol learners on a deep encoder (served embeddings, EMA target);
+* :mod:`.served` — adapter-protocol learners on a deep encoder (served embeddings, EMA target);
 * :mod:`.dist` — data parallelism (gather with gradient, synchronised BN on any backend);
 * :mod:`.train` — ``TrainConfig`` and ``train(config)``;
 * :mod:`.table1` — the Table 1 grid (``ncspec reproduce table1``); :mod:`.bench` — throughput.

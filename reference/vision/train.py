@@ -4,7 +4,7 @@
 augmentation parameters of the *global* batch (so the data-parallel run sees the same views as the
 single-process run) and every rank augments its slice. The encoder runs once per view (bf16
 autocast, channels_last, optionally compiled, DDP when launched by torchrun); the learner of the
-adapter protocol gets the gathered embeddings through :class:`~ncspec.reference.vision.siamese.Served`.
+adapter protocol gets the gathered embeddings through :class:`~ncspec.reference.vision.served.Served`.
 
 Alongside: an online linear readout on detached backbone features (what Halvagal et al. 2022 report), a
 weighted kNN monitor (k = 200, τ = 0.1, cosine; lightly's), an offline linear probe at the end,

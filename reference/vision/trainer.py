@@ -25,7 +25,7 @@ from .data import ImageDataset, load_dataset
 from .evaluate import embed, knn_accuracy_in_chunks, linear_probe, spectrum_metrics
 from .models import make_encoder
 from .optim import LARS, lr_at
-from .siamese import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
+from .served import EMA, FastClosedForm, Served, build_fast, learner_state, load_learner_state
 
 OWN_TARGET = ("byol", "dino")            # reference learners that deep-copy their encoder for a target
 MONITOR_SAMPLES = 256                    # the collapse monitor sees the first 256 samples of an observed batch

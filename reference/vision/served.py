@@ -8,7 +8,7 @@ embedding computed for that very tensor. With an EMA target, the call on the lea
 argument (the target view) returns the EMA network's embedding instead — so any learner written
 for ``z2 = SG(encoder(view2))`` gets a BYOL-style target without knowing it.
 
-:class:`FastClosedForm` is the same maths as ``ncspec.reference.methods.siamese.ClosedFormSiamese`` for the
+:class:`FastClosedForm` is the same maths as ``ncspec.reference.methods.closed_form.ClosedFormSiamese`` for the
 SimSiam-loss / IsoLoss eigen-predictor methods without the validation that forces host–device
 synchronisation (``ncspec bench`` and GPU runs); the tests check it against the reference.
 """
@@ -51,7 +51,7 @@ class Served(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.direct:
-            from ..parallel import gather
+            from ..data_parallel import gather
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 z = self.online(x)
             return gather(z.float())
@@ -123,7 +123,7 @@ class FastClosedForm:
 
 def build_fast(method: str, encoder: nn.Module, embed_dim: int, **options):
     """``FastClosedForm`` for simsiam / isoloss / directset / directpred, else ``None``."""
-    from ..methods.siamese import METHODS
+    from ..methods.closed_form import METHODS
     if method not in ("simsiam", "isoloss", "directset", "directpred"):
         return None
     opts = {**METHODS[method], **options}
