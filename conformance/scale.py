@@ -1,3 +1,4 @@
+# long module: one measurement; the fit, its explanation and the wrappers that run it share the probe's state
 """Scale-aware claims: a constant factor in the loss is a convention, measured and reported, never a failure.
 
 Implementations differ from the method's definition by a constant factor in the loss: no ½ in

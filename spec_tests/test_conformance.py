@@ -519,8 +519,7 @@ def _omega_hint(got, lam, alpha, eps, boost: str = "after") -> str:
                        f"intended, declare conventions = {{'directpred_boost': {other!r}}} on the adapter",
                        dp.directpred_spectrum(lam, alpha, eps, boost=other)),
                       ("ε not added (the boost is dropped)", dp.directpred_spectrum(lam, alpha, 0.0)),
-                      ("the eigenvalues not normalised by λ_max",
-                       lam ** alpha + eps if boost == "after" else (lam + eps) ** alpha)):
+                      ("the eigenvalues not normalised by λ_max", lam ** alpha + eps)):
         if (got - alt).abs().max() <= 1e-6 * max(1.0, alt.abs().max().item()):
             return f" — it matches ω with {text}"
     return ""
