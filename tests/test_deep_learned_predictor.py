@@ -6,24 +6,16 @@ at the cpu scale, not by a crash. Skips without the fragment (``$NCSPEC_SHARED/d
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from fragment import require_fragment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fragment_path() -> Path | None:
-    base = Path(os.environ["NCSPEC_SHARED"]) if os.environ.get("NCSPEC_SHARED") else ROOT.parent / "shared"
-    p = base / "data" / "cifar10_fragment.npz"
-    return p if p.is_file() else None
-
-
 def test_n9_catches_a_learned_predictor_that_never_trains(monkeypatch):
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
     from ncspec.conformance.recorder import Recorder

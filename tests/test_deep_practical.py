@@ -14,22 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from fragment import require_fragment
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = f"{ROOT / 'tests' / 'official_simsiam.py'}:adapter"
 
 
-def fragment_path() -> Path | None:
-    base = Path(os.environ["NCSPEC_SHARED"]) if os.environ.get("NCSPEC_SHARED") else ROOT.parent / "shared"
-    p = base / "data" / "cifar10_fragment.npz"
-    return p if p.is_file() else None
-
-
 @pytest.fixture
 def deep(monkeypatch):
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
     from ncspec.conformance.recorder import Recorder
@@ -73,9 +66,7 @@ def test_n6_catches_the_ema_mutants(deep, mutant, match):
 
 
 def test_ncspec_mutants_prints_the_deep_kill_matrix(tmp_path):
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     out = tmp_path / "km.json"
     p = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "mutants", "--tier", "deep", "--data-root",
                         str(frag), "--mutant", "ema_bn_buffers_frozen", "--json", str(out)],
@@ -99,9 +90,7 @@ def _check(tmp_path, *args) -> dict:
 
 
 def test_an_official_style_simsiam_is_exercised_by_eight_claims(tmp_path):
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     exercised, passed_without_building = {}, []
     for report in (_check(tmp_path), _check(tmp_path, "--tier", "deep", "--data-root", str(frag))):
         for c in report["claims"]:

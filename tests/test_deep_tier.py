@@ -12,14 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fragment import require_fragment
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def fragment_path() -> Path | None:
-    base = Path(os.environ["NCSPEC_SHARED"]) if os.environ.get("NCSPEC_SHARED") else ROOT.parent / "shared"
-    p = base / "data" / "cifar10_fragment.npz"
-    return p if p.is_file() else None
 
 
 def _collect(*args) -> list[str]:
@@ -63,9 +58,7 @@ def test_data_spec_accepts_an_npz_or_a_cifar_root(tmp_path):
 def test_n1_catches_the_collapse_mutants(mutant, monkeypatch):
     """N1's intact-method test fails, by its assertion, on the mutants that drop the stop-gradient or bypass
     the closed-form predictor (W_P = I), at the cpu scale on the CIFAR-10 fragment."""
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
     from ncspec.conformance.recorder import Recorder
@@ -76,9 +69,7 @@ def test_n1_catches_the_collapse_mutants(mutant, monkeypatch):
 
 
 def _deep_n1(monkeypatch, name: str):
-    frag = fragment_path()
-    if frag is None:
-        pytest.skip("the CIFAR-10 fragment is not available (set NCSPEC_SHARED or provide ../shared/data/)")
+    frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
     from ncspec.conformance.recorder import Recorder

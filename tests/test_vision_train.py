@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fragment import fragment_path
 from ncspec.conformance.cli import main as vision_main
 from ncspec.reference.vision.data import write_fake_cifar10, write_fake_stl10
 from ncspec.reference.vision.train import TrainConfig, train
@@ -20,12 +21,6 @@ from ncspec.reference.vision.train import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(backbone="vgg11", width="tiny", proj_hidden=32, proj_out=16, device="cpu", progress=False, probe_iters=20)
 TIMING = ("epoch_time_s", "images_per_s")
-
-
-def fragment_path() -> Path | None:
-    base = Path(os.environ["NCSPEC_SHARED"]) if os.environ.get("NCSPEC_SHARED") else ROOT.parent / "shared"
-    p = base / "data" / "cifar10_fragment.npz"
-    return p if p.is_file() else None
 
 
 @pytest.fixture(scope="module")

@@ -25,3 +25,20 @@ def heads(make, encoder: nn.Module) -> nn.ModuleList:
     """``make()`` once per replica, in the encoder's dtype."""
     dtype = next(encoder.parameters()).dtype
     return nn.ModuleList(make() for _ in range(n_replicas(encoder))).to(dtype)
+
+
+class PairLoss:
+    """A library's loss module on ``(z1, z2)``, applied per replica and summed; nothing to refresh after a step."""
+
+    def __init__(self, encoder: nn.Module, criterion: nn.Module):
+        self.encoder, self.criterion = encoder, criterion
+
+    def parameters(self):
+        return self.encoder.parameters()
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
+        return sum(self.criterion(a, b) for a, b in zip(z1, z2))
+
+    def after_step(self) -> None:
+        pass

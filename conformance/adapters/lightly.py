@@ -22,7 +22,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ._replicas import heads, per_replica
+from ._replicas import PairLoss, heads, per_replica
 
 try:
     import lightly
@@ -40,23 +40,6 @@ def _options(method: str, options: dict, allowed: dict) -> dict:
         raise TypeError(f"lightly adapter: {method!r} does not take option(s) {sorted(unknown)}; "
                         f"it takes {sorted(allowed)}.")
     return {**allowed, **options}
-
-
-class _PairLoss:
-    """A lightly loss on (z1, z2) per replica; nothing to refresh after a step."""
-
-    def __init__(self, encoder: nn.Module, criterion: nn.Module):
-        self.encoder, self.criterion = encoder, criterion
-
-    def parameters(self):
-        return self.encoder.parameters()
-
-    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
-        return sum(self.criterion(a, b) for a, b in zip(z1, z2))
-
-    def after_step(self) -> None:
-        pass
 
 
 class _Predictive:
@@ -107,17 +90,17 @@ class LightlyAdapter:
             if o["decorrelation"] is not True:
                 raise ValueError("lightly's BarlowTwinsLoss has no switch to drop the off-diagonal term "
                                  "(decorrelation=False); pass lambda_offdiag=0.0 instead.")
-            return _PairLoss(encoder, BarlowTwinsLoss(lambda_param=o["lambda_offdiag"],
+            return PairLoss(encoder, BarlowTwinsLoss(lambda_param=o["lambda_offdiag"],
                                                       gather_distributed=o["distributed"]))
         if method == "vicreg":
             o = _options(method, options, dict(sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4,
                                                distributed=False))
-            return _PairLoss(encoder, VICRegLoss(lambda_param=o["sim_coeff"], mu_param=o["std_coeff"],
+            return PairLoss(encoder, VICRegLoss(lambda_param=o["sim_coeff"], mu_param=o["std_coeff"],
                                                  nu_param=o["cov_coeff"], eps=o["eps"],
                                                  gather_distributed=o["distributed"]))
         if method == "simclr":
             o = _options(method, options, dict(temperature=0.5, distributed=False))
-            return _PairLoss(encoder, NTXentLoss(temperature=o["temperature"], gather_distributed=o["distributed"]))
+            return PairLoss(encoder, NTXentLoss(temperature=o["temperature"], gather_distributed=o["distributed"]))
         if method == "byol":
             o = _options(method, options, dict(momentum=0.99, pred_hidden=16))
             return _Predictive(

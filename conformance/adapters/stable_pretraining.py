@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from ._replicas import heads, per_replica
+from ._replicas import PairLoss, heads, per_replica
 
 if importlib.util.find_spec("stable_pretraining") is None:  # pragma: no cover - exercised only without the extra
     raise ImportError("the 'stable_pretraining' adapter needs the stable-pretraining package (no module named "
@@ -68,23 +68,6 @@ def _options(method: str, options: dict, allowed: dict) -> dict:
         raise ValueError("stable-pretraining's losses always reduce over an initialised process group; "
                          "distributed=False cannot be honoured inside one (pass distributed=True).")
     return o
-
-
-class _PairLoss:
-    """A stable-pretraining loss module on (z1, z2) per replica; nothing to refresh after a step."""
-
-    def __init__(self, encoder: nn.Module, criterion: nn.Module):
-        self.encoder, self.criterion = encoder, criterion
-
-    def parameters(self):
-        return self.encoder.parameters()
-
-    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = per_replica(self.encoder(view1)), per_replica(self.encoder(view2))
-        return sum(self.criterion(a, b) for a, b in zip(z1, z2))
-
-    def after_step(self) -> None:
-        pass
 
 
 class _SimSiam:
@@ -154,11 +137,11 @@ class StablePretrainingAdapter:
             if o["decorrelation"] is not True:
                 raise ValueError("stable-pretraining's BarlowTwinsLoss has no switch to drop the off-diagonal "
                                  "term (decorrelation=False); pass lambda_offdiag=0.0 instead.")
-            return _PairLoss(encoder, _spt().BarlowTwinsLoss(lambd=o["lambda_offdiag"]))
+            return PairLoss(encoder, _spt().BarlowTwinsLoss(lambd=o["lambda_offdiag"]))
         if method == "vicreg":
             o = _options(method, options, dict(sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4,
                                                distributed=False))
-            return _PairLoss(encoder, _spt().VICRegLoss(sim_coeff=o["sim_coeff"], std_coeff=o["std_coeff"],
+            return PairLoss(encoder, _spt().VICRegLoss(sim_coeff=o["sim_coeff"], std_coeff=o["std_coeff"],
                                                         cov_coeff=o["cov_coeff"], epsilon=o["eps"]))
         if method == "byol":
             o = _options(method, options, dict(momentum=0.99, pred_hidden=16))
