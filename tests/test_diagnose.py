@@ -216,6 +216,12 @@ def test_benchmark_usage_errors_name_the_fix(capsys, monkeypatch):
     assert main(["diagnose", "--benchmark"]) == 2
     err = capsys.readouterr().err
     assert "needs monai (not installed)" in err and "ncspec[monitor-bench]" in err
+    from ncspec.conformance import monitor_bench
+    monkeypatch.setattr(monitor_bench, "missing_detector_packages", lambda: [])
+    monkeypatch.setenv("NCSPEC_SHARED", "/nonexistent/shared")
+    assert main(["diagnose", "--benchmark"]) == 2
+    err = capsys.readouterr().err
+    assert "fragment, not found at /nonexistent/shared/data/cifar10_fragment.npz" in err and "NCSPEC_SHARED" in err
 
 
 def test_benchmark_scores_detection_false_alarms_and_latency():

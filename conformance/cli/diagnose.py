@@ -306,9 +306,10 @@ def _cmd_benchmark(args) -> int:
               f"needs {', '.join(missing)} (not installed); install them with python3 -m pip install "
               f"'ncspec[monitor-bench]'.", file=sys.stderr)
         return EXIT_USAGE
-    if not mb.fragment_path().is_file():
+    from ..handwritten_simsiam import fragment_path
+    if not fragment_path().is_file():
         print(f"ncspec diagnose: error: the benchmark trains on the CIFAR-10 fragment, not found at "
-              f"{mb.fragment_path()}; set NCSPEC_SHARED to the folder holding data/cifar10_fragment.npz.",
+              f"{fragment_path()}; set NCSPEC_SHARED to the folder holding data/cifar10_fragment.npz.",
               file=sys.stderr)
         return EXIT_USAGE
     result = mb.run_benchmark(seeds=args.bench_seeds, steps=args.bench_steps, workers=args.bench_workers,
