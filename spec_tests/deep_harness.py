@@ -253,7 +253,7 @@ class EMAWatch:
 
     def __init__(self, learner, momentum: float):
         import torch
-        self.learner, self.m = learner, momentum
+        self.m = momentum
         online, target = learner.encoder, learner.target_encoder
         self.pairs = list(zip(target.parameters(), online.parameters()))
         self.pred = [t.detach().double().clone() for t, _ in self.pairs]

@@ -79,9 +79,10 @@ class LearnedPredictorSiamese:
         if not isinstance(predictor, bool):
             raise TypeError(f"predictor must be True or False, got {predictor!r}.")
         self.predictor = predictor
-        self.V = nn.Parameter(predictor_init.detach().clone())
-        self.V.register_hook(lambda g: self.alpha_p * g)
-        if not predictor:                    # p = z: W_p is the identity, fixed
+        if predictor:
+            self.V = nn.Parameter(predictor_init.detach().clone())
+            self.V.register_hook(lambda g: self.alpha_p * g)
+        else:                                # p = z: W_p is the identity, fixed
             self.V = torch.eye(embed_dim, dtype=predictor_init.dtype).expand_as(predictor_init).clone()
         self.target_encoder = None
         if target == "ema":
