@@ -65,6 +65,22 @@ def test_n6_catches_the_ema_mutants(deep, mutant, match):
         deep("test_ema_target_lags_by_the_momentum_in_a_real_network", mutant)
 
 
+def test_n6_holds_an_adapter_to_its_declared_buffer_policy(monkeypatch):
+    """The reference's target keeps its own BatchNorm statistics; declaring them 'averaged' fails N6 by name."""
+    monkeypatch.setenv("NCSPEC_DATA", str(require_fragment()))
+    monkeypatch.setenv("NCSPEC_SCALE", "cpu")
+    from ncspec.conformance.adapters.reference import ReferenceAdapter
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.registry import checked
+    from ncspec.spec_tests.test_deep import test_ema_target_lags_by_the_momentum_in_a_real_network as n6
+
+    class Averaged(ReferenceAdapter):
+        name = "declares_averaged_buffers"
+        conventions = {"ema_buffers": "averaged"}
+    with pytest.raises(AssertionError, match="statistics are 'own', but the adapter declares ema_buffers = 'averaged'"):
+        n6(impl=checked(Averaged(), "declares_averaged_buffers"), record=Recorder())
+
+
 def test_ncspec_mutants_prints_the_deep_kill_matrix(tmp_path):
     frag = require_fragment()
     out = tmp_path / "km.json"
