@@ -22,9 +22,10 @@ import importlib
 import inspect
 import time
 
-# Before any spec module is imported: loading the plugin selects the Hypothesis profile
-# (ci by default), which the tests' @settings capture when they are decorated. Imported
-# later, they would run Hypothesis's default 100 examples with shrinking (~50× slower).
+# Before any spec module is imported: importing .session registers and loads the Hypothesis profile
+# (ci by default, no deadline), which the tests' @settings capture when they are decorated. Imported
+# later, they would run Hypothesis's default 100 examples with shrinking (~50× slower) under its 200 ms
+# deadline, a wall-clock limit that failed H1 on a loaded 2-core machine (issue 25).
 from .recorder import Recorder
 from .session import torch_threads
 

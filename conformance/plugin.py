@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 
 from . import registry, scheduling, xfail
 from .progress import Progress
@@ -42,16 +41,7 @@ from .results import Collector
 from .session import TIER_ENV_VAR, TIERS, adapter_spec, is_worker, profile_name, session_seed, tier, torch_threads
 from .xfail import XFAIL_ENV_VAR
 
-_common = dict(deadline=None, database=None, print_blob=True,
-               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                      HealthCheck.data_too_large])
-# Both profiles derive from Hypothesis' own defaults, not from whatever profile is loaded now: with
-# $CI set Hypothesis loads a derandomised profile of its own, which ``thorough`` must not inherit.
-_base = settings.get_profile("default")
-settings.register_profile("ci", _base, max_examples=3, derandomize=True,
-                          phases=[Phase.explicit, Phase.reuse, Phase.generate], **_common)
-settings.register_profile("thorough", _base, max_examples=40, derandomize=False, **_common)
-settings.load_profile(os.environ.get("NCSPEC_PROFILE", "ci"))
+# The Hypothesis profiles ``ci`` and ``thorough`` are registered and loaded by :mod:`.session` (imported above).
 
 
 def pytest_addoption(parser):
