@@ -34,6 +34,7 @@ __all__ = ["CLAIMS", "MODULES", "Claim", "cite", "load_all", "register", "sort_k
 MODULES = {
     "H": "test_eigenspace", "T": "test_learned_predictor", "W": "test_weight_decay", "J": "test_center_vector",
     "P": "test_dual", "C": "test_conformance", "D": "test_distributed", "R": "test_relu_network", "N": "test_deep",
+    "S": "test_stepwise", "M": "test_jepa",
 }
 
 

@@ -103,6 +103,13 @@ PAPERS: dict[str, Paper] = dict([
     _p("caron2021dino", ["Caron", "Touvron", "Misra", "Jégou", "Mairal", "Bojanowski", "Joulin"],
        "Emerging properties in self-supervised vision transformers",
        "IEEE/CVF International Conference on Computer Vision (ICCV)", 2021, arxiv="2104.14294"),
+    # --- beyond the founding papers: learning dynamics of joint-embedding methods (claims S, M)
+    _p("simon2023", ["Simon", "Knutins", "Ziyin", "Geisz", "Fetterman", "Albrecht"],
+       "On the stepwise nature of self-supervised learning",
+       "International Conference on Machine Learning (ICML), PMLR 202", 2023, arxiv="2303.15438"),
+    _p("littwin2024", ["Littwin", "Saremi", "Advani", "Thilak", "Nakkiran", "Huang", "Susskind"],
+       "How JEPA avoids noisy features: the implicit bias of deep linear self distillation networks",
+       "Advances in Neural Information Processing Systems 37 (NeurIPS)", 2024, arxiv="2407.03475"),
     # --- background the derivations use
     _p("saxe2014", ["Saxe", "McClelland", "Ganguli"],
        "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
