@@ -290,6 +290,20 @@ def barlow_twins_offdiag_ignored(learner):
         learner.lambda_offdiag = 0.0         # λ accepted, the off-diagonal term never added
 
 
+def barlow_twins_same_view(learner):
+    """``c = z1ᵀz1/B``: view 1 correlated with itself (a copy-paste of the first branch), so Barlow Twins learns the
+    views' second moment ``|γ| + σ²`` instead of their cross-covariance γ."""
+    if isinstance(learner, _redundancy.BarlowTwins):
+        original = learner.cross_correlation
+        learner.cross_correlation = lambda z1, z2: original(z1, z1)
+
+
+def barlow_twins_batchnorm_option_ignored(method, options):
+    if method == "barlow_twins" and options.get("batchnorm") is False:
+        options["batchnorm"] = True          # batchnorm=False accepted, the batch still standardised
+    return options
+
+
 def vicreg_variance_doubled(learner):
     if isinstance(learner, _redundancy.VICReg):
         learner.std_coeff = 2.0 * learner.std_coeff   # v(Z) + v(Z′) while declaring ½[v(Z) + v(Z′)]

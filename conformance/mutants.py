@@ -87,7 +87,7 @@ MUTANTS = {m.name: m for m in [
           "it)", ["T1", "T3", "T4", "T5", "P1", "P2", "P3", "P4", "P5", "P6"],
           learner_patch=patches.predictor_weight_decay_missing),
     _spec("learned_target_not_detached", "the learned-predictor model's target not detached",
-          ["T1", "T2", "T3", "T4", "T6", "P1", "P3", "P4", "P5", "P6", "C1"],
+          ["T1", "T2", "T3", "T4", "T6", "P1", "P3", "P4", "P5", "P6", "C1", "M1", "M2", "M3"],
           option_patch=patches.learned_target_not_detached),
     _spec("directcopy_unnormalised", "DirectCopy's predictor built as Ĉ + εI, without dividing by ‖Ĉ‖_F",
           ["W2"], learner_patch=patches.directcopy_unnormalised),
@@ -128,7 +128,12 @@ MUTANTS = {m.name: m for m in [
     _spec("directpred_no_clamp", "DirectPred's eigenvalues not clamped at 0 before the power (NaN for α = ½ on a "
           "rank-deficient estimate)", ["C8"], learner_patch=patches.directpred_no_clamp),
     _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
-          ["C4", "C5"], learner_patch=patches.barlow_twins_offdiag_ignored),
+          ["C4", "C5", "S1", "S2", "S3"], learner_patch=patches.barlow_twins_offdiag_ignored),
+    _spec("barlow_twins_same_view", "Barlow Twins' cross-correlation of view 1 with itself (c = z1ᵀz1/B): the "
+          "modes grow at the rate of the views' second moment, not of their cross-covariance", ["S1", "S2", "S3"],
+          learner_patch=patches.barlow_twins_same_view),
+    _spec("barlow_twins_batchnorm_option_ignored", "Barlow Twins' batchnorm=False accepted but ignored (the batch is "
+          "still standardised)", ["S1", "S2", "S3"], option_patch=patches.barlow_twins_batchnorm_option_ignored),
     _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) (the paper's eq. 6) while the adapter "
           "declares the authors' code's ½[v(Z) + v(Z′)] (conventions vicreg_variance = 'authors_code')", ["C6"],
           learner_patch=patches.vicreg_variance_doubled, conventions={"vicreg_variance": "authors_code"}),

@@ -1,7 +1,7 @@
 """``ncspec figure NAME --out DIR``: a paper figure, the theory drawn over the simulation."""
 from __future__ import annotations
 
-FIGURES = ("eigenspace", "directpred", "centervector", "dual")
+FIGURES = ("eigenspace", "directpred", "centervector", "dual", "stepwise", "jepa")
 
 
 def _cmd_figure(args) -> int:
