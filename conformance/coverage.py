@@ -6,7 +6,8 @@ it *not applicable* to it, not passed. The counts:
 
 * **builds** — learners returned by the adapter's ``build`` through :func:`ncspec.conformance.validate.checked`
   (every adapter under test is wrapped by it; the definition a loss scale is measured against is built
-  directly, and is not counted);
+  directly, and is not counted), in all and per method (``methods``: the report lists, per method the adapter
+  declares, the claims that built it);
 * **steps** — calls of such a learner's ``after_step()``, which every training loop (the linear simulator,
   the toy runs, ``ncspec train``) makes once per optimisation step. A claim that only evaluates a loss or
   its gradient builds learners and takes 0 steps.
@@ -23,15 +24,16 @@ import functools
 
 
 class Usage:
-    """Learners built and optimisation steps taken."""
+    """Learners built (in all, and per method) and optimisation steps taken."""
 
-    __slots__ = ("builds", "steps")
+    __slots__ = ("builds", "steps", "methods")
 
-    def __init__(self, builds: int = 0, steps: int = 0):
+    def __init__(self, builds: int = 0, steps: int = 0, methods: dict | None = None):
         self.builds, self.steps = builds, steps
+        self.methods = dict(methods or {})      # method → learners of it built
 
     def __repr__(self):
-        return f"Usage(builds={self.builds}, steps={self.steps})"
+        return f"Usage(builds={self.builds}, steps={self.steps}, methods={self.methods})"
 
 
 #: the counts of the running test (this process)
@@ -40,23 +42,33 @@ TALLY = Usage()
 
 def reset() -> None:
     TALLY.builds = TALLY.steps = 0
+    TALLY.methods = {}
+
+
+def built(method: str) -> None:
+    """Count one learner of ``method`` built through the adapter under test."""
+    TALLY.builds += 1
+    TALLY.methods[method] = TALLY.methods.get(method, 0) + 1
 
 
 def credit(usage: Usage) -> None:
     """Add ``usage`` (what a cached run took) to the running test's counts."""
     TALLY.builds += usage.builds
     TALLY.steps += usage.steps
+    for method, n in usage.methods.items():
+        TALLY.methods[method] = TALLY.methods.get(method, 0) + n
 
 
 @contextlib.contextmanager
 def counted():
     """``with counted() as used:`` — afterwards ``used`` holds the builds and steps taken inside the block."""
     used = Usage()
-    b0, s0 = TALLY.builds, TALLY.steps
+    b0, s0, m0 = TALLY.builds, TALLY.steps, dict(TALLY.methods)
     try:
         yield used
     finally:
         used.builds, used.steps = TALLY.builds - b0, TALLY.steps - s0
+        used.methods = {m: n - m0.get(m, 0) for m, n in TALLY.methods.items() if n > m0.get(m, 0)}
 
 
 def cache(fn=None, *, maxsize: int | None = None):

@@ -304,6 +304,17 @@ def barlow_twins_batchnorm_option_ignored(method, options):
     return options
 
 
+def vicreg_variance_ignored(learner):
+    if isinstance(learner, _redundancy.VICReg):
+        learner.std_coeff = 0.0              # μ accepted, the variance hinge never added: nothing holds the std up
+
+
+def vicreg_std_coeff_option_ignored(method, options):
+    if method == "vicreg":
+        options.pop("std_coeff", None)       # accepted, the default weight 25 kept
+    return options
+
+
 def vicreg_variance_doubled(learner):
     if isinstance(learner, _redundancy.VICReg):
         learner.std_coeff = 2.0 * learner.std_coeff   # v(Z) + v(Z′) while declaring ½[v(Z) + v(Z′)]

@@ -128,7 +128,7 @@ MUTANTS = {m.name: m for m in [
     _spec("directpred_no_clamp", "DirectPred's eigenvalues not clamped at 0 before the power (NaN for α = ½ on a "
           "rank-deficient estimate)", ["C8"], learner_patch=patches.directpred_no_clamp),
     _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
-          ["C4", "C5", "S1", "S2", "S3"], learner_patch=patches.barlow_twins_offdiag_ignored),
+          ["C4", "C5", "S1", "S2", "S3", "N12"], learner_patch=patches.barlow_twins_offdiag_ignored),
     _spec("barlow_twins_same_view", "Barlow Twins' cross-correlation of view 1 with itself (c = z1ᵀz1/B): the "
           "modes grow at the rate of the views' second moment, not of their cross-covariance", ["S1", "S2", "S3"],
           learner_patch=patches.barlow_twins_same_view),
@@ -137,6 +137,11 @@ MUTANTS = {m.name: m for m in [
     _spec("vicreg_variance_doubled", "VICReg's variance term v(Z) + v(Z′) (the paper's eq. 6) while the adapter "
           "declares the authors' code's ½[v(Z) + v(Z′)] (conventions vicreg_variance = 'authors_code')", ["C6"],
           learner_patch=patches.vicreg_variance_doubled, conventions={"vicreg_variance": "authors_code"}),
+    _spec("vicreg_variance_ignored", "VICReg's variance term silently dropped (its weight μ = std_coeff accepted, "
+          "never applied)", ["C6", "N11"], learner_patch=patches.vicreg_variance_ignored),
+    _spec("vicreg_std_coeff_option_ignored", "VICReg's std_coeff option ignored (the variance term stays at the "
+          "default weight 25: the no-variance ablation trains the intact loss)", ["C6", "N11"],
+          option_patch=patches.vicreg_std_coeff_option_ignored),
     _spec("symmetric_terms_overwritten", "SimSiam's symmetrised terms overwritten instead of summed", ["C7"],
           learner_patch=patches.symmetric_terms_overwritten),
     _spec("gather_without_autograd", "global batch gathered without autograd (gradients off by the world "

@@ -7,7 +7,9 @@ JSON schema (``schema: "ncspec.report/2"``)::
       "profile": str, "hypothesis_seed": int | null, "created": str (ISO 8601, UTC), "duration_s": float,
       "summary": {"passed": int, "failed": int, "errored": int, "xfailed": int, "not_applicable": int,
                   "skipped": int, "not_run": int,
-                  "exercised": int (claims that built at least one learner), "builds": int, "steps": int},
+                  "exercised": int (claims that built at least one learner), "builds": int, "steps": int,
+                  "methods": {method: [claim id]} (per method the adapter declares, or any it built: the claims
+                             whose tests built a learner of it)},
       "ran_no_example": [{"id": str, "reasons": [str]}],
       "expected_failures": [{"claim", "test_filter", "reason", "line"}],
       "claims": [
@@ -15,6 +17,7 @@ JSON schema (``schema: "ncspec.report/2"``)::
          "citations": [{"key", "where", "text", "brief", "title", "venue", "year", "url"}],
          "status": "passed" | "failed" | "errored" | "xfailed" | "not_applicable" | "skipped" | "not_run",
          "builds": int, "steps": int (learners of the adapter built, and their optimisation steps, over the tests),
+         "methods": {method: int} (the builds per method),
          "not_run_reason": str (not_run claims only: the tier or the -k selection that left them out),
          "measurements": [{"quantity", "measured", "predicted", "error", "tolerance",
                            "convention": true (only on rows stating a convention in force)}],
@@ -107,10 +110,12 @@ def not_run_reason(claim, tier: str | None) -> str:
 
 def build_report(tests: list[dict], adapter: str, duration: float,
                  expected_failures: list[dict] | None = None, seed: int | None = None,
-                 profile: str | None = None, tier: str | None = None) -> dict:
-    """``tests``: the plugin's per-test entries (``builds``/``steps`` as counted by
+                 profile: str | None = None, tier: str | None = None, declared=()) -> dict:
+    """``tests``: the plugin's per-test entries (``builds``/``steps``/``methods`` as counted by
     :mod:`ncspec.conformance.coverage`); ``profile``: the Hypothesis profile the tests ran under (default: the
-    loaded one); ``tier``: the tier run (``linear``, ``deep``, ``all``), which says why a claim did not run."""
+    loaded one); ``tier``: the tier run (``linear``, ``deep``, ``all``), which says why a claim did not run;
+    ``declared``: the methods the adapter declares (:func:`declared_methods`), listed with the claims that built
+    them also when none did."""
     from hypothesis import settings
     load_all()
     claims = []
@@ -119,10 +124,14 @@ def build_report(tests: list[dict], adapter: str, duration: float,
         mine = [t for t in tests if t["claim"] == cid]
         counted = any("builds" in t for t in mine)
         builds, steps = sum(t.get("builds", 0) for t in mine), sum(t.get("steps", 0) for t in mine)
+        methods = {}
+        for t in mine:
+            for m, n in t.get("methods", {}).items():
+                methods[m] = methods.get(m, 0) + n
         status = claim_status([t["outcome"] for t in mine], builds if counted else None)
         claims.append(dict(
             id=cid, title=c.title, source=c.source_text, citations=[x.to_dict() for x in c.source],
-            statement=c.statement, status=status, builds=builds, steps=steps,
+            statement=c.statement, status=status, builds=builds, steps=steps, methods=methods,
             **({"not_run_reason": not_run_reason(c, tier)} if status == "not_run" else {}),
             measurements=[r for t in mine for r in t["rows"]],
             **({"traces": traces} if (traces := [tr for t in mine for tr in t.get("traces", [])]) else {}),
@@ -130,13 +139,31 @@ def build_report(tests: list[dict], adapter: str, duration: float,
                     if k in t} for t in mine]))
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     summary.update(exercised=sum(c["builds"] > 0 for c in claims), builds=sum(c["builds"] for c in claims),
-                   steps=sum(c["steps"] for c in claims))
+                   steps=sum(c["steps"] for c in claims), methods=claims_per_method(claims, declared))
     return dict(schema=SCHEMA, ncspec_version=_version(), adapter=adapter, tier=tier or "linear",
                 profile=profile or settings.get_current_profile_name(), hypothesis_seed=seed,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 duration_s=round(duration, 3), summary=summary,
                 ran_no_example=ran_no_example(claims),
                 expected_failures=list(expected_failures or []), claims=claims)
+
+
+#: capability tags without a colon that name no method
+FLAG_TAGS = frozenset({"weight_decay", "distributed", "symmetrized"})
+
+
+def declared_methods(capabilities) -> list[str]:
+    """The methods among an adapter's capabilities: the tags without a ``:`` that are not flags."""
+    return sorted(c for c in capabilities if ":" not in c and c not in FLAG_TAGS)
+
+
+def claims_per_method(claims: list[dict], declared=()) -> dict[str, list[str]]:
+    """``{method: [claim id]}``: per method declared (and any other built), the claims whose tests built it."""
+    out = {m: [] for m in declared}
+    for c in claims:
+        for m in c.get("methods", {}):
+            out.setdefault(m, []).append(c["id"])
+    return dict(sorted(out.items()))
 
 
 def not_applicable(report: dict) -> list[str]:
@@ -341,6 +368,15 @@ def print_coverage(report: dict, console) -> None:
     if na:
         console.print(f"[cyan]Not applicable to adapter {escape(report['adapter'])} ({len(na)}: their tests passed "
                       f"without building a learner, checking the theory or the harness):[/] {', '.join(na)}")
+    per_method = report["summary"].get("methods")
+    if per_method:
+        console.print(f"Claims that built each method of adapter {escape(report['adapter'])}:")
+        for m, ids in per_method.items():
+            if ids:
+                console.print(f"  {escape(m)}: {', '.join(ids)}")
+        unbuilt = [m for m, ids in per_method.items() if not ids]
+        if unbuilt:
+            console.print(f"  [yellow]built by no claim of this run:[/] {escape(', '.join(unbuilt))}")
     partly = [(c["id"], partly_skipped(c), len(c["tests"])) for c in report["claims"]]
     partly = [(cid, sk, n) for cid, sk, n in partly if sk]
     if partly:

@@ -57,7 +57,8 @@ class Collector:
             from .coverage import TALLY
             entry = dict(claim=marker.args[0], test=item.nodeid, outcome=outcome, duration=rep.duration,
                          reason=reason, rows=list(rec.rows.values()) if rec else [],
-                         traces=list(rec.traces) if rec else [], builds=TALLY.builds, steps=TALLY.steps)
+                         traces=list(rec.traces) if rec else [], builds=TALLY.builds, steps=TALLY.steps,
+                         methods=dict(TALLY.methods))
             if rep.failed:
                 entry["reproduce"] = self.reproduction(item, rep, call)
             # Carried on the report, so that it reaches the controller when pytest-xdist runs the tests
@@ -104,6 +105,15 @@ class Collector:
             if r["blob"]:
                 terminalreporter.write_line(f"    or decorate the test with {r['blob']}")
 
+    def declared(self) -> list[str]:
+        """The methods the adapter under test declares (its capabilities), for the report's per-method listing."""
+        from . import registry
+        from .report import declared_methods
+        try:
+            return declared_methods(registry.load_adapter(adapter_spec(self.config)).capabilities)
+        except (LookupError, TypeError, ValueError, AttributeError):
+            return []          # a malformed adapter: the run has reported it already
+
     def pytest_sessionfinish(self, session, exitstatus):
         if is_worker(self.config):
             return  # an xdist worker: its rows went to the controller, which writes the report
@@ -117,7 +127,7 @@ class Collector:
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
                                   expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
                                   seed=getattr(self.config, "_ncspec_seed", None), profile=profile,
-                                  tier=tier(self.config))
+                                  tier=tier(self.config), declared=self.declared())
             if json_path:
                 write_json(report, json_path)
             if doc_path:

@@ -179,7 +179,7 @@ class CheckedAdapter(_Proxy):
             return learner
         ctx = _Context(self._label, method, embed_dim, encoder, call)
         _check_learner(learner, ctx)
-        coverage.TALLY.builds += 1       # the reports' per-claim builds (conformance/coverage.py)
+        coverage.built(method)           # the reports' per-claim builds, per method (conformance/coverage.py)
         return CheckedLearner(learner, ctx)
 
 

@@ -55,12 +55,19 @@ class Scale:
     # learned predictors: each method's own recipe, (method, optimiser, lr per 256 images); the predictor's
     # parameters keep that lr (SimSiam's fixed predictor lr), the encoder's follow the cosine schedule
     recipes: tuple = (("simsiam_mlp", "sgd", 0.06), ("byol", "lars", 0.2))
+    # the redundancy family: the authors' LARS at base lr 0.2 per 256 images (Bardes et al. 2022 §4.1 / App. C;
+    # Zbontar et al. 2021 §3, the weights' lr), every parameter (an expander's too) on the cosine schedule; SGD at
+    # 0.06 diverges on VICReg's 25× terms within the first epoch (measured: NaN embeddings, cpu scale, seed 0)
+    redundancy: tuple = (("vicreg", "lars", 0.2), ("barlow_twins", "lars", 0.2))
 
     def recipe(self, method: str) -> tuple[str, float, bool]:
         """``(optimizer, lr, fixed predictor lr)`` of ``method``'s runs at this scale."""
         for m, opt, lr in self.recipes:
             if m == method:
                 return opt, lr, True
+        for m, opt, lr in self.redundancy:
+            if m == method:
+                return opt, lr, False
         return "sgd", self.lr, False
 
     def to_dict(self) -> dict:
@@ -353,6 +360,8 @@ SECONDS_PER_RUN = {"cpu": 20.0, "gpu": 90.0, "dry": 2.0}
 #: thread, generated STL-format data of the full image size) took 139 s of CPU (wall 139 s), 7–9× a 32 px run; the
 #: gpu and dry figures are the CIFAR ones × 9 (estimates).
 STL10_SECONDS_PER_RUN = {"cpu": 140.0, "gpu": 9 * 90.0, "dry": 9 * 2.0}
+#: the step budget of N11's and N12's runs at the cpu scale (half a run's cost in the budget line)
+HALF_RUN_STEPS = 20
 #: gpu, N4: two VGG11 runs of Table 1's CIFAR-10 protocol (800 epochs at ≈ 1 s, an estimate).
 TABLE1_SECONDS = 2 * 800 * 1.0
 
@@ -370,6 +379,11 @@ def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
         runs.append("simsiam_mlp without predictor")
     if {"byol", "target:ema", "ablation:no_predictor"} <= caps and not cpu:   # N7
         runs.append("byol without predictor")
+    short = f" ({HALF_RUN_STEPS} steps)" if cpu else ""   # N11, N12 (test_deep.REDUNDANCY_STEPS)
+    if "vicreg" in caps:
+        runs += [f"vicreg{short}", f"vicreg without the variance term{short}"]
+    if "barlow_twins" in caps:
+        runs += [f"barlow_twins{short}", f"barlow_twins without the off-diagonal term{short}"]
     if {"simsiam", "predictor:closed_form"} <= caps and not cpu:   # N2, N3: the IsoLoss authors' projector
         runs.append("simsiam, projector without output BN")
         if "isoloss" in caps:
@@ -380,7 +394,7 @@ def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
 def budget_line(scale_name: str, impl, dataset: str = "cifar10") -> str:
     runs = planned_runs(impl.capabilities, scale_name)
     per_run = STL10_SECONDS_PER_RUN if dataset == "stl10" else SECONDS_PER_RUN
-    t = len(runs) * per_run[scale_name]
+    t = sum(per_run[scale_name] * (0.5 if r.endswith(f" ({HALF_RUN_STEPS} steps)") else 1.0) for r in runs)
     if scale_name == "gpu" and {"simsiam", "isoloss"} <= set(impl.capabilities):
         t += TABLE1_SECONDS
         runs = runs + ["Table 1: simsiam and isoloss, 800 epochs (full CIFAR-10 only)"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 from ncspec.conformance.claims import cite, register
 
-from .deep_harness import Run, image_data, loss_factor, run_options, scale, train_run, trajectory
+from .deep_harness import HALF_RUN_STEPS, Run, image_data, loss_factor, run_options, scale, train_run, trajectory
 from .harness import require
 
 pytestmark = pytest.mark.deep
@@ -663,3 +663,117 @@ def test_isoloss_beats_the_simsiam_loss_without_ema(impl, record):
            error=-(acc["isoloss"] - acc["simsiam"]), tolerance=0.0)
     assert acc["isoloss"] > acc["simsiam"], (
         f"without EMA, IsoLoss readout {acc['isoloss']:.4f} is not above the SimSiam loss's {acc['simsiam']:.4f}")
+
+
+# --- N11, N12: the redundancy family (VICReg, Barlow Twins) without the term that holds it up ---------------
+
+#: the runs of N11 and N12: the methods' own projector ending in a Linear layer (Bardes et al.'s and Zbontar et al.'s
+#: expander; SimSiam's BatchNorm-ended one standardises every feature over the batch, so VICReg's variance hinge
+#: relu(1 − std) would be 0 with or without the term), LARS at 0.2 (Scale.redundancy), and at the cpu scale 20 steps
+#: (VICReg without its variance term has left the intact runs' range by then; 4 runs of ≈ 6 s of CPU each)
+REDUNDANCY_STEPS = {"cpu": HALF_RUN_STEPS}
+
+
+def redundancy_run(method: str, sc, label: str = "", **ablation) -> Run:
+    return Run(method, run_options(method, sc, **ablation), label, steps=REDUNDANCY_STEPS.get(sc.name),
+               proj_out_bn=False)
+
+
+# Measured (cpu scale: 20 steps, 1/8-width VGG11, projector 512 → 128 ending in a Linear layer, batch 256, LARS 0.2;
+# CIFAR-10 fragment; the reference; seeds 0–2), eval-mode embeddings after the last step:
+#                              ‖s‖                 std·√M              RankMe
+#   vicreg (intact)            0.540 0.545 0.576   0.836 0.831 0.809   61.0 65.2 63.7
+#   vicreg, std_coeff = 0      0.909 0.863 0.885   0.391 0.496 0.459   21.6 46.5 49.5
+# (at initialisation ‖s‖ 0.57–0.58, std·√M 0.81–0.82, RankMe 92–93: this projector's output is not centred.)
+# Boundaries at the geometric mid-points of the closest runs: ‖s‖ √(0.576 · 0.863) ≈ 0.705 (1.22× on either side),
+# std·√M √(0.809 · 0.496) ≈ 0.633 (1.28×); RankMe is recorded, not judged (49.5 vs 61.0: the groups are only 1.23×
+# apart at 20 steps). The train-mode batch embeddings' ‖s‖ (mean of the last 5 steps) separates them as well: 0.532
+# 0.548 0.556 intact, 0.943 0.922 0.928 without the variance term.
+REDUNDANCY = Boundaries(0.705, 0.633, None)
+
+N11 = register(
+    "N11", title="Convolutional networks: VICReg without its variance term collapses; with it, it stays spread",
+    source=[cite("bardes2022", "§2 (the variance term prevents collapse) and the ablations of the loss's terms "
+                 "(without the variance term the representation collapses)")],
+    statement="Trained on images, VICReg keeps its embeddings spread, while the same loss with its variance term "
+              "removed (μ = std_coeff = 0: invariance and covariance only) collapses — the invariance term is "
+              "minimised by a constant embedding, and the covariance term alone does not prevent it.",
+    measures="‖s‖ and std·√M (RankMe recorded) of eval-mode embeddings after the step budget (cpu: 20 steps of a "
+             "1/8-width VGG11 with a Linear-ended projector, batch 256, LARS 0.2), VICReg with μ = 25 and μ = 0 "
+             "(the documented option std_coeff: no ablation tag is needed)",
+    prediction=f"μ = 0: ‖s‖ > {REDUNDANCY.s}, std·√M < {REDUNDANCY.std}; intact: the opposite side of each",
+    tolerance="one boundary per quantity at the geometric mid-point between the intact and the ablated runs measured "
+              "over seeds 0–2 at the cpu scale on the reference (‖s‖ 1.22×, std·√M 1.28× on either side; the "
+              "numbers are beside the constants in the module)",
+)
+
+
+@N11.check
+def test_vicreg_keeps_the_representation_spread(impl, record):
+    require(impl, "vicreg")
+    sc = scale()
+    assert_healthy(record, train_run(impl, redundancy_run("vicreg", sc), sc, image_data()), "vicreg", REDUNDANCY)
+
+
+@N11.check
+def test_vicreg_without_its_variance_term_collapses(impl, record):
+    require(impl, "vicreg")
+    sc = scale()
+    doc = train_run(impl, redundancy_run("vicreg", sc, "no variance term", std_coeff=0.0), sc, image_data())
+    assert_collapsed(record, doc, "vicreg without the variance term (std_coeff = 0)", REDUNDANCY)
+
+
+# Measured (the runs of N11's configuration, Barlow Twins λ = 0.0051 and λ = 0; the reference; seeds 0–2), RankMe of
+# the eval-mode embeddings after the last step (at initialisation 92–93 of M = 128):
+#                                     seed 0   seed 1   seed 2
+#   barlow_twins (intact)             10.6     14.6     10.9
+#   barlow_twins, lambda_offdiag = 0   4.6      7.6      5.0
+#   intact / ablated                   2.30     1.92     2.18
+# Both runs concentrate early in training (the on-diagonal term first aligns the views along a few directions); the
+# off-diagonal term keeps about twice the dimensions. Absolute boundaries would clear the groups by only 1.18×
+# (10.6 vs 7.6 across seeds), so the claim compares the two runs of one seed: a switch with no effect trains the
+# intact run again, ratio 1 exactly; boundary at the geometric mid-point of 1 and the smallest ratio, √1.92 ≈ 1.39.
+# ‖s‖ (Jha et al.'s center vector, train-mode batch embeddings, mean of the last 5 steps) stays far from 1 in both,
+# 0.465 0.510 0.478 intact and 0.371 0.455 0.397 without the term: Barlow Twins' batch standardisation removes the
+# center vector, so the ablation loses dimensions instead of collapsing to a point (recorded, not judged).
+DIMENSIONS_KEPT = 1.39
+
+N12 = register(
+    "N12", title="Convolutional networks: Barlow Twins without its off-diagonal term loses dimensions; with it, it "
+                 "keeps them",
+    source=[cite("zbontar2021", "§2 (the redundancy-reduction term decorrelates the embedding's components) and §4, "
+                 "ablations (the invariance term alone)"),
+            cite("jha2024", "§3 and Fig. 5 (the batch standardisation removes the center vector: no complete "
+                 "collapse, the decorrelation keeps the dimensions)")],
+    statement="Trained on images, Barlow Twins with its off-diagonal (redundancy-reduction) term keeps clearly more "
+              "effective dimensions than the same loss without it (λ = 0: the on-diagonal invariance term alone), "
+              "whose standardised features become redundant; neither collapses to a point (‖s‖ stays away from 1).",
+    measures="RankMe of eval-mode embeddings after the step budget (N11's configuration), intact (λ = 0.0051) over "
+             "λ = 0 (the documented option lambda_offdiag: no ablation tag is needed), same seed; ‖s‖ of the batch "
+             "embeddings of both runs recorded",
+    prediction=f"RankMe(intact) / RankMe(λ = 0) > {DIMENSIONS_KEPT} (a switch with no effect gives 1)",
+    tolerance=f"the geometric mid-point of 1 (no effect) and the smallest ratio measured on the reference over seeds "
+              f"0–2 at the cpu scale (1.92): {DIMENSIONS_KEPT}× on either side; the numbers are beside the constant "
+              f"in the module",
+)
+
+
+@N12.check
+def test_barlow_twins_off_diagonal_term_keeps_the_dimensions(impl, record):
+    require(impl, "barlow_twins")
+    sc, data = scale(), image_data()
+    intact = train_run(impl, redundancy_run("barlow_twins", sc), sc, data)
+    ablated = train_run(impl, redundancy_run("barlow_twins", sc, "no off-diagonal term", lambda_offdiag=0.0), sc,
+                        data)
+    trace(record, intact, "barlow_twins")
+    trace(record, ablated, "barlow_twins without the off-diagonal term (lambda_offdiag = 0)")
+    kept, lost = final(intact)["rankme"], final(ablated)["rankme"]
+    for what, doc in (("intact", intact), ("λ = 0", ablated)):
+        record(f"barlow_twins {what}: ‖s‖ of the batch embeddings (Jha et al.'s center, recorded)", final_center(doc),
+               "< 1 (no complete collapse)")
+    ratio = kept / max(lost, 1e-12)
+    record.within(f"barlow_twins: RankMe intact / RankMe without the off-diagonal term ({kept:.1f} / {lost:.1f})",
+                  ratio, f"> {DIMENSIONS_KEPT}", error=DIMENSIONS_KEPT / max(ratio, 1e-12), tolerance=1.0,
+                  message=f"Barlow Twins' off-diagonal term does not keep the dimensions: RankMe {kept:.1f} intact vs "
+                          f"{lost:.1f} with lambda_offdiag = 0 (ratio {ratio:.2f}, a term with no effect gives 1) — "
+                          f"the off-diagonal term dropped or its weight λ ignored?")

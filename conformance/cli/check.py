@@ -91,8 +91,14 @@ def _run_check(args) -> int:
             return int(code) or 3
         with open(json_path) as f:
             report = json.load(f)
+    report["gate"] = gate(report, args.min_exercised)
+    if args.json:              # the plugin wrote it; the gate is the command's, added here
+        from ..report import write_json
+        write_json(report, args.json)
     # the table shows the claims of the tier and of the -k selection; the JSON and the documents keep them all
     print_table(report, hide_not_run=bool(args.k) or args.tier == "deep")
+    if not report["gate"]["passed"]:
+        print(report["gate"]["reason"])
     if args.json:
         print(f"report written to {args.json}")
     if args.report:   # written whatever the outcome: a failing run is when CI needs it most
@@ -103,10 +109,39 @@ def _run_check(args) -> int:
 
 def exit_code(report: dict) -> int:
     """2 when a test crashed in the adapter's code (status ``errored``: a broken adapter is a usage error), 1 when a
-    claim failed, else 0 (xfailed and not-applicable claims do not fail the run)."""
+    claim failed, 2 when fewer claims than the floor exercised the adapter (:func:`gate`), else 0 (xfailed and
+    not-applicable claims do not fail the run).
+
+    A run that checked nothing is not a failure of the implementation (1 says "a claim found it wrong", and no
+    claim did): what has to change is the set-up — the adapter's declared capabilities, the tier, the ``-k``
+    selection, or the floor the user asked for — the kind of error 2 stands for."""
     if any(t["outcome"] == "errored" for c in report["claims"] for t in c["tests"]):
         return 2
-    return 1 if report["summary"]["failed"] else 0
+    if report["summary"]["failed"]:
+        return 1
+    return 0 if report.get("gate", {}).get("passed", True) else 2
+
+
+def gate(report: dict, floor: int = 1) -> dict:
+    """``{min_exercised, exercised, passed, reason}``: a run passes only if at least ``floor`` claims built a learner
+    of the adapter (``--min-exercised``, default 1: a gate that checked nothing does not pass; 0 accepts any run)."""
+    s = report["summary"]
+    exercised = s.get("exercised", 0)
+    out = dict(min_exercised=floor, exercised=exercised, passed=exercised >= floor, reason="")
+    if out["passed"]:
+        return out
+    declared = s.get("methods", {})
+    out["reason"] = (
+        f"ncspec check: NOT PASSED — {exercised} claim{'s' if exercised != 1 else ''} exercised adapter "
+        f"{report['adapter']} at tier {report.get('tier', 'linear')}, fewer than the floor of {floor} "
+        f"(--min-exercised): a check that builds {'none' if exercised == 0 else 'so few'} of the adapter's learners "
+        f"{'checks nothing' if exercised == 0 else 'checks less than was asked'}, so it does not pass (exit 2). "
+        + (f"No claim of this run built any of the {len(declared)} methods it declares. " if declared and
+           exercised == 0 else "")
+        + "Declare the methods and tags the claims need (the skip reasons above name them), run another tier "
+          "(--tier linear / deep / all) or a wider -k selection, or lower the floor (--min-exercised 0 accepts a "
+          "run that checks only the theory).")
+    return out
 
 
 def _jobs(args) -> int:
@@ -138,6 +173,16 @@ def _job_count(text: str):
     if n < 1:
         raise argparse.ArgumentTypeError(f"--jobs takes 'auto' or a positive number of worker processes, got "
                                          f"{text!r}")
+    return n
+
+
+def _floor(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--min-exercised takes a number of claims ≥ 0, got {text!r}")
     return n
 
 
@@ -244,6 +289,9 @@ def add_check_commands(sub) -> None:
     k.add_argument("--jobs", "-j", type=_job_count, default="auto", metavar="N",
                    help="worker processes (pytest-xdist): a number, or auto (default: the usable CPUs, at most "
                         "8; 1 with -k)")
+    k.add_argument("--min-exercised", type=_floor, default=1, metavar="N",
+                   help="the run passes only if at least N claims built a learner of the adapter (default 1: a "
+                        "check that exercised nothing exits 2, naming why; 0 accepts any run)")
     k.add_argument("--no-progress", dest="progress", action="store_false",
                    help="do not print claim-by-claim progress on stderr")
     k.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")

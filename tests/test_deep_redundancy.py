@@ -1,0 +1,53 @@
+"""The deep claims of the redundancy family (N11 VICReg, N12 Barlow Twins) on the CIFAR-10 fragment at the cpu scale.
+
+Each fails *by its assertion* on the mutants it is about (a crash would not count): VICReg's variance term dropped
+(the intact run collapses), its std_coeff option ignored (the ablation does not), Barlow Twins' off-diagonal term
+dropped (the intact run loses the dimensions the ablation loses). The reference passes both. Skips without the
+fragment (``$NCSPEC_SHARED/data`` or ``../shared/data``).
+"""
+from __future__ import annotations
+
+import pytest
+from fragment import require_fragment
+
+
+@pytest.fixture
+def deep(monkeypatch):
+    frag = require_fragment()
+    monkeypatch.setenv("NCSPEC_DATA", str(frag))
+    monkeypatch.setenv("NCSPEC_SCALE", "cpu")
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.spec_tests import test_deep
+
+    def run(test: str, adapter: str = "reference") -> Recorder:
+        record = Recorder()
+        getattr(test_deep, test)(impl=load_adapter(adapter), record=record)
+        return record
+    return run
+
+
+N11_INTACT = "test_vicreg_keeps_the_representation_spread"
+N11_ABLATED = "test_vicreg_without_its_variance_term_collapses"
+N12 = "test_barlow_twins_off_diagonal_term_keeps_the_dimensions"
+
+
+def test_the_reference_passes_n11_and_n12(deep):
+    for test in (N11_INTACT, N11_ABLATED, N12):
+        deep(test)
+
+
+def test_n11_catches_a_vicreg_without_its_variance_term(deep):
+    with pytest.raises(AssertionError, match="vicreg collapsed within 20 steps"):
+        deep(N11_INTACT, "mutant:vicreg_variance_ignored")
+
+
+def test_n11_catches_a_std_coeff_option_that_is_ignored(deep):
+    with pytest.raises(AssertionError, match="did not collapse within 20 steps"):
+        deep(N11_ABLATED, "mutant:vicreg_std_coeff_option_ignored")
+
+
+def test_n12_catches_a_barlow_twins_without_its_off_diagonal_term(deep):
+    """The intact run trains the ablated loss: the ratio of their RankMe is 1 exactly."""
+    with pytest.raises(AssertionError, match="off-diagonal term does not keep the dimensions"):
+        deep(N12, "mutant:barlow_twins_offdiag_ignored")
