@@ -28,6 +28,8 @@ from pathlib import Path
 
 from ncspec.conformance import coverage
 
+from . import ema
+
 SCALE_ENV = "NCSPEC_SCALE"
 DATA_ENV = "NCSPEC_DATA"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -218,10 +220,12 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
     from ncspec.conformance.plugin import torch_threads
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads())     # $NCSPEC_THREADS (default 1), as every claim
-    built = {}
+    schedule = ema.schedule_of(impl, run.method) if "momentum" in run.opts() else None
+    built = {"schedule": schedule}
     try:
         with coverage.counted() as used:
-            doc = train(cfg, dataset=ds, builder=_keeping(impl.build, built))
+            doc = train(cfg, dataset=ds, builder=_keeping(impl.build, built,
+                                                          (run.steps or sc.steps) if schedule else None))
         doc["predictor"] = learned_linear_predictor(built, ds, sc)
         doc["ema_watch"] = built["ema"].summary() if "ema" in built else None
     finally:
@@ -230,86 +234,120 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
     return doc
 
 
-def _keeping(build, built: dict):
+def _keeping(build, built: dict, total_steps: int | None = None):
     """``build``, keeping the learner, the encoder it was built around and its initial ``W_p`` (if any) in ``built``;
-    a learner with an EMA target (``target_encoder``) is watched step by step (:class:`EMAWatch`)."""
+    a learner with an EMA target (``target_encoder``) is watched step by step (:class:`EMAWatch`). ``total_steps``:
+    the run length, passed to ``build`` where the adapter declares a momentum schedule (it needs it)."""
     def builder(method, encoder, embed_dim, **options):
+        if total_steps is not None and "momentum" in options:
+            options = {**options, "total_steps": total_steps}
         learner = build(method, encoder, embed_dim, **options)
         W_p = getattr(learner, "W_p", None)
         built.update(learner=learner, encoder=encoder, embed_dim=embed_dim,
                      W_p_initial=W_p.detach().clone() if W_p is not None else None)
         if "momentum" in options and getattr(learner, "target_encoder", None) is not None:
-            built["ema"] = EMAWatch(learner, float(options["momentum"]))
+            built["ema"] = EMAWatch(learner, float(options["momentum"]), built.get("schedule"), total_steps)
         return learner
     return builder
 
 
-def _bn_buffers(net) -> list:
-    """The BatchNorm running statistics of ``net`` (running_mean, running_var), in module order."""
-    import torch
-    return [b for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-            for b in (m.running_mean, m.running_var) if b is not None]
-
-
 class EMAWatch:
-    """Checks, at every ``after_step`` of a real training run, the EMA recurrence of the target's parameters
-    ``ξ_k = m ξ_{k−1} + (1 − m) θ_k`` (θ_k: the online parameters after optimiser step k), against a float64
-    prediction carried alongside; and classifies what the target's BatchNorm buffers do at each step:
-    ``copied`` (equal to the online network's), ``averaged`` (the same EMA), ``own`` (changed otherwise: the
-    target's own batch statistics, from its train-mode forwards) or ``frozen`` (unchanged)."""
+    """Checks, at every ``after_step`` of a real training run, the EMA recurrence of every parameter of the target
+    (``target_encoder``, and ``target_projector`` where exposed: :func:`ema.target_pairs`)
+    ``ξ_k = m_k ξ_{k−1} + (1 − m_k) θ_k`` (θ_k: the online parameters after optimiser step k). ``m_k``: the declared
+    schedule's, else the learner's exposed ``momentum``, else fitted from the update (:mod:`ema`); the first two
+    against a float64 prediction carried alongside, a fitted one step by step from the measured target. It also
+    classifies what the target's BatchNorm buffers do at each step: ``copied`` (equal to the online network's),
+    ``averaged`` (the same EMA), ``own`` (changed otherwise: the target's own batch statistics, from its
+    train-mode forwards) or ``frozen`` (unchanged)."""
 
-    def __init__(self, learner, momentum: float):
-        import torch
-        self.m = momentum
-        online, target = learner.encoder, learner.target_encoder
-        self.pairs = list(zip(target.parameters(), online.parameters()))
-        self.pred = [t.detach().double().clone() for t, _ in self.pairs]
-        self.start_err = max((_rel(t.detach().double(), o.detach().double()) for t, o in self.pairs), default=0.0)
-        self.dtype = min((t.dtype for t, _ in self.pairs), key=lambda d: torch.finfo(d).bits, default=torch.float64)
-        self.bufs = list(zip(_bn_buffers(target), _bn_buffers(online)))
-        self.buf_pred = [t.detach().double().clone() for t, _ in self.bufs]
-        self.buf_last = [t.detach().double().clone() for t, _ in self.bufs]   # at the end of the previous step
-        self.worst, self.steps, self.buffer_steps = 0.0, 0, []
+    def __init__(self, learner, momentum: float, schedule: str | None = None, total_steps: int | None = None):
+        self.m, self.schedule, self.K = momentum, schedule, total_steps
+        self.pairs = None                  # gathered after the first loss call: it may build the heads
+        self.worst, self.steps, self.buffer_steps, self.used, self.m_tol = 0.0, 0, [], [], 0.0
+        self.parts, self.start_err, self.dtype = "", 0.0, None
         raw = learner                      # the adapter's own learner, under the harness's wrappers
         while getattr(raw, "_inner", None) is not None:
             raw = raw._inner
-        original = raw.after_step
+        self.exposed = isinstance(getattr(raw, "momentum", None), float | int) and not isinstance(raw.momentum, bool)
+        original, first_loss = raw.after_step, raw.loss
+
+        def loss(*views):                  # the first call builds lazy heads; no step has been taken yet
+            out = first_loss(*views)
+            self.start(raw)
+            raw.loss = first_loss
+            return out
 
         def after_step():
-            theta = [o.detach().double().clone() for _, o in self.pairs]
+            if self.pairs is None:
+                self.start(raw)
+            theta = ema.snapshot(o for _, _, o in self.pairs)
+            previous = ema.snapshot(t for _, t, _ in self.pairs)
             original()
-            self.observe(theta)
+            self.observe(theta, previous, float(raw.momentum) if self.exposed else None)
         raw.after_step = after_step        # the wrappers' after_step calls it: each step is watched once
+        raw.loss = loss
 
-    def observe(self, theta) -> None:
+    def start(self, learner) -> None:
         import torch
-        m = self.m
+        self.pairs = ema.target_pairs(learner)
+        self.parts = " + ".join(sorted({n.split(".")[0] for n, _, _ in self.pairs}))
+        self.pred = ema.snapshot(t for _, t, _ in self.pairs)
+        self.start_err = max((_rel(t.detach().double(), o.detach().double()) for _, t, o in self.pairs), default=0.0)
+        self.dtype = ema.lowest_precision(t for _, t, _ in self.pairs)
+        self.eps = torch.finfo(self.dtype).eps
+        self.bufs = ema.buffer_pairs(learner)
+        self.buf_pred = [t.detach().double().clone() for t, _ in self.bufs]
+        self.buf_last = [t.detach().double().clone() for t, _ in self.bufs]   # at the end of the previous step
+
+    def momentum_of(self, k: int, exposed: float | None, previous, now, theta) -> float:
+        if self.schedule:
+            return ema.predicted_momentum(self.schedule, self.m, k, self.K)
+        if exposed is not None:
+            return exposed
+        m, bound = ema.fitted_momentum(previous, now, theta)
+        self.m_tol = max(self.m_tol, 4 * self.eps * bound)
+        return m
+
+    def observe(self, theta, previous, exposed: float | None) -> None:
+        import torch
+        now = ema.snapshot(t for _, t, _ in self.pairs)
+        m = self.momentum_of(self.steps, exposed, previous, now, theta)
+        self.used.append(m)
         with torch.no_grad():
-            self.pred = [m * x + (1 - m) * th for x, th in zip(self.pred, theta)]
-            self.worst = max(self.worst, *(_rel(t.detach().double(), x) for (t, _), x in zip(self.pairs, self.pred)))
+            if self.schedule or exposed is not None:
+                self.pred = [m * x + (1 - m) * th for x, th in zip(self.pred, theta)]
+                self.worst = max(self.worst, *(_rel(t, x) for t, x in zip(now, self.pred)))
+            else:
+                self.worst = max(self.worst, ema.one_step_error(previous, now, theta, m))
             if self.bufs:
-                now = [t.detach().double() for t, _ in self.bufs]
+                now_b = [t.detach().double() for t, _ in self.bufs]
                 online = [o.detach().double() for _, o in self.bufs]
                 self.buf_pred = [m * x + (1 - m) * o for x, o in zip(self.buf_pred, online)]
-                if all(torch.equal(a, b) for a, b in zip(now, online)):
+                if all(torch.equal(a, b) for a, b in zip(now_b, online)):
                     kind = "copied"
-                elif max(_rel(a, x) for a, x in zip(now, self.buf_pred)) <= 1e-5:
+                elif max(_rel(a, x) for a, x in zip(now_b, self.buf_pred)) <= 1e-5:
                     kind = "averaged"
-                elif all(torch.equal(a, b) for a, b in zip(now, self.buf_last)):
+                elif all(torch.equal(a, b) for a, b in zip(now_b, self.buf_last)):
                     kind = "frozen"
                 else:
                     kind = "own"
                 self.buffer_steps.append(kind)
-                self.buf_last = [a.clone() for a in now]
+                self.buf_last = [a.clone() for a in now_b]
         self.steps += 1
 
     def summary(self) -> dict:
         kinds = set(self.buffer_steps)
         policy = ("none" if not self.bufs else "frozen" if "frozen" in kinds else kinds.pop() if len(kinds) == 1
-                  else "mixed: " + ", ".join(sorted(kinds)))
+                  else "mixed: " + ", ".join(sorted(kinds))) if self.pairs is not None else "none"
+        how = (f"schedule {self.schedule!r} over {self.K} steps" if self.schedule else
+               "exposed" if self.exposed else "fitted")
         return dict(momentum=self.m, steps=self.steps, start_error=self.start_err, worst_error=self.worst,
-                    dtype=str(self.dtype).replace("torch.", ""), buffers=len(self.bufs), buffer_policy=policy,
-                    buffer_steps=dict((k, self.buffer_steps.count(k)) for k in sorted(set(self.buffer_steps))))
+                    dtype=str(self.dtype or "torch.float64").replace("torch.", ""),
+                    buffers=len(self.bufs) if self.pairs is not None else 0, buffer_policy=policy,
+                    buffer_steps=dict((k, self.buffer_steps.count(k)) for k in sorted(set(self.buffer_steps))),
+                    parts=self.parts, momentum_source=how, momenta=list(self.used), momentum_tolerance=self.m_tol,
+                    carried=bool(self.schedule) or self.exposed)
 
 
 def _rel(a, b) -> float:

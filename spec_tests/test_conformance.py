@@ -16,6 +16,7 @@ from ncspec.conformance.scale import scale_free, unscaled
 from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.theory import directpred as dp
 
+from . import ema
 from .harness import require
 
 SEEDS = st.integers(0, 2 ** 31 - 1)
@@ -143,16 +144,39 @@ def test_ema_target_receives_no_gradient(impl, record, seed):
 
 C2 = register(
     "C2", title="EMA target: ξ ← m ξ + (1 − m) θ after each step, starting from ξ = θ",
-    source=[cite("grill2020", "§3.1, the update after eq. 1"), cite("he2020moco", "eq. 2")],
-    statement="The target lags the online network by the declared momentum m.",
-    measures="max |ξ_k − ξ_k^pred| / max|ξ_k^pred| after k = 1…4 online moves and after_step() calls",
-    prediction="ξ_k^pred = m ξ_{k−1}^pred + (1 − m) θ_k, ξ_0 = θ_0",
+    source=[cite("grill2020", "§3.1, the update after eq. 1; §3.2, the momentum schedule"),
+            cite("he2020moco", "eq. 2")],
+    statement="Every tensor of the target (target_encoder, and target_projector where exposed) starts as a copy of "
+              "its online counterpart and lags it by the momentum m_k of that step — the declared m, its declared "
+              "schedule, the learner's exposed `momentum`, or else the m fitted from the update, which must start at "
+              "the declared m and never decrease. The target moves once per optimiser step (after_step), never in "
+              "loss() (gradient accumulation calls loss() once per micro-batch).",
+    measures="max |ξ_k − ξ_k^pred| / max|ξ_k^pred| over every target tensor after k = 1…6 online moves and "
+             "after_step() calls, each step preceded by two loss() calls; the m_k used",
+    prediction="ξ_k^pred = m_k ξ_{k−1}^pred + (1 − m_k) θ_k, ξ_0 = θ_0 (fitted m_k: one step from the measured "
+               "ξ_{k−1}); the target unchanged by loss()",
     tolerance="the update is elementwise arithmetic in the target's dtype: 1e-12 for float64 buffers, 64 units of "
               "roundoff for lower precision (float32: 7.6e-6; rounding m to float32 alone leaves a relative 6e-8, "
-              "each step's two products and sum ≤ 3 units more, over 4 steps); a swapped m and 1 − m moves it by O(1). "
+              "each step's two products and sum ≤ 3 units more, over 6 steps); a swapped m and 1 − m moves it by O(1). "
               "m held in a lower precision than the target (a float32 coefficient buffer) is exact with m rounded "
               "to it: the prediction uses m rounded to the most precise of float64, float32, bfloat16, float16 that "
-              "the first step matches within the bound, and says so.")
+              "the first step matches within the bound, and says so. A fitted m is known to 4·eps·‖ξ‖/‖θ − ξ‖ "
+              "(ema.fitted_momentum); its first value may exceed the declared m by 10 % of 1 − m (a schedule of "
+              "the learner's own run length ≥ 10 steps moves less in its first update).")
+
+C10 = register(
+    "C10", title="EMA target under gradient accumulation: it moves once per optimiser step, never in loss()",
+    source=[cite("grill2020", "§3.1: the target is updated after each training step"),
+            cite("he2020moco", "eq. 2: one momentum update per iteration")],
+    statement="loss() may be called once per micro-batch before one optimiser step (gradient accumulation): the "
+              "EMA target (and any running statistic it keeps) must not move in loss(), and moves by one step of "
+              "its recursion in after_step(). An EMA (or a DINO center) updated in the forward pass moves once "
+              "per micro-batch — a reported real bug.",
+    measures="whether any target tensor changes over three loss() calls on different micro-batches; after "
+             "after_step(), the one-step error of ξ ← mξ + (1 − m)θ with m fitted from the update",
+    prediction="bitwise unchanged by loss(); one recursion step per after_step()",
+    tolerance="exact for loss() (no arithmetic may touch the target); the step as C2's bound (64 units of the "
+              "target's roundoff, 1e-12 in float64).")
 
 
 def ema_tolerance(dtype: torch.dtype) -> float:
@@ -160,44 +184,98 @@ def ema_tolerance(dtype: torch.dtype) -> float:
     return max(1e-12, 64 * torch.finfo(dtype).eps)
 
 
+C2_STEPS = 6
+
+
+def _move(tensors, g, size: float) -> None:
+    with torch.no_grad():
+        for p in tensors:
+            p.add_(size * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
+
+
 @C2.check
 @given(seed=SEEDS, momentum=st.sampled_from([0.9, 0.99, 0.5]))
 def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
-    """C2: move the online encoder by hand, call after_step(), compare the target with the recursion."""
+    """C2: move the online network by hand, call after_step(), compare every target tensor with the recursion."""
     require(impl, "byol", "target:ema")
     enc = _encoder(seed)
-    learner = impl.build("byol", enc, 4, momentum=momentum)
-    target = learner.target_encoder
+    schedule = ema.schedule_of(impl)
+    learner = impl.build("byol", enc, 4, **ema.build_options(impl, momentum, C2_STEPS))
+    v1, v2 = _views(seed)
+    learner.loss(v1, v2)                          # heads built on the first call exist from here on
+    assert getattr(learner, "target_encoder", None) is not None, (
+        "a 'target:ema' learner must expose its EMA copy as `target_encoder`")
+    pairs = ema.target_pairs(learner)
+    names, target, online = [n for n, _, _ in pairs], [t for _, t, _ in pairs], [o for _, _, o in pairs]
     # the bound follows the target's own precision (a float32 buffer rounds m and every update)
-    dtype = min((p.dtype for p in target.parameters()), key=lambda d: torch.finfo(d).bits, default=torch.float64)
+    dtype = ema.lowest_precision(target)
     tol = ema_tolerance(dtype)
     where = "" if dtype == torch.float64 else f" (target held in {str(dtype).replace('torch.', '')})"
-    expected = [p.detach().clone() for p in enc.parameters()]
-    err0 = max(_rel(a.detach().to(b.dtype), b) for a, b in zip(target.parameters(), expected))
-    record(f"‖ξ_0 − θ_0‖ / ‖θ_0‖{where}", err0, 0.0, error=err0, tolerance=tol)
-    assert err0 <= tol, "the EMA target does not start as a copy of the online encoder"
+    parts = " + ".join(sorted({n.split(".")[0] for n in names}))
+    expected = ema.snapshot(online)
+    err0 = max(_rel(a.detach().to(b.dtype), b) for a, b in zip(target, expected))
+    record.within(f"‖ξ_0 − θ_0‖ / ‖θ_0‖ over {parts}{where}", err0, 0.0, error=err0, tolerance=tol,
+                  message="the EMA target does not start as a copy of the online network")
     g = torch.Generator().manual_seed(seed + 7)
+    exposed = _exposes_momentum(learner)
+    how = (f"declared schedule {schedule!r} over total_steps = {C2_STEPS}" if schedule else
+           "the learner's exposed `momentum`" if exposed else "fitted from each update")
     # m itself may be held in a lower precision (a float32 buffer for the coefficient, e.g. stable-pretraining's
     # TeacherStudentWrapper): the recursion is then exact with m rounded to that dtype — the first step tells which
-    m_in, worst = None, 0.0
-    for _ in range(4):
-        with torch.no_grad():
-            for p in enc.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    m_in, offset, worst, used, m_tol = None, 0, 0.0, [], 0.0
+    for k in range(C2_STEPS):
+        before = ema.snapshot(target)
+        _move(online, g, 0.3)
         learner.after_step()
-        online = [p.detach() for p in enc.parameters()]
-        if m_in is None:
-            m_in = next((d for d in M_DTYPES if _ema_error(target, expected, online, _rounded(momentum, d)) <= tol),
-                        torch.float64)
-        m = _rounded(momentum, m_in)
-        worst = max(worst, _ema_error(target, expected, online, m))
-        expected = [m * e + (1 - m) * p for e, p in zip(expected, online)]
-    held = ("" if m_in == torch.float64 else
-            f", m held in {str(m_in).replace('torch.', '')} ({_rounded(momentum, m_in):.10g})")
-    record(f"max_k ‖ξ_k − ξ_k^pred‖ / ‖ξ_k^pred‖{where}{held}", worst, 0.0, error=worst, tolerance=tol)
-    assert worst <= tol, (f"the EMA target does not follow ξ ← mξ + (1−m)θ with m = {momentum} "
-                          f"(relative error {worst:.2e} > {tol:.2g}{where}, m in float64 or rounded to a lower "
-                          f"precision); m and 1 − m swapped, or the update skipped?")
+        theta, now = ema.snapshot(online), ema.snapshot(target)
+        if schedule or exposed:
+            if m_in is None:                      # which precision m is held in, and whether the schedule counts from 0
+                m_in, offset = next(((d, o) for d in M_DTYPES for o in (0, 1)
+                                     if _ema_error(target, expected, theta,
+                                                   _rounded(_m(learner, schedule, momentum, o), d)) <= tol),
+                                    (torch.float64, 0))
+            m = _rounded(_m(learner, schedule, momentum, k + offset), m_in)
+            worst = max(worst, _ema_error(target, expected, theta, m))
+            expected = [m * e + (1 - m) * p for e, p in zip(expected, theta)]
+        else:
+            m, bound = ema.fitted_momentum(before, now, theta)
+            m_tol = max(m_tol, 4 * torch.finfo(dtype).eps * bound)
+            worst = max(worst, ema.one_step_error(before, now, theta, m))
+        used.append(m)
+    trouble = ema.momentum_trouble(used, momentum, m_tol) if not (schedule or exposed) else ""
+    assert not trouble, trouble
+    held = ("" if m_in in (None, torch.float64) else
+            f", m held in {str(m_in).replace('torch.', '')}")
+    record.within(f"max_k ‖ξ_k − ξ_k^pred‖ / ‖ξ_k^pred‖ over {parts}{where}; m_k {how}{held}: "
+                  f"{used[0]:.6g} → {used[-1]:.6g}", worst, 0.0, error=worst, tolerance=tol,
+                  message=f"the EMA target does not follow ξ ← mξ + (1−m)θ with m_k {how} (relative error "
+                          f"{worst:.2e} > {tol:.2g}{where}): " + _worst_part(learner, names, expected, target, schedule,
+                                                                          exposed))
+
+
+def _exposes_momentum(learner) -> bool:
+    m = getattr(learner, "momentum", None)
+    return isinstance(m, float | int | torch.Tensor) and not isinstance(m, bool)
+
+
+def _m(learner, schedule, momentum: float, k: int) -> float:
+    """m_k: from the declared schedule (update k, 0-based), else the learner's exposed `momentum` (read after the
+    step it was used by)."""
+    if schedule:
+        return ema.predicted_momentum(schedule, momentum, k, C2_STEPS)
+    return float(learner.momentum)
+
+
+def _worst_part(learner, names, expected, target, schedule, exposed) -> str:
+    """Which tensor strays most, and the likely cause."""
+    errs = [_rel(t.detach().to(torch.float64), e) for t, e in zip(target, expected)]
+    k = max(range(len(errs)), key=errs.__getitem__)
+    if names[k].startswith("target_projector"):
+        return (f"worst in {names[k]} ({errs[k]:.2e}): the target projector is not updated with the encoder "
+                f"(an EMA over the encoder only?)")
+    return (f"worst in {names[k]} ({errs[k]:.2e}); m and 1 − m swapped, the update skipped"
+            + (", or another schedule than the declared one?" if schedule else
+               ", or `momentum` not the m actually used?" if exposed else "?"))
 
 
 #: the precisions m may be held in, most precise first
@@ -211,7 +289,113 @@ def _rounded(m: float, dtype: torch.dtype) -> float:
 def _ema_error(target, expected, online, m: float) -> float:
     """max relative error of the target against one step ξ ← mξ + (1 − m)θ from ``expected``."""
     return max(_rel(a.detach().to(torch.float64), (m * e + (1 - m) * p).to(torch.float64))
-               for a, e, p in zip(target.parameters(), expected, online))
+               for a, e, p in zip(target, expected, online))
+
+
+@C10.check
+@given(seed=SEEDS)
+def test_ema_target_moves_once_per_optimiser_step(impl, record, seed):
+    """C10: three micro-batches through loss(), then one after_step(): the target moves once."""
+    require(impl, "byol", "target:ema")
+    learner = impl.build("byol", _encoder(seed), 4, **ema.build_options(impl, 0.99, C2_STEPS))
+    views = [_views(seed + 101 * j) for j in range(3)]
+    learner.loss(*views[0])
+    pairs = ema.target_pairs(learner)
+    target, online = [t for _, t, _ in pairs], [o for _, _, o in pairs]
+    tol = ema_tolerance(ema.lowest_precision(target))
+    g = torch.Generator().manual_seed(seed + 13)
+    worst = 0.0
+    for _ in range(3):
+        before = ema.snapshot(target)
+        for v1, v2 in views:                      # three micro-batches of one optimiser step
+            learner.loss(v1, v2)
+        moved = ema.moved_during(before, target)
+        record(f"target tensors changed by {len(views)} loss() calls", float(moved), 0.0)
+        assert not moved, (
+            "the EMA target moved during loss(): it must move once per optimiser step, in after_step() — updated in "
+            "the forward pass, it moves once per micro-batch under gradient accumulation")
+        _move(online, g, 0.3)
+        learner.after_step()
+        now, theta = ema.snapshot(target), ema.snapshot(online)
+        m, _ = ema.fitted_momentum(before, now, theta)
+        worst = max(worst, ema.one_step_error(before, now, theta, m))
+    record.within("one recursion step per after_step(): max relative error (m fitted)", worst, 0.0, error=worst,
+                  tolerance=tol, message="after_step() did not move the target by one step of ξ ← mξ + (1 − m)θ")
+
+
+# --- C9: the momentum schedule over a run --------------------------------------------------------
+
+C9 = register(
+    "C9", title="EMA momentum schedule: non-decreasing, reaching its final value at the end of the run, not before",
+    source=[cite("grill2020", "§3.2: τ increases from τ_base to 1 during training")],
+    statement="Over a run of K = total_steps updates the momentum m_k never decreases; a declared rising schedule "
+              "ends within its last step's increment of its final value 1 and comes within 1 % of the range of it "
+              "only in the last 10 % of the run (a schedule that reaches 1 within a few epochs freezes the target "
+              "for the rest of training: a reported real bug); a constant one stays at m.",
+    measures="m_k for k = 1…K (K = 200): declared schedule, the learner's `momentum`, or fitted from each update; "
+             "the first k with 1 − m_k ≤ 0.01(1 − m_1); 1 − m_K",
+    prediction="non-decreasing; first k ≥ 0.9K; 1 − m_K ≤ 2(1 − m_1)/K (cosine: (1 − m)sin²(π/2K); linear: "
+               "(1 − m)/K, the last update counted from 0 or 1)",
+    tolerance="a fitted m_k is known to 4·eps·‖ξ‖/‖θ − ξ‖ (ema.fitted_momentum); an exposed m exactly. Without a "
+              "declared schedule the harness cannot pass the run length, so only the order is checked, and the "
+              "row says so.")
+
+C9_STEPS = 200
+
+
+@C9.check
+@given(seed=SEEDS)
+def test_momentum_schedule_rises_to_its_final_value_at_the_end(impl, record, seed):
+    """C9: run K after_step() calls (the online weights moved by hand) and read the momentum of each update."""
+    require(impl, "byol", "target:ema")
+    schedule = ema.schedule_of(impl)
+    K = C9_STEPS
+    learner = impl.build("byol", _encoder(seed), 4, **ema.build_options(impl, 0.99, K))
+    learner.loss(*_views(seed))
+    pairs = ema.target_pairs(learner)
+    target, online = [t for _, t, _ in pairs], [o for _, _, o in pairs]
+    eps = torch.finfo(ema.lowest_precision(target)).eps
+    exposed = _exposes_momentum(learner)
+    g = torch.Generator().manual_seed(seed + 11)
+    used, m_tol = [], 0.0
+    for _ in range(K):
+        before = ema.snapshot(target)
+        _move(online, g, 0.1)
+        learner.after_step()
+        if exposed:
+            used.append(float(learner.momentum))
+        else:
+            m, bound = ema.fitted_momentum(before, ema.snapshot(target), ema.snapshot(online))
+            used.append(m)
+            m_tol = max(m_tol, 4 * eps * bound)
+    how = "exposed" if exposed else "fitted"
+    drops = [(k + 1, a, b) for k, (a, b) in enumerate(zip(used, used[1:])) if b < a - 2 * m_tol]
+    record.within(f"largest decrease of m_k over {K} updates ({how})",
+                  max((a - b for _, a, b in drops), default=0.0), 0.0, error=len(drops), tolerance=0,
+                  message="the momentum schedule decreases" + (
+                      f" (first at update {drops[0][0] + 1}: {drops[0][1]:.6g} → {drops[0][2]:.6g}); BYOL's rises "
+                      f"from m to 1 (Grill et al. 2020, §3.2)" if drops else ""))
+    if not schedule or schedule == "constant":
+        spread = max(used) - min(used)
+        note = ("no schedule declared: the harness cannot pass the run length, so only the order is checked; "
+                "declare conventions = {'momentum_schedule': …} to check where it ends" if not schedule else
+                "declared constant")
+        record(f"m_k over {K} updates ({how}): {min(used):.6g} … {max(used):.6g} — {note}", spread, "—")
+        if schedule == "constant":
+            assert spread <= 2 * m_tol, (f"declared constant, but the momentum ranges over {min(used):.6g} … "
+                                         f"{max(used):.6g}: declare the schedule it follows")
+        return
+    gap = [1.0 - m for m in used]
+    first = next((k + 1 for k, x in enumerate(gap) if x <= 0.01 * gap[0] + m_tol), None)
+    end_bound = 2 * gap[0] / K + m_tol
+    record.within(f"{schedule}: first update within 1 % of the range of 1 (of {K})", first or K + 1, "≥ 0.9K",
+                  error=0.9 * K / (first or K + 1), tolerance=1.0,
+                  message=f"the {schedule} schedule reaches its final value at update {first} of {K}: the run's "
+                          f"total_steps is not what the schedule counts (epochs for steps?), so the target freezes "
+                          f"for the rest of the run")
+    record.within(f"{schedule}: 1 − m_K at the last update", gap[-1], 0.0, error=gap[-1], tolerance=end_bound,
+                  message=f"the {schedule} schedule ends at m = {used[-1]:.6g}, not at 1: it does not reach its final "
+                          f"value at the end of the run (total_steps = {K} ignored?)")
 
 
 # --- C3: DirectPred's predictor shares the correlation's eigenbasis ------------------------------
@@ -234,7 +418,7 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
     require(impl, "directpred", "predictor:closed_form")
     enc = _encoder(seed)
     learner = impl.build("directpred", enc, 4)
-    estimate = conventions.get(impl, "predictor_estimate")
+    estimate = conventions.get(impl, "predictor_estimate", "directpred")
     F, worst = None, (0.0, 0.0)
     for call in range(4):                        # a running estimate differs from the batch from call 2 on
         v1, v2 = _views(seed + 7919 * call)
@@ -311,8 +495,8 @@ def _bt_errors(loss, g, v1, v2, W, lam, unbiased):
 @given(seed=SEEDS)
 def test_barlow_twins_loss_matches_its_definition(impl, record, seed):
     require(impl, "barlow_twins")
-    std = conventions.get(impl, "batch_std")
-    if conventions.declared(impl, "batch_std"):
+    std = conventions.get(impl, "batch_std", "barlow_twins")
+    if conventions.declared(impl, "batch_std", "barlow_twins"):
         record(conventions.label("batch_std", std, declared=True), 1.0, "declared", convention=True)
     for lam in (0.0051, 0.5):
         enc = _encoder(seed, scale=10.0)   # feature variances ≳ 1: BN's ε moves the value ≤ 1e-5
@@ -427,8 +611,8 @@ def test_vicreg_terms_match_their_definitions(impl, record, seed):
         with torch.no_grad():
             want.append(vicreg_terms(v1 @ enc.W[0].T, v2 @ enc.W[0].T)[i].item())
     variance = {"authors_code": want[1], "paper_eq6": 2.0 * want[1]}   # ½[v(Z) + v(Z′)] vs v(Z) + v(Z′)
-    form = conventions.get(impl, "vicreg_variance")
-    declared = conventions.declared(impl, "vicreg_variance")
+    form = conventions.get(impl, "vicreg_variance", "vicreg")
+    declared = conventions.declared(impl, "vicreg_variance", "vicreg")
     record(conventions.label("vicreg_variance", form, declared=declared), 1.0, "declared" if declared else "default",
            convention=True)
     c = got[0] / want[0]                         # the implementation's loss scale (its invariance term's)
@@ -456,17 +640,24 @@ def test_vicreg_terms_match_their_definitions(impl, record, seed):
 
 C7 = register(
     "C7", title="symmetrised losses: L(v1, v2) = L(v2, v1), value and gradient",
-    source=[cite("chen2021simsiam", "eq. 2 (symmetrised loss)"), cite("grill2020", "eq. 2 (L + L̃)")],
-    statement="Both terms D(p1, SG z2) and D(p2, SG z1) enter the loss (summed, not one overwriting the other).",
+    source=[cite("chen2021simsiam", "eq. 2 (symmetrised loss)"), cite("grill2020", "eq. 2 (L + L̃)"),
+            cite("zbontar2021", "eqs. 1–2 (swapping the views transposes c)"),
+            cite("bardes2022", "eq. 6 (each term symmetric in Z, Z′)")],
+    statement="Both terms D(p1, SG z2) and D(p2, SG z1) enter the loss (summed, not one overwriting the other); "
+              "Barlow Twins' and VICReg's losses are symmetric by definition (c ↦ cᵀ leaves Σ(1 − c_ii)² + "
+              "λΣ c_ij² unchanged; VICReg's invariance, variance and covariance terms are each symmetric).",
     measures="|L(v1,v2) − L(v2,v1)|/|L| and the gradient's relative difference",
     prediction="0",
-    tolerance="1e-12: swapping the views permutes the two terms' summation.")
+    tolerance="1e-12: swapping the views permutes the terms' summation (float64 rounding, ~1e-16 relative).")
+
+#: methods whose loss is symmetric in its views by definition (the siamese ones only when symmetrised)
+SYMMETRIC = ("simsiam_mlp", "barlow_twins", "vicreg")
 
 
 @C7.check
 @given(seed=SEEDS)
 def test_symmetrised_loss_is_symmetric(impl, record, seed):
-    methods = ["simsiam_mlp"] + (["byol"] if "symmetrized" in impl.capabilities else [])
+    methods = [*SYMMETRIC, *(["byol"] if "symmetrized" in impl.capabilities else [])]
     methods = [m for m in methods if m in impl.capabilities]
     require(impl, *(methods[:1] or ["simsiam_mlp"]))
     v1, v2 = _views(seed)
@@ -479,10 +670,9 @@ def test_symmetrised_loss_is_symmetric(impl, record, seed):
         e_val = abs(a.item() - b.item()) / abs(a.item())
         e_grad = max(_rel(x, y) for x, y in zip(ga, gb) if x is not None and y is not None)
         record(f"{method}: value asymmetry", e_val, 0.0, error=e_val, tolerance=1e-12)
-        record(f"{method}: gradient asymmetry", e_grad, 0.0, error=e_grad, tolerance=1e-12)
-        assert e_val <= 1e-12 and e_grad <= 1e-12, (
-            f"{method}: L(v1,v2) ≠ L(v2,v1) (value {e_val:.2e}, gradient {e_grad:.2e}): a symmetrised "
-            f"term is overwritten or dropped")
+        record.within(f"{method}: gradient asymmetry", e_grad, 0.0, error=max(e_val, e_grad), tolerance=1e-12,
+                      message=f"{method}: L(v1,v2) ≠ L(v2,v1) (value {e_val:.2e}, gradient {e_grad:.2e}): a "
+                              f"symmetrised term is overwritten or dropped, or one view is treated differently")
 
 
 # --- C8: DirectPred's predictor spectrum -------------------------------------------------------
@@ -564,9 +754,9 @@ def _spectrum_error(W_P, C, alpha, eps, boost):
 @given(seed=SEEDS, alpha=st.sampled_from([0.5, 1.0]), eps=st.floats(0.02, 0.5))
 def test_directpred_predictor_spectrum_is_omega_of_lambda(impl, record, seed, alpha, eps):
     require(impl, "directpred", "predictor:closed_form")
-    estimate = conventions.get(impl, "predictor_estimate")
-    boost = conventions.get(impl, "directpred_boost")
-    if conventions.declared(impl, "directpred_boost"):
+    estimate = conventions.get(impl, "predictor_estimate", "directpred")
+    boost = conventions.get(impl, "directpred_boost", "directpred")
+    if conventions.declared(impl, "directpred_boost", "directpred"):
         record(conventions.label("directpred_boost", boost, declared=True), 1.0, "declared", convention=True)
     if estimate is not None:
         record(conventions.label("predictor_estimate", estimate, declared=True), estimate["rho"], "declared",

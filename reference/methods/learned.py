@@ -15,6 +15,7 @@ decay η acts on both W and W_p — the convention under which claim T1 holds.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 
 import torch
@@ -22,6 +23,28 @@ from torch import Tensor, nn
 
 from .. import _checks
 from ..losses import SG
+
+#: the EMA momentum schedules: m_k at update k = 0 … K − 1 of a K-step run, from m (the ``momentum`` option) to 1
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+def scheduled_momentum(schedule: str, m: float, k: int, K: int | None, m_final: float = 1.0) -> float:
+    """The EMA momentum of update ``k`` (0-based) of a ``K``-update run.
+
+    ``"cosine"``: BYOL's ``m_k = 1 − (1 − m)(cos(πk/K) + 1)/2`` (Grill et al., NeurIPS 2020, §3.2; written
+    with ``m_final`` in place of 1); ``"linear"``: a linear warm-up ``m_k = m + (m_final − m)·k/K``; both
+    start at ``m`` and reach ``m_final`` at ``k = K``. ``"constant"``: ``m``.
+    """
+    _checks.choice("momentum_schedule", schedule, set(SCHEDULES))
+    if schedule == "constant":
+        return m
+    if not (isinstance(K, int) and K >= 1):
+        raise ValueError(f"momentum_schedule={schedule!r} needs the run length: total_steps must be an integer ≥ 1, "
+                         f"got {K!r}.")
+    t = min(k, K) / K
+    if schedule == "cosine":
+        return m_final - (m_final - m) * (math.cos(math.pi * t) + 1) / 2
+    return m + (m_final - m) * t
 
 
 class LearnedPredictorSiamese:
@@ -39,7 +62,9 @@ class LearnedPredictorSiamese:
         symmetric: parametrise ``W_p = ½(V + Vᵀ)`` (Tian et al.'s symmetric predictor).
         predictor_init: initial ``W_p``; default ``½ I`` (one per encoder replica).
         tau: target scale for ``target="online"``.
-        momentum: m of the EMA target.
+        momentum: m of the EMA target (its first update's, under a schedule).
+        momentum_schedule: ``"constant"``, ``"cosine"`` (BYOL) or ``"linear"``: see :func:`scheduled_momentum`.
+        total_steps: K, the run's number of updates (needed by a schedule).
         target_init: the EMA target starts at ``target_init · θ``.
         tau_schedule: ``step → τ`` for ``target="online"`` (T6: a target scale that starts
             small and grows is a curriculum); overrides ``tau``.
@@ -50,7 +75,8 @@ class LearnedPredictorSiamese:
     def __init__(self, encoder: nn.Module, embed_dim: int, *, target: str = "online",
                  stop_grad: str = "target", alpha_p: float = 1.0, weight_decay: float = 0.0,
                  symmetric: bool = False, predictor_init: Tensor | None = None, tau: float = 1.0,
-                 momentum: float = 0.996, target_init: float = 1.0, tau_schedule=None, predictor: bool = True):
+                 momentum: float = 0.996, target_init: float = 1.0, tau_schedule=None, predictor: bool = True,
+                 momentum_schedule: str = "constant", total_steps: int | None = None):
         _checks.choice("target", target, {"online", "ema"})
         _checks.choice("stop_grad", stop_grad, {"target", "none"})
         _checks.positive("alpha_p", alpha_p, hint="the predictor's learning rate is α_p times the encoder's.")
@@ -63,7 +89,9 @@ class LearnedPredictorSiamese:
         self.encoder, self.M = encoder, embed_dim
         self.target, self.stop_grad = target, stop_grad
         self.alpha_p, self.weight_decay, self.symmetric = float(alpha_p), float(weight_decay), symmetric
-        self.tau, self.momentum = float(tau), float(momentum)
+        self.tau, self.base_momentum, self.momentum = float(tau), float(momentum), float(momentum)
+        scheduled_momentum(momentum_schedule, self.momentum, 0, total_steps)      # a bad schedule fails here
+        self.momentum_schedule, self.total_steps = momentum_schedule, total_steps
         if tau_schedule is not None and not callable(tau_schedule):
             raise TypeError(f"tau_schedule must be a callable step -> tau, got {type(tau_schedule).__name__}.")
         self.tau_schedule, self.step = tau_schedule, 0
@@ -120,10 +148,12 @@ class LearnedPredictorSiamese:
         return J
 
     def after_step(self) -> None:
-        """EMA target: ``θ_a ← m θ_a + (1 − m) θ`` (m = 1 − β·lr for the flow ``Ẇ_a = β(W − W_a)``)."""
-        self.step += 1
+        """EMA target: ``θ_a ← m θ_a + (1 − m) θ`` (m = 1 − β·lr for the flow ``Ẇ_a = β(W − W_a)``); ``m`` is
+        the scheduled momentum of this update (:func:`scheduled_momentum`), kept as ``self.momentum``."""
+        k, self.step = self.step, self.step + 1
         if self.target_encoder is None:
             return
+        self.momentum = scheduled_momentum(self.momentum_schedule, self.base_momentum, k, self.total_steps)
         with torch.no_grad():
             for pa, po in zip(self.target_encoder.parameters(), self.encoder.parameters()):
                 pa.mul_(self.momentum).add_(po, alpha=1.0 - self.momentum)

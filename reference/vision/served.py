@@ -15,12 +15,12 @@ synchronisation (``ncspec bench`` and GPU runs); the tests check it against the 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import Tensor, nn
 
 from .. import losses
+from ..methods.learned import scheduled_momentum
 from ..predictors import eigen_predictor_kernel
 
 
@@ -73,7 +73,7 @@ class EMA:
         self.m0, self.m1 = m0, m1
 
     def momentum(self, step: int, total: int) -> float:
-        return self.m1 - (self.m1 - self.m0) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
+        return scheduled_momentum("cosine", self.m0, step, max(1, total), self.m1)
 
     @torch.no_grad()
     def update(self, online: nn.Module, m: float) -> None:
