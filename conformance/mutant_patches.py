@@ -267,6 +267,22 @@ def directpred_eps_dropped(learner):
         learner.eps = 0.0
 
 
+def correlation_ema_swapped(learner):
+    """DirectPred's running correlation estimate with ρ and 1 − ρ swapped: ``F ← (1 − ρ)F + ρĈ`` (ρ = 0.3 keeps 70 %
+    of the new batch's estimate where Tian et al. keep 70 % of the running one). The learner's ``corr_used`` is the
+    estimate it really used, so W_P agrees with it; only the recursion rebuilt from the batches tells."""
+    corr = getattr(learner, "corr", None)
+    if corr is None:
+        return
+    from ncspec.reference.predictors import correlation
+
+    def update(z):
+        C = correlation(z)
+        corr.F = C if corr.F is None or corr.F.shape != C.shape else (1.0 - corr.rho) * corr.F + corr.rho * C
+        return corr.F
+    corr.update = update
+
+
 def directpred_no_clamp(learner):
     """DirectPred's eigenvalues used without clamping at 0: the rounding-negative eigenvalues of a
     rank-deficient correlation estimate go into ``λ^α`` (NaN for α = ½)."""

@@ -123,6 +123,8 @@ MUTANTS = {m.name: m for m in [
           learner_patch=patches.ema_bn_buffers_frozen),
     _spec("nonsymmetric_eig", "DirectPred's W_P from the general eig of the cross-view correlation z1ᵀz2/B "
           "(non-symmetric)", ["C3"], learner_patch=patches.nonsymmetric_eig),
+    _spec("correlation_ema_swapped", "DirectPred's running correlation estimate with ρ and 1 − ρ swapped "
+          "(F ← (1 − ρ)F + ρĈ)", ["C3"], learner_patch=patches.correlation_ema_swapped),
     _spec("directpred_eps_dropped", "DirectPred's boost ε dropped: ω = (λ₊/λ_max)^α instead of (λ₊/λ_max)^α + ε",
           ["C8"], learner_patch=patches.directpred_eps_dropped),
     _spec("directpred_no_clamp", "DirectPred's eigenvalues not clamped at 0 before the power (NaN for α = ½ on a "
