@@ -411,6 +411,54 @@ C3 = register(
     tolerance="1e-10: float64 eigh is backward stable to ~1e-15 relative; measured ≤ 1e-15.")
 
 
+# ρ of DirectPred's running estimate F ← ρF + (1 − ρ)Ĉ where the adapter declares none: Tian et al.'s code (0.3),
+# the reference's preset (reference/methods/closed_form.py).
+DIRECTPRED_RHO = 0.3
+# An exposed corr_used is the recursion rebuilt from the same batches up to float64 rounding of a few products per call
+# (measured ≤ 1e-16 relative on the reference); ρ and 1 − ρ swapped (ρ = 0.3) is off by 2e-2–4e-2 from the second
+# call on. Compared by direction (F/‖F‖): W_P = f(F/λ_max) is scale-free, so a scaled estimate is not a deviation.
+RECURSION_TOL = 1e-10
+
+
+class _Recursion:
+    """DirectPred's declared recursion F ← ρF + (1 − ρ)Ĉ_batch (Tian et al. 2021, §5), rebuilt from the batches the
+    learner saw; ``check`` asserts an exposed ``corr_used`` is one of its iterates (with ``update_every`` > 1 W_P,
+    and the estimate it was built from, is refreshed only every few calls)."""
+
+    def __init__(self, estimate):
+        self.rho = estimate["rho"] if estimate is not None else DIRECTPRED_RHO
+        self.both = estimate is not None and estimate.get("views", "online") == "both"
+        self.iterates, self.swapped = [], []
+
+    def update(self, z1, z2):
+        batch = z1.T @ z1 / z1.shape[0]
+        if self.both:
+            batch = 0.5 * (batch + z2.T @ z2 / z2.shape[0])
+        for seq, rho in ((self.iterates, self.rho), (self.swapped, 1.0 - self.rho)):
+            seq.append(batch if not seq else rho * seq[-1] + (1.0 - rho) * batch)
+
+    @staticmethod
+    def _gap(C, iterates):
+        unit = lambda A: A / A.norm()
+        return min(((unit(C) - unit(F.to(C.dtype))).norm()).item() for F in iterates)
+
+    def check(self, C, call: int, record) -> None:
+        gap = self._gap(C, self.iterates)
+        if call == 3:
+            record(f"‖corr_used − F‖/‖F‖, F ← {self.rho:g}F + {1 - self.rho:g}Ĉ rebuilt from the batches (call 4)",
+                   gap, 0.0, error=gap, tolerance=RECURSION_TOL)
+        if gap <= RECURSION_TOL:
+            return
+        want = (f"F ← {self.rho:g}F + {1 - self.rho:g}Ĉ (Ĉ = z1ᵀz1/B{' of both views' if self.both else ''}) "
+                f"rebuilt from the batches (direction off by {gap:.2e} > {RECURSION_TOL:g})")
+        if self._gap(C, self.swapped) <= RECURSION_TOL:
+            raise AssertionError(f"call {call + 1}: ρ and 1 − ρ are swapped in the running correlation estimate: "
+                                 f"corr_used is F ← {1 - self.rho:g}F + {self.rho:g}Ĉ, not {want}")
+        raise AssertionError(f"call {call + 1}: the exposed corr_used is not the running estimate {want}. If the "
+                             f"estimate is another one, declare conventions = "
+                             f"{{'predictor_estimate': {{'rho': ρ, 'views': 'online' | 'both'}}}}.")
+
+
 @C3.check
 @given(seed=SEEDS)
 def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, seed):
@@ -420,6 +468,7 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
     learner = impl.build("directpred", enc, 4)
     estimate = conventions.get(impl, "predictor_estimate", "directpred")
     F, worst = None, (0.0, 0.0)
+    recursion = _Recursion(estimate)
     for call in range(4):                        # a running estimate differs from the batch from call 2 on
         v1, v2 = _views(seed + 7919 * call)
         learner.loss(v1, v2)
@@ -430,9 +479,11 @@ def test_directpred_predictor_shares_the_correlation_eigenbasis(impl, record, se
         with torch.no_grad():
             z1, z2 = (enc(v).reshape(-1, v.shape[0], 4)[0] for v in (v1, v2))
         batch = z1.T @ z1 / z1.shape[0]
+        recursion.update(z1, z2)
         used = getattr(learner, "corr_used", None)
         if used is not None:
             C, source = used.detach().reshape(-1, 4, 4)[0], "the exposed corr_used"
+            recursion.check(C, call, record)
         elif estimate is not None:
             if estimate.get("views", "online") == "both":
                 batch = 0.5 * (batch + z2.T @ z2 / z2.shape[0])
