@@ -181,7 +181,9 @@ class AuthorsModules:
 class BarlowTwinsAuthors:
     """facebookresearch/barlowtwins ``main.py``: ``BarlowTwins.forward`` (current, or as first released)."""
 
-    capabilities = frozenset({"barlow_twins", "distributed"})
+    # ablation:no_batchnorm: ``batchnorm=False`` replaces their ``self.bn`` by the identity (c = z1ᵀz2/B, everything
+    # else theirs), the setting of the stepwise claims S1–S3
+    capabilities = frozenset({"barlow_twins", "distributed", "ablation:no_batchnorm"})
 
     def __init__(self, name: str, module, defaults: dict, conventions: dict):
         self.name, self._module, self._defaults, self.conventions = name, module, defaults, conventions
@@ -189,7 +191,8 @@ class BarlowTwinsAuthors:
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
         if method != "barlow_twins":
             raise NotImplementedError(f"the {self.name} adapter provides barlow_twins, not {method!r}.")
-        o = _options(self.name, method, options, {**self._defaults, "decorrelation": True, "distributed": False})
+        o = _options(self.name, method, options, {**self._defaults, "decorrelation": True, "distributed": False,
+                                                  "batchnorm": True})
         if o["decorrelation"] is not True:
             raise ValueError("the authors' BarlowTwins has no switch to drop the off-diagonal term "
                              "(decorrelation=False); pass lambda_offdiag=0.0 instead.")
@@ -201,7 +204,9 @@ class BarlowTwinsAuthors:
             with supplying(self._module, "torchvision", types.SimpleNamespace(models=models)):
                 m = self._module.BarlowTwins(args)
             m.projector = nn.Identity()
-            if o["distributed"]:                  # the script's convert_sync_batchnorm, on CPU
+            if not o["batchnorm"]:                # the ablation: their cross-correlation of the raw embeddings
+                m.bn = nn.Identity()
+            elif o["distributed"]:                # the script's convert_sync_batchnorm, on CPU
                 m.bn = SyncBatchNormCPU(m.bn)
             modules.append(m)
         return AuthorsModules(encoder, modules)
