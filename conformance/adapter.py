@@ -28,6 +28,11 @@ Three additions to that minimum, each needed by a claim that cannot be checked f
 * adapters tagged ``"distributed"`` accept ``distributed=True``: batch statistics over the
   ``torch.distributed`` process group (lightly's ``gather_distributed=True``; D1).
 
+Optional parts a lab's learner owns: ``projector`` (its online head or expander: the definitions are evaluated on
+``projector(encoder(view))``), ``predictor``, ``target_projector`` (the EMA copy of ``projector``; C2, C10, N6
+check every tensor of the target) and ``momentum`` (the m the last ``after_step`` used; else it is fitted). An
+adapter declaring ``conventions["momentum_schedule"]`` receives ``total_steps`` (the run length) in ``build``.
+
 Optional: closed-form learners may expose ``corr_used``, the correlation estimate the last ``W_P``
 was built from (C3 checks ``W_P`` against it on every call); adapters may declare ``conventions``,
 a dict of known conventions (``vicreg_variance``, ``loss_value``, ``predictor_estimate``; see

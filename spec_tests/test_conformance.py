@@ -228,6 +228,7 @@ def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
         _move(online, g, 0.3)
         learner.after_step()
         theta, now = ema.snapshot(online), ema.snapshot(target)
+        m_fit, _ = ema.fitted_momentum(before, now, theta)     # what the update actually did, for the message
         if schedule or exposed:
             if m_in is None:                      # which precision m is held in, and whether the schedule counts from 0
                 m_in, offset = next(((d, o) for d in M_DTYPES for o in (0, 1)
@@ -250,7 +251,9 @@ def test_ema_target_lags_by_the_momentum(impl, record, seed, momentum):
                   f"{used[0]:.6g} → {used[-1]:.6g}", worst, 0.0, error=worst, tolerance=tol,
                   message=f"the EMA target does not follow ξ ← mξ + (1−m)θ with m_k {how} (relative error "
                           f"{worst:.2e} > {tol:.2g}{where}): " + _worst_part(learner, names, expected, target, schedule,
-                                                                          exposed))
+                                                                          exposed)
+                          + (f" The last update used m = {m_fit:.6g} where {used[-1]:.6g} was due: "
+                             + ema.cause(m_fit, used[-1]) if abs(m_fit - used[-1]) > 1e-6 else ""))
 
 
 def _exposes_momentum(learner) -> bool:

@@ -1,0 +1,184 @@
+"""A lab's own SSL code, written the way labs write it (not ncspec's): BYOL with its own projector and predictor
+(Linear–BN–ReLU–Linear), an EMA target over encoder + projector with BYOL's cosine momentum schedule held in
+float32; VICReg with an expander (Linear–BN–ReLU ×2 + Linear, Bardes et al.); Barlow Twins with a projector and
+BatchNorm standardisation. Each takes the backbone it is given; heads are built on the first call (their input
+width and the number of leading "replica" dimensions are read off the backbone's output, as docs/conformance.md
+suggests). ``bug=`` plants one realistic bug, for the tests that check ncspec names it."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers += [nn.BatchNorm1d(b), nn.ReLU()]
+    if last_bn:
+        layers.append(nn.BatchNorm1d(dims[-1], affine=False))
+    return nn.Sequential(*layers)
+
+
+class Replicated(nn.Module):
+    """One head per leading index of a (S, B, D) input (none for (B, D))."""
+
+    def __init__(self, make, S: int):
+        super().__init__()
+        self.heads = nn.ModuleList(make() for _ in range(max(S, 1)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.dim() == 2:
+            return self.heads[0](z)
+        lead = z.shape[:-2]
+        zs = z.reshape(-1, *z.shape[-2:])
+        return torch.stack([h(x) for h, x in zip(self.heads, zs)]).reshape(*lead, z.shape[-2], -1)
+
+
+def _replicas(z: Tensor) -> int:
+    return int(math.prod(z.shape[:-2])) if z.dim() > 2 else 0
+
+
+class BYOL:
+    def __init__(self, backbone: nn.Module, *, hidden: int = 32, out: int = 16, base_momentum: float = 0.99,
+                 total_steps: int = 1000, target_dtype=torch.float32, bug: str = ""):
+        self.encoder, self.hidden, self.out = backbone, hidden, out
+        self.base_momentum, self.momentum, self.total_steps, self.step = base_momentum, base_momentum, total_steps, 0
+        self.target_dtype, self.bug = target_dtype, bug
+        self.projector = self.predictor = self.target_encoder = self.target_projector = None
+        self.target_encoder = copy.deepcopy(backbone).to(target_dtype)
+        for p in self.target_encoder.parameters():
+            p.requires_grad_(False)
+
+    def _build_heads(self, z: Tensor) -> None:
+        S, dt = _replicas(z), z.dtype
+        self.projector = Replicated(lambda: mlp([z.shape[-1], self.hidden, self.out]), S).to(dt)
+        self.predictor = Replicated(lambda: mlp([self.out, self.hidden, self.out]), S).to(dt)
+        self.target_projector = copy.deepcopy(self.projector).to(self.target_dtype)
+        for p in self.target_projector.parameters():
+            p.requires_grad_(False)
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
+            yield from self.predictor.parameters()
+
+    def _target(self, x: Tensor, like: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.target_projector(self.target_encoder(x.to(self.target_dtype))).to(like.dtype)
+
+    def _regress(self, p: Tensor, z: Tensor) -> Tensor:
+        if self.bug == "no_l2_normalisation":
+            return (p - z).pow(2).sum(-1)
+        return 2 - 2 * F.cosine_similarity(p, z, dim=-1)
+
+    def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
+        h1, h2 = self.encoder(x1), self.encoder(x2)
+        if self.projector is None:
+            self._build_heads(h1)
+        p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
+        t1, t2 = self._target(x1, p1), self._target(x2, p2)
+        if self.bug == "ema_per_micro_batch":
+            self._update()
+        return (self._regress(p1, t2) + self._regress(p2, t1)).mean(-1).sum()
+
+    def _momentum(self) -> float:
+        if self.bug == "schedule_decreasing":
+            return 1 - (1 - self.base_momentum) * (1 + self.step / self.total_steps)
+        K = self.total_steps // 20 if self.bug == "schedule_reaches_one_early" else self.total_steps
+        return 1 - (1 - self.base_momentum) * (math.cos(math.pi * min(self.step, K) / K) + 1) / 2
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        m = self.momentum = self._momentum()
+        if self.bug == "ema_copies_online":
+            m = 0.0
+        pairs = [(self.target_encoder, self.encoder)]
+        if self.bug != "target_projector_frozen":
+            pairs.append((self.target_projector, self.projector))
+        for target, online in pairs:
+            for t, o in zip(target.parameters(), online.parameters()):
+                t.mul_(m).add_(o.detach().to(t.dtype), alpha=1 - m)
+
+    def after_step(self) -> None:
+        if self.bug != "ema_per_micro_batch":
+            self._update()
+        self.step += 1
+
+
+def vicreg_loss(z1: Tensor, z2: Tensor, sim: float, std: float, cov: float, eps: float, bug: str = "") -> Tensor:
+    """The authors' code: MSE invariance; ½ of each branch's hinge on the std; off-diagonal covariance / D."""
+    B, D = z1.shape
+    inv = F.mse_loss(z1, z2)
+    z1, z2 = z1 - z1.mean(0), z2 - z2.mean(0)
+    dim = 1 if bug == "std_over_features" else 0
+    s1, s2 = torch.sqrt(z1.var(dim=dim) + eps), torch.sqrt(z2.var(dim=dim) + eps)
+    var = F.relu(1 - s1).mean() / 2 + F.relu(1 - s2).mean() / 2
+    c1, c2 = z1.T @ z1 / (B - 1), z2.T @ z2 / (B - 1)
+    off = ~torch.eye(D, dtype=torch.bool, device=z1.device)
+    covl = c1[off].pow(2).sum() / D + c2[off].pow(2).sum() / D
+    return sim * inv + std * var + cov * covl
+
+
+class VICReg:
+    def __init__(self, backbone: nn.Module, *, expander: int = 16, sim: float = 25.0, std: float = 25.0,
+                 cov: float = 1.0, eps: float = 1e-4, bug: str = ""):
+        self.encoder, self.width = backbone, expander
+        self.coeffs, self.bug, self.projector = (sim, std, cov, eps), bug, None
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
+
+    def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
+        h1, h2 = self.encoder(x1), self.encoder(x2)
+        if self.projector is None:
+            w = self.width
+            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w, w]), _replicas(h1)).to(h1.dtype)
+        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
+        return sum(vicreg_loss(a, b, *self.coeffs, bug=self.bug) for a, b in zip(z1, z2))
+
+    def after_step(self) -> None:
+        pass
+
+
+class BarlowTwins:
+    def __init__(self, backbone: nn.Module, *, projector: int = 16, lambd: float = 0.0051, standardise: bool = True,
+                 bug: str = ""):
+        self.encoder, self.width, self.lambd, self.standardise = backbone, projector, lambd, standardise
+        self.bug, self.projector = bug, None
+
+    def parameters(self):
+        yield from self.encoder.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
+
+    def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
+        h1, h2 = self.encoder(x1), self.encoder(x2)
+        if self.projector is None:
+            w = self.width
+            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w]), _replicas(h1)).to(h1.dtype)
+        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
+        total = 0
+        for a, b in zip(z1, z2):
+            B = a.shape[0]
+            if self.standardise:
+                a = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + 1e-5)
+                b = (b - b.mean(0)) / torch.sqrt(b.var(0, unbiased=False) + 1e-5)
+            c = a.T @ b / B
+            on = (torch.diagonal(c) - 1).pow(2).sum()
+            off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+            total = total + on + self.lambd * off
+        return total
+
+    def after_step(self) -> None:
+        pass

@@ -1,0 +1,54 @@
+"""The lab's ncspec adapter, written from docs/conformance.md alone: three families of its own code
+(lab_ssl.py beside this file, imported as a sibling — `ncspec check --adapter tests/lab/ncspec_adapter.py:byol`)."""
+from __future__ import annotations
+
+from lab_ssl import BYOL, BarlowTwins, VICReg
+
+
+def _only(method: str, options: dict, allowed: set) -> None:
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"lab adapter: {method!r} does not take option(s) {sorted(unknown)}")
+
+
+class LabBYOL:
+    name = "lab-byol"
+    capabilities = frozenset({"byol", "target:ema", "symmetrized", "loss:cosine"})
+    conventions = {"momentum_schedule": "cosine", "ema_buffers": "own"}
+
+    def __init__(self, bug: str = ""):
+        self.bug = bug
+
+    def build(self, method, encoder, embed_dim, **options):
+        _only(method, options, {"momentum", "total_steps"})
+        return BYOL(encoder, base_momentum=options.get("momentum", 0.99),
+                    total_steps=options.get("total_steps", 1000), bug=self.bug)
+
+
+class LabVICReg:
+    name = "lab-vicreg"
+    capabilities = frozenset({"vicreg"})
+
+    def __init__(self, bug: str = ""):
+        self.bug = bug
+
+    def build(self, method, encoder, embed_dim, **options):
+        _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps"})
+        return VICReg(encoder, sim=options.get("sim_coeff", 25.0), std=options.get("std_coeff", 25.0),
+                      cov=options.get("cov_coeff", 1.0), eps=options.get("eps", 1e-4), bug=self.bug)
+
+
+class LabBarlowTwins:
+    name = "lab-barlow-twins"
+    capabilities = frozenset({"barlow_twins"})
+
+    def __init__(self, bug: str = ""):
+        self.bug = bug
+
+    def build(self, method, encoder, embed_dim, **options):
+        _only(method, options, {"lambda_offdiag", "batchnorm"})
+        return BarlowTwins(encoder, lambd=options.get("lambda_offdiag", 0.0051),
+                           standardise=options.get("batchnorm", True), bug=self.bug)
+
+
+byol, vicreg, barlow_twins = LabBYOL(), LabVICReg(), LabBarlowTwins()
