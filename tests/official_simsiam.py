@@ -41,9 +41,27 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
+class PerReplica(nn.ModuleList):
+    """One head per replica of the harness's encoder: ``(S, B, M) -> (S, B, D)``, or ``(B, M) -> (B, D)`` for one."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.dim() == 2:
+            return self[0](z)
+        return torch.stack([h(z[s]) for s, h in enumerate(self)])
+
+
+def projection_mlp(M: int, hidden: int, D: int) -> nn.Sequential:
+    """SimSiam's projector (Chen & He 2021, §3: "The projection MLP has BN applied to each fully-connected layer,
+    including its output fc. Its output fc has no ReLU"), 3 layers, the output BN without affine parameters as the
+    authors' code builds it."""
+    return nn.Sequential(nn.Linear(M, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, D, bias=False), nn.BatchNorm1d(D, affine=False))
+
+
 class SimSiam:
     def __init__(self, encoder: nn.Module, embed_dim: int, *, pred_hidden: int = 16, stop_grad: str = "target",
-                 distributed: bool = False):
+                 distributed: bool = False, own_projector: bool = False):
         if stop_grad not in ("target", "none"):
             raise ValueError(f"stop_grad must be 'target' or 'none', got {stop_grad!r}")
         self.encoder, self.stop_grad = encoder, stop_grad
@@ -58,13 +76,22 @@ class SimSiam:
                           (SyncBatchNorm1d if distributed else nn.BatchNorm1d)(pred_hidden),
                           nn.ReLU(inplace=True), nn.Linear(pred_hidden, embed_dim))
             for _ in range(self.replicas)).to(dtype)
+        # the learner's own projector (the adapter contract's optional `projector`), when the lab's code has one
+        self.projector = (PerReplica(projection_mlp(embed_dim, 2 * embed_dim, embed_dim)
+                                     for _ in range(self.replicas)).to(dtype) if own_projector else None)
 
     def parameters(self):
         yield from self.encoder.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
         yield from self.predictors.parameters()
 
+    def embed(self, view: Tensor) -> Tensor:
+        z = self.encoder(view)
+        return z if self.projector is None else self.projector(z)
+
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        z1, z2 = self.encoder(view1), self.encoder(view2)
+        z1, z2 = self.embed(view1), self.embed(view2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
         total = 0
         for s, h in enumerate(self.predictors):
@@ -81,6 +108,7 @@ class OfficialSimSiamAdapter:
     name = "official_simsiam"
     capabilities = frozenset({"simsiam_mlp", "loss:cosine", "symmetrized", "ablation:no_stopgrad", "distributed",
                               "distributed:batchnorm"})
+    own_projector = False
 
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
         if method != "simsiam_mlp":
@@ -88,7 +116,15 @@ class OfficialSimSiamAdapter:
         unknown = set(options) - {"pred_hidden", "stop_grad", "distributed"}
         if unknown:
             raise TypeError(f"official_simsiam: unknown option(s) {sorted(unknown)}")
-        return SimSiam(encoder, embed_dim, **options)
+        return SimSiam(encoder, embed_dim, own_projector=self.own_projector, **options)
+
+
+class OwnProjectorSimSiamAdapter(OfficialSimSiamAdapter):
+    """The same SimSiam with its own projector in the learner (ending in ``BatchNorm1d(affine=False)``), as the
+    authors' code builds it: the representation the loss acts on is batch-standardised (issue 25's false alarm)."""
+    name = "official_simsiam_own_projector"
+    own_projector = True
 
 
 adapter = OfficialSimSiamAdapter()
+own_projector_adapter = OwnProjectorSimSiamAdapter()
