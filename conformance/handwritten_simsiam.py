@@ -125,3 +125,108 @@ def handwritten_simsiam(*, steps: int = 1000, seed: int = 0, stop_grad: bool = T
                     effective_rank=hh["effective_rank"], center_norm=hh["center_norm"], live_dims=hh["live_dims"],
                     verdict=v.state) for hh, v in zip(mon.history, mon.verdicts)]
     return LoopResult(mon, losses, records)
+
+
+# --- the loops of a new user beyond SimSiam: BYOL, VICReg, Barlow Twins (issue 26) ------------------------------
+
+#: the faults of :func:`handwritten_run`: VICReg's variance coefficient 0 (Bardes et al., ICLR 2022, Table 4's
+#: ablation), Barlow Twins' redundancy-reduction term dropped (Zbontar et al., ICML 2021, eq. 1 with λ = 0), BYOL's
+#: target frozen at its initialisation (m = 1 from step 0; Grill et al. 2020, §3.1)
+FAULTS = ("no_variance", "no_offdiag", "frozen_target")
+
+
+def mlp_head(in_dim: int, hidden: int, out: int) -> nn.Sequential:
+    """``Linear → BN → ReLU → Linear``: (B, in_dim) → (B, out) (BYOL's projector and predictor, Grill et al. §3.3)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, out))
+
+
+def vicreg_loss(z1: Tensor, z2: Tensor, sim: float = 25.0, var: float = 25.0, cov: float = 1.0) -> Tensor:
+    """VICReg (Bardes et al. 2022, eqs. 1–6): ``λ s + μ [v(z1) + v(z2)] + ν [c(z1) + c(z2)]`` with
+    ``v = mean_j relu(1 − √(Var z_j + ε))``, ``c = Σ_{j≠k} Cov(z)_jk² / M``; z (B, M)."""
+    B, M = z1.shape
+    inv = (z1 - z2).pow(2).mean()
+    out = sim * inv
+    for z in (z1, z2):
+        std = (z.var(0) + 1e-4).sqrt()
+        zc = z - z.mean(0)
+        c = zc.T @ zc / (B - 1)
+        out = out + var * torch.relu(1 - std).mean() + cov * (c.pow(2).sum() - c.diagonal().pow(2).sum()) / M
+    return out
+
+
+def barlow_loss(z1: Tensor, z2: Tensor, lam: float) -> Tensor:
+    """Barlow Twins (Zbontar et al. 2021, eq. 1): ``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²`` with C the cross-correlation
+    of the batch-standardised views, ``C = ẑ1ᵀ ẑ2 / B``; z (B, M)."""
+    B = z1.shape[0]
+    a = (z1 - z1.mean(0)) / z1.std(0, unbiased=False).clamp_min(1e-6)
+    b = (z2 - z2.mean(0)) / z2.std(0, unbiased=False).clamp_min(1e-6)
+    c = a.T @ b / B
+    on = (1 - c.diagonal()).pow(2).sum()
+    return on + lam * (c.pow(2).sum() - c.diagonal().pow(2).sum())
+
+
+def handwritten_run(method: str, fault: str | None = None, *, steps: int = 300, seed: int = 0, lr: float | None = None,
+                    batch: int = 128, widths=(16, 32, 64, 128), dim: int = 64, hidden: int = 256,
+                    ema: float = 0.99, limit: int | None = None, images: Tensor | None = None,
+                    monitor: CollapseMonitor | None = None, report_every: int = 1, threads: int | None = None,
+                    on_step=None) -> LoopResult:
+    """The loop of issue 26, as a new user writes it: a 4-layer conv net with BN (:func:`conv_net`), an MLP projector
+    (:func:`mlp_head`; BYOL adds an MLP predictor and an EMA target), batch ``batch``, SGD momentum 0.9 with
+    weight decay 1e-5 and a cosine learning-rate decay over ``steps``; the monitor observes ``z1, z2`` and the loss
+    every step (and, for BYOL, the online network and its target) and reports every ``report_every`` steps.
+    ``method``: ``byol``, ``vicreg`` or ``barlow_twins``; ``fault``: one of :data:`FAULTS`. Stops after the first
+    non-finite loss. ``on_step(step, z1, z2, loss, f)`` is called after each step (the benchmark's detectors)."""
+    import copy
+    if method not in ("byol", "vicreg", "barlow_twins"):
+        raise ValueError(f"method must be byol, vicreg or barlow_twins, got {method!r}.")
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"fault must be one of {FAULTS} or None, got {fault!r}.")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x = load_images(limit=limit) if images is None else images
+    f = nn.Sequential(conv_net(widths), mlp_head(widths[-1], hidden, dim))
+    h = mlp_head(dim, hidden, dim) if method == "byol" else None
+    target = copy.deepcopy(f).requires_grad_(False) if method == "byol" else None
+    params = list(f.parameters()) + ([] if h is None else list(h.parameters()))
+    lr = lr if lr is not None else {"byol": 0.1, "vicreg": 0.02, "barlow_twins": 0.02}[method]   # 0.05: VICReg NaN
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    mon = monitor if monitor is not None else CollapseMonitor(mode="record", method=method)
+    m = 1.0 if fault == "frozen_target" else ema
+    losses = []
+    for step in range(steps):
+        xb = x[torch.randint(0, x.shape[0], (batch,), generator=g)]
+        x1, x2 = simple_views(xb, g), simple_views(xb, g)
+        z1, z2 = f(x1), f(x2)
+        if method == "byol":
+            with torch.no_grad():
+                t1, t2 = target(x1), target(x2)
+            loss = neg_cos(h(z1), t2) / 2 + neg_cos(h(z2), t1) / 2
+        elif method == "vicreg":
+            loss = vicreg_loss(z1, z2, var=0.0 if fault == "no_variance" else 25.0)
+        else:
+            loss = barlow_loss(z1, z2, lam=0.0 if fault == "no_offdiag" else 1.0 / dim)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if target is not None:
+            with torch.no_grad():
+                for pt, po in zip(target.parameters(), f.parameters()):
+                    pt.mul_(m).add_(po, alpha=1 - m)
+        losses.append(loss.item())
+        extra = dict(online=f, target=target) if target is not None else {}
+        mon.observe(z1, z2, step=step, loss=loss.detach(), **extra)
+        if on_step is not None:
+            on_step(step, z1.detach(), z2.detach(), loss.detach(), f)
+        if (step + 1) % report_every == 0 or step == steps - 1 or not math.isfinite(losses[-1]):
+            mon.report()
+        if not math.isfinite(losses[-1]):
+            break
+    records = [dict(step=hh["step"], loss=hh.get("loss", math.nan), rankme=hh["rankme"],
+                    effective_rank=hh["effective_rank"], center_norm=hh["center_norm"], live_dims=hh["live_dims"],
+                    verdict=v.state) for hh, v in zip(mon.history, mon.verdicts)]
+    return LoopResult(mon, losses, records)

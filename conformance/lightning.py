@@ -6,16 +6,18 @@
     trainer = pl.Trainer(max_epochs=10, callbacks=[CollapseMonitorCallback()])
     trainer.fit(model, dataloader)          # lightly's SimSiam / BYOL module, unchanged
 
-**How it finds the embeddings.** A forward hook on the module's projection head — the first submodule
-named ``projection_head``, ``projector``, ``projection``, ``student_projection_head`` or ``student_head``
-(lightly's examples use ``projection_head``; ``module="path.to.head"`` names another). During a training
-batch the head is called once per view; the first two outputs are the two views' embeddings ``z1, z2``.
+**How it finds the embeddings.** A forward hook on the module's projection head — the submodule, at any depth
+and under any of its names (a head also held inside a ``Sequential`` is still found by its attribute name), whose
+own name is ``projection_head``, ``projector``, ``projection``, ``student_projection_head`` or ``student_head``, the
+shortest path first (lightly's examples use ``projection_head``; ``module="path.to.head"`` names another). During a
+training batch the head is called once per view; the first two outputs are the two views' embeddings ``z1, z2``.
 A module whose head runs once on both views concatenated is split in half.
 
-**EMA target.** Submodules ``X_momentum`` next to ``X`` (lightly's BYOL: ``backbone_momentum``,
-``projection_head_momentum``) or ``teacher_X`` next to ``student_X`` (DINO) are taken as the target and
-the online network; the monitor then tracks the target's lag (C2) and notices a target that never moves
-(momentum stuck at 1) or that is the online network itself.
+**EMA target.** Siblings named ``X_momentum``, ``X_ema``, ``X_target``, ``momentum_X``, ``ema_X`` or ``target_X``
+next to ``X`` (lightly's BYOL: ``backbone_momentum``; a hand-written BYOL: ``target_projector``), or
+``teacher_X`` next to ``student_X`` (DINO), are taken as the target and the online network;
+``ema_targets={"online.name": "target.name", ...}`` names them instead. The monitor then tracks the target's lag
+(C2) and WARNS about a target that never moves (momentum stuck at 1) or that is the online network itself.
 
 Observations cost no host sync; the callback reports every ``report_every`` training batches, at the end of
 every epoch and at the end of training (``mode="raise"`` then stops ``fit`` with a
@@ -34,36 +36,73 @@ from ..reference.monitor import CollapseMonitor, Thresholds, Verdict
 HEAD_NAMES = ("projection_head", "projector", "projection", "student_projection_head", "student_head")
 
 
+#: how a target is named beside its online module ``X`` (the prefixes and suffixes of EMA copies in the wild)
+TARGET_PREFIXES, TARGET_SUFFIXES = ("target_", "ema_", "momentum_"), ("_momentum", "_ema", "_target")
+
+
+def _module_names(module: nn.Module) -> list[str]:
+    return [n for n, _ in module.named_modules() if n]
+
+
 def find_head(module: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
-    """``(name, submodule)`` of the projection head whose outputs are the embeddings."""
+    """``(name, submodule)`` of the projection head whose outputs are the embeddings: ``name`` if given, else the
+    shortest path whose last component is one of :data:`HEAD_NAMES` (every alias of a shared submodule counts)."""
     if name is not None:
         try:
             return name, module.get_submodule(name)
         except AttributeError as e:
             raise ValueError(f"{type(module).__name__} has no submodule {name!r}; pass module= one of "
-                             f"{[n for n, _ in module.named_modules() if n][:20]}.") from e
-    named = dict(module.named_modules())
-    for n in HEAD_NAMES:
-        if n in named:
-            return n, named[n]
+                             f"{_module_names(module)[:20]}.") from e
+    paths = [(n, m) for n, m in module.named_modules(remove_duplicate=False) if n]
+    for head in HEAD_NAMES:
+        found = sorted((p for p in paths if p[0].rsplit(".", 1)[-1] == head), key=lambda p: p[0].count("."))
+        if found:
+            return found[0]
     raise ValueError(f"found no projection head in {type(module).__name__} (looked for submodules named "
                      f"{HEAD_NAMES}); pass CollapseMonitorCallback(module='name.of.head') naming the module whose "
-                     f"output is the embedding, e.g. one of {[n for n, _ in module.named_modules() if n][:20]}.")
+                     f"output is the embedding, e.g. one of {_module_names(module)[:20]}.")
 
 
-def find_ema_pairs(module: nn.Module) -> tuple[nn.ModuleList, nn.ModuleList] | None:
-    """``(online, target)`` module lists from ``X``/``X_momentum`` or ``student_X``/``teacher_X`` siblings."""
-    children = dict(module.named_children())
+def _target_twin(name: str, siblings: dict) -> str | None:
+    """The online sibling of a target named ``name`` (:data:`TARGET_PREFIXES`, :data:`TARGET_SUFFIXES`,
+    ``teacher_X`` of ``student_X``), or None."""
+    for pre in TARGET_PREFIXES:
+        if name.startswith(pre) and name[len(pre):] in siblings:
+            return name[len(pre):]
+    for suf in TARGET_SUFFIXES:
+        if name.endswith(suf) and name[: -len(suf)] in siblings:
+            return name[: -len(suf)]
+    if name.startswith("teacher_") and "student_" + name[len("teacher_"):] in siblings:
+        return "student_" + name[len("teacher_"):]
+    return None
+
+
+def _has_params(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters())
+
+
+def find_ema_pairs(module: nn.Module, names: dict | None = None) -> tuple[nn.ModuleList, nn.ModuleList] | None:
+    """``(online, target)`` module lists: the pairs ``names`` gives (``{"online.name": "target.name"}``), else the
+    siblings named as an EMA target of one another at any depth (``target_X``/``ema_X``/``momentum_X``,
+    ``X_momentum``/``X_ema``/``X_target`` beside ``X``; ``teacher_X`` beside ``student_X``)."""
     online, target = [], []
-    for n, m in children.items():
-        twin = None
-        if n.endswith("_momentum") and n[: -len("_momentum")] in children:
-            twin = children[n[: -len("_momentum")]]
-        elif n.startswith("teacher_") and "student_" + n[len("teacher_"):] in children:
-            twin = children["student_" + n[len("teacher_"):]]
-        if twin is not None and any(True for _ in m.parameters()):
-            online.append(twin)
-            target.append(m)
+    if names is not None:
+        for on, tg in dict(names).items():
+            try:
+                o, t = module.get_submodule(on), module.get_submodule(tg)
+            except AttributeError as e:
+                raise ValueError(f"ema_targets names {on!r} → {tg!r}, but {type(module).__name__} has no such "
+                                 f"submodule ({e}); pass names among {_module_names(module)[:20]}.") from e
+            online.append(o)
+            target.append(t)
+    else:
+        for _, parent in module.named_modules():
+            children = dict(parent.named_children())
+            for n, m in children.items():
+                twin = _target_twin(n, children)
+                if twin is not None and _has_params(m) and children[twin] is not m:
+                    online.append(children[twin])
+                    target.append(m)
     if not online:
         return None
     return nn.ModuleList(online), nn.ModuleList(target)
@@ -78,6 +117,8 @@ class CollapseMonitorCallback(pl.Callback):
         report_every: training batches between reports (host syncs); epochs end with a report too.
         mode, method, thresholds: as for the monitor (``method`` defaults to the module's class name).
         ema: track an EMA target found by :func:`find_ema_pairs` (``False`` to skip).
+        ema_targets: ``{"online.name": "target.name", ...}``: the EMA target's modules named, where their names
+            follow none of the conventions :func:`find_ema_pairs` knows.
         save_embeddings: a ``.pt`` path; the observed embeddings are written there at the end of training,
             for ``ncspec diagnose``.
         final_report: print the final verdict at the end of training, healthy or not (with the step of the first
@@ -86,12 +127,14 @@ class CollapseMonitorCallback(pl.Callback):
 
     def __init__(self, *, module: str | None = None, every: int = 1, report_every: int = 50, mode: str = "warn",
                  method: str | None = None, thresholds: Thresholds | None = None, ema: bool = True,
-                 save_embeddings: str | Path | None = None, final_report: bool = True):
+                 save_embeddings: str | Path | None = None, final_report: bool = True,
+                 ema_targets: dict | None = None):
         super().__init__()
         if not (isinstance(report_every, int) and report_every >= 1):
             raise ValueError(f"report_every must be an int >= 1 (training batches between reports), "
                              f"got {report_every!r}.")
         self.module_name, self.every, self.report_every, self.use_ema = module, every, report_every, ema
+        self.ema_targets = ema_targets
         self.monitor = CollapseMonitor(mode=mode, every=1, method=method, thresholds=thresholds,
                                        keep_embeddings=save_embeddings is not None)
         self.save_path = None if save_embeddings is None else Path(save_embeddings)
@@ -110,7 +153,7 @@ class CollapseMonitorCallback(pl.Callback):
         self._handle = head.register_forward_hook(self._hook)
         if self.monitor.method is None:
             self.monitor.method = type(pl_module).__name__
-        self._ema = find_ema_pairs(pl_module) if self.use_ema else None
+        self._ema = find_ema_pairs(pl_module, self.ema_targets) if self.use_ema else None
 
     def teardown(self, trainer, pl_module, stage=None):
         if self._handle is not None:

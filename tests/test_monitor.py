@@ -168,27 +168,45 @@ def test_predictor_alignment_and_fixed_point():
 
 def test_ema_lag_and_the_usual_ema_faults():
     """C2: the lag ‖θ − ξ‖/‖θ‖; a target that is the online network itself, and one that never moves
-    (momentum stuck at 1), are named in the verdict's notes."""
+    (momentum stuck at 1), are WARNINGs of the verdict (a CollapseWarning in warn mode), not notes."""
     online = torch.nn.Linear(8, 8)
     target = torch.nn.Linear(8, 8)
     with torch.no_grad():
         for p, q in zip(target.parameters(), online.parameters()):
             p.copy_(q)
         online.weight.add_(1.0)
-    mon = CollapseMonitor(mode="record", thresholds=Thresholds(patience=2))
+    mon = CollapseMonitor(mode="warn", thresholds=Thresholds(frozen_target=3))
     for t in range(3):
         with torch.no_grad():
             online.weight.add_(0.1)                 # the online network moves, the target does not
         mon.observe(*views("healthy", seed=t), online=online, target=target)
-    v = mon.report()
+    with pytest.warns(CollapseWarning, match="has not moved in 3 observations since the first"):
+        v = mon.report()
     with torch.no_grad():
         theta = torch.cat([online.weight.flatten(), online.bias])
         expected = float((online.weight - target.weight).norm() / theta.norm())
     assert mon.history[-1]["ema_lag"] == pytest.approx(expected, rel=1e-6)
-    assert any("momentum stuck at 1" in n for n in v.notes)
+    assert v.healthy and any("momentum stuck at 1" in w for w in v.warnings)
+    assert str(v).splitlines()[1].startswith("  WARNING: the EMA target has not moved")
+    assert mon.verdicts[1].warnings == ()                         # 2 observations are not yet 3
     same = CollapseMonitor(mode="record")
     same.observe(*views("healthy"), online=online, target=online)
-    assert any("same object" in n for n in same.report().notes)
+    assert any("same object" in w for w in same.report().warnings)
+
+
+def test_a_target_that_moved_and_then_stopped_is_a_note_not_a_warning():
+    """m reaching 1 at the end of BYOL's cosine schedule (Grill et al. 2020, §3.2) stops a target that had moved:
+    a note; the warning is for a target that never moved."""
+    online, target = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+    mon = CollapseMonitor(mode="record")
+    for t in range(8):
+        with torch.no_grad():
+            online.weight.add_(0.1)
+            if t < 3:
+                target.weight.add_(0.01)
+        mon.observe(*views("healthy", seed=t), online=online, target=target)
+    v = mon.report()
+    assert mon.first_warning() is None and any("momentum at 1" in n for n in v.notes)
 
 
 @pytest.mark.parametrize("bad, match", [

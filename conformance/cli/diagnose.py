@@ -171,17 +171,19 @@ def diagnose(paths, *, method=None, views=None, thresholds=None, progress=None):
     """The monitor's verdicts on saved embeddings; ``progress(done, total)`` is called after every chunk of
     :data:`PROGRESS_CHUNK` observations of a longer series (the CLI prints it to stderr)."""
     from ...reference.monitor import CollapseMonitor, Thresholds
+    from ...reference.monitor.observations import one_thread
     z1, z2, steps = load_embeddings([Path(p) for p in paths], views=views)
     if thresholds is None:       # a short series is judged with the patience it can show (one snapshot: itself)
         thresholds = Thresholds(patience=min(Thresholds.patience, len(z1)))
     mon = CollapseMonitor(mode="record", method=method, thresholds=thresholds, max_pending=PROGRESS_CHUNK)
     T = len(z1)
-    for t in range(T):
-        mon.observe(z1[t], None if z2 is None else z2[t], step=steps[t])
-        if progress is not None and T > PROGRESS_CHUNK and ((t + 1) % PROGRESS_CHUNK == 0 or t + 1 == T):
-            mon.report()
-            progress(t + 1, T)
-    mon.report()
+    with one_thread():           # many small matrices: threads only wait for one another (observations.one_thread)
+        for t in range(T):
+            mon.observe(z1[t], None if z2 is None else z2[t], step=steps[t])
+            if progress is not None and T > PROGRESS_CHUNK and ((t + 1) % PROGRESS_CHUNK == 0 or t + 1 == T):
+                mon.report()
+                progress(t + 1, T)
+        mon.report()
     return mon
 
 

@@ -3,6 +3,7 @@ to the host in one transfer and turned into spectra in float64 there."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -71,6 +72,7 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         # parameters at the output, as SimSiam's and lightly's projectors have)
         standardized_dev=torch.maximum(z1.mean(0).abs().max(), (z1.var(0, unbiased=False) - 1).abs().max()),
     )
+    obs.update(_redundancy_stats(views))
     if V * B < M:   # the Gram is taken over samples: E ẑẑᵀ's spectrum needs (ẑ − E ẑ)·E ẑ as well
         obs["uc_dot_mean"] = uc @ u_mean
     if V == 2:
@@ -87,6 +89,27 @@ def observation(z1: Tensor, z2: Tensor | None = None, *, predictor: Tensor | Non
         obs.update(predictor=0.5 * (W + W.transpose(0, 1)),
                    predictor_alignment=comm.norm() / (F.norm() * W.norm()).clamp_min(1e-30))
     return obs
+
+
+def _redundancy_stats(views: Tensor) -> dict:
+    """What the redundancy-reduction losses act on, on raw z (V, B, M), per view then averaged over the views:
+
+    * ``feature_std``: mean_j √(Var_B z_j + 10⁻⁴) (unbiased), the std VICReg's variance term
+      ``v(z) = mean_j relu(γ − √(Var z_j + ε))`` holds at γ = 1 (Bardes et al., ICLR 2022, eq. 1);
+    * ``redundancy``: the mean squared off-diagonal entry of the features' correlation matrix
+      ``R = aᵀa/B`` (a: batch-standardised z), ``(‖R‖²_F − Σ_j R_jj²)/(M(M − 1))``: what Barlow Twins'
+      redundancy-reduction term ``λ Σ_{i≠j} C_ij²`` drives to 0 (Zbontar et al., ICML 2021, eq. 1), 1 when every
+      feature is the same up to sign, about 1/B for independent features. ``‖aᵀa‖_F = ‖aaᵀ‖_F``: the Gram is
+      taken on the smaller side."""
+    V, B, M = views.shape
+    std = (views.var(-2) + 1e-4).sqrt()                                          # (V, M)
+    sd = views.std(-2, unbiased=False)
+    a = (views - views.mean(-2, keepdim=True)) / sd.clamp_min(1e-12).unsqueeze(-2)
+    a = torch.where((sd > 0).unsqueeze(-2), a, torch.zeros_like(a))              # a constant feature: no correlation
+    R2 = torch.stack([_gram(a[v]).pow(2).sum() for v in range(V)]) / B**2           # ‖R‖²_F per view
+    diag = (a.pow(2).sum(-2) / B).pow(2).sum(-1)                                    # Σ_j R_jj² per view
+    red = ((R2 - diag) / max(M * (M - 1), 1)).mean()
+    return dict(feature_std=std.mean(), redundancy=red)
 
 
 def standardized(st: dict, tol: float = 0.05) -> bool:
@@ -133,8 +156,23 @@ def ema_lag(online, target) -> tuple[Tensor, Tensor, bool]:
 
 # --- on the host ------------------------------------------------------------------------------------
 
+@contextmanager
+def one_thread():
+    """Run the block with one intra-op CPU thread, then restore the count. The host statistics are many small
+    float64 eigendecompositions (at most ``min(2B, M)``-square) that gain nothing from threads, and on a busy machine
+    threads that wait for one another made them 20–200× slower (a 256-square spectrum: 6 ms on one thread, 0.3–2 s on
+    two, on the shared 2-core dev machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@one_thread()
 def _to_host(pending: list[dict]) -> list[dict]:
-    """One device→host transfer of the queued tensors, then the spectra in float64 on the host."""
+    """One device→host transfer of the queued tensors, then the spectra in float64 on the host (one thread)."""
     flat, index = [], []
     for i, obs in enumerate(pending):
         for k, v in obs.items():
@@ -192,7 +230,7 @@ _SCALARS = ("step", "center_norm", "total_var", "line_var", "normalized_std", "l
             "participation_ratio", "rankme",
             "z_norm", "center_sq_u", "residual_sq_u", "invariance", "invariance_j1", "predictor_alignment",
             "predictor_fixed_point_gap", "ema_lag", "nonfinite", "dim", "batch", "standardized_dev", "loss",
-            "rank_ratio")
+            "rank_ratio", "feature_std", "redundancy", "growth_z", "growth_loss", "near")
 
 
 def _summary(st: dict) -> dict:

@@ -49,7 +49,21 @@ class Thresholds:
         0.104–0.114). 0.22 is the geometric midpoint of 0.185 and 0.269.
     rank_baseline: observations at the start whose largest centred effective rank is the run's own start.
     diverge_growth: diverging when the mean ‖z‖ exceeds this multiple of its first observed value.
+    explode_growth, explode_rate: diverging at once (before the first non-finite value) when the mean ‖z‖ or the
+        loss's magnitude has grown at every one of the last k ≥ 1 observations, by ``explode_growth`` × in all and by
+        at least ``explode_rate`` × per observation on average (geometric mean). The loss counts only above
+        ``explode_loss_floor`` (a negative cosine is ≥ −1, 2 − 2 cos ≤ 4: bounded losses never explode).
+    vicreg_std: for the VICReg family, complete collapse when the mean std of the raw features
+        √(Var z_j + 10⁻⁴), which VICReg's variance term holds at γ = 1, falls below it (docs/monitor.md).
+    barlow_redundancy: for the Barlow Twins family, dimensional collapse when the mean squared off-diagonal
+        correlation of the features, which its redundancy-reduction term drives to 0, exceeds it (docs/monitor.md).
     patience: consecutive observations in a non-healthy state before it becomes the verdict.
+    window, window_hits, near_band: a state also becomes the verdict when at least ``window_hits`` of the last
+        ``window`` observations read it with every threshold relaxed by ``near_band`` (a collapse that hovers at a
+        threshold, crossing it now and then but never ``patience`` times in a row); a healthy verdict whose
+        observation reads a state at the relaxed thresholds carries a near-threshold note.
+    frozen_target: observations of an EMA target that has not moved since the first one, while the online
+        network moved, before the verdict carries a WARNING (momentum stuck at 1 from the start).
     warmup: observations at the start that are recorded but never judged.
     """
 
@@ -60,19 +74,35 @@ class Thresholds:
     rank_concentration: float = 0.22
     rank_baseline: int = 5
     diverge_growth: float = 1e4
+    explode_growth: float = 100.0
+    explode_rate: float = 2.0
+    explode_loss_floor: float = 4.0
+    vicreg_std: float = 0.1
+    barlow_redundancy: float = 0.5
     patience: int = 3
+    window: int = 20
+    window_hits: int = 15
+    near_band: float = 1.5
+    frozen_target: int = 3
     warmup: int = 0
 
     def __post_init__(self):
         for name in ("complete_total_var", "complete_line_var", "live_eigenvalue", "dimensional_fraction",
-                     "rank_concentration", "diverge_growth"):
+                     "rank_concentration", "diverge_growth", "explode_growth", "explode_rate",
+                     "explode_loss_floor", "vicreg_std", "barlow_redundancy", "near_band"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"Thresholds.{name} must be a finite number > 0, got {v!r}.")
-        for name in ("patience", "warmup", "rank_baseline"):
+        for name in ("patience", "warmup", "rank_baseline", "window", "window_hits", "frozen_target"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= (0 if name == "warmup" else 1)):
                 raise ValueError(f"Thresholds.{name} must be an int >= {0 if name == 'warmup' else 1}, got {v!r}.")
+        if self.window_hits > self.window:
+            raise ValueError(f"Thresholds.window_hits ({self.window_hits}) must be <= window ({self.window}): "
+                             f"hits are counted among the last `window` observations.")
+        if self.near_band < 1:
+            raise ValueError(f"Thresholds.near_band must be >= 1 (the factor that relaxes each threshold for the "
+                             f"window rule and the near-threshold note), got {self.near_band!r}.")
 
 
 # --- explanations: the claim behind each verdict and the usual causes ------------------------------
@@ -90,6 +120,21 @@ CLAIMS = {
     "T2": "T2 (Tian, Chen & Ganguli 2021, §5): a linear predictor aligns with the embedding correlation; "
           "modes it does not amplify can die out (dimensional collapse)",
     "W1": "W1 (Wang et al. 2021, DirectCopy): weight decay removes directions with large augmentation variance",
+    "V1": "VICReg (Bardes et al. 2022, eqs. 1–6): the variance term μ·mean_j relu(γ − std z_j) is what keeps the "
+          "invariance term λ‖z − z′‖² from shrinking every feature to a constant; without it the embeddings collapse",
+    "B1": "Barlow Twins (Zbontar et al. 2021, eq. 1): the redundancy-reduction term λ Σ_{i≠j} C_ij² decorrelates "
+          "the features; the invariance term Σ_i (1 − C_ii)² alone is met by every feature copying one",
+}
+
+#: rule → (claims, usual causes) for the rules that read a family's own loss quantities: they name the term
+_RULE_CAUSES = {
+    "vicreg_variance": (("V1", "J1"), ("the variance term is missing: VICReg's variance coefficient μ (std_coeff) "
+                                       "is 0 or the term is dropped from the loss (Bardes et al. 2022, Table 4's "
+                                       "ablation)", "the variance hinge applied to the l2-normalised embeddings "
+                                       "(their std is ~1/√M, below γ = 1 whatever the spread)")),
+    "barlow_redundancy": (("B1", "T2"), ("the off-diagonal (redundancy-reduction) term is missing: Barlow Twins' λ "
+                                         "is 0 or the term is dropped from the loss", "λ far too small for the "
+                                         "embedding dimension (the paper's 0.0051 is for M = 8192; ~1/M otherwise)")),
 }
 
 #: method family → (claims, usual causes) for complete collapse
@@ -100,7 +145,7 @@ _COMPLETE_CAUSES = {
                                   "predictor bypassed (p = z)", "stop-grad missing on the target branch")),
     "barlow_twins": (("J1", "J5"), ("BatchNorm removed before the cross-correlation (c = z1ᵀz2/B on raw z)",)),
     "dino": (("J1", "J6"), ("centering of the teacher's outputs turned off (center = 0 or momentum 1)",)),
-    "vicreg": (("J1",), ("variance term turned off (std_coeff = 0)",)),
+    "vicreg": (("J1", "V1"), ("the variance term is missing (VICReg's variance coefficient μ = std_coeff = 0)",)),
 }
 _FAMILY = {"simsiam": "simsiam", "simsiam_mlp": "simsiam", "directpred": "simsiam", "directset": "simsiam",
            "directcopy": "simsiam", "isoloss": "simsiam", "learned_predictor": "simsiam", "byol": "byol",
@@ -123,11 +168,17 @@ _CONCENTRATED_NOTE = ("with a BatchNorm at the projector's output the collapse J
                       "not at once a line), so it ends in a few directions")
 
 
-def explain(state: str, method: str | None = None, *, concentrated: bool = False
+def explain(state: str, method: str | None = None, *, concentrated: bool = False, rule: str | None = None
             ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(claims, causes)`` for a verdict ``state``; ``method`` narrows the causes to its family. ``concentrated``:
     a dimensional collapse of batch-standardised outputs read from the spectrum's concentration, whose usual causes
-    are those of complete collapse (the BatchNorm stops it short of a point) before the dimensional ones."""
+    are those of complete collapse (the BatchNorm stops it short of a point) before the dimensional ones. ``rule``:
+    the rule that read the state; a family's own loss quantity (``vicreg_variance``, ``barlow_redundancy``) names
+    the missing term first."""
+    if rule in _RULE_CAUSES and state != HEALTHY:
+        claims, causes = _RULE_CAUSES[rule]
+        rest = explain(state, method, concentrated=concentrated)
+        return (tuple(dict.fromkeys((*claims, *rest[0]))), tuple(dict.fromkeys((*causes, *rest[1]))))
     if state == DIMENSIONAL and concentrated:
         claims, causes = explain(COMPLETE, method)
         d_claims, d_causes = explain(DIMENSIONAL, method)
@@ -145,7 +196,8 @@ def explain(state: str, method: str | None = None, *, concentrated: bool = False
                                "weight decay too strong for the predictor (directions below the W1 threshold die)",
                                "too small a learning rate for the predictor, which then never aligns (T2)"))
     if state == DIVERGING:
-        return ((), ("learning rate too high", "no weight decay with a learned predictor (norms grow freely)",
+        return ((), ("learning rate too high (the loss or the embeddings' norm multiplies at every step before the "
+                     "first NaN)", "no weight decay with a learned predictor (norms grow freely)",
                      "mixed precision overflow; check the loss scaling"))
     return (), ()
 
@@ -162,6 +214,8 @@ class Verdict:
     causes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     stats: dict = field(default_factory=dict)
+    #: problems that are not a collapse but need attention now (an EMA target that never moved): printed as WARNING
+    warnings: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -170,6 +224,7 @@ class Verdict:
     def __str__(self) -> str:
         at = f" at step {self.step}" if self.step is not None else ""
         lines = [f"{self.state}{at}: {self.reason}"]
+        lines += [f"  WARNING: {w}" for w in self.warnings]
         lines += [f"  explained by {CLAIMS[c]}" for c in self.claims]
         if self.causes:
             lines.append("  usual causes: " + "; ".join(self.causes))
@@ -179,4 +234,5 @@ class Verdict:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["claims"], d["causes"], d["notes"] = list(self.claims), list(self.causes), list(self.notes)
+        d["warnings"] = list(self.warnings)
         return d
