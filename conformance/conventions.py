@@ -29,6 +29,11 @@ key                         values                                       default
                             from a running estimate F ← ρF + (1 − ρ)Ĉ     exposes as ``corr_used``)
                             of the online view's (or both views')
                             correlation
+``momentum_schedule``       ``"constant"``; ``"cosine"``: BYOL's          ``"constant"``
+                            m_k = 1 − (1 − m)(cos(πk/K) + 1)/2 (Grill et
+                            al., NeurIPS 2020, §3.2); ``"linear"``:
+                            m_k = m + (1 − m)·k/K. Declared, ``build``
+                            receives ``total_steps=K`` (claims C2, C9, N6)
 ``ema_buffers``             ``"own"`` (the target's BatchNorm running     none (any of the three,
                             statistics come from its own train-mode       never frozen: claim N6)
                             forwards), ``"copied"`` from the online
@@ -36,6 +41,15 @@ key                         values                                       default
 ==========================  ===========================================  ==========================
 
 A constant factor in the loss is *not* declared: it is measured (:mod:`ncspec.conformance.scale`).
+
+Scope. A key above applies to every method the adapter builds. A method's name as a key holds a dict of
+conventions for that method only (issue 25: a DirectPred's running estimate must not switch off what the same
+adapter's SimSiam and IsoLoss are judged by)::
+
+    conventions = {"vicreg_variance": "paper_eq6",
+                   "directpred": {"predictor_estimate": {"rho": 0.998, "views": "online"}}}
+
+:func:`for_method` merges the two (the method's entries override); every reader that judges one method uses it.
 """
 from __future__ import annotations
 
@@ -47,9 +61,11 @@ VALUES = {
     "directpred_boost": ("after", "before"),
     "batch_std": ("biased", "unbiased"),
     "ema_buffers": ("own", "copied", "averaged"),
+    "momentum_schedule": ("constant", "cosine", "linear"),
 }
 DEFAULTS = {"vicreg_variance": "authors_code", "loss_value": "definition", "directpred_boost": "after",
-            "batch_std": "biased", "predictor_estimate": None, "ema_buffers": None}
+            "batch_std": "biased", "predictor_estimate": None, "ema_buffers": None,
+            "momentum_schedule": "constant"}
 #: the conventions that change a method's definition: key → (method, the reference's option for it)
 OPTION = {"vicreg_variance": ("vicreg", "variance"), "directpred_boost": ("directpred", "boost"),
           "batch_std": ("barlow_twins", "bn_std")}
@@ -64,6 +80,11 @@ MEANING = {
                                    "ICML 2021, §5)",
     ("directpred_boost", "before"): "DirectPred with ε inside the power, ω = (λ₊/λ_max + ε)^α: a variant with its "
                                     "own fixed points, not Tian et al.'s ω = (λ₊/λ_max)^α + ε",
+    ("momentum_schedule", "constant"): "the EMA momentum is the `momentum` option at every step",
+    ("momentum_schedule", "cosine"): "BYOL's cosine momentum schedule m_k = 1 − (1 − m)(cos(πk/K) + 1)/2 over the "
+                                     "run's K = `total_steps` (Grill et al., NeurIPS 2020, §3.2)",
+    ("momentum_schedule", "linear"): "a linear momentum warm-up m_k = m + (1 − m)·k/K over the run's K = "
+                                     "`total_steps`",
     ("ema_buffers", "own"): "the EMA target's BatchNorm statistics are its own (its train-mode forwards update them; "
                             "BYOL's official code, byol-pytorch)",
     ("ema_buffers", "copied"): "the EMA target's BatchNorm statistics are copied from the online network each step",
@@ -74,17 +95,31 @@ MEANING = {
 }
 
 
-def validate(conventions, label: str) -> dict:
-    """The adapter's ``conventions`` checked; raises ``ValueError`` naming the key and the fix."""
+def _method_names() -> frozenset[str]:
+    from ncspec.reference.methods import METHODS
+    return frozenset(METHODS)
+
+
+def validate(conventions, label: str, *, scoped: bool = True) -> dict:
+    """The adapter's ``conventions`` checked; raises ``ValueError`` naming the key and the fix. With ``scoped``,
+    a method's name may key a dict of that method's own conventions (checked the same way, one level deep)."""
     if conventions is None:
         return {}
     if not isinstance(conventions, dict):
         raise ValueError(f"adapter {label!r}: conventions must be a dict such as {{'vicreg_variance': "
                          f"'paper_eq6'}}, got {type(conventions).__name__}.")
     for key, value in conventions.items():
+        if scoped and key in _method_names():
+            if not isinstance(value, dict):
+                raise ValueError(f"adapter {label!r}: conventions[{key!r}] = {value!r}; a method's name keys a dict "
+                                 f"of that method's own conventions, e.g. {{{key!r}: {{'predictor_estimate': "
+                                 f"{{'rho': 0.3}}}}}}.")
+            validate(value, f"{label}, method {key}", scoped=False)
+            continue
         if key not in DEFAULTS:
+            scope = " (or a method's name keying that method's own conventions)" if scoped else ""
             raise ValueError(f"adapter {label!r}: unknown convention {key!r}; known conventions: "
-                             f"{', '.join(KNOWN)} (see docs/conformance.md, 'Declared conventions').")
+                             f"{', '.join(KNOWN)}{scope} (see docs/conformance.md, 'Declared conventions').")
         if key in VALUES and value not in VALUES[key]:
             raise ValueError(f"adapter {label!r}: conventions[{key!r}] = {value!r}; use one of "
                              f"{', '.join(map(repr, VALUES[key]))}.")
@@ -114,13 +149,34 @@ def of(adapter) -> dict:
     return validate(getattr(adapter, "conventions", None), getattr(adapter, "name", type(adapter).__name__))
 
 
-def get(adapter, key: str):
-    """The value in force for ``key``: the declared one, else the default."""
-    return of(adapter).get(key, DEFAULTS[key])
+def for_method(adapter_or_conventions, method: str) -> dict:
+    """The conventions in force for ``method``: the adapter-wide keys, overridden by those under the method's
+    name (an adapter, or its ``conventions`` dict). Method-scoped dicts of other methods are left out."""
+    if isinstance(adapter_or_conventions, dict) or adapter_or_conventions is None:
+        conventions = validate(adapter_or_conventions, "conventions")
+    else:
+        conventions = of(adapter_or_conventions)
+    names = _method_names()
+    merged = {k: v for k, v in conventions.items() if k not in names}
+    merged.update(conventions.get(method, {}))
+    return merged
 
 
-def declared(adapter, key: str) -> bool:
-    return key in of(adapter)
+def get(adapter, key: str, method: str | None = None):
+    """The value in force for ``key`` (for ``method`` when given: :func:`for_method`): the declared one, else the
+    default."""
+    return _in_force(adapter, method).get(key, DEFAULTS[key])
+
+
+def declared(adapter, key: str, method: str | None = None) -> bool:
+    return key in _in_force(adapter, method)
+
+
+def _in_force(adapter, method: str | None) -> dict:
+    if method is not None:
+        return for_method(adapter, method)
+    names = _method_names()
+    return {k: v for k, v in of(adapter).items() if k not in names}
 
 
 def reference_options(method: str, conventions: dict) -> dict:

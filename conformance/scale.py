@@ -40,7 +40,8 @@ import torch
 from torch import Tensor
 
 from . import conventions as conv
-from .validate import _Proxy, unwrap
+from . import scale_heads
+from .validate import ImplementationFailure, _Proxy, unwrap
 
 #: Largest relative residual of a pure rescale: 1e-8, the tightest precision of any claim (the exact
 #: Euler map), so a smaller residual is invisible to every claim. A pure rescale leaves float64
@@ -50,7 +51,13 @@ from .validate import _Proxy, unwrap
 #: weight decay η = 0.05 ×1, on the population batch: 1.2e-4).
 RESIDUAL_TOL = 1e-8
 #: In lower precision a pure rescale leaves a few units of rounding (float32: measured 1.6e-7–2.2e-7 for
-#: ×0.03 on the center-vector claims' MLPs): the bound is 100 ulp of the loss's dtype when that is larger.
+#: ×0.03 on the center-vector claims' MLPs): the bound is 100 ulp of the lowest precision involved when that is
+#: larger. "Involved" is every floating tensor the implementation's loss is computed from — the loss itself, the
+#: encoder's and heads' parameters, the EMA target's parameters and buffers — not only the loss's dtype: a float32
+#: target under a float64 loss enters the gradient rounded to float32 (relative u = 6e-8 per entry), which the
+#: float64 definition does not share, so the fit leaves ≈ κ·u (measured 2.3e-8–7.6e-8 for a float32 BYOL target,
+#: ≤ 1.3 u; κ the gradient's condition in its inputs). 100 ulp (1.2e-5 in float32) bounds κ·u with room; a
+#: misweighted term leaves ≥ 1e-4 (the data term ×2 against decay ×1: 1.2e-4; a dropped ½ on one of two terms: ~0.3).
 ULPS = 100
 
 
@@ -63,10 +70,26 @@ METHOD_RESIDUAL_TOL = {"barlow_twins": 1e-4}
 
 
 def residual_tol(dtype, method: str = "") -> float:
-    """:data:`RESIDUAL_TOL` (or the method's, :data:`METHOD_RESIDUAL_TOL`), or ``ULPS`` units of ``dtype``'s
-    rounding if larger (float32: 1.2e-5)."""
+    """:data:`RESIDUAL_TOL` (or the method's, :data:`METHOD_RESIDUAL_TOL`), or ``ULPS`` units of the rounding of
+    ``dtype`` (one dtype, or several: the lowest precision among them) if larger (float32: 1.2e-5)."""
     base = METHOD_RESIDUAL_TOL.get(method, RESIDUAL_TOL)
-    return max(base, ULPS * torch.finfo(dtype).eps) if dtype.is_floating_point else base
+    dtypes = [d for d in (dtype if isinstance(dtype, (set, frozenset, list, tuple)) else (dtype,))
+              if d.is_floating_point]
+    return max([base, *(ULPS * torch.finfo(d).eps for d in dtypes)])
+
+
+def involved_dtypes(learner, loss: Tensor) -> set:
+    """The floating dtypes the implementation's loss is computed from: the loss's, the learner's parameters', and
+    the tensors of its target network and heads (parameters and buffers: a float32 EMA target or BatchNorm buffer
+    under a float64 loss rounds what enters the gradient)."""
+    out = {loss.dtype}
+    for p in _params(learner):
+        out.add(p.dtype)
+    for name in ("target_encoder", "target_projector", "projector", "predictor"):
+        part = getattr(learner, name, None)
+        if isinstance(part, torch.nn.Module):
+            out.update(t.dtype for t in (*part.parameters(), *part.buffers()))
+    return {d for d in out if d.is_floating_point}
 
 
 #: With weight decay, a data term and decay scaled by ratios differing by more than this are named.
@@ -77,7 +100,34 @@ CLOSED_FORM = ("simsiam", "directpred", "directset", "directcopy", "isoloss")
 _NAMED = ((2.0, "no ½"), (0.5, "an extra ½"))
 
 
-class ScaleMismatch(AssertionError):
+#: broken variants of a closed-form predictor's loss whose signature a misfit is checked against: name → message
+CLOSED_FORM_SIGNATURES = {
+    "target_attached": "the target branch is not detached (no stop-gradient on the target: SG(z2) in Halvagal et "
+                       "al. 2022, eq. 2, SG(z2 + z1 − W_P z1) in IsoLoss's eq. 8), so the gradient also flows through "
+                       "it; W_P itself is the definition's",
+    "predictor_both": "the predictor is applied on both branches (the target is W_P z2; W_P belongs to the online "
+                      "branch only, p = W_P z1 against SG(z2))",
+}
+
+
+def _broken(ref, variant: str) -> None:
+    """Patch the reference learner ``ref`` (a closed-form predictor) into the bug ``variant``."""
+    from ncspec.reference import losses
+    if variant == "target_attached":
+        loss = "isoloss" if ref.criterion in losses.ISOLOSS.values() else "simsiam"
+        cosine = ref.criterion in (losses.cosine_isoloss, *(f for (form, _), f in losses.SIMSIAM.items()
+                                                           if form == "cosine"))
+        if loss == "simsiam":
+            ref.criterion = losses.SIMSIAM[("cosine" if cosine else "euclidean", "none")]
+        else:                                             # eq. 8 with its SG removed: the value's gradient
+            ref.criterion = ((lambda z1, z2, W: losses.neg_cosine(losses.predict(z1, W), z2)) if cosine else
+                             (lambda z1, z2, W: losses.half_sq(z1, z2 + z1 - losses.predict(z1, W))))
+    elif variant == "predictor_both":
+        base = ref.criterion
+        ref.criterion = lambda z1, z2, W: base(z1, losses.predict(z2, W), W)
+
+
+class ScaleMismatch(ImplementationFailure):
     """The implementation's gradient is not a positive constant times the definition's."""
 
 
@@ -91,10 +141,15 @@ class ScaleFit:
     tolerance: float = RESIDUAL_TOL   # the residual bound it was judged by (dtype-dependent)
     failed: bool = False     # a fit that found no constant factor (reported; only a scale-free claim goes on)
 
+    def near(self, value: float) -> bool:
+        """``c`` equals ``value`` up to the fit's precision (1e-9, or the residual bound of a lower precision: the
+        factor of a float32 target's fit is off by its rounding, ~1e-8)."""
+        return abs(self.c / value - 1.0) <= max(1e-9, self.tolerance)
+
     @property
     def is_convention(self) -> bool:
         """A factor other than ×1, or no factor measured: a row every report lists under its conventions."""
-        return not self.measured or abs(self.c - 1.0) > 1e-9
+        return not self.measured or not self.near(1.0)
 
     def describe(self, embed_dim: int | None = None) -> str:
         if not self.measured:
@@ -103,12 +158,12 @@ class ScaleFit:
                     f"both orders, runs that many times faster here; the deep tier reads the factor from the "
                     f"adapter's loss_factor = {{{self.method!r}: c}})")
         c = self.c
-        if abs(c - 1.0) <= 1e-9:
+        if self.near(1.0):
             return "loss scale ×1: the definition's units"
         names = []
-        if embed_dim and abs(c * embed_dim - 1.0) <= 1e-9:
+        if embed_dim and self.near(1.0 / embed_dim):
             names.append(f"mean over the M = {embed_dim} embedding features, not a sum")
-        names += [n for v, n in _NAMED if abs(c / v - 1.0) <= 1e-9]
+        names += [n for v, n in _NAMED if self.near(v)]
         what = f" ({names[0]})" if names else ""
         return f"loss scale ×{c:.6g}{what}: time rescaled; a convention, not a failure"
 
@@ -158,10 +213,21 @@ class _Probe:
         self.method, self.options, self.conventions = method, options, conventions
         self.encoder, self._M, self.rng, self.snapshot = encoder, embed_dim, rng, snapshot
         self.grad_views = (True, True)        # which views the fit differentiates (both, unless measured in place)
+        #: a declared running estimate (``predictor_estimate``): the definition uses the implementation's own W_P
+        self.own_W_P = bool(conventions.get("predictor_estimate")) and method in CLOSED_FORM
+        self.W_P = None
 
-    def definition(self, **override):
+    def bind(self, learner) -> None:
+        """Read what the definition takes from the implementation's last call: its own ``W_P`` (a declared running
+        estimate: the definition's loss around the W_P the implementation built, Tian et al.'s code refreshing it
+        from its estimate)."""
+        if self.own_W_P:
+            W = getattr(learner, "W_P", None)
+            self.W_P = W.detach() if isinstance(W, Tensor) else None
+
+    def definition(self, variant: str = "", **override):
         """A fresh reference learner on a copy of the build-time encoder: (learner, its encoder's trainable
-        weights, its own trainable parameters)."""
+        weights, its own trainable parameters); with a known bug's ``variant`` (:data:`CLOSED_FORM_SIGNATURES`)."""
         from ncspec.reference import methods
         after = torch.get_rng_state()
         torch.set_rng_state(self.rng)
@@ -171,7 +237,26 @@ class _Probe:
         finally:
             torch.set_rng_state(after)
         own = [p for p in enc.parameters() if p.requires_grad]
+        if self.W_P is not None:                          # W_P from the implementation's own running estimate
+            ref.predictor = lambda z1, W=self.W_P: W.to(z1.dtype)
+        if variant:
+            _broken(ref, variant)
         return ref, own, [p for p in _params(ref) if all(p is not q for q in enc.parameters())]
+
+    def signature(self, view1, view2, rng, current, g_i: Tensor, tol: float) -> str:
+        """The known bug (:data:`CLOSED_FORM_SIGNATURES`) whose gradient ``g_i`` is a positive multiple of ('' if
+        none)."""
+        if self.method not in CLOSED_FORM:
+            return ""
+        for name, text in CLOSED_FORM_SIGNATURES.items():
+            try:
+                g = self.definition_gradient(view1, view2, rng, current, variant=name)
+            except Exception:
+                continue
+            c, r = fit(g_i, g)
+            if c > 0 and r <= tol:
+                return f" Its gradient is ×{c:.6g} that of the definition with this bug: {text}."
+        return ""
 
     def synced(self, current: list[Tensor], **override):
         """:meth:`definition` with its trainable tensors set to the implementation's current values (the
@@ -198,6 +283,9 @@ class _Probe:
     def explain(self, view1, view2, rng, current, g_i: Tensor, g_d: Tensor, tol: float = RESIDUAL_TOL) -> str:
         """What a non-uniform residual is: a declarable convention, or weight decay left unscaled; else the likely
         cause — the convention whose form leaves at most half the definition's residual."""
+        named = self.signature(view1, view2, rng, current, g_i, tol)
+        if named:
+            return named
         _, r_def = fit(g_i, g_d)
         closest = None
         for alt in conv.alternatives(self.method, self.conventions):
@@ -229,11 +317,11 @@ class _Probe:
                     f"{{{key!r}: {value!r}}} on the adapter; the claims that judge values then say how far the rest "
                     f"is from the definition.")
         if self.method in CLOSED_FORM:
-            return (" Its W_P is not the definition's (the batch correlation z1ᵀz1/B, or the preset's running "
-                    "estimate): if it is built from another running estimate, declare conventions = "
-                    "{'predictor_estimate': {'rho': ρ, 'views': 'online' | 'both'}} and expose it as `corr_used`; "
-                    "otherwise the terms are weighted differently from the definition: a different objective, "
-                    "not a convention.")
+            return (f" Its W_P is not the definition's (the batch correlation z1ᵀz1/B, or the preset's running "
+                    f"estimate): if it is built from another running estimate, declare it for this method, "
+                    f"conventions = {{{self.method!r}: {{'predictor_estimate': {{'rho': ρ, 'views': 'online' | "
+                    f"'both'}}}}}} (the loss scale is then measured through the learner's own `W_P`); otherwise the "
+                    f"terms are weighted differently from the definition: a different objective, not a convention.")
         decay = "a data term scaled but not the weight decay, " if wd else ""
         return (f" The loss's terms are weighted differently from the definition (e.g. {decay}only one of its terms "
                 f"scaled, or a term dropped or added): a different objective, not a convention.")
@@ -362,6 +450,7 @@ class ScaledLearner(_Proxy):
                 continue
             mask.append(True)
         probe.grad_views = tuple(mask)
+        probe.bind(learner)
         g_i = torch.cat(parts)
         g_d, value_d = probe.definition_gradient(v1, v2, rng, current, value=True)
         value_i = float(loss.detach())
@@ -372,7 +461,7 @@ class ScaledLearner(_Proxy):
                 return ScaleFit(method, c, 0.0, note="from the loss values: the gradient vanishes here"), ""
             return ScaleFit(method, 1.0, math.nan, measured=False, note="the gradient vanishes here"), ""
         c, r = fit(g_i, g_d)
-        tol = residual_tol(loss.dtype, method)
+        tol = residual_tol(involved_dtypes(learner, loss), method)
         fit_ = ScaleFit(method, c, r, tolerance=tol)
         if r > tol:
             return fit_, (f"{method}: the implementation's gradient is not a constant multiple of the definition's "
@@ -419,17 +508,24 @@ class ScaleAwareAdapter(_Proxy):
         except Exception:
             snapshot = None
         learner = inner.build(method, encoder, embed_dim, **options)
-        conventions = conv.of(inner)
+        conventions = conv.for_method(inner, method)
         if method not in methods.METHODS or options.get("distributed"):
             return learner                                # nothing to compare with
-        if conventions.get("predictor_estimate") and method in CLOSED_FORM:
-            fit_ = ScaleFit(method, 1.0, math.nan, measured=False,
-                            note="W_P from a declared running estimate: the definition's W_P is not the one used")
-            _report(fit_, embed_dim)
-            return ScaledLearner(learner, None, embed_dim, fit_)
+        if scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
+            note = scale_heads.missing_part(learner, method)
+            if note:
+                fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
+                _report(fit_, embed_dim)
+                return ScaledLearner(learner, None, embed_dim, fit_)
+            probe = scale_heads.HeadProbe(method, {**options, **conv.reference_options(method, conventions)},
+                                          conventions, encoder, embed_dim,
+                                          "symmetrized" in getattr(inner, "capabilities", ()))
+            return ScaledLearner(learner, probe, embed_dim, scale_free=self._free)
         probe = _Probe(method, {**options, **conv.reference_options(method, conventions)}, conventions, encoder,
                        embed_dim, rng, snapshot)
         note = _unaligned(probe, learner, encoder) if snapshot is not None else "the encoder cannot be copied"
+        if not note and probe.own_W_P and not isinstance(getattr(learner, "W_P", None), (Tensor, type(None))):
+            note = "W_P from a declared running estimate, and the learner exposes no `W_P` to measure through"
         if note:
             fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
             _report(fit_, embed_dim)

@@ -44,6 +44,11 @@ class AdapterError(TypeError):
     """
 
 
+class ImplementationFailure(AssertionError):
+    """The implementation under test is wrong (not the adapter's protocol): a claim's failure, exit 1 — e.g. no
+    gradient reaches the parameters because both branches are detached."""
+
+
 def _short(value) -> str:
     """A compact repr for error messages (tensors by shape, long reprs cut)."""
     if isinstance(value, Tensor):
@@ -307,10 +312,11 @@ def _check_gradient_path(loss: Tensor, params: list[Tensor], ctx: _Context) -> N
     if loss.requires_grad and _reaches(loss, params):
         return
     where = ctx.where("learner.loss(view1, view2)") + ": no gradient path from the loss to the parameters"
-    if not loss.requires_grad:
-        raise AdapterError(f"{where} (the loss does not require grad): was the whole loss computed under "
-                           f"torch.no_grad() or detached? Keep the online branch differentiable; only the target "
-                           f"may be stop-gradded.")
+    if not loss.requires_grad:                 # the implementation's bug, not a malformed adapter: a failure
+        raise ImplementationFailure(
+            f"{where} (the loss does not require grad): no gradient reaches the parameters — the stop-gradient sits "
+            f"on both branches (online and target detached), or the whole loss is computed under torch.no_grad(). "
+            f"Keep the online branch differentiable; only the target may be stop-gradded.")
     raise AdapterError(f"{where} (the loss requires grad, but none of the {len(params)} tensor(s) from parameters() "
                        f"is in its graph): make loss() use the encoder passed to build, and parameters() yield "
                        f"that encoder's weights (not a copy's).")

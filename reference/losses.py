@@ -59,6 +59,13 @@ def neg_cosine_kernel(a: Tensor, b: Tensor) -> Tensor:
     return -(unit(a) * unit(b)).sum(-1).mean(-1)
 
 
+def symmetrised(D, p1: Tensor, p2: Tensor, t1: Tensor, t2: Tensor) -> Tensor:
+    """``½[D(p1, t2) + D(p2, t1)]`` (Chen & He 2021, eq. 2; Grill et al. 2020, L + L̃ up to the ½): the
+    symmetrised loss of a distance ``D`` (e.g. :func:`neg_cosine_kernel`), (..., B, M) → (...). The caller puts
+    SG(·) on the targets ``t``. Unchecked."""
+    return 0.5 * D(p1, t2) + 0.5 * D(p2, t1)
+
+
 def cosine_simsiam_kernel(z1: Tensor, z2: Tensor, W_P: Tensor) -> Tensor:
     """``−cos(W_P z1, SG(z2))`` without input checks."""
     return neg_cosine_kernel(_predict(z1, W_P), z2.detach())

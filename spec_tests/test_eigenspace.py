@@ -221,7 +221,7 @@ def _isoloss_gradient_identity(impl, record, setup, form):
     err_v = (abs(v_s - v_i) / abs(v_s)).item()
     err_g = ((g_s - W_P @ g_i).norm() / g_s.norm()).item()
     record(f"{form}: ‖∇L_SimSiam − W_P ∇L_iso‖ / ‖∇L_SimSiam‖", err_g, 0.0, error=err_g, tolerance=1e-10)
-    if conventions.get(impl, "loss_value") == "surrogate":   # the value is not the method's: gradient only
+    if conventions.get(impl, "loss_value", "isoloss") == "surrogate":   # the value is not the method's: gradient only
         record(f"{form}: value identity not applicable — "
                + conventions.label("loss_value", "surrogate", declared=True), err_v, "n/a")
     else:

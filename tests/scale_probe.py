@@ -222,7 +222,14 @@ class _Float32Target(_Scaled):
             learner.target_encoder.float()
 
     def loss(self, view1, view2):
-        raise NotImplementedError("only C2 (no loss call) is run on this probe")
+        """The reference's ½‖W_p z1 − SG(ξ(x2))‖², the target evaluated in its own float32 and the loss in
+        float64 (issue 24: the loss-scale fit then leaves 2e-8–8e-8, the target's float32 rounding)."""
+        learner = self._learner
+        z1 = learner.encoder(view1)
+        with torch.no_grad():
+            dtype = next(learner.target_encoder.parameters()).dtype
+            za = learner.target_encoder(view2.to(dtype)).to(z1.dtype)
+        return losses.half_sq(z1 @ learner.W_p.transpose(-1, -2), za).sum()
 
     def after_step(self):
         m = 1.0 - self._m if self._swap else self._m

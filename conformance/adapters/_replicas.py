@@ -5,6 +5,7 @@ libraries' losses and heads take (B, M). An adapter builds one head per replica 
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -25,6 +26,14 @@ def heads(make, encoder: nn.Module) -> nn.ModuleList:
     """``make()`` once per replica, in the encoder's dtype."""
     dtype = next(encoder.parameters()).dtype
     return nn.ModuleList(make() for _ in range(n_replicas(encoder))).to(dtype)
+
+
+def apply_heads(heads: nn.ModuleList, z: Tensor) -> Tensor:
+    """``heads[s](z[s])`` for each replica s: (..., B, M) → (..., B, M′) — a learner's ``predictor`` or
+    ``projector`` as the spec reads it (docs/conformance.md, the adapter contract)."""
+    zs = per_replica(z)
+    out = [head(zs[s]) for s, head in enumerate(heads)]
+    return (out[0] if len(out) == 1 else torch.stack(out)).reshape(*z.shape[:-1], -1)
 
 
 class PairLoss:

@@ -23,7 +23,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(f"the 'byol_pytorch' adapter needs byol-pytorch ({e}); install it with "
                       f"python3 -m pip install 'ncspec[byol]'.") from e
 
-from ._replicas import heads, per_replica
+from ._replicas import apply_heads, heads, per_replica
 
 _loss_fn = getattr(bp, "cosine_loss_fn", None) or bp.loss_fn   # renamed in 0.8
 
@@ -51,6 +51,10 @@ class _BYOL:
         for s, pred in enumerate(self.predictors):
             total = total + (_loss_fn(pred(z1[s]), t2[s]) + _loss_fn(pred(z2[s]), t1[s])).mean()
         return total
+
+    def predictor(self, z: Tensor) -> Tensor:
+        """The online predictor, per replica (the spec computes the definition through it)."""
+        return apply_heads(self.predictors, z)
 
     def after_step(self) -> None:
         if self.target_encoder is not None:

@@ -22,7 +22,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ._replicas import PairLoss, heads, per_replica
+from ._replicas import PairLoss, apply_heads, heads, per_replica
 
 try:
     import lightly
@@ -73,6 +73,10 @@ class _Predictive:
             p1, p2 = head(z1[s]), head(z2[s])
             total = total + 0.5 * (self.criterion(p1, t2[s]) + self.criterion(p2, t1[s]))
         return total
+
+    def predictor(self, z: Tensor) -> Tensor:
+        """The online predictor, per replica (the spec computes the definition through it)."""
+        return apply_heads(self.heads, z)
 
     def after_step(self) -> None:
         if self.target_encoder is not None:

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from ._replicas import PairLoss, heads, per_replica
+from ._replicas import PairLoss, apply_heads, heads, per_replica
 
 if importlib.util.find_spec("stable_pretraining") is None:  # pragma: no cover - exercised only without the extra
     raise ImportError("the 'stable_pretraining' adapter needs the stable-pretraining package (no module named "
@@ -87,6 +87,10 @@ class _SimSiam:
         return sum((self.neg_cos(head(z1[s]), z2[s]) + self.neg_cos(head(z2[s]), z1[s])) / 2
                    for s, head in enumerate(self.heads))
 
+    def predictor(self, z: Tensor) -> Tensor:
+        """The online predictor, per replica (the spec computes the definition through it)."""
+        return apply_heads(self.heads, z)
+
     def after_step(self) -> None:
         pass
 
@@ -116,6 +120,10 @@ class _BYOL:
         t2 = per_replica(self.wrapper.forward_teacher(view2))
         return sum((self.criterion(head(z1[s]), t2[s]) + self.criterion(head(z2[s]), t1[s])) / 2
                    for s, head in enumerate(self.heads))
+
+    def predictor(self, z: Tensor) -> Tensor:
+        """The online predictor, per replica (the spec computes the definition through it)."""
+        return apply_heads(self.heads, z)
 
     def after_step(self) -> None:
         self.wrapper.update_teacher()

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .. import _checks
 from ..encoders import MLP, embed_pair, encoder_dtype, make_build, replica_shape, unit
-from ..losses import SG
+from ..losses import SG, symmetrised
 
 
 def neg_cos(p: Tensor, z: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ class SimSiamMLP:
         z1, z2 = embed_pair(self.encoder, view1, view2, self.M, min_batch=2 if self.h is not None else 1)
         p1, p2 = (z1, z2) if self.h is None else (self.h(z1), self.h(z2))
         t1, t2 = (SG(z1), SG(z2)) if self.stop_grad == "target" else (z1, z2)
-        return (0.5 * neg_cos(p1, t2) + 0.5 * neg_cos(p2, t1)).sum()
+        return symmetrised(neg_cos, p1, p2, t1, t2).sum()
 
     def after_step(self) -> None:
         """Nothing to refresh: the target is the online network itself."""
