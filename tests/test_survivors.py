@@ -90,3 +90,36 @@ def test_j2_sees_the_intact_simsiam_learn():
     the backbone's kNN accuracy to rise (it gains exactly 0)."""
     with pytest.raises(AssertionError, match="the encoder does not learn"):
         _j2("test_simsiam_keeps_the_center_small", _EncoderGetsNoGradient())
+
+
+# --- J6: DINO with its own head (3-layer MLP, 256-d bottleneck, weight-normalised prototypes) ---------------------
+
+def _dino_head():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("dino_head_for_survivors", Path(__file__).with_name("dino_head.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.adapter
+
+
+def test_j6_passes_dino_with_its_own_head():
+    """Issue 25: J6 measured ‖s‖ before DINO's head (0.78–0.81 without centering: 'no collapse') while the teacher
+    put all its mass on one prototype; it now reads the bottleneck the prototypes score."""
+    rows = _j2("test_dino_without_centering_collapses", _dino_head())
+    assert any("(own head)" in q for q in rows), rows
+
+
+class _CenterNeverMoves:
+    """DINO with its own head whose center never leaves 0 (center_momentum = 1): centering requested, never acting."""
+
+    def __init__(self, adapter):
+        self.adapter, self.name, self.capabilities = adapter, "dino_center_never_moves", adapter.capabilities
+
+    def build(self, method, encoder, embed_dim, **options):
+        return self.adapter.build(method, encoder, embed_dim, **{**options, "center_momentum": 1.0})
+
+
+def test_j6_fails_dino_with_its_own_head_when_centering_never_acts():
+    with pytest.raises(AssertionError, match="does not act as a center-vector penalty"):
+        _j2("test_dino_without_centering_collapses", _CenterNeverMoves(_dino_head()))
