@@ -875,3 +875,43 @@ def test_directpred_predictor_spectrum_is_omega_of_lambda(impl, record, seed, al
         formula = "(λ₊/λ_max)^α + ε" if boost == "after" else "(λ₊/λ_max + ε)^α"
         raise AssertionError(f"{label} (α = {alpha}, ε = {eps:.3g}): eig(W_P) = {got.tolist()} ≠ ω = {formula} = "
                              f"{want.tolist()} (max error {err:.3g} > {tol:.2g}), λ of {source}" + hint)
+
+
+# --- C12: VICReg ignores the center vector ------------------------------------------------------
+
+C12 = register(
+    "C12", title="VICReg's loss is invariant to a common shift of the embeddings (it ignores the center vector)",
+    source=[cite("bardes2022", "eqs. 1–5: the variance and covariance terms act on centred embeddings, the "
+                               "invariance term on the difference of the two views")],
+    statement="Adding the same vector c to every embedding of both views leaves VICReg's loss unchanged: the "
+              "invariance term sees z − z′, the std and the covariance are taken about the batch mean. A covariance "
+              "computed without centring (zᵀz/(B − 1)) or a std about 0 breaks it.",
+    measures="|L(z + c, z′ + c) − L(z, z′)| / |L(z, z′)| for unit-scale views of a weightless encoder (the embeddings "
+             "given), c of norm 0.5–3, through the implementation's own expander where it has one (a shift before a "
+             "Linear–BatchNorm layer is removed there too)",
+    prediction="0",
+    tolerance="1e-9 relative: float64 rounding of the batch means (~1e-16 per entry) and of BatchNorm's (ε = 1e-5 "
+              "enters the variance, which the shift does not change); a non-centred covariance moves it by O(‖c‖²).",
+    derivation="v(Z) and C(Z) of Bardes et al. subtract the batch mean (their eqs. 2 and 4), s(Z, Z′) is a mean of "
+               "‖z_i − z′_i‖² (eq. 5): each is unchanged by z ↦ z + c.")
+
+
+@C12.check
+@given(seed=SEEDS, shift=st.floats(0.5, 3.0))
+def test_vicreg_loss_ignores_the_center_vector(impl, record, seed, shift):
+    require(impl, "vicreg")
+    from ncspec.reference.encoders import Identity
+    impl = scale_free(impl, "C12's shift invariance |L(z + c) − L(z)| = 0 holds whatever the loss's scale")
+    S, B, M = 2, 32, 6
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((S, B, M), generator=g, dtype=torch.float64)
+    z1, z2 = x + 0.3 * torch.randn_like(x), x + 0.3 * torch.randn_like(x)
+    c = torch.randn((S, 1, M), generator=g, dtype=torch.float64)
+    c = shift * c / c.norm(dim=-1, keepdim=True)
+    learner = impl.build("vicreg", Identity(M, replicas=S), M)
+    base, moved = learner.loss(z1, z2).item(), learner.loss(z1 + c, z2 + c).item()
+    err = abs(moved - base) / max(abs(base), 1e-12)
+    record.within("|L(z + c) − L(z)| / |L(z)|", err, 0.0, error=err, tolerance=1e-9,
+                  message=f"the VICReg loss changes from {base:.6g} to {moved:.6g} when every embedding is shifted by "
+                          f"the same vector: a term is not centred (a covariance zᵀz/(B − 1) without subtracting the "
+                          f"batch mean, or a std about 0)")
