@@ -481,6 +481,18 @@ class ScaledLearner(_Proxy):
         return loss if c == 1.0 else loss / c
 
 
+def _serves_only_its_views(encoder) -> str:
+    """Why the definition cannot be computed through a learner's heads on ``encoder`` ('' when it can): the deep
+    tier's encoder (:class:`ncspec.reference.vision.served.Served`) hands out the embeddings of each training step's
+    own two views only, and the fit differentiates with respect to copies of them; the deep tier reads the factor
+    from the adapter's ``loss_factor`` instead."""
+    from ncspec.reference.vision.served import Served
+    if isinstance(encoder, Served) and not encoder.direct:
+        return ("the deep tier's encoder embeds only each step's own views, so the definition is not recomputed "
+                "through the learner's heads here; taken as 1 (the deep tier reads the adapter's loss_factor)")
+    return ""
+
+
 class ScaleAwareAdapter(_Proxy):
     """An adapter whose learners run in the definition's time units (see the module docstring)."""
 
@@ -512,7 +524,7 @@ class ScaleAwareAdapter(_Proxy):
         if method not in methods.METHODS or options.get("distributed"):
             return learner                                # nothing to compare with
         if scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
-            note = scale_heads.missing_part(learner, method)
+            note = scale_heads.missing_part(learner, method) or _serves_only_its_views(encoder)
             if note:
                 fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
                 _report(fit_, embed_dim)

@@ -227,6 +227,7 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
             doc = train(cfg, dataset=ds, builder=_keeping(impl.build, built,
                                                           (run.steps or sc.steps) if schedule else None))
         doc["predictor"] = learned_linear_predictor(built, ds, sc)
+        doc["head"] = own_head_metrics(built, ds, sc)
         doc["ema_watch"] = built["ema"].summary() if "ema" in built else None
     finally:
         torch.set_num_threads(threads)
@@ -372,6 +373,39 @@ def learned_linear_predictor(built: dict, ds, sc: Scale) -> dict | None:
                  channels_last=sc.channels_last)
     z = z.double().cpu()
     return dict(W_p_initial=W0.double().cpu(), W_p=W_p.detach().double().cpu(), corr=z.T @ z / z.shape[0])
+
+
+def own_head_metrics(built: dict, ds, sc: Scale) -> dict | None:
+    """For a learner exposing its own head after the encoder (``projector``: an expander, as VICReg's and Barlow
+    Twins' authors put after the backbone; the contract's optional member): ``{center_norm, normalized_std, rankme,
+    dim}`` of ``projector(z)`` in eval mode, z the eval-mode embeddings of the first 1,024 (cpu) / 4,096 training
+    images (the spectra's) — the embedding the method's loss acts on; ``None`` for a learner without one."""
+    import torch
+    from ncspec.reference.vision.evaluate import embed, spectrum_metrics
+    learner = built.get("learner")
+    while getattr(learner, "_inner", None) is not None:      # the harness's wrappers
+        learner = learner._inner
+    head = getattr(learner, "projector", None)
+    if not callable(head):
+        return None
+    net = getattr(built["encoder"], "online", built["encoder"])       # Served wraps the trained network
+    mean, std = ds.mean_std()
+    n = 1024 if sc.name == "cpu" else 4096
+    _, z = embed(net, ds.x_train[:n].to(next(net.parameters()).device), mean, std, bf16=sc.bf16,
+                 channels_last=sc.channels_last)
+    was = getattr(head, "training", None)
+    if was is not None:
+        head.eval()
+    try:
+        with torch.no_grad():
+            params = list(head.parameters()) if hasattr(head, "parameters") else []
+            p = head(z.to(params[0].dtype) if params else z)            # (n, D)
+    finally:
+        if was is not None:
+            head.train(was)
+    m = spectrum_metrics(p.float().cpu())
+    return dict(center_norm=m["center_norm"], normalized_std=m["normalized_std"], rankme=m["rankme"],
+                dim=int(p.shape[-1]))
 
 
 def trajectory(doc: dict) -> list[dict]:

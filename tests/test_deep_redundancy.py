@@ -7,6 +7,8 @@ fragment (``$NCSPEC_SHARED/data`` or ``../shared/data``).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fragment import require_fragment
 
@@ -51,3 +53,24 @@ def test_n12_catches_a_barlow_twins_without_its_off_diagonal_term(deep):
     """The intact run trains the ablated loss: the ratio of their RankMe is 1 exactly."""
     with pytest.raises(AssertionError, match="off-diagonal term does not keep the dimensions"):
         deep(N12, "mutant:barlow_twins_offdiag_ignored")
+
+
+def test_the_deep_tier_on_a_lab_vicreg_with_an_expander_runs_n11(tmp_path, capsys, monkeypatch):
+    """A VICReg written as labs do (an expander after the encoder, exposed as ``learner.projector``): ``ncspec check
+    --tier deep`` builds it in N11's runs, which pass; the summary lists N11 under vicreg."""
+    import json
+
+    from ncspec.conformance.cli import main
+    frag = require_fragment()
+    monkeypatch.setenv("NCSPEC_THREADS", "1")
+    out = tmp_path / "r.json"
+    lab = f"{Path(__file__).resolve().parent / 'lab_vicreg.py'}:adapter"
+    code = main(["check", "--adapter", lab, "--tier", "deep", "--data-root", str(frag), "--jobs", "1",
+                 "--json", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads(out.read_text())
+    n11 = next(c for c in report["claims"] if c["id"] == "N11")
+    assert n11["status"] == "passed" and n11["builds"] >= 2, n11
+    assert report["summary"]["methods"] == {"vicreg": ["N11"]}
+    assert "  vicreg: N11" in printed
