@@ -21,12 +21,17 @@ from .handwritten_simsiam import conv_net, load_images, simple_views, simsiam_pr
 
 HEALTHY_LABEL, COMPLETE_LABEL, DIMENSIONAL_LABEL, DIVERGING_LABEL = ("healthy", "complete collapse",
                                                                      "dimensional collapse", "diverging")
+#: a fault that is not (yet) a collapse: BYOL's target frozen at its initialisation (m = 1); only a detector that
+#: sees the target can name it (ncspec's monitor: a WARNING of its verdict)
+FROZEN_LABEL = "frozen target"
+LABELS = (COMPLETE_LABEL, DIMENSIONAL_LABEL, DIVERGING_LABEL, FROZEN_LABEL)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One labelled configuration of the benchmark: ``method`` (simsiam, byol, barlow_twins, vicreg), ``fault``
-    (None, ``no_stop_grad``, ``predictor_bypassed``, ``no_variance``), the output BatchNorm, the learning rate."""
+    (None, ``no_stop_grad``, ``predictor_bypassed``, ``no_variance``, ``no_offdiag``, ``frozen_target``), the output
+    BatchNorm, the learning rate."""
 
     name: str
     label: str
@@ -52,13 +57,17 @@ BENCH_RUNS = (
     RunSpec("BYOL target = online (no EMA, no stop-grad), output BN", DIMENSIONAL_LABEL, "byol", True,
             "no_stop_grad"),
     RunSpec("VICReg lr 1.0 (lightly loss)", DIVERGING_LABEL, "vicreg", False, lr=1.0),
+    RunSpec("Barlow Twins without off-diagonal term (λ = 0)", DIMENSIONAL_LABEL, "barlow_twins", False, "no_offdiag",
+            lr=0.02),
+    RunSpec("BYOL with a frozen target (m = 1), no output BN", FROZEN_LABEL, "byol", False, "frozen_target"),
+    RunSpec("VICReg lr 2.0 (lightly loss)", DIVERGING_LABEL, "vicreg", False, lr=2.0),
 )
 
 
 def _loss_fn(spec: RunSpec):
     if spec.method == "barlow_twins":
         from lightly.loss import BarlowTwinsLoss
-        return BarlowTwinsLoss(lambda_param=1 / 64)
+        return BarlowTwinsLoss(lambda_param=0.0 if spec.fault == "no_offdiag" else 1 / 64)
     if spec.method == "vicreg":
         from lightly.loss import VICRegLoss
         return VICRegLoss(mu_param=0.0 if spec.fault == "no_variance" else 25.0)
@@ -67,14 +76,16 @@ def _loss_fn(spec: RunSpec):
 
 def train_run(spec: RunSpec, *, seed: int, steps: int, images: Tensor, on_step, dim: int = 64, batch: int = 64,
               ema: float = 0.99):
-    """Train one labelled configuration for ``steps`` steps and call ``on_step(step, z1, z2, loss, f)`` after each
-    (``f`` the online encoder, for detectors that embed extra views). Stops at the first non-finite loss."""
+    """Train one labelled configuration for ``steps`` steps and call ``on_step(step, z1, z2, loss, f, target)`` after
+    each (``f`` the online encoder, for detectors that embed extra views; ``target`` BYOL's EMA target or None).
+    Stops at the first non-finite loss."""
     import copy
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     f = nn.Sequential(conv_net(), simsiam_projector(64, dim, spec.out_bn))
     h = simsiam_predictor(dim, 16) if spec.method in ("simsiam", "byol") else None
-    target = copy.deepcopy(f) if spec.method == "byol" and spec.fault is None else None
+    target = copy.deepcopy(f) if spec.method == "byol" and spec.fault in (None, "frozen_target") else None
+    ema = 1.0 if spec.fault == "frozen_target" else ema
     params = list(f.parameters()) + ([] if h is None else list(h.parameters()))
     opt = torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=5e-4)
     crit = _loss_fn(spec)
@@ -101,7 +112,7 @@ def train_run(spec: RunSpec, *, seed: int, steps: int, images: Tensor, on_step, 
             with torch.no_grad():
                 for pt, po in zip(target.parameters(), f.parameters()):
                     pt.mul_(ema).add_(po, alpha=1 - ema)
-        on_step(step, z1.detach(), z2.detach(), loss.detach(), f)
+        on_step(step, z1.detach(), z2.detach(), loss.detach(), f, target)
         if not torch.isfinite(loss):
             break
 
@@ -132,14 +143,18 @@ class NcspecMonitor(Detector):
         super().__init__()
         self.monitor = CollapseMonitor(mode="record", method=method)
 
-    def update(self, step, z1, z2, loss, f):
-        self.monitor.observe(z1, z2, step=step, loss=loss)
+    def update(self, step, z1, z2, loss, f, target=None):
+        ema = {} if target is None else dict(online=f, target=target)
+        self.monitor.observe(z1, z2, step=step, loss=loss, **ema)
 
     def finish(self):
         self.monitor.report()
         v = self.monitor.first_flag()
+        w = self.monitor.first_warning()
         if v is not None:
             self.first, self.kind = v.step, v.state
+        elif w is not None:                                  # a WARNING (frozen target) without a collapse
+            self.first, self.kind = w.step, FROZEN_LABEL
         self.values = [(h["step"], h["effective_rank"]) for h in self.monitor.history]
 
 
@@ -151,7 +166,7 @@ class MonaiEffectiveRank(Detector):
         from monai.metrics import EmbeddingCollapseMetric
         self.metric = EmbeddingCollapseMetric(reduction="max", include_indicators=["effective_rank"])
 
-    def update(self, step, z1, z2, loss, f):
+    def update(self, step, z1, z2, loss, f, target=None):
         if not torch.isfinite(z1).all():
             return self._reading(step, math.nan, False)
         score = float(self.metric(embeddings=z1)["effective_rank_score"])
@@ -179,7 +194,7 @@ class SptRankMe(Detector):
         self.cb = RankMe(name="rankme", target="z", queue_length=64, target_shape=dim, verbose=False)
         self.dim, self._ns = dim, SimpleNamespace
 
-    def update(self, step, z1, z2, loss, f):
+    def update(self, step, z1, z2, loss, f, target=None):
         if not torch.isfinite(z1).all():
             return self._reading(step, math.nan, False)
         self.cb._target_queue = self._ns(data=z1.float())          # the queue the callback reads at validation
@@ -202,7 +217,7 @@ class SptLiDAR(Detector):
         self.x = images[torch.randint(0, images.shape[0], (n_classes,), generator=g)].repeat_interleave(per_class, 0)
         self.g, self.every, self.bound = g, every, 0.1 * min(dim, n_classes - 1)
 
-    def update(self, step, z1, z2, loss, f):
+    def update(self, step, z1, z2, loss, f, target=None):
         if step % self.every:
             return
         with torch.no_grad():
@@ -222,7 +237,7 @@ class LightlyStd(Detector):
         from lightly.utils.debug import std_of_l2_normalized
         self.fn, self.dim = std_of_l2_normalized, dim
 
-    def update(self, step, z1, z2, loss, f):
+    def update(self, step, z1, z2, loss, f, target=None):
         std = float(self.fn(z1))
         level = max(0.0, 1 - math.sqrt(self.dim) * std) if math.isfinite(std) else math.nan
         self._reading(step, level, level >= 0.5)
@@ -252,10 +267,10 @@ def _one(args):
     dets = detectors(spec, 64, images)
     losses = []
 
-    def on_step(step, z1, z2, loss, f):
+    def on_step(step, z1, z2, loss, f, target):
         losses.append(float(loss))
         for d in dets:
-            d.update(step, z1, z2, loss, f)
+            d.update(step, z1, z2, loss, f, target)
 
     train_run(spec, seed=seed, steps=steps, images=images, on_step=on_step)
     for d in dets:
@@ -291,7 +306,7 @@ def score(result: dict) -> list[dict]:
         row = dict(detector=n, detected=len(hits), of=len(bad),
                    false_alarms=sum(r["detectors"][n]["first"] is not None for r in good), healthy=len(good),
                    median_latency=float(np.median(hits)) if hits else None)
-        for label in (COMPLETE_LABEL, DIMENSIONAL_LABEL, DIVERGING_LABEL):
+        for label in LABELS:
             sub = [r for r in bad if r["label"] == label]
             row[label] = sum(r["detectors"][n]["first"] is not None for r in sub), len(sub)
         row["right_kind"] = sum(r["detectors"][n]["kind"] == r["label"] for r in bad)
@@ -300,13 +315,14 @@ def score(result: dict) -> list[dict]:
 
 
 def markdown_table(table: list[dict]) -> str:
-    lines = ["| detector | detected | complete | dimensional | diverging | false alarms (healthy) | median latency "
-             "(steps) | named the kind |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| detector | detected | complete | dimensional | diverging | frozen target | false alarms (healthy) | "
+             "median latency (steps) | named the kind |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lat = "—" if r["median_latency"] is None else f"{r['median_latency']:.0f}"
         kind = f"{r['right_kind']}/{r['of']}" if r["detector"].startswith("ncspec") else "—"
         lines.append(f"| {r['detector']} | {r['detected']}/{r['of']} | {'/'.join(map(str, r[COMPLETE_LABEL]))} | "
                      f"{'/'.join(map(str, r[DIMENSIONAL_LABEL]))} | {'/'.join(map(str, r[DIVERGING_LABEL]))} | "
+                     f"{'/'.join(map(str, r[FROZEN_LABEL]))} | "
                      f"{r['false_alarms']}/{r['healthy']} | {lat} | {kind} |")
     return "\n".join(lines)
 
@@ -320,7 +336,7 @@ def plot(result: dict, path) -> Path:
     names = list(result["rows"][0]["detectors"])
     fig, ax = plt.subplots(figsize=(9.5, 0.42 * len(runs) + 1.6), dpi=100)
     colour = {HEALTHY_LABEL: "#2a9d8f", COMPLETE_LABEL: "#e76f51", DIMENSIONAL_LABEL: "#f4a261",
-              DIVERGING_LABEL: "#6d597a"}
+              DIVERGING_LABEL: "#6d597a", FROZEN_LABEL: "#8d99ae"}
     for i, run in enumerate(runs):
         rows = [r for r in result["rows"] if r["run"] == run]
         label = rows[0]["label"] if rows else HEALTHY_LABEL
@@ -339,7 +355,7 @@ def plot(result: dict, path) -> Path:
     ax.set_title(f"runs fired / seeds @ median first step ({result['steps']} steps, {result['seeds']} seeds); "
                  f"red = missed or false alarm", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.35) for c in colour.values()]
-    ax.legend(handles, list(colour), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4,
+    ax.legend(handles, list(colour), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5,
               frameon=False)
     fig.tight_layout()
     path = Path(path)

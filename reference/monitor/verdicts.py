@@ -78,7 +78,7 @@ class Thresholds:
     explode_rate: float = 2.0
     explode_loss_floor: float = 4.0
     vicreg_std: float = 0.1
-    barlow_redundancy: float = 0.5
+    barlow_redundancy: float = 0.56
     patience: int = 3
     window: int = 20
     window_hits: int = 15
