@@ -306,6 +306,20 @@ def barlow_twins_offdiag_ignored(learner):
         learner.lambda_offdiag = 0.0         # λ accepted, the off-diagonal term never added
 
 
+def barlow_twins_lambda_on_diagonal(learner):
+    """Barlow Twins with λ on the invariance (diagonal) term instead of the redundancy (off-diagonal) one:
+    ``λ Σ(1 − c_ii)² + Σ_{i≠j} c_ij²``. c = I still minimises it; the flow gets there at another rate."""
+    if not isinstance(learner, _redundancy.BarlowTwins):
+        return
+    lam = learner.lambda_offdiag
+
+    def loss(view1, view2):
+        c = learner.cross_correlation(learner.encoder(view1), learner.encoder(view2))
+        on_diag = (torch.diagonal(c, dim1=-2, dim2=-1) - 1).pow(2).sum(-1)
+        return (lam * on_diag + _redundancy.off_diagonal(c).pow(2).sum(-1)).sum()
+    learner.loss = loss
+
+
 def barlow_twins_same_view(learner):
     """``c = z1ᵀz1/B``: view 1 correlated with itself (a copy-paste of the first branch), so Barlow Twins learns the
     views' second moment ``|γ| + σ²`` instead of their cross-covariance γ."""

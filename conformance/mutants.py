@@ -131,6 +131,8 @@ MUTANTS = {m.name: m for m in [
           "rank-deficient estimate)", ["C8"], learner_patch=patches.directpred_no_clamp),
     _spec("barlow_twins_offdiag_ignored", "Barlow Twins' off-diagonal weight λ ignored (term dropped)",
           ["C4", "C5", "S1", "S2", "S3", "N12"], learner_patch=patches.barlow_twins_offdiag_ignored),
+    _spec("barlow_twins_lambda_on_diagonal", "Barlow Twins' λ on the diagonal term instead of the off-diagonal one "
+          "(c = I still the minimiser)", ["C4", "C5"], learner_patch=patches.barlow_twins_lambda_on_diagonal),
     _spec("barlow_twins_same_view", "Barlow Twins' cross-correlation of view 1 with itself (c = z1ᵀz1/B): the "
           "modes grow at the rate of the views' second moment, not of their cross-covariance", ["S1", "S2", "S3"],
           learner_patch=patches.barlow_twins_same_view),

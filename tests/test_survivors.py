@@ -123,3 +123,12 @@ class _CenterNeverMoves:
 def test_j6_fails_dino_with_its_own_head_when_centering_never_acts():
     with pytest.raises(AssertionError, match="does not act as a center-vector penalty"):
         _j2("test_dino_without_centering_collapses", _CenterNeverMoves(_dino_head()))
+
+
+# --- C5: the weighting shows in the rate, not in the limit ------------------------------------------------------------
+
+def test_c5_fails_barlow_twins_with_lambda_on_the_diagonal_term_by_its_rate():
+    """Issue 25: λ on the diagonal term passed C5 (ratio 0.445 ≤ 0.6); c = I is still the minimiser, the rate is not."""
+    outcome, details = run_claim_detail("C5", MUTANTS["barlow_twins_lambda_on_diagonal"].adapter)
+    assert outcome == "failed", details
+    assert "at another rate than the definition's flow" in details[0][2], details
