@@ -133,3 +133,16 @@ def test_new_options_are_checked():
         Thresholds(window=5, window_hits=6)
     with pytest.raises(ValueError, match="near_band must be >= 1"):
         Thresholds(near_band=0.5)
+
+
+def test_the_report_says_how_near_a_never_flagged_run_came(tmp_path):
+    """The variance-0 page of the issue said "never flagged" while its curve hugged the threshold: the report now
+    counts the observations within the near-threshold band and names the first."""
+    from ncspec.conformance.monitor_report import near_line, write_report
+    mon = feed(CollapseMonitor(mode="record"), [spread(tv, t) for t, tv in enumerate([0.3, 0.06, 0.3, 0.06])])
+    assert not mon.ever_flagged
+    assert near_line(mon).startswith("near threshold: 2 of 4 observation(s) read complete collapse within ×1.5")
+    page = write_report(mon, tmp_path / "r.html").read_text()
+    assert "never flagged in 4 observation(s)" in page and "near threshold: 2 of 4" in page
+    far = feed(CollapseMonitor(mode="record"), [spread(0.3, t) for t in range(2)])
+    assert near_line(far) == "no observation within ×1.5 of a collapse threshold"

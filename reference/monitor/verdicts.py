@@ -126,11 +126,12 @@ CLAIMS = {
           "the features; the invariance term Σ_i (1 − C_ii)² alone is met by every feature copying one",
 }
 
+_NO_VARIANCE = ("the variance term is missing: VICReg's variance coefficient μ (std_coeff) is 0 or the term is "
+                "dropped from the loss (Bardes et al. 2022, Table 4's ablation)")
+
 #: rule → (claims, usual causes) for the rules that read a family's own loss quantities: they name the term
 _RULE_CAUSES = {
-    "vicreg_variance": (("V1", "J1"), ("the variance term is missing: VICReg's variance coefficient μ (std_coeff) "
-                                       "is 0 or the term is dropped from the loss (Bardes et al. 2022, Table 4's "
-                                       "ablation)", "the variance hinge applied to the l2-normalised embeddings "
+    "vicreg_variance": (("V1", "J1"), (_NO_VARIANCE, "the variance hinge applied to the l2-normalised embeddings "
                                        "(their std is ~1/√M, below γ = 1 whatever the spread)")),
     "barlow_redundancy": (("B1", "T2"), ("the off-diagonal (redundancy-reduction) term is missing: Barlow Twins' λ "
                                          "is 0 or the term is dropped from the loss", "λ far too small for the "
@@ -145,7 +146,7 @@ _COMPLETE_CAUSES = {
                                   "predictor bypassed (p = z)", "stop-grad missing on the target branch")),
     "barlow_twins": (("J1", "J5"), ("BatchNorm removed before the cross-correlation (c = z1ᵀz2/B on raw z)",)),
     "dino": (("J1", "J6"), ("centering of the teacher's outputs turned off (center = 0 or momentum 1)",)),
-    "vicreg": (("J1", "V1"), ("the variance term is missing (VICReg's variance coefficient μ = std_coeff = 0)",)),
+    "vicreg": (("J1", "V1"), (_NO_VARIANCE,)),
 }
 _FAMILY = {"simsiam": "simsiam", "simsiam_mlp": "simsiam", "directpred": "simsiam", "directset": "simsiam",
            "directcopy": "simsiam", "isoloss": "simsiam", "learned_predictor": "simsiam", "byol": "byol",
