@@ -400,3 +400,62 @@ class EpsOnStd(ReferenceAdapter):
 eps_on_std = EpsOnStd()
 eps_on_std_declared = EpsOnStd()
 eps_on_std_declared.conventions = {"batch_std": "unbiased"}
+
+
+# --- issue 25: a convention scoped to its method; known bugs' signatures -------------------------------------
+
+
+class _OwnEstimate(_Scaled):
+    """DirectPred with W_P built from the learner's own running estimate F ← ρF + (1 − ρ)Ĉ of the online view
+    (ρ = 0.998), its loss without the ½ (×2), and no ``corr_used`` exposed: only ``W_P``."""
+
+    def __init__(self, learner):
+        super().__init__(learner, 2.0)
+
+    def __getattr__(self, name):
+        if name == "corr_used":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+
+class OwnRunningEstimate(ReferenceAdapter):
+    """Every closed-form method ×2 (no ½); DirectPred's W_P from its own running estimate, declared for DirectPred
+    only (issue 25: the declaration must not switch off the scale measurement of SimSiam and IsoLoss)."""
+
+    name = "closed-form-own-estimate-x2"
+    conventions = {"directpred": {"predictor_estimate": {"rho": 0.998, "views": "online"}}}
+
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "directpred":
+            return _OwnEstimate(super().build(method, encoder, embed_dim, **{**options, "corr_ema": 0.998}))
+        return _Scaled(super().build(method, encoder, embed_dim, **options), 2.0)
+
+
+own_running_estimate = OwnRunningEstimate()
+
+
+def _target_attached(z1, z2, W_P):
+    """IsoLoss with its SG(·) dropped: ½‖z1 − (z2 + z1 − W_P z1)‖², every branch differentiated."""
+    return losses.half_sq(z1, z2 + z1 - losses.predict(z1, W_P))
+
+
+def _predictor_both(z1, z2, W_P):
+    """SimSiam's loss with the target passed through W_P as well: ½‖W_P z1 − SG(W_P z2)‖²."""
+    return losses.simsiam(z1, losses.predict(z2, W_P), W_P)
+
+
+class KnownBug(ReferenceAdapter):
+    """The reference with one known bug in a closed-form method's criterion (``method`` only)."""
+
+    def __init__(self, name, method, criterion):
+        self.name, self._method, self._criterion = f"known-bug:{name}", method, criterion
+
+    def build(self, method, encoder, embed_dim, **options):
+        learner = super().build(method, encoder, embed_dim, **options)
+        if method == self._method:
+            learner.criterion = self._criterion
+        return learner
+
+
+isoloss_target_attached = KnownBug("isoloss-target-attached", "isoloss", _target_attached)
+simsiam_predictor_both = KnownBug("simsiam-predictor-both", "simsiam", _predictor_both)
