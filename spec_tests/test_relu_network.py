@@ -168,6 +168,9 @@ def test_relu_wrong_side_stopgrad_splits_modes(impl, record, seed):
 
 # ----------------------------------------------------------------------------- R3
 BAND_BELOW, BAND_ABOVE = 0.35, 0.12
+# The lowest final eigenvalue below κ^{−1/α} and the highest above 1, relative, measured over 128 networks (R3's
+# tolerance): the allowances above leave 1.38× (SimSiam), 1.61× (IsoLoss) and 1.25× to them.
+MEASURED_SPREAD = {"simsiam": (0.253, 0.096), "isoloss": (0.218, 0.096)}
 
 R3 = register(
     "R3", title="ReLU network: the SimSiam loss and IsoLoss drive C's eigenvalues into the fixed-point band",
@@ -207,10 +210,18 @@ def _settle_in_fixed_point_band(impl, record, seed, method):
     low = th.fixed_point(method, ALPHA, SIGMA) * (1 - BAND_BELOW)
     high = th.fixed_point(method, ALPHA, 0.0) * (1 + BAND_ABOVE)
     lam = run(impl, method, LAM_BAND, LR, STEPS, seed).eig_C[-1]
-    record(f"{method}: smallest final eigenvalue of C", lam.min().item(), th.fixed_point(method, ALPHA, SIGMA),
-           error=max(low - lam.min().item(), 0), tolerance=0)
-    record(f"{method}: largest final eigenvalue of C", lam.max().item(), 1.0,
-           error=max(lam.max().item() - high, 0), tolerance=0)
+    edge_low, edge_high = th.fixed_point(method, ALPHA, SIGMA), th.fixed_point(method, ALPHA, 0.0)
+    # err: how far outside the theory's band [κ^{−1/α}, 1] the eigenvalue ended, relative to the edge it crossed
+    # (0 inside), against the allowance from the measured spread (MEASURED_SPREAD beside BAND_BELOW/ABOVE)
+    below = max(edge_low - lam.min().item(), 0.0) / edge_low
+    above = max(lam.max().item() - edge_high, 0.0) / edge_high
+    spread_below, spread_above = MEASURED_SPREAD[method]
+    record(f"{method}: smallest final eigenvalue of C, relative distance below κ^{{−1/α}} (measured spread "
+           f"−{spread_below:.1%} over 128 networks)", lam.min().item(), f"≥ {edge_low:.3g} − {BAND_BELOW:.0%}",
+           error=below, tolerance=BAND_BELOW)
+    record(f"{method}: largest final eigenvalue of C, relative distance above 1 (measured spread "
+           f"+{spread_above:.1%})", lam.max().item(), f"≤ {edge_high:.3g} + {BAND_ABOVE:.0%}", error=above,
+           tolerance=BAND_ABOVE)
     band = f"[{low:.3g}, {high:.3g}]"
     assert lam.min() >= low, f"{method}: an eigenvalue of C ended at {lam.min():.3g}, below the band {band}"
     assert lam.max() <= high, f"{method}: an eigenvalue of C ended at {lam.max():.3g}, above the band {band}"

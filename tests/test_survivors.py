@@ -132,3 +132,19 @@ def test_c5_fails_barlow_twins_with_lambda_on_the_diagonal_term_by_its_rate():
     outcome, details = run_claim_detail("C5", MUTANTS["barlow_twins_lambda_on_diagonal"].adapter)
     assert outcome == "failed", details
     assert "at another rate than the definition's flow" in details[0][2], details
+
+
+# --- R3: the row shows how far outside the theory's band the run ended ------------------------------------------------
+
+def test_r3_row_shows_the_distance_below_the_band():
+    """Issue 25: a run ending at 0.759 against κ^{−1/α} = 0.917 was reported as 'err 0'."""
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.spec_tests import test_relu_network as relu
+    record = Recorder()
+    relu._settle_in_fixed_point_band(load_adapter("reference"), record, 0, "simsiam")
+    row = next(r for q, r in record.rows.items() if q.startswith("simsiam: smallest final eigenvalue"))
+    edge = 1 / (1 + relu.SIGMA ** 2)
+    assert row["measured"] < edge and abs(row["error"] - (edge - row["measured"]) / edge) < 1e-12, row
+    assert row["tolerance"] == relu.BAND_BELOW and "measured spread −25.3%" in next(
+        q for q in record.rows if q.startswith("simsiam: smallest")), record.rows
