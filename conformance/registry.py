@@ -80,7 +80,9 @@ def _is_file_spec(spec: str) -> bool:
 
 def _import_file(path: str):
     """The module defined by the Python file ``path``, imported once per file (registered in ``sys.modules``
-    under a name derived from its absolute path, so dataclasses and pickling find it)."""
+    under a name derived from its absolute path, so dataclasses and pickling find it). The file's folder is put
+    first on ``sys.path``, as pytest's default (prepend) import mode does for a test file: a lab's adapter imports
+    its own code beside it (``from lab_byol import BYOL``)."""
     import hashlib
     import importlib.util
     full = os.path.abspath(os.path.expanduser(path))
@@ -94,6 +96,9 @@ def _import_file(path: str):
     if spec is None or spec.loader is None:
         raise LookupError(f"cannot load adapter from {path!r}: not a Python source file; name a .py file.")
     module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(full)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
