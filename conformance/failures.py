@@ -104,3 +104,29 @@ def adapter_crash(exc: BaseException) -> str | None:
             return (f"the adapter crashed: {_message(leaf, with_type=True)} (at {code.co_filename}:{tb.tb_lineno}, in "
                     f"{code.co_name}" + (f": {line}" if line else "") + ")")
     return None
+
+
+def dtype_mismatch(error: Exception, view, learner, encoder) -> str:
+    """The explanation of a first-call error that mixes floating dtypes (e.g. a head built in float32 for a float64
+    encoder), naming each; empty when the error is not about dtypes or nothing differs."""
+    text = str(error).lower()
+    if "dtype" not in text and "scalar type" not in text:
+        return ""
+    import torch
+    from ncspec.reference.encoders import encoder_dtype
+    found = {}
+    if isinstance(view, torch.Tensor):
+        found.setdefault(view.dtype, []).append("the views")
+    found.setdefault(encoder_dtype(encoder), []).append("the encoder (encoder_dtype)")
+    params = getattr(learner, "parameters", None)
+    for p in (params() if callable(params) else []):
+        if isinstance(p, torch.Tensor) and p.is_floating_point():
+            found.setdefault(p.dtype, []).append("learner.parameters()")
+    owners = {d: sorted(set(w)) for d, w in found.items() if d.is_floating_point}
+    if len(owners) < 2:
+        return ""
+    listed = "; ".join(f"{str(d).replace('torch.', '')}: {', '.join(w)}" for d, w in owners.items())
+    return (f"It mixes floating dtypes ({listed}). Build the learner's own tensors (heads, prototypes, buffers) in "
+            f"the encoder's dtype, ncspec.reference.encoders.encoder_dtype(encoder) — encoder.dtype where the "
+            f"encoder declares it (a weightless Identity does), else its first weight's: the linear tier's encoders "
+            f"are float64, the deep tier's float32.")

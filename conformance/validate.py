@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from . import coverage
+from .failures import dtype_mismatch
 
 _ADAPTER_FIX = ("an adapter needs a 'name' (str), a 'capabilities' frozenset of str tags and a "
                 "'build(method, encoder, embed_dim, **options)' method (see conformance/adapter.py)")
@@ -423,6 +424,10 @@ class CheckedLearner(_Proxy):
         except (ValueError, RuntimeError, IndexError) as e:   # shape errors: most often the other tier's layout
             if ctx.value_checked:
                 raise
+            mixed = dtype_mismatch(e, view1, inner, ctx.encoder)
+            if mixed:
+                raise AdapterError(f"{ctx.where('learner.loss(view1, view2)')} raised {type(e).__name__}: {e} on its "
+                                   f"first call. {mixed}") from e
             raise AdapterError(f"{ctx.where('learner.loss(view1, view2)')} raised {type(e).__name__}: {e} on its "
                                f"first call. {_tier_layout(view1, ctx)}") from e
         if not ctx.value_checked:

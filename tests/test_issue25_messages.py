@@ -44,3 +44,39 @@ def test_d1_attributes_a_failure_to_the_method_that_raised(tmp_path):
     err, text = result["vicreg"]
     assert text is None and err <= 1e-9, result
     assert "barlow twins is broken here" in result["barlow_twins"][1], result
+
+
+def test_a_head_in_another_dtype_than_the_encoder_names_the_dtypes_and_encoder_dtype():
+    """Issue 25: a head built in float32 for a weightless float64 Identity encoder got the replica-layout message."""
+    import pytest
+    import torch
+    from ncspec.conformance.validate import AdapterError, checked
+    from ncspec.reference.encoders import Identity
+
+    class Float32Head:
+        name, capabilities = "float32_head", frozenset({"simsiam_mlp"})
+
+        def build(self, method, encoder, embed_dim, **options):
+            class Learner:
+                def __init__(self):
+                    self.encoder, self.head = encoder, torch.nn.Linear(embed_dim, embed_dim)   # float32
+
+                def parameters(self):
+                    return self.head.parameters()
+
+                def loss(self, v1, v2):
+                    return -(self.head(self.encoder(v1)) * self.encoder(v2).detach()).sum()
+
+                def after_step(self):
+                    pass
+            return Learner()
+
+    adapter = checked(Float32Head())
+    enc = Identity(4, replicas=2)
+    learner = adapter.build("simsiam_mlp", enc, 4)
+    views = torch.randn(2, 8, 4, dtype=torch.float64)
+    with pytest.raises(AdapterError) as e:
+        learner.loss(views, views)
+    text = str(e.value)
+    assert "float64" in text and "float32" in text and "encoder_dtype" in text, text
+    assert "replicas first" not in text, text
