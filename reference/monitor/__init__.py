@@ -37,8 +37,13 @@ More than ``max_pending`` queued observations trigger a report on their own (a b
 
 **Verdicts** (see docs/monitor.md for the measured false-alarm rates behind the thresholds):
 
-* ``diverging`` — non-finite embeddings, or their mean norm grown ``diverge_growth`` × over the first
-  observation;
+* ``diverging`` — non-finite embeddings or loss, or explosive growth (the mean ‖z‖ or the loss multiplied at every
+  one of the last observations, ``explode_growth`` × in all at ≥ ``explode_rate`` × each: before the first NaN), both
+  at once; or their mean norm grown ``diverge_growth`` × over the first observation;
+* for the VICReg family, ``complete collapse`` when the mean std of the raw features, which VICReg's variance term
+  holds at γ = 1, falls below ``vicreg_std``; for Barlow Twins, ``dimensional collapse`` when the features' mean
+  squared off-diagonal correlation, which its redundancy-reduction term drives to 0, exceeds ``barlow_redundancy``
+  (the causes name the missing term);
 * ``complete collapse`` — ``1 − ‖s‖² < complete_total_var`` (the trace of the covariance of ``ẑ``):
   every sample maps to (almost) one point; explained by J1/J2 (invariance rewards ‖s‖ → 1) and,
   per method, H2 (no stop-grad), C2 (EMA), J5 (Barlow Twins' BatchNorm), J6 (DINO's centering). For
@@ -51,8 +56,10 @@ More than ``max_pending`` queued observations trigger a report on their own (a b
   healthy short runs read as low as 2 of 32 on them;
 * ``healthy`` otherwise.
 
-A state other than healthy becomes the verdict only after ``patience`` consecutive observations
-(after ``warmup`` observations): transient excursions early in training raise no alarm.
+A state other than healthy becomes the verdict after ``patience`` consecutive observations, or when
+``window_hits`` of the last ``window`` read it at thresholds relaxed ×``near_band`` (a collapse hovering at its
+threshold), after ``warmup`` observations: transient excursions early in training raise no alarm. An EMA target that
+never moved (or is the online network) is a WARNING of the verdict, not a state.
 
 The package: :mod:`~ncspec.reference.monitor.collapse_monitor` (the monitor, :func:`judge_series`),
 :mod:`~ncspec.reference.monitor.observations` (the statistics of one observation, on the device, then on the host)
