@@ -80,3 +80,60 @@ def test_a_head_in_another_dtype_than_the_encoder_names_the_dtypes_and_encoder_d
     text = str(e.value)
     assert "float64" in text and "float32" in text and "encoder_dtype" in text, text
     assert "replicas first" not in text, text
+
+
+class _SimSiamTarget:
+    """A SimSiam (MLP predictor) whose target is ``"frozen"`` (a copy of the encoder made at build, never updated) or
+    ``"attached"`` (the online network's output, not detached)."""
+    capabilities = frozenset({"simsiam_mlp"})
+
+    def __init__(self, target):
+        self.name, self.target = f"simsiam_{target}_target", target
+
+    def build(self, method, encoder, embed_dim, **options):
+        import copy
+
+        import torch
+        kind = self.target
+
+        class Learner:
+            def __init__(self):
+                self.encoder = encoder
+                self.predictor = torch.nn.Linear(embed_dim, embed_dim).to(torch.float64)
+                self.frozen = copy.deepcopy(encoder).requires_grad_(False) if kind == "frozen" else None
+
+            def parameters(self):
+                yield from self.encoder.parameters()
+                yield from self.predictor.parameters()
+
+            def loss(self, v1, v2):
+                target = self.frozen if self.frozen is not None else self.encoder
+                D = lambda p, z: -torch.nn.functional.cosine_similarity(p, z, dim=-1).mean(-1).sum()
+                return 0.5 * (D(self.predictor(self.encoder(v1)), target(v2))
+                              + D(self.predictor(self.encoder(v2)), target(v1)))
+
+            def after_step(self):
+                pass
+        return Learner()
+
+
+def _c1_message(adapter) -> str:
+    import pytest
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.spec_tests.test_conformance import test_stopgrad_cuts_the_target_path
+    with pytest.raises(AssertionError) as e:
+        test_stopgrad_cuts_the_target_path(impl=adapter, record=Recorder())
+    return str(e.value)
+
+
+def test_c1_names_a_frozen_copy_target():
+    """Issue 25: C1 with δ ≈ 0 always said 'not detached'; for a separate frozen copy the target branch is not the
+    online network."""
+    text = _c1_message(_SimSiamTarget("frozen"))
+    assert "the target branch is not the online network: learner.frozen is a separate copy" in text, text
+    assert "not detached" not in text, text
+
+
+def test_c1_names_an_attached_target():
+    text = _c1_message(_SimSiamTarget("attached"))
+    assert "the target branch is not detached (no stop-grad)" in text and "separate copy" not in text, text
