@@ -876,6 +876,35 @@ def _spectrum_error(W_P, C, alpha, eps, boost):
     return (got - want).abs().max().item(), got, want, lam
 
 
+def _second_call_spectrum(learner, enc, first, estimate, seed, label, M, N, alpha, eps, boost, tol, record):
+    """C8 at the second call, on another batch: a running estimate differs from its batch from here on (at the first
+    call F = Ĉ whatever ρ is). W_P is judged against ω of the exposed corr_used, else of the declared recursion
+    F ← ρF + (1 − ρ)Ĉ rebuilt from the two batches, else of this batch's Ĉ."""
+    v1, v2 = _views(seed + 7919, N=N)
+    W_P = _first_call_predictor(learner, v1, v2, M, f"{label} (α = {alpha}), second call")
+    with torch.no_grad():
+        z1, z2 = (enc(v).reshape(-1, v.shape[0], M)[0].to(torch.float64) for v in (v1, v2))
+    batch = z1.T @ z1 / z1.shape[0]
+    if estimate is not None:
+        learner.after_step()
+        W_P = _finite_predictor(getattr(learner, "W_P", None), M, f"{label} (α = {alpha}), after the second step")
+        if estimate.get("views", "online") == "both":
+            batch = 0.5 * (batch + z2.T @ z2 / z2.shape[0])
+    used = getattr(learner, "corr_used", None)
+    if used is not None:
+        C, source = used.detach().reshape(-1, M, M)[0], "the exposed corr_used"
+    elif estimate is not None:
+        C = estimate["rho"] * first + (1.0 - estimate["rho"]) * batch
+        source = f"the declared running estimate after two batches (ρ = {estimate['rho']:g})"
+    else:
+        C, source = batch, "the second batch's z1ᵀz1/B"
+    err, got, want, _ = _spectrum_error(W_P, C, alpha, eps, boost)
+    record(f"{label}: max |eig(W_P) − ω(λ)| at the second call", err, 0.0, error=err, tolerance=tol)
+    assert err <= tol, (f"{label} (α = {alpha}, ε = {eps:.3g}), second call: eig(W_P) = {got.tolist()} ≠ ω = "
+                        f"{want.tolist()} (max error {err:.3g} > {tol:.2g}), λ of {source}: W_P is right at the first "
+                        f"call only (a running estimate's recursion, or W_P not refreshed?)")
+
+
 @C8.check
 @example(seed=0, alpha=0.5, eps=0.1)          # DirectPred as published
 @given(seed=SEEDS, alpha=st.sampled_from([0.5, 1.0]), eps=st.floats(0.02, 0.5))
@@ -912,6 +941,7 @@ def test_directpred_predictor_spectrum_is_omega_of_lambda(impl, record, seed, al
         tol = dp.directpred_spectrum_tolerance(M, alpha, torch.finfo(W_P.dtype).eps)
         record(f"{label}: max |eig(W_P) − ω(λ)|", err, 0.0, error=err, tolerance=tol)
         if err <= tol:
+            _second_call_spectrum(learner, enc, batch, estimate, seed, label, M, N, alpha, eps, boost, tol, record)
             continue
         hint = _omega_hint(got, lam, alpha, eps, boost)
         if not hint and estimate is None and used is None:

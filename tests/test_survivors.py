@@ -148,3 +148,37 @@ def test_r3_row_shows_the_distance_below_the_band():
     assert row["measured"] < edge and abs(row["error"] - (edge - row["measured"]) / edge) < 1e-12, row
     assert row["tolerance"] == relu.BAND_BELOW and "measured spread −25.3%" in next(
         q for q in record.rows if q.startswith("simsiam: smallest")), record.rows
+
+
+class _HiddenEstimate:
+    """DirectPred (reference, or the swapped-ρ mutant) that hides its corr_used and declares its running estimate."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.capabilities = inner, "hidden_estimate", inner.capabilities
+        self.conventions = {"predictor_estimate": {"rho": 0.3, "views": "online"}}
+
+    def build(self, method, encoder, embed_dim, **options):
+        return _NoCorrUsed(self.inner.build(method, encoder, embed_dim, **options))
+
+
+class _NoCorrUsed:
+    """A learner seen without its ``corr_used``."""
+
+    def __init__(self, learner):
+        self._learner = learner
+
+    def __getattr__(self, name):
+        return None if name == "corr_used" else getattr(self._learner, name)
+
+
+def test_c8_judges_the_second_call_against_the_declared_recursion():
+    """Issue 25: C8 looked at the first call only, where F = Ĉ whatever ρ is."""
+    import copy
+
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.spec_tests.test_conformance import test_directpred_predictor_spectrum_is_omega_of_lambda as c8
+    c8(impl=_HiddenEstimate(load_adapter("reference")), record=Recorder())
+    swapped = copy.copy(MUTANTS["correlation_ema_swapped"].adapter)
+    with pytest.raises(AssertionError, match="second call"):
+        c8(impl=_HiddenEstimate(swapped), record=Recorder())
