@@ -115,7 +115,7 @@ def run_claim_detail(claim_id: str, adapter, *, scaled=None) -> tuple[str, list[
     import pytest
 
     from .claims import load_all
-    from .scale import scale_aware
+    from .scale import claim_scope, scale_aware
     adapter = scaled or scale_aware(adapter)   # as the plugin's `impl`: a constant loss factor measured, not a kill
     details = []
     for test in load_all()[claim_id].tests:
@@ -136,7 +136,8 @@ def run_claim_detail(claim_id: str, adapter, *, scaled=None) -> tuple[str, list[
             if "record" in wanted:
                 kwargs["record"] = Recorder()
             try:
-                fn(**kwargs)
+                with claim_scope():                # a misfit without a known cause: the claim's assertion first
+                    fn(**kwargs)
                 details.append((label, "passed", ""))
             except pytest.skip.Exception as e:
                 details.append((label, "skipped", str(e.msg)))

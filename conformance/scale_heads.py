@@ -14,7 +14,7 @@ expander; ``predictor``: BYOL's and SimSiam's online predictor; ``target_project
 Both gradients are taken with respect to the same tensors (the encoder's weights, the heads' parameters, the
 views), so the factor is measured for MLP heads instead of taken as 1. The definition is evaluated on the live
 modules: their BatchNorm buffers (and the RNG) are restored after each evaluation, so the learner's state is
-exactly what its own call left.
+exactly what its own call left (and its own graph can still backward).
 
 Where a misfit has a known bug's signature (the gradient is a constant multiple of a broken variant's), the
 message names the bug: the l2-normalisation missing (‖p − z‖²), the predictor on both branches, the target not
@@ -81,17 +81,20 @@ def _modules(*parts) -> list[nn.Module]:
 def _state_kept(modules: list[nn.Module], rng: Tensor):
     """Run from RNG state ``rng`` and put back every buffer (BatchNorm's running statistics), the modules'
     train/eval modes and the RNG afterwards: the learner's state is what its own call left."""
-    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers(recurse=False)]
+    # the definition runs on copies of the buffers: the originals are not written to at all (an in-place restore
+    # would bump their autograd version, and the implementation's own graph, which saved them, could not backward)
+    saved = [(m, name, b) for m in modules for name, b in m._buffers.items() if b is not None]
     modes = [(m, m.training) for m in modules]
     after = torch.get_rng_state()
+    for m, name, b in saved:
+        m._buffers[name] = b.detach().clone()
     torch.set_rng_state(rng)
     try:
         yield
     finally:
         torch.set_rng_state(after)
-        with torch.no_grad():
-            for b, v in saved:
-                b.copy_(v)
+        for m, name, b in saved:
+            m._buffers[name] = b
         for m, mode in modes:
             m.train(mode)
 

@@ -148,7 +148,7 @@ class LabSimSiamDetached:
 
 
 class LabAdapter:
-    capabilities = frozenset({"byol", "vicreg", "simsiam_mlp", "loss:cosine", "target:ema", "symmetrized"})
+    capabilities = frozenset({"byol", "vicreg", "loss:cosine", "target:ema", "symmetrized"})
 
     def __init__(self, name: str, bug: str = "", target_dtype=None):
         self.name, self.bug, self.target_dtype = f"lab:{name}", bug, target_dtype
@@ -176,3 +176,22 @@ vicreg = LabAdapter("vicreg")
 vicreg_std_over_features = LabAdapter("vicreg-std-over-features", "std_over_features")
 both_detached = LabAdapter("simsiam-both-detached", "both_detached")
 both_detached.capabilities = frozenset({"simsiam_mlp", "loss:cosine"})
+
+
+class _VICRegAsymmetric(LabVICReg):
+    """VICReg plus 0.1·mean ‖z1‖² on the first view only: a different objective that no known bug explains."""
+
+    def loss(self, view1, view2):
+        z1 = self.projector(self.encoder(view1))
+        return super().loss(view1, view2) + 0.1 * z1.pow(2).sum(-1).mean(-1).sum()
+
+
+class _AsymmetricAdapter(LabAdapter):
+    def build(self, method, encoder, embed_dim, **options):
+        if method == "vicreg":
+            return _VICRegAsymmetric(encoder, embed_dim, **options)
+        return super().build(method, encoder, embed_dim, **options)
+
+
+vicreg_asymmetric = _AsymmetricAdapter("vicreg-asymmetric")
+vicreg_asymmetric.capabilities = frozenset({"vicreg"})

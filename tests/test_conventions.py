@@ -40,7 +40,8 @@ def run_claim(claim: str, spec: str, *, aware: bool = True, only: str = "") -> l
         scale.SINK = rec
         kwargs = {k: v for k, v in (("impl", impl), ("record", rec)) if k in inspect.signature(fn).parameters}
         try:
-            fn(**kwargs)
+            with scale.claim_scope():
+                fn(**kwargs)
             out.append(("passed", "", list(rec.rows.values())))
         except pytest.skip.Exception as e:
             out.append(("skipped", str(e), []))

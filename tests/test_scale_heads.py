@@ -136,3 +136,24 @@ def test_byol_pytorch_factor_is_measured():
     for method in ("byol", "simsiam_mlp"):
         fit = _fit("byol_pytorch", method, pred_hidden=8)
         assert fit.measured and abs(fit.c - load_adapter("byol_pytorch").loss_factor[method]) <= 1e-9, fit
+
+
+def test_the_claims_own_assertion_speaks_first():
+    """A misfit with no known cause (an extra term on one view) does not pre-empt C7: its own message (one view
+    treated differently) is the failure, the misfit added after it (issue 25, "messages that point at the wrong
+    cause")."""
+    (outcome, message, _), = run_claim("C7", "lab_heads:vicreg_asymmetric")
+    assert outcome == "failed" and message.startswith("AssertionError: vicreg: L(v1,v2) ≠ L(v2,v1)"), message
+
+
+def test_a_learner_with_batchnorm_heads_still_backpropagates_after_the_fit():
+    """The definition runs on copies of the heads' BatchNorm buffers: the implementation's own graph, which saved
+    the originals, still backpropagates (an in-place restore bumped their autograd version)."""
+    impl = scale.scale_aware(load_adapter("lab_heads:byol"))
+    enc = MLPEncoder(6, (8,), 4, replicas=1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    learner = impl.build("byol", enc, 4)
+    g = torch.Generator().manual_seed(1)
+    loss = learner.loss(torch.randn(16, 6, generator=g, dtype=torch.float64),
+                        torch.randn(16, 6, generator=g, dtype=torch.float64))
+    loss.backward()
+    assert all(p.grad is not None for p in learner.projector.parameters())
