@@ -14,12 +14,40 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:
+def _distributed() -> bool:
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized()
+
+
+def gather(z: Tensor) -> Tensor:
+    """The global batch, with gradient (the authors' FullGatherLayer): each rank's gradient flows back to it."""
+    if not _distributed():
+        return z
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(z.contiguous()), 0)
+
+
+class SyncBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the global batch of all ranks — nn.SyncBatchNorm's arithmetic, which needs CUDA; this runs on
+    CPU process groups too."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and _distributed()):
+            return super().forward(x)
+        g = gather(x)
+        mean, var = g.mean(0), g.var(0, unbiased=False)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(g.var(0, unbiased=True).detach(), self.momentum)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+def mlp(dims: list[int], last_bn: bool = False, sync: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims, dims[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
-            layers += [nn.BatchNorm1d(b), nn.ReLU()]
+            layers += [(SyncBatchNorm1d if sync else nn.BatchNorm1d)(b), nn.ReLU()]
     if last_bn:
         layers.append(nn.BatchNorm1d(dims[-1], affine=False))
     return nn.Sequential(*layers)
@@ -128,8 +156,8 @@ def vicreg_loss(z1: Tensor, z2: Tensor, sim: float, std: float, cov: float, eps:
 
 class VICReg:
     def __init__(self, backbone: nn.Module, *, expander: int = 16, sim: float = 25.0, std: float = 25.0,
-                 cov: float = 1.0, eps: float = 1e-4, bug: str = ""):
-        self.encoder, self.width = backbone, expander
+                 cov: float = 1.0, eps: float = 1e-4, distributed: bool = False, bug: str = ""):
+        self.encoder, self.width, self.distributed = backbone, expander, distributed
         self.coeffs, self.bug, self.projector = (sim, std, cov, eps), bug, None
 
     def parameters(self):
@@ -141,9 +169,14 @@ class VICReg:
         h1, h2 = self.encoder(x1), self.encoder(x2)
         if self.projector is None:
             w = self.width
-            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w, w]), _replicas(h1)).to(h1.dtype)
+            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w, w],
+                                                        sync=self.distributed and self.bug != "per_rank_batchnorm"),
+                                        _replicas(h1)).to(h1.dtype)
         z1, z2 = self.projector(h1), self.projector(h2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
+        if self.distributed:                      # the loss on the global batch, as the authors' FullGatherLayer
+            z1 = torch.stack([gather(a) for a in z1])
+            z2 = torch.stack([gather(b) for b in z2])
         return sum(vicreg_loss(a, b, *self.coeffs, bug=self.bug) for a, b in zip(z1, z2))
 
     def after_step(self) -> None:

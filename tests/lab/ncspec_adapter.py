@@ -27,15 +27,16 @@ class LabBYOL:
 
 class LabVICReg:
     name = "lab-vicreg"
-    capabilities = frozenset({"vicreg"})
+    capabilities = frozenset({"vicreg", "distributed"})
 
     def __init__(self, bug: str = ""):
         self.bug = bug
 
     def build(self, method, encoder, embed_dim, **options):
-        _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps"})
+        _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps", "distributed"})
         return VICReg(encoder, sim=options.get("sim_coeff", 25.0), std=options.get("std_coeff", 25.0),
-                      cov=options.get("cov_coeff", 1.0), eps=options.get("eps", 1e-4), bug=self.bug)
+                      cov=options.get("cov_coeff", 1.0), eps=options.get("eps", 1e-4),
+                      distributed=options.get("distributed", False), bug=self.bug)
 
 
 class LabBarlowTwins:
@@ -52,3 +53,6 @@ class LabBarlowTwins:
 
 
 byol, vicreg, barlow_twins = LabBYOL(), LabVICReg(), LabBarlowTwins()
+
+
+vicreg_per_rank_batchnorm = LabVICReg("per_rank_batchnorm")     # a planted bug: the expander's BN statistics per rank
