@@ -141,6 +141,7 @@ class ScaleFit:
     note: str = ""           # why not measured
     tolerance: float = RESIDUAL_TOL   # the residual bound it was judged by (dtype-dependent)
     failed: bool = False     # a fit that found no constant factor (reported; only a scale-free claim goes on)
+    declared: bool = False   # not measured, and the adapter declares the factor (loss_factor): the note says how used
 
     def near(self, value: float) -> bool:
         """``c`` equals ``value`` up to the fit's precision (1e-9, or the residual bound of a lower precision: the
@@ -153,6 +154,8 @@ class ScaleFit:
         return not self.measured or not self.near(1.0)
 
     def describe(self, embed_dim: int | None = None) -> str:
+        if not self.measured and self.declared:
+            return f"loss scale not measured here: {self.note}"
         if not self.measured:
             return (f"loss scale not measured ({self.note}): taken as 1, time in the implementation's units as given "
                     f"(a loss that is a constant multiple of the definition's, e.g. a BYOL loss 2 − 2cos summed over "
@@ -531,6 +534,16 @@ class ScaledLearner(_Proxy):
         return loss if c == 1.0 else loss / c
 
 
+def _declared_factor(adapter, method: str) -> str:
+    """What the deep tier does with the adapter's declared ``loss_factor`` of ``method`` ('' when none is declared)."""
+    factor = (getattr(adapter, "loss_factor", None) or {}).get(method)
+    if factor is None:
+        return ""
+    return (f"the adapter declares loss_factor = {{{method!r}: {factor:g}}}, which the deep tier divides an SGD "
+            f"learning rate by; with LARS (BYOL's recipe), whose update is invariant to the loss's scale, the factor "
+            f"is unused")
+
+
 def _serves_only_its_views(encoder) -> str:
     """Why the definition cannot be computed through a learner's heads on ``encoder`` ('' when it can): the deep
     tier's encoder (:class:`ncspec.reference.vision.served.Served`) hands out the embeddings of each training step's
@@ -575,8 +588,9 @@ class ScaleAwareAdapter(_Proxy):
             return learner                                # nothing to compare with
         if scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
             note = scale_heads.missing_part(learner, method) or _serves_only_its_views(encoder)
+            declared = _declared_factor(inner, method) if note and note == _serves_only_its_views(encoder) else ""
             if note:
-                fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
+                fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=declared or note, declared=bool(declared))
                 _report(fit_, embed_dim)
                 return ScaledLearner(learner, None, embed_dim, fit_)
             probe = scale_heads.HeadProbe(method, {**options, **conv.reference_options(method, conventions)},
@@ -589,7 +603,8 @@ class ScaleAwareAdapter(_Proxy):
         if not note and probe.own_W_P and not isinstance(getattr(learner, "W_P", None), (Tensor, type(None))):
             note = "W_P from a declared running estimate, and the learner exposes no `W_P` to measure through"
         if note:
-            fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=note)
+            declared = _declared_factor(inner, method) if _serves_only_its_views(encoder) else ""
+            fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=declared or note, declared=bool(declared))
             _report(fit_, embed_dim)
             return ScaledLearner(learner, None, embed_dim, fit_)
         return ScaledLearner(learner, probe, embed_dim, scale_free=self._free)

@@ -137,3 +137,24 @@ def test_c1_names_a_frozen_copy_target():
 def test_c1_names_an_attached_target():
     text = _c1_message(_SimSiamTarget("attached"))
     assert "the target branch is not detached (no stop-grad)" in text and "separate copy" not in text, text
+
+
+def test_the_deep_tier_says_a_declared_loss_factor_is_read_and_unused_under_lars():
+    """Issue 25: the deep tier's BYOL rows said the scale was 'taken as 1 … reads loss_factor' although the adapter
+    declared it, and BYOL's LARS makes it unused."""
+    import torch
+    from ncspec.conformance.adapters.reference import ReferenceAdapter
+    from ncspec.conformance.scale import ScaleFit, _declared_factor, _serves_only_its_views
+    from ncspec.reference.vision.served import Served
+
+    class Declares(ReferenceAdapter):
+        name, loss_factor = "declares_byol_x4", {"byol": 4.0}
+
+    served = Served(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4)), 4)
+    assert _serves_only_its_views(served)
+    text = _declared_factor(Declares(), "byol")
+    assert "loss_factor = {'byol': 4}" in text and "LARS" in text and "unused" in text, text
+    assert _declared_factor(Declares(), "simsiam") == ""
+    fit = ScaleFit("byol", 1.0, float("nan"), measured=False, note=text, declared=True)
+    row = fit.describe()
+    assert "taken as 1" not in row and "loss_factor = {'byol': 4}" in row, row
