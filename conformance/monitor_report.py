@@ -26,8 +26,10 @@ def _family_panel(ax, mon, x) -> None:
         ax.set(title="mean std of the raw features (VICReg)", xlabel="step", yscale="log")
     elif fam == "barlow_twins":
         ax.plot(x, [r.get("redundancy") for r in h], marker=".")
-        _band(ax, th.barlow_redundancy, th.near_band, "Barlow Twins redundancy rule (dimensional above)",
-              above=True)
+        t = th.barlow_redundancy
+        ax.axhline(t, ls="--", c="r", lw=0.8, label="Barlow Twins redundancy rule (dimensional above)")
+        ax.axhspan(1 - (1 - t) * th.near_band, t, color="orange", alpha=0.15, lw=0,
+                   label=f"near threshold (1 − redundancy ×{th.near_band:g})")
         ax.set(title="mean squared off-diagonal correlation (Barlow Twins)", xlabel="step", ylim=(0, 1.02))
     else:
         ax.plot(x, [r.get("growth_z", 1.0) for r in h], marker=".", label="‖z‖")

@@ -234,10 +234,11 @@ class CollapseMonitor:
                               f"the mean std √(Var z_j + 10⁻⁴) = {st['feature_std']:.3g} < "
                               f"{th.vicreg_std * relax:.3g} (every feature has shrunk towards a constant; ‖s‖ = "
                               f"{st['center_norm']:.3f}, 1 − ‖s‖² = {st['total_var']:.3g})"), "vicreg_variance"
-        if family == "barlow_twins" and st.get("redundancy", 0.0) > th.barlow_redundancy / relax:
+        bound = 1 - (1 - th.barlow_redundancy) * relax          # relaxed on the decorrelation left, 1 − redundancy
+        if family == "barlow_twins" and st.get("redundancy", 0.0) > bound:
             return DIMENSIONAL, (f"Barlow Twins' redundancy-reduction term reads the features' correlations, which "
                                  f"it drives to 0; their mean square off the diagonal is {st['redundancy']:.3g} > "
-                                 f"{th.barlow_redundancy / relax:.3g} (the features copy one another; ~1/B = "
+                                 f"{bound:.3g} (the features copy one another; ~1/B = "
                                  f"{1 / st['batch']:.3g} when independent; {st['live_dims']} of {st['max_rank']} "
                                  f"live directions, centred effective rank {st['effective_rank']:.2f})"), \
                 "barlow_redundancy"
