@@ -4,6 +4,12 @@ from __future__ import annotations
 #: spec modules whose tests share cached runs (toy runs, SG limits, ReLU runs, D1's one 2-process run): under
 #: pytest-xdist each of them runs in one worker, so each run is computed once
 SHARED_RUN_MODULES = ("test_center_vector.py", "test_distributed.py", "test_dual.py", "test_relu_network.py")
+#: deep-tier tests that read one cached training run, by the run: in one worker, so the run is trained once (N6
+#: watches N1's BYOL run; N7 and N9 read it too)
+SHARED_RUNS = {("test_deep.py", "byol_run"): ("test_intact_method_keeps_the_representation_spread[byol]",
+                                             "test_learned_linear_predictor_aligns_with_the_embedding_correlation",
+                                             "test_ema_target_lags_by_the_momentum_in_a_real_network",
+                                             "test_byol_without_its_predictor_collapses")}
 
 
 def shared_scope(nodeid: str, scope: str) -> str:
@@ -12,7 +18,10 @@ def shared_scope(nodeid: str, scope: str) -> str:
     (pytest 9.2 keeps node ids in ``Node._id``, so pytest-xdist 3.8's ``@group`` suffix never appears there.)"""
     if scope != nodeid:
         return scope
-    module = nodeid.split("::", 1)[0]
+    module, _, test = nodeid.partition("::")
+    for (name, group), tests in SHARED_RUNS.items():
+        if test in tests and module.rsplit("/", 1)[-1] == name:
+            return f"{module}::{group}"
     return module if module.rsplit("/", 1)[-1] in SHARED_RUN_MODULES else nodeid
 
 

@@ -158,3 +158,20 @@ def test_the_deep_tier_says_a_declared_loss_factor_is_read_and_unused_under_lars
     fit = ScaleFit("byol", 1.0, float("nan"), measured=False, note=text, declared=True)
     row = fit.describe()
     assert "taken as 1" not in row and "loss_factor = {'byol': 4}" in row, row
+
+
+def test_n6_watches_n1s_byol_run_in_the_same_worker():
+    """Issue 25: N1 and N6 trained the same BYOL run twice, in separate pytest-xdist workers; the tests reading that
+    run are one work unit, so the cached run is trained once."""
+    import ast
+    from pathlib import Path
+
+    from ncspec.conformance.scheduling import SHARED_RUNS, shared_scope
+    deep = Path(__file__).resolve().parents[1] / "spec_tests" / "test_deep.py"
+    defined = {n.name for n in ast.parse(deep.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
+    tests = SHARED_RUNS[("test_deep.py", "byol_run")]
+    assert {t.split("[")[0] for t in tests} <= defined, tests          # the names are the module's tests
+    scopes = {shared_scope(f"spec_tests/test_deep.py::{t}", f"spec_tests/test_deep.py::{t}") for t in tests}
+    assert scopes == {"spec_tests/test_deep.py::byol_run"}, scopes
+    other = "spec_tests/test_deep.py::test_intact_method_keeps_the_representation_spread[simsiam]"
+    assert shared_scope(other, other) == other
