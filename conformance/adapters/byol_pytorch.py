@@ -66,8 +66,8 @@ class BYOLPytorchAdapter:
     capabilities = frozenset({"byol", "simsiam_mlp", "loss:cosine", "target:ema", "symmetrized"})
     #: the constant factor of this loss over the definition's ½[−cos(p1, t2) − cos(p2, t1)]: 2 from 2 − 2cos, 2
     #: from summing the two view orders instead of averaging them (checked in tests/test_thirdparty_adapters.py).
-    #: The suite measures such a factor itself where it can align the learner with the definition; with the
-    #: package's own MLP head it cannot, so the deep tier reads it here (its SGD runs then go at lr / 4).
+    #: The linear tier measures it through the learner's own predictor (exposed as `predictor`: ×4, as stated); the
+    #: deep tier, whose encoder embeds only each step's own views, reads it here (its SGD runs go at lr / 4).
     loss_factor = {"simsiam_mlp": 4.0, "byol": 4.0}
 
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options):
