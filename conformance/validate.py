@@ -283,6 +283,20 @@ def _reaches(loss: Tensor, params: list[Tensor]) -> bool:
     return False
 
 
+def _check_no_lazy_parameters(before: set, learner, ctx: _Context) -> None:
+    """Parameters created by the first ``loss`` call (heads built lazily) would never be stepped: the harness reads
+    ``parameters()`` once, after ``build``, for its optimiser."""
+    new = [p for p in _trainable(learner.parameters()) if id(p) not in before]
+    if new:
+        raise AdapterError(
+            f"{ctx.where('learner.loss(view1, view2)')} created {len(new)} trainable tensor(s) "
+            f"({sum(p.numel() for p in new)} values) on its first call — heads built lazily. The harness reads "
+            f"learner.parameters() once, after build(), for its optimiser, so they would never be trained. Build the "
+            f"heads in build(): their input width is embed_dim, one head per replica (S = encoder.replicas, or "
+            f"encoder.W.shape[0] for the linear tier's LinearEncoder; a single head at the deep tier), in "
+            f"ncspec.reference.encoders.encoder_dtype(encoder) (docs/conformance.md, the adapter contract).")
+
+
 def _check_loss_value(loss, ctx: _Context) -> None:
     where = ctx.where("learner.loss(view1, view2)")
     if not isinstance(loss, Tensor):
@@ -419,6 +433,7 @@ class CheckedLearner(_Proxy):
 
     def _first_loss(self, view1, view2):
         inner, ctx = self._inner, self._ctx
+        before = {id(p) for p in _trainable(inner.parameters())} if not ctx.value_checked else None
         try:
             loss = inner.loss(view1, view2)
         except (ValueError, RuntimeError, IndexError) as e:   # shape errors: most often the other tier's layout
@@ -430,6 +445,8 @@ class CheckedLearner(_Proxy):
                                    f"first call. {mixed}") from e
             raise AdapterError(f"{ctx.where('learner.loss(view1, view2)')} raised {type(e).__name__}: {e} on its "
                                f"first call. {_tier_layout(view1, ctx)}") from e
+        if before is not None:
+            _check_no_lazy_parameters(before, inner, ctx)
         if not ctx.value_checked:
             _check_loss_value(loss, ctx)
             _check_exposed(inner, ctx)

@@ -68,10 +68,13 @@ def test_a_planted_ema_bug_fails_by_assertion_naming_it(lab, conformance, bug, t
 
 
 def test_an_undeclared_schedule_is_fitted_and_passes_c2(lab, conformance, monkeypatch):
-    """The same BYOL with its schedule not declared (its own run length, 1000 steps): m_k fitted from each update."""
+    """The same BYOL with its schedule not declared (its own run length, 1000 steps): the momentum it exposes is
+    read each step, and C2 passes."""
+    import lab_ssl
     import ncspec_adapter
     monkeypatch.setattr(ncspec_adapter.LabBYOL, "conventions", {"ema_buffers": "own"})
-    monkeypatch.setattr(ncspec_adapter.LabBYOL, "build", lambda self, method, encoder, embed_dim, **o:
-                        __import__("lab_ssl").BYOL(encoder, base_momentum=o.get("momentum", 0.99), total_steps=1000))
+    monkeypatch.setattr(ncspec_adapter.LabBYOL, "build", lambda self, method, encoder, embed_dim, **o: lab_ssl.BYOL(
+        encoder, embed_dim, **ncspec_adapter._layout(encoder), base_momentum=o.get("momentum", 0.99),
+        total_steps=1000))
     rec = lab(conformance, C2, "byol")
     assert any("the learner's exposed `momentum`" in q for q in rec.rows), list(rec.rows)

@@ -1,9 +1,9 @@
 """A lab's own SSL code, written the way labs write it (not ncspec's): BYOL with its own projector and predictor
 (Linear–BN–ReLU–Linear), an EMA target over encoder + projector with BYOL's cosine momentum schedule held in
 float32; VICReg with an expander (Linear–BN–ReLU ×2 + Linear, Bardes et al.); Barlow Twins with a projector and
-BatchNorm standardisation. Each takes the backbone it is given; heads are built on the first call (their input
-width and the number of leading "replica" dimensions are read off the backbone's output, as docs/conformance.md
-suggests). ``bug=`` plants one realistic bug, for the tests that check ncspec names it."""
+BatchNorm standardisation. Each takes the backbone it is given, its output width and how many independent
+copies ("replicas") of it are stacked on the leading dimension (0: none); heads are built in the constructor, in
+the backbone's dtype. ``bug=`` plants one realistic bug, for the tests that check ncspec names it."""
 from __future__ import annotations
 
 import copy
@@ -68,34 +68,24 @@ class Replicated(nn.Module):
         return torch.stack([h(x) for h, x in zip(self.heads, zs)]).reshape(*lead, z.shape[-2], -1)
 
 
-def _replicas(z: Tensor) -> int:
-    return int(math.prod(z.shape[:-2])) if z.dim() > 2 else 0
-
-
 class BYOL:
-    def __init__(self, backbone: nn.Module, *, hidden: int = 32, out: int = 16, base_momentum: float = 0.99,
-                 total_steps: int = 1000, target_dtype=torch.float32, bug: str = ""):
-        self.encoder, self.hidden, self.out = backbone, hidden, out
+    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, hidden: int = 0,
+                 base_momentum: float = 0.99, total_steps: int = 1000, target_dtype=torch.float32, bug: str = ""):
+        hidden = hidden or 4 * dim
+        self.encoder = backbone
         self.base_momentum, self.momentum, self.total_steps, self.step = base_momentum, base_momentum, total_steps, 0
         self.target_dtype, self.bug = target_dtype, bug
-        self.projector = self.predictor = self.target_encoder = self.target_projector = None
+        self.projector = Replicated(lambda: mlp([dim, hidden, dim]), replicas).to(dtype)
+        self.predictor = Replicated(lambda: mlp([dim, hidden, dim]), replicas).to(dtype)
         self.target_encoder = copy.deepcopy(backbone).to(target_dtype)
-        for p in self.target_encoder.parameters():
-            p.requires_grad_(False)
-
-    def _build_heads(self, z: Tensor) -> None:
-        S, dt = _replicas(z), z.dtype
-        self.projector = Replicated(lambda: mlp([z.shape[-1], self.hidden, self.out]), S).to(dt)
-        self.predictor = Replicated(lambda: mlp([self.out, self.hidden, self.out]), S).to(dt)
-        self.target_projector = copy.deepcopy(self.projector).to(self.target_dtype)
-        for p in self.target_projector.parameters():
+        self.target_projector = copy.deepcopy(self.projector).to(target_dtype)
+        for p in (*self.target_encoder.parameters(), *self.target_projector.parameters()):
             p.requires_grad_(False)
 
     def parameters(self):
         yield from self.encoder.parameters()
-        if self.projector is not None:
-            yield from self.projector.parameters()
-            yield from self.predictor.parameters()
+        yield from self.projector.parameters()
+        yield from self.predictor.parameters()
 
     def _target(self, x: Tensor, like: Tensor) -> Tensor:
         with torch.no_grad():
@@ -108,8 +98,6 @@ class BYOL:
 
     def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
         h1, h2 = self.encoder(x1), self.encoder(x2)
-        if self.projector is None:
-            self._build_heads(h1)
         p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
         t1, t2 = self._target(x1, p1), self._target(x2, p2)
         if self.bug == "ema_per_micro_batch":
@@ -155,23 +143,21 @@ def vicreg_loss(z1: Tensor, z2: Tensor, sim: float, std: float, cov: float, eps:
 
 
 class VICReg:
-    def __init__(self, backbone: nn.Module, *, expander: int = 16, sim: float = 25.0, std: float = 25.0,
-                 cov: float = 1.0, eps: float = 1e-4, distributed: bool = False, bug: str = ""):
-        self.encoder, self.width, self.distributed = backbone, expander, distributed
-        self.coeffs, self.bug, self.projector = (sim, std, cov, eps), bug, None
+    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, expander: int = 0,
+                 sim: float = 25.0, std: float = 25.0, cov: float = 1.0, eps: float = 1e-4, distributed: bool = False,
+                 bug: str = ""):
+        w = expander or 4 * dim
+        self.encoder, self.distributed = backbone, distributed
+        self.coeffs, self.bug = (sim, std, cov, eps), bug
+        sync = distributed and bug != "per_rank_batchnorm"
+        self.projector = Replicated(lambda: mlp([dim, w, w, w], sync=sync), replicas).to(dtype)
 
     def parameters(self):
         yield from self.encoder.parameters()
-        if self.projector is not None:
-            yield from self.projector.parameters()
+        yield from self.projector.parameters()
 
     def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
         h1, h2 = self.encoder(x1), self.encoder(x2)
-        if self.projector is None:
-            w = self.width
-            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w, w],
-                                                        sync=self.distributed and self.bug != "per_rank_batchnorm"),
-                                        _replicas(h1)).to(h1.dtype)
         z1, z2 = self.projector(h1), self.projector(h2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
         if self.distributed:                      # the loss on the global batch, as the authors' FullGatherLayer
@@ -184,21 +170,18 @@ class VICReg:
 
 
 class BarlowTwins:
-    def __init__(self, backbone: nn.Module, *, projector: int = 16, lambd: float = 0.0051, standardise: bool = True,
-                 bug: str = ""):
-        self.encoder, self.width, self.lambd, self.standardise = backbone, projector, lambd, standardise
-        self.bug, self.projector = bug, None
+    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, projector: int = 0,
+                 lambd: float = 0.0051, standardise: bool = True, bug: str = ""):
+        w = projector or 4 * dim
+        self.encoder, self.lambd, self.standardise, self.bug = backbone, lambd, standardise, bug
+        self.projector = Replicated(lambda: mlp([dim, w, w]), replicas).to(dtype)
 
     def parameters(self):
         yield from self.encoder.parameters()
-        if self.projector is not None:
-            yield from self.projector.parameters()
+        yield from self.projector.parameters()
 
     def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
         h1, h2 = self.encoder(x1), self.encoder(x2)
-        if self.projector is None:
-            w = self.width
-            self.projector = Replicated(lambda: mlp([h1.shape[-1], w, w]), _replicas(h1)).to(h1.dtype)
         z1, z2 = self.projector(h1), self.projector(h2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
         total = 0

@@ -5,6 +5,17 @@ from __future__ import annotations
 from lab_ssl import BYOL, BarlowTwins, VICReg
 
 
+def _layout(encoder) -> dict:
+    """One head per replica of the harness's encoder (docs: encoder.replicas, or W.shape[0] for LinearEncoder), in
+    its dtype (encoder.dtype, else its first weight's)."""
+    W = getattr(encoder, "W", None)
+    S = W.shape[0] if W is not None and W.dim() == 3 else int(getattr(encoder, "replicas", 0) or 0)
+    dtype = getattr(encoder, "dtype", None)
+    if not hasattr(dtype, "is_floating_point"):
+        dtype = next(encoder.parameters()).dtype
+    return dict(replicas=S, dtype=dtype)
+
+
 def _only(method: str, options: dict, allowed: set) -> None:
     unknown = set(options) - allowed
     if unknown:
@@ -21,7 +32,7 @@ class LabBYOL:
 
     def build(self, method, encoder, embed_dim, **options):
         _only(method, options, {"momentum", "total_steps"})
-        return BYOL(encoder, base_momentum=options.get("momentum", 0.99),
+        return BYOL(encoder, embed_dim, **_layout(encoder), base_momentum=options.get("momentum", 0.99),
                     total_steps=options.get("total_steps", 1000), bug=self.bug)
 
 
@@ -34,9 +45,9 @@ class LabVICReg:
 
     def build(self, method, encoder, embed_dim, **options):
         _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps", "distributed"})
-        return VICReg(encoder, sim=options.get("sim_coeff", 25.0), std=options.get("std_coeff", 25.0),
-                      cov=options.get("cov_coeff", 1.0), eps=options.get("eps", 1e-4),
-                      distributed=options.get("distributed", False), bug=self.bug)
+        return VICReg(encoder, embed_dim, **_layout(encoder), sim=options.get("sim_coeff", 25.0),
+                      std=options.get("std_coeff", 25.0), cov=options.get("cov_coeff", 1.0),
+                      eps=options.get("eps", 1e-4), distributed=options.get("distributed", False), bug=self.bug)
 
 
 class LabBarlowTwins:
@@ -48,7 +59,7 @@ class LabBarlowTwins:
 
     def build(self, method, encoder, embed_dim, **options):
         _only(method, options, {"lambda_offdiag", "batchnorm"})
-        return BarlowTwins(encoder, lambd=options.get("lambda_offdiag", 0.0051),
+        return BarlowTwins(encoder, embed_dim, **_layout(encoder), lambd=options.get("lambda_offdiag", 0.0051),
                            standardise=options.get("batchnorm", True), bug=self.bug)
 
 
