@@ -297,7 +297,8 @@ def run(build: Callable, method: str, data: ToySet, *, seed: int = 0, probe=None
     override :data:`SETTING` keys (``hidden``, ``out_dim``, ``encoder_bn``, ``steps``, …);
     every other option goes to the method. The encoder is an
     :class:`~ncspec.reference.encoders.MLPEncoder` with one replica per data replica, initialised
-    from ``seed``; the batches and augmentations are drawn from ``seed`` too.
+    from ``seed``; the batches and augmentations are drawn from ``seed`` too, and torch's global generator is
+    seeded with it before ``build`` (heads an adapter initialises from it are the same whatever ran before).
     """
     from .encoders import MLPEncoder
 
@@ -307,6 +308,7 @@ def run(build: Callable, method: str, data: ToySet, *, seed: int = 0, probe=None
     method_options = {k: v for k, v in options.items() if k not in SETTING}
     enc = MLPEncoder(data.in_dim, setting["hidden"], setting["out_dim"], batchnorm=setting["encoder_bn"],
                      replicas=data.replicas, generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)      # a learner's own heads, initialised from torch's global generator, as lab code does
     learner = build(method, enc, enc.embed_dim, **method_options)
     return train(learner, enc, data, steps=setting["steps"], batch=setting["batch"], lr=setting["lr"],
                  sigma=setting["aug_sigma"], scale=setting["aug_scale"], k=setting["knn_k"],

@@ -79,6 +79,8 @@ class SimSiam:
         # the learner's own projector (the adapter contract's optional `projector`), when the lab's code has one
         self.projector = (PerReplica(projection_mlp(embed_dim, 2 * embed_dim, embed_dim)
                                      for _ in range(self.replicas)).to(dtype) if own_projector else None)
+        if own_projector:                     # the contract's `predictor` beside it: the same modules, per replica
+            self.predictor = PerReplica(list(self.predictors))
 
     def parameters(self):
         yield from self.encoder.parameters()
