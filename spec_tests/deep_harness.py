@@ -29,6 +29,7 @@ from pathlib import Path
 from ncspec.conformance import coverage
 
 from . import ema
+from .harness import separate_copy_of_the_encoder
 
 SCALE_ENV = "NCSPEC_SCALE"
 DATA_ENV = "NCSPEC_DATA"
@@ -229,6 +230,7 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
         doc["predictor"] = learned_linear_predictor(built, ds, sc)
         doc["head"] = own_head_metrics(built, ds, sc)
         doc["ema_watch"] = built["ema"].summary() if "ema" in built else None
+        doc["encoder_copy"] = separate_copy_of_the_encoder(built["learner"], built["encoder"])
     finally:
         torch.set_num_threads(threads)
     RUNS[key], RUN_USAGE[key] = doc, used

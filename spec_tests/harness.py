@@ -126,3 +126,23 @@ def relu_run(impl, method: str, setup: ReluSetup, lam0: tuple[float, ...], *, lr
     return simulate(learner, enc,
                     lambda k: gaussian_views(setup.batch, setup.N, setup.sigma, replicas=setup.replicas, generator=g),
                     lr=lr, steps=steps, sigma=setup.sigma, record_every=record_every, eval_views=setup.eval_views())
+
+
+def separate_copy_of_the_encoder(learner, encoder) -> str | None:
+    """The attribute of ``learner`` holding tensors shaped like the encoder's parameters that are not them (a module
+    with the same parameter shapes, or a tensor with the shape of an encoder parameter): a copy of the online network.
+    δ ≈ 0 has two causes — the target depends on the encoder and is not detached, or it does not depend on the encoder
+    at all (a separate copy) — and this tells them apart."""
+    own = list(encoder.parameters())
+    shapes = [p.shape for p in own]
+    for name, value in vars(learner).items():
+        if value is encoder:
+            continue
+        if isinstance(value, torch.nn.Module):
+            tensors = list(value.parameters())
+            if tensors and [t.shape for t in tensors] == shapes and all(t is not p for t in tensors for p in own):
+                return name
+        elif isinstance(value, torch.Tensor) and value.dim() >= 2 and any(value.shape == sh for sh in shapes) \
+                and all(value is not p for p in own):
+            return name
+    return None

@@ -17,7 +17,7 @@ from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.theory import directpred as dp
 
 from . import ema
-from .harness import require
+from .harness import require, separate_copy_of_the_encoder
 
 SEEDS = st.integers(0, 2 ** 31 - 1)
 
@@ -95,26 +95,6 @@ def _delta(pairs_and_norm) -> float:
 SHARED_TARGET = ("simsiam_mlp", "learned_predictor")
 
 
-def _separate_copy_of_the_encoder(learner, encoder) -> str | None:
-    """The attribute of ``learner`` holding tensors shaped like the encoder's parameters that are not them (a module
-    with the same parameter shapes, or a tensor with the shape of an encoder parameter): a copy of the online network.
-    δ ≈ 0 has two causes — the target depends on the encoder and is not detached, or it does not depend on the encoder
-    at all (a separate copy) — and this tells them apart."""
-    own = list(encoder.parameters())
-    shapes = [p.shape for p in own]
-    for name, value in vars(learner).items():
-        if value is encoder:
-            continue
-        if isinstance(value, torch.nn.Module):
-            tensors = list(value.parameters())
-            if tensors and [t.shape for t in tensors] == shapes and all(t is not p for t in tensors for p in own):
-                return name
-        elif isinstance(value, torch.Tensor) and value.dim() >= 2 and any(value.shape == sh for sh in shapes) \
-                and all(value is not p for p in own):
-            return name
-    return None
-
-
 @C1.check
 @given(seed=SEEDS)
 def test_stopgrad_cuts_the_target_path(impl, record, seed):
@@ -127,7 +107,7 @@ def test_stopgrad_cuts_the_target_path(impl, record, seed):
         delta = _delta(_directional(learner, v1, v2, seed))
         record(f"{method}: δ (target path share of the directional derivative)", delta, "> 1e-4",
                error=1e-4 / max(delta, 1e-300), tolerance=1.0)
-        copy = _separate_copy_of_the_encoder(learner, learner.encoder)
+        copy = separate_copy_of_the_encoder(learner, learner.encoder)
         cause = (f"the target branch is not the online network: learner.{copy} is a separate copy of the encoder "
                  f"(a frozen or stale copy made at build?), so the loss value does not depend on the encoder through "
                  f"the target; SimSiam's target is SG(encoder(view)), the online network's own output" if copy else

@@ -138,7 +138,9 @@ N1 = register(
               "method (SimSiam with the closed-form or an MLP predictor, BYOL) keeps its embeddings spread.",
     measures="‖s‖, std·√M and RankMe of eval-mode embeddings after the scale's step budget (cpu: 40 steps of "
              "a 1/8-width VGG11, batch 256, on CIFAR-10 images; learned predictors with their method's recipe: "
-             "SimSiam's SGD with a fixed predictor lr, BYOL's LARS)",
+             "SimSiam's SGD with a fixed predictor lr, BYOL's LARS); for SimSiam, whether the trained learner holds "
+             "a separate copy of the encoder (its target branch must be the online network itself: a frozen copy's "
+             "distillation does not collapse, so the ablations alone cannot tell it)",
     prediction=f"closed-form SimSiam — ablated: ‖s‖ > {S_BOUNDARY}, std·√M < {STD_BOUNDARY}, RankMe < "
                f"{RANK_BOUNDARY}; intact: the opposite side of each boundary. Learned predictors (simsiam_mlp, "
                f"byol) — ablated: ‖s‖ > {LEARNED.s}, std·√M < {LEARNED.std}; intact: the opposite side",
@@ -158,6 +160,11 @@ def test_intact_method_keeps_the_representation_spread(impl, record, method):
     factor = loss_factor(impl, method)
     if factor != 1.0 and sc.recipe(method)[0] == "sgd":
         record(f"{method}: loss factor stated by the adapter (SGD lr divided by it)", factor, "—")
+    if method != "byol":                           # SimSiam: the target branch is the online network (N6: BYOL's EMA)
+        copy = doc.get("encoder_copy")
+        assert copy is None, (f"{method}: the target branch is not the online network: learner.{copy} is a separate "
+                              f"copy of the encoder (a frozen or stale copy made at build?); SimSiam's target is "
+                              f"SG(encoder(view)) of the online network itself")
     assert_healthy(record, doc, method, boundaries(method))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from ncspec.conformance.killmatrix import run_claim_detail
 from ncspec.conformance.mutants import MUTANTS
 
@@ -182,3 +183,43 @@ def test_c8_judges_the_second_call_against_the_declared_recursion():
     swapped = copy.copy(MUTANTS["correlation_ema_swapped"].adapter)
     with pytest.raises(AssertionError, match="second call"):
         c8(impl=_HiddenEstimate(swapped), record=Recorder())
+
+
+# --- N1: a SimSiam whose target branch is a frozen copy of the encoder ------------------------------------------------
+
+class _FrozenCopyTarget:
+    """The reference SimSiam (MLP predictor) whose target branch is a copy of the encoder made at build and never
+    updated (issue 25: it passed the deep tier — distilling a frozen random network does not collapse)."""
+
+    def __init__(self):
+        from ncspec.conformance.adapters.reference import ReferenceAdapter
+        self.inner, self.name = ReferenceAdapter(), "simsiam_frozen_copy_target"
+        self.capabilities = frozenset({"simsiam_mlp"})
+
+    def build(self, method, encoder, embed_dim, **options):
+        import copy
+
+        from ncspec.reference.vectors import unit
+        learner = self.inner.build(method, encoder, embed_dim, **options)
+        frozen = copy.deepcopy(encoder).requires_grad_(False)
+        learner.frozen_target = frozen
+
+        def loss(view1, view2):
+            z1, z2 = encoder(view1), encoder(view2)
+            with torch.no_grad():
+                t1, t2 = frozen(view1), frozen(view2)
+            D = lambda p, z: -(unit(p) * unit(z)).sum(-1).mean(-1).sum()
+            return 0.5 * (D(learner.h(z1), t2) + D(learner.h(z2), t1))
+        learner.loss = loss
+        return learner
+
+
+def test_n1_fails_a_simsiam_whose_target_is_a_frozen_copy(monkeypatch):
+    from fragment import require_fragment
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.spec_tests import deep_harness
+    from ncspec.spec_tests.test_deep import test_intact_method_keeps_the_representation_spread as n1
+    monkeypatch.setenv(deep_harness.DATA_ENV, str(require_fragment()))
+    monkeypatch.setenv(deep_harness.SCALE_ENV, "cpu")
+    with pytest.raises(AssertionError, match="the target branch is not the online network: learner.frozen_target"):
+        n1(impl=_FrozenCopyTarget(), record=Recorder(), method="simsiam_mlp")
