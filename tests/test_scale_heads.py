@@ -157,3 +157,18 @@ def test_a_learner_with_batchnorm_heads_still_backpropagates_after_the_fit():
                         torch.randn(16, 6, generator=g, dtype=torch.float64))
     loss.backward()
     assert all(p.grad is not None for p in learner.projector.parameters())
+
+
+@pytest.mark.parametrize("spec, cause", [
+    ("lab_heads:byol_unnormalised", "l2-normalisation is missing"),
+    ("lab_heads:byol_bn_eval", "BatchNorm runs in eval mode"),
+])
+def test_the_bugs_name_reaches_the_report(tmp_path, spec, cause):
+    """``ncspec check`` exits 1 and the failing claim's reason (its terminal row) names the bug."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "NCSPEC_THREADS": os.environ.get("NCSPEC_THREADS", "1")}
+    out = subprocess.run([sys.executable, "-m", "ncspec.conformance.cli", "check", "--adapter", spec, "-k", "C7",
+                          "--json", "r.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, (out.stdout + out.stderr)[-3000:]
+    claim, = [c for c in json.loads((tmp_path / "r.json").read_text())["claims"] if c["id"] == "C7"]
+    assert claim["status"] == "failed" and any(cause in t["reason"] for t in claim["tests"]), claim["tests"]
