@@ -55,16 +55,28 @@ def test_c2_reads_the_cosine_schedule_it_was_declared(lab, conformance):
     assert any("float32" in q for q in rows), rows
 
 
-@pytest.mark.parametrize("bug,test,cause", [
-    ("target_projector_frozen", C2, "target projector is not updated"),
-    ("ema_copies_online", C2, "copy of the online weights"),
-    ("schedule_decreasing", C9, "schedule decreases"),
-    ("schedule_reaches_one_early", C9, "reaches its final value at update"),
-    ("ema_per_micro_batch", C10, "moved during loss()"),
+@pytest.mark.parametrize("family,bug,test,cause", [
+    ("byol", "target_projector_frozen", C2, "target projector is not updated"),
+    ("byol", "ema_copies_online", C2, "copy of the online weights"),
+    ("byol", "schedule_decreasing", C9, "schedule decreases"),
+    ("byol", "schedule_reaches_one_early", C9, "reaches its final value at update"),
+    ("byol", "ema_per_micro_batch", C10, "moved during loss()"),
+    ("vicreg", "covariance_not_centred", "test_vicreg_loss_ignores_the_center_vector", "not centred"),
 ])
-def test_a_planted_ema_bug_fails_by_assertion_naming_it(lab, conformance, bug, test, cause):
+def test_a_planted_bug_fails_by_assertion_naming_it(lab, conformance, family, bug, test, cause):
     with pytest.raises(AssertionError, match=cause.replace("(", r"\(").replace(")", r"\)")):
-        lab(conformance, test, "byol", bug)
+        lab(conformance, test, family, bug)
+
+
+def test_the_lab_vicreg_and_barlow_twins_pass_their_definition_claims_through_their_heads(lab, conformance):
+    """C6 and C12 judge VICReg after its expander, C4 Barlow Twins after its projector (BatchNorm's ε there bounded
+    from the definition itself), C7 both."""
+    for family, tests in (("vicreg", ("test_vicreg_terms_match_their_definitions", "test_symmetrised_loss_is_symmetric",
+                                      "test_vicreg_loss_ignores_the_center_vector")),
+                          ("barlow_twins", ("test_barlow_twins_loss_matches_its_definition",
+                                            "test_symmetrised_loss_is_symmetric"))):
+        for test in tests:
+            lab(conformance, test, family)
 
 
 def test_an_undeclared_schedule_is_fitted_and_passes_c2(lab, conformance, monkeypatch):

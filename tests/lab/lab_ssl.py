@@ -132,10 +132,13 @@ def vicreg_loss(z1: Tensor, z2: Tensor, sim: float, std: float, cov: float, eps:
     """The authors' code: MSE invariance; ½ of each branch's hinge on the std; off-diagonal covariance / D."""
     B, D = z1.shape
     inv = F.mse_loss(z1, z2)
+    raw1, raw2 = z1, z2
     z1, z2 = z1 - z1.mean(0), z2 - z2.mean(0)
     dim = 1 if bug == "std_over_features" else 0
     s1, s2 = torch.sqrt(z1.var(dim=dim) + eps), torch.sqrt(z2.var(dim=dim) + eps)
     var = F.relu(1 - s1).mean() / 2 + F.relu(1 - s2).mean() / 2
+    if bug == "covariance_not_centred":
+        z1, z2 = raw1, raw2
     c1, c2 = z1.T @ z1 / (B - 1), z2.T @ z2 / (B - 1)
     off = ~torch.eye(D, dtype=torch.bool, device=z1.device)
     covl = c1[off].pow(2).sum() / D + c2[off].pow(2).sum() / D
