@@ -67,6 +67,10 @@ def _run(impl, W0: torch.Tensor, steps: int, eta: float = ETA) -> dict:
     Gam = cross_covariance(x1, x2)
     enc = LinearEncoder(W0)
     learner = impl.build("barlow_twins", enc, D, **OPTIONS)
+    if getattr(learner, "projector", None) is not None:
+        pytest.skip(f"adapter {impl.name!r}: its Barlow Twins acts after its own projector (learner.projector), while "
+                    f"the S claims are stated for the loss on a linear embedding z = Wx (Simon et al. 2023, §3): "
+                    f"a nonlinear head makes it another model, so they do not apply")
     eye = torch.eye(D, dtype=torch.float64)
 
     def probe(_learner, e):
