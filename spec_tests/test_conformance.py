@@ -7,6 +7,7 @@ theory of stop-gradient; the tolerance is float64 round-off unless stated.
 """
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -1011,3 +1012,70 @@ def test_vicreg_loss_ignores_the_center_vector(impl, record, seed, shift):
                   message=f"the VICReg loss changes from {base:.6g} to {moved:.6g} when every embedding is shifted by "
                           f"the same vector: a term is not centred (a covariance zᵀz/(B − 1) without subtracting the "
                           f"batch mean, or a std about 0)")
+
+
+# --- C11: BYOL's and SimSiam's loss through the implementation's own heads --------------------------------
+
+C11 = register(
+    "C11", title="BYOL's and SimSiam's loss is the symmetrised negative cosine of prediction and stop-gradient "
+                 "target, through the implementation's own heads",
+    source=[cite("grill2020", "eq. 2: ‖q̂ − ẑ′‖² = 2 − 2cos, symmetrised (L + L̃)"),
+            cite("chen2021simsiam", "eqs. 1–2: D = −cos(p, SG(z)), symmetrised")],
+    statement="With its own projector, predictor and (BYOL) EMA target, the implementation's loss has the gradient "
+              "of ½[D(p1, t2) + D(p2, t1)], D = −cos, p = predictor(projector(encoder(v))), t = SG(projector("
+              "encoder(v))) (SimSiam) or SG(target_projector(target_encoder(v))) (BYOL), up to a positive constant "
+              "factor (2 − 2cos and a sum over both orders are ×4: a convention). A loss without the "
+              "l2-normalisation, a predictor on both branches or a predictor's BatchNorm in eval mode is another "
+              "objective, and is named.",
+    measures="the relative residual of the least-squares fit g_impl ≈ c·g_def of the gradients with respect to the "
+             "encoder's weights and the heads' parameters, the definition evaluated on the same modules; c",
+    prediction="residual 0, c > 0",
+    tolerance="ULPS·eps of the lowest precision involved (float64: 1e-8, the loss-scale fit's bound; a float32 target "
+              "or head: 100 units of float32, 1.2e-5): a pure rescale leaves rounding only (measured ≤ 1e-15 in "
+              "float64); a missing normalisation leaves O(1).")
+
+
+EXPOSE_HEADS = "expose `predictor` (and `projector`, `target_projector`) as docs/conformance.md says"
+
+
+@C11.check
+@given(seed=SEEDS)
+def test_predictive_loss_matches_its_definition_through_its_heads(impl, record, seed):
+    from ncspec.conformance.scale import fit, involved_dtypes, residual_tol
+    from ncspec.conformance.scale_heads import HeadProbe, exposes_heads, missing_part
+    caps = impl.capabilities
+    methods = [m for m in ("simsiam_mlp", "byol") if m in caps and (m != "byol" or "loss:cosine" in caps)]
+    require(impl, *(methods[:1] or ["simsiam_mlp"]))
+    raw, judged = unscaled(impl), 0
+    for method in methods:
+        torch.manual_seed(seed)
+        enc = _encoder(seed)
+        learner = raw.build(method, enc, 4)
+        if not exposes_heads(learner, method) or missing_part(learner, method):
+            why = missing_part(learner, method) or EXPOSE_HEADS
+            record(f"{method}: not judged — the learner exposes no heads ({why})", 0.0, "—")
+            continue
+        v1, v2 = _views(seed)
+        probe = HeadProbe(method, {}, conventions.for_method(raw, method), enc, 4,
+                          symmetrized=method == "simsiam_mlp" or "symmetrized" in caps)
+        probe.grad_views = (False, False)
+        params = _params(learner)
+        rng = torch.get_rng_state()
+        loss = learner.loss(v1, v2)
+        g_i = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).double() for g, p in
+                         zip(torch.autograd.grad(loss, params, allow_unused=True), params)])
+        probe.bind(learner)
+        g_d = probe.definition_gradient(v1, v2, rng, params)
+        c, r = fit(g_i, g_d)
+        tol = residual_tol(involved_dtypes(learner, loss), method)
+        named = "" if r <= tol else probe.signature(v1, v2, rng, params, g_i, tol)
+        record.within(f"{method}: gradient residual against c·∇L_def through its heads (c = {c:.6g})", r, 0.0,
+                      error=r, tolerance=tol,
+                      message=f"{method}: the loss's gradient is not a constant multiple of the definition's "
+                              f"(½[D(p1, t2) + D(p2, t1)], D = −cos, on its own heads): residual {r:.3g}."
+                              + (named or " Another objective: terms weighted differently, or one missing."))
+        assert c > 0, f"{method}: the gradient is c = {c:.4g} × the definition's: the update ascends the loss"
+        judged += 1
+    if not judged:
+        pytest.skip(f"adapter {impl.name!r}: no learner of {methods} exposes its heads, so C11 cannot evaluate the "
+                    f"definition on them (expose `predictor`, `projector`, `target_projector`)")

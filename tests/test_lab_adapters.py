@@ -43,8 +43,10 @@ C9 = "test_momentum_schedule_rises_to_its_final_value_at_the_end"
 C10 = "test_ema_target_moves_once_per_optimiser_step"
 
 
-def test_the_lab_byol_passes_c2_c9_c10_with_its_cosine_schedule_and_float32_target(lab, conformance):
-    rows = [q for test in (C2, C9, C10) for q in lab(conformance, test, "byol").rows]
+def test_the_lab_byol_passes_c2_c9_c10_c11_with_its_cosine_schedule_and_float32_target(lab, conformance):
+    rows = [q for test in (C2, C9, C10, "test_predictive_loss_matches_its_definition_through_its_heads")
+            for q in lab(conformance, test, "byol").rows]
+    assert any(q.startswith("byol: gradient residual against c·∇L_def through its heads (c = 4)") for q in rows), rows
     assert any(q.startswith("cosine: first update within 1 %") for q in rows), rows      # C9 judged the schedule's end
 
 
@@ -62,6 +64,8 @@ def test_c2_reads_the_cosine_schedule_it_was_declared(lab, conformance):
     ("byol", "schedule_reaches_one_early", C9, "reaches its final value at update"),
     ("byol", "ema_per_micro_batch", C10, "moved during loss()"),
     ("vicreg", "covariance_not_centred", "test_vicreg_loss_ignores_the_center_vector", "not centred"),
+    ("byol", "no_l2_normalisation", "test_predictive_loss_matches_its_definition_through_its_heads",
+     "the l2-normalisation is missing"),
 ])
 def test_a_planted_bug_fails_by_assertion_naming_it(lab, conformance, family, bug, test, cause):
     with pytest.raises(AssertionError, match=cause.replace("(", r"\(").replace(")", r"\)")):

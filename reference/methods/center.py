@@ -71,6 +71,11 @@ class SimSiamMLP:
                       generator=torch.Generator().manual_seed(seed), dtype=encoder_dtype(encoder))
                   if predictor else None)
 
+    @property
+    def predictor(self) -> nn.Module | None:
+        """The predictor ``h`` (None in the no-predictor ablation): the head the adapter contract names."""
+        return self.h
+
     def parameters(self) -> Iterable[Tensor]:
         yield from self.encoder.parameters()
         if self.h is not None:
