@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from ncspec.reference import losses
+from ncspec.reference import predictors as _predictors
 from ncspec.reference.encoders import embed_pair, unit
 from ncspec.reference.losses import SG, half_sq, predict
 from ncspec.reference.methods import center as _center
@@ -272,15 +273,15 @@ def correlation_ema_swapped(learner):
     of the new batch's estimate where Tian et al. keep 70 % of the running one). The learner's ``corr_used`` is the
     estimate it really used, so W_P agrees with it; only the recursion rebuilt from the batches tells."""
     corr = getattr(learner, "corr", None)
-    if corr is None:
-        return
-    from ncspec.reference.predictors import correlation
+    if corr is not None:
+        corr.__class__ = _SwappedEMACorrelation     # a class, not a closure: a deep copy of the learner keeps its own
 
-    def update(z):
-        C = correlation(z)
-        corr.F = C if corr.F is None or corr.F.shape != C.shape else (1.0 - corr.rho) * corr.F + corr.rho * C
-        return corr.F
-    corr.update = update
+
+class _SwappedEMACorrelation(_predictors.EMACorrelation):
+    def update(self, z):
+        C = _predictors.correlation(z)
+        self.F = C if self.F is None or self.F.shape != C.shape else (1.0 - self.rho) * self.F + self.rho * C
+        return self.F
 
 
 def directpred_no_clamp(learner):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from ncspec.conformance.killmatrix import run_claim_detail
 from ncspec.conformance.mutants import MUTANTS
+from ncspec.reference.predictors import EMACorrelation, correlation
 
 
 def test_c3_rebuilds_the_running_estimate_and_names_a_swapped_rho():
@@ -223,3 +224,30 @@ def test_n1_fails_a_simsiam_whose_target_is_a_frozen_copy(monkeypatch):
     monkeypatch.setenv(deep_harness.SCALE_ENV, "cpu")
     with pytest.raises(AssertionError, match="the target branch is not the online network: learner.frozen_target"):
         n1(impl=_FrozenCopyTarget(), record=Recorder(), method="simsiam_mlp")
+
+
+class _ZeroStartEstimate:
+    """The reference DirectPred whose running estimate starts from F = 0 (F_1 = (1 − ρ)Ĉ_1): the same recursion."""
+
+    def __init__(self):
+        from ncspec.conformance.registry import load_adapter
+        self.inner = load_adapter("reference")
+        self.name, self.capabilities = "zero_start_estimate", self.inner.capabilities
+
+    def build(self, method, encoder, embed_dim, **options):
+        learner = self.inner.build(method, encoder, embed_dim, **options)
+        if getattr(learner, "corr", None) is not None:
+            learner.corr.__class__ = _ZeroStart
+        return learner
+
+
+class _ZeroStart(EMACorrelation):
+    def update(self, z):
+        C = correlation(z)
+        self.F = (1.0 - self.rho) * C if self.F is None else self.rho * self.F + (1.0 - self.rho) * C
+        return self.F
+
+
+def test_c3_accepts_a_running_estimate_started_from_zero():
+    outcome, details = run_claim_detail("C3", _ZeroStartEstimate())
+    assert outcome == "passed", details
