@@ -3,7 +3,8 @@ from __future__ import annotations
 
 #: spec modules whose tests share cached runs (toy runs, SG limits, ReLU runs, D1's one 2-process run): under
 #: pytest-xdist each of them runs in one worker, so each run is computed once
-SHARED_RUN_MODULES = ("test_center_vector.py", "test_distributed.py", "test_dual.py", "test_relu_network.py")
+SHARED_RUN_MODULES = ("test_center_vector.py", "test_distributed.py", "test_dual.py", "test_relu_network.py",
+                      "test_stepwise.py")
 #: deep-tier tests that read one cached training run, by the run: in one worker, so the run is trained once (N6
 #: watches N1's BYOL run; N7 and N9 read it too)
 SHARED_RUNS = {("test_deep.py", "byol_run"): ("test_intact_method_keeps_the_representation_spread[byol]",

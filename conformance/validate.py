@@ -1,3 +1,4 @@
+# long module: one wrapper per object (adapter, learner) whose first-call checks share the context they report
 """Fail fast on malformed adapters, with an error that names the adapter, the call and the fix.
 
 A broken adapter otherwise surfaces deep inside a claim: a per-sample loss as a
