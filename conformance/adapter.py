@@ -74,5 +74,29 @@ class Adapter(Protocol):
     def build(self, method: str, encoder: nn.Module, embed_dim: int, **options) -> Learner: ...
 
 
+#: the forms, parts and switches an adapter may declare beside its methods (docs/conformance.md, "Capability tags")
+PART_TAGS = frozenset({
+    "loss:euclidean", "loss:cosine", "predictor:closed_form", "predictor:normalize", "predictor:learned",
+    "target:ema", "weight_decay", "symmetrized", "distributed", "distributed:batchnorm",
+    "ablation:no_stopgrad", "ablation:wrong_side", "ablation:no_predictor", "ablation:no_decorrelation",
+    "ablation:no_batchnorm", "ablation:bn_no_center", "ablation:no_centering", "ablation:no_sinkhorn",
+})
+
+
+def known_tags() -> frozenset[str]:
+    """Every capability tag a claim can require: the reference's methods and :data:`PART_TAGS`."""
+    from ncspec.reference.methods import METHODS
+    return frozenset(METHODS) | PART_TAGS
+
+
+def unknown_tags(tags) -> list[tuple[str, str]]:
+    """``(tag, suggestion)`` for each tag no claim knows (a misspelt tag would silently skip the claims needing the
+    right one); the suggestion is the closest known tag, or ''."""
+    import difflib
+    known = known_tags()
+    return [(t, next(iter(difflib.get_close_matches(t, sorted(known), n=1, cutoff=0.6)), ""))
+            for t in sorted(tags) if isinstance(t, str) and t not in known]
+
+
 def supports(adapter: Adapter, *tags: str) -> bool:
     return all(t in adapter.capabilities for t in tags)

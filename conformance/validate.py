@@ -87,6 +87,14 @@ def check_adapter(obj, spec: str | None = None) -> str:
     if bad:
         raise AdapterError(f"adapter {name!r}: capabilities holds non-str tags {', '.join(bad)}; every tag is a "
                            f"string such as 'simsiam' or 'loss:euclidean' (see conformance/adapter.py).")
+    from .adapter import unknown_tags
+    unknown = unknown_tags(caps)
+    if unknown:
+        said = "; ".join(f"{t!r}" + (f" (did you mean {s!r}?)" if s else "") for t, s in unknown)
+        raise AdapterError(f"adapter {name!r}: unknown capability tag(s) {said}. A tag no claim knows would silently "
+                           f"skip the claims that need the right one; the tags are the methods and the parts listed "
+                           f"in docs/conformance.md (Capability tags), e.g. 'simsiam', 'target:ema', "
+                           f"'ablation:no_stopgrad'.")
     if getattr(obj, "conventions", None) is not None:   # optional: declared conventions (conformance/conventions.py)
         from .conventions import validate
         try:

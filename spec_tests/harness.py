@@ -15,7 +15,13 @@ from ncspec.reference.linear import LinearEncoder, gaussian_views, population_vi
 
 
 def require(impl, *tags: str) -> None:
-    """Skip (with the reason) when the adapter lacks a capability the claim needs."""
+    """Skip (with the reason) when the adapter lacks a capability the claim needs; a tag no adapter can declare (a
+    misspelt one would skip the claim on every adapter) is an error naming the close one."""
+    from ncspec.conformance.adapter import unknown_tags
+    unknown = unknown_tags(tags)
+    if unknown:
+        raise ValueError("a claim requires unknown capability tag(s) " + "; ".join(
+            f"{t!r}" + (f" (did you mean {s!r}?)" if s else "") for t, s in unknown))
     missing = [t for t in tags if t not in impl.capabilities]
     if missing:
         pytest.skip(f"adapter {impl.name!r} does not declare {', '.join(missing)}")
