@@ -12,7 +12,14 @@ import re
 import pytest
 import torch
 from ncspec.conformance.registry import load_adapter
-from ncspec.conformance.validate import AdapterError, CheckedAdapter, CheckedLearner, checked, unwrap
+from ncspec.conformance.validate import (
+    AdapterError,
+    CheckedAdapter,
+    CheckedLearner,
+    ImplementationFailure,
+    checked,
+    unwrap,
+)
 from ncspec.reference.encoders import Identity
 from ncspec.reference.linear import LinearEncoder, population_views, simulate
 
@@ -320,9 +327,6 @@ _LOSS = "adapter 'broken': learner.loss(view1, view2) of method 'simsiam'"
     (Matrix, " returned shape (1, 20): not a scalar: reduce it to a 0-dim tensor"),
     (NaNLoss, " is NaN on its first call, before any training step: check the eps terms and normalisations"),
     (InfLoss, " is inf on its first call, before any training step"),
-    (UnderNoGrad, ": no gradient path from the loss to the parameters (the loss does not require grad): was the "
-                  "whole loss computed under torch.no_grad() or detached?"),
-    (BothDetached, ": no gradient path from the loss to the parameters (the loss does not require grad)"),
     (OtherWeights, ": no gradient path from the loss to the parameters (the loss requires grad, but none of the 1 "
                    "tensor(s) from parameters() is in its graph): make loss() use the encoder passed to build, and "
                    "parameters() yield that encoder's weights (not a copy's)."),
@@ -332,12 +336,22 @@ def test_first_loss_call(cls, message):
         _first_loss(cls)
 
 
+@pytest.mark.parametrize("cls", [UnderNoGrad, BothDetached])
+def test_a_loss_with_no_gradient_at_all_is_an_implementation_failure(cls):
+    """Both branches detached, or the whole loss under no_grad: a bug in the implementation (exit 1), named exactly —
+    not a usage error (issue 25)."""
+    with pytest.raises(ImplementationFailure, match=re.escape(
+            _LOSS + ": no gradient path from the loss to the parameters (the loss does not require grad): no gradient "
+            "reaches the parameters — the stop-gradient sits on both branches")):
+        _first_loss(cls)
+
+
 def test_gradient_path_checked_on_the_first_call_with_grad():
     """A first call under no_grad (an evaluation) defers the gradient-path check, not skips it."""
     learner = _learner(BothDetached)
     with torch.no_grad():
         learner.loss(*_views())
-    with pytest.raises(AdapterError, match="no gradient path"):
+    with pytest.raises(ImplementationFailure, match="no gradient path"):
         learner.loss(*_views())
 
 

@@ -96,13 +96,18 @@ def test_a_learner_that_takes_both_layouts_runs_in_both():
     """The fix the message names: leading dimensions as replicas, one head each."""
 
     class Both(_PerReplicaHeads):
+        def __init__(self, encoder, M):
+            super().__init__(encoder, M)         # heads in build: one per replica, as docs/conformance.md says
+            W = getattr(encoder, "W", None)
+            S = W.shape[0] if W is not None and W.dim() == 3 else int(getattr(encoder, "replicas", 0) or 0)
+            dtype = next(encoder.parameters()).dtype
+            self.heads = nn.ModuleList(nn.Sequential(nn.BatchNorm1d(M), nn.Linear(M, M))
+                                       for _ in range(max(S, 1))).to(dtype)
+
         def loss(self, v1, v2):
             z1, z2 = self.encoder(v1), self.encoder(v2)
             lead = z1.shape[:-2]
             z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
-            if self.heads is None:
-                self.heads = nn.ModuleList(nn.Sequential(nn.BatchNorm1d(self.M), nn.Linear(self.M, self.M))
-                                           for _ in range(z1.shape[0])).to(z1.dtype)
             assert len(self.heads) == max(1, lead.numel())
             return sum(_negcos(self.heads[s](z1[s]), z2[s]) for s in range(z1.shape[0]))
 
