@@ -71,6 +71,17 @@ def counted():
         used.methods = {m: n - m0.get(m, 0) for m, n in TALLY.methods.items() if n > m0.get(m, 0)}
 
 
+@contextlib.contextmanager
+def uncounted():
+    """Builds inside the block are a probe of what the adapter's learners expose, not the claim exercising them: the
+    tally is restored afterwards (a claim that then skips has built nothing)."""
+    b0, s0, m0 = TALLY.builds, TALLY.steps, dict(TALLY.methods)
+    try:
+        yield
+    finally:
+        TALLY.builds, TALLY.steps, TALLY.methods = b0, s0, m0
+
+
 def cache(fn=None, *, maxsize: int | None = None):
     """``functools.cache`` (``functools.lru_cache(maxsize)`` with ``maxsize``) whose hits credit the caller with the
     builds and steps of the call that computed the value (exceptions are not cached, as there)."""

@@ -56,8 +56,8 @@ def test_n5_n8_n10_catch_a_stop_grad_switch_that_is_ignored(deep):
 
 
 @pytest.mark.parametrize("mutant,match", [
-    ("ema_momentum_swapped", "does not follow ξ ← mξ"),
-    ("ema_target_frozen", "does not follow ξ ← mξ"),
+    ("ema_momentum_swapped", "does not follow ξ ← m_k ξ"),
+    ("ema_target_frozen", "does not follow ξ ← m_k ξ"),
     ("ema_bn_buffers_frozen", "BatchNorm running statistics are frozen"),
 ])
 def test_n6_catches_the_ema_mutants(deep, mutant, match):
