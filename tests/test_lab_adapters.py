@@ -94,3 +94,31 @@ def test_an_undeclared_schedule_is_fitted_and_passes_c2(lab, conformance, monkey
         total_steps=1000))
     rec = lab(conformance, C2, "byol")
     assert any("the learner's exposed `momentum`" in q for q in rec.rows), list(rec.rows)
+
+
+def test_a_schedule_neither_declared_nor_exposed_is_fitted_and_passes_c2_and_c9(lab, conformance, monkeypatch):
+    """The lab's BYOL with its cosine schedule over its own run length (1000 steps), undeclared, and no `momentum`
+    attribute to read: C2 fits m_k from each update (the recursion holds, the first m is the declared 0.99, the
+    sequence never decreases) and C9 checks the order only, saying why."""
+    import lab_ssl
+    import ncspec_adapter
+
+    class Hidden:
+        """The lab's learner without the `momentum` attribute (kept under another name)."""
+
+        def __init__(self, inner):
+            object.__setattr__(self, "_inner", inner)
+
+        def __getattr__(self, name):
+            if name == "momentum":
+                raise AttributeError(name)
+            return getattr(object.__getattribute__(self, "_inner"), name)
+
+    monkeypatch.setattr(ncspec_adapter.LabBYOL, "conventions", {"ema_buffers": "own"})
+    monkeypatch.setattr(ncspec_adapter.LabBYOL, "build", lambda self, method, encoder, embed_dim, **o: Hidden(
+        lab_ssl.BYOL(encoder, embed_dim, **ncspec_adapter._layout(encoder), base_momentum=o.get("momentum", 0.99),
+                     total_steps=1000)))
+    rows = list(lab(conformance, C2, "byol").rows)
+    assert any("fitted from each update" in q for q in rows), rows
+    rows = list(lab(conformance, C9, "byol").rows)
+    assert any("no schedule declared" in q and "(fitted)" in q for q in rows), rows
