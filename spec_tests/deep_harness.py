@@ -268,7 +268,7 @@ class EMAWatch:
         self.m, self.schedule, self.K = momentum, schedule, total_steps
         self.pairs = None                  # gathered after the first loss call: it may build the heads
         self.worst, self.steps, self.buffer_steps, self.used, self.m_tol = 0.0, 0, [], [], 0.0
-        self.parts, self.start_err, self.dtype = "", 0.0, None
+        self.parts, self.start_err, self.dtype, self.worst_ratio, self.last_bound = "", 0.0, None, 0.0, 0.0
         raw = learner                      # the adapter's own learner, under the harness's wrappers
         while getattr(raw, "_inner", None) is not None:
             raw = raw._inner
@@ -309,7 +309,7 @@ class EMAWatch:
         if exposed is not None:
             return exposed
         m, bound = ema.fitted_momentum(previous, now, theta)
-        self.m_tol = max(self.m_tol, 4 * self.eps * bound)
+        self.m_tol, self.last_bound = max(self.m_tol, 4 * self.eps * bound), bound
         return m
 
     def observe(self, theta, previous, exposed: float | None) -> None:
@@ -322,7 +322,8 @@ class EMAWatch:
                 self.pred = [m * x + (1 - m) * th for x, th in zip(self.pred, theta)]
                 self.worst = max(self.worst, *(_rel(t, x) for t, x in zip(now, self.pred)))
             else:
-                self.worst = max(self.worst, ema.one_step_error(previous, now, theta, m))
+                err, ratio = ema.one_step_ratio(previous, now, theta, m, self.eps, 4 * self.eps * self.last_bound)
+                self.worst, self.worst_ratio = max(self.worst, err), max(self.worst_ratio, ratio)
             if self.bufs:
                 now_b = [t.detach().double() for t, _ in self.bufs]
                 online = [o.detach().double() for _, o in self.bufs]
@@ -350,6 +351,7 @@ class EMAWatch:
                     buffers=len(self.bufs) if self.pairs is not None else 0, buffer_policy=policy,
                     buffer_steps=dict((k, self.buffer_steps.count(k)) for k in sorted(set(self.buffer_steps))),
                     parts=self.parts, momentum_source=how, momenta=list(self.used), momentum_tolerance=self.m_tol,
+                    worst_ratio=self.worst_ratio,
                     carried=bool(self.schedule) or self.exposed)
 
 

@@ -85,6 +85,22 @@ def one_step_error(previous: list[Tensor], now: list[Tensor], online: list[Tenso
     return max(_rel(n, m * p + (1 - m) * o) for p, n, o in zip(previous, now, online))
 
 
+def one_step_ratio(previous: list[Tensor], now: list[Tensor], online: list[Tensor], m: float, eps: float,
+                   m_tol: float) -> tuple[float, float]:
+    """(max relative error, max error/bound) of ``now`` against one step with a *fitted* ``m``, tensor by tensor.
+
+    The bound of tensor t: 4·eps (the update's rounding in the target's dtype) plus what the fitted m's own
+    uncertainty ``m_tol`` moves it, ``m_tol·‖θ_t − ξ_t‖/‖ξ_t‖`` — one global m is fitted over every tensor, so a tensor
+    whose update is small against its size (a slowly moving bias) is judged at its own scale."""
+    worst, ratio = 0.0, 0.0
+    for p, n, o in zip(previous, now, online):
+        pred = m * p + (1 - m) * o
+        err = _rel(n, pred)
+        bound = 4 * eps + m_tol * float((o - p).norm() / pred.norm().clamp_min(1e-300))
+        worst, ratio = max(worst, err), max(ratio, err / bound)
+    return worst, ratio
+
+
 def predicted_momentum(schedule: str, m: float, k: int, K: int) -> float:
     return scheduled_momentum(schedule, m, k, K)
 

@@ -484,15 +484,17 @@ def test_ema_target_lags_by_the_momentum_in_a_real_network(impl, record):
     eps = torch.finfo(getattr(torch, w["dtype"])).eps
     momenta = w["momenta"] or [m]
     # carried prediction: the error contracts by m_k per step, so it stays ≤ 4·eps·min(k, 1/(1 − max m_k)); a fitted
-    # m is judged one step at a time from the measured target: 4·eps per step
-    tol = (4 * eps * min(max(w["steps"], 1), 1 / max(1 - max(momenta), 1e-300)) if w["carried"] else 4 * eps)
-    tol = max(tol, ema_real_network_tolerance(getattr(torch, w["dtype"]), m)) if w["carried"] else tol
+    # m is judged one step at a time from the measured target, tensor by tensor: 4·eps plus what the fitted m's own
+    # uncertainty moves that tensor (ema.one_step_ratio), so the row's error is the worst error/bound ratio
+    tol = 4 * eps * min(max(w["steps"], 1), 1 / max(1 - max(momenta), 1e-300))
+    tol = max(tol, ema_real_network_tolerance(getattr(torch, w["dtype"]), m))
     record.within(f"‖ξ_0 − θ_0‖∞ / ‖θ_0‖∞ over {w['parts']} ({w['dtype']} target)", w["start_error"], 0.0,
-                  error=w["start_error"], tolerance=tol,
+                  error=w["start_error"], tolerance=tol if w["carried"] else 4 * eps,
                   message="the EMA target does not start as a copy of the online network")
+    fitted = "" if w["carried"] else f" (worst error / its one-step bound: {w['worst_ratio']:.3g})"
     record.within(f"max_k ‖ξ_k − ξ_k^pred‖ / ‖ξ_k^pred‖ over {w['parts']}, {w['steps']} steps, m_k "
-                  f"{w['momentum_source']}: {momenta[0]:.6g} → {momenta[-1]:.6g}", w["worst_error"], 0.0,
-                  error=w["worst_error"], tolerance=tol,
+                  f"{w['momentum_source']}: {momenta[0]:.6g} → {momenta[-1]:.6g}{fitted}", w["worst_error"], 0.0,
+                  error=w["worst_error"] if w["carried"] else w["worst_ratio"], tolerance=tol if w["carried"] else 1.0,
                   message=f"the EMA target does not follow ξ ← m_k ξ + (1 − m_k)θ (m_k {w['momentum_source']}) in "
                           f"real training: m and 1 − m swapped, the update skipped, a part of the target (its "
                           f"projector?) not updated, or a momentum other than the declared one")
