@@ -199,6 +199,20 @@ def fit(g_impl: Tensor, g_def: Tensor) -> tuple[float, float]:
     return c, (float((g_impl - c * g_def).norm()) / ni if ni else 0.0)
 
 
+def matching_signature(probe, signatures: dict, view1, view2, rng, current, g_i: Tensor, tol: float) -> str:
+    """The first known bug of ``signatures`` (name → what the message says) whose gradient, as ``probe`` computes it
+    (``definition_gradient(..., variant=name)``), ``g_i`` is a positive multiple of: the sentence naming it, or ''."""
+    for name, text in signatures.items():
+        try:
+            g = probe.definition_gradient(view1, view2, rng, current, variant=name)
+        except Exception:
+            continue
+        c, r = fit(g_i, g)
+        if c > 0 and r <= tol:
+            return f" Its gradient is ×{c:.6g} that of the definition with this bug: {text}."
+    return ""
+
+
 def _vanishes(g: Tensor, value: float) -> bool:
     """A gradient at rounding level (float64: ‖g‖ ≤ 1e-12·max(1, |L|)): a stationary point, no direction to fit."""
     return float(g.norm()) <= 1e-12 * max(1.0, abs(value))
@@ -252,15 +266,7 @@ class _Probe:
         none)."""
         if self.method not in CLOSED_FORM:
             return ""
-        for name, text in CLOSED_FORM_SIGNATURES.items():
-            try:
-                g = self.definition_gradient(view1, view2, rng, current, variant=name)
-            except Exception:
-                continue
-            c, r = fit(g_i, g)
-            if c > 0 and r <= tol:
-                return f" Its gradient is ×{c:.6g} that of the definition with this bug: {text}."
-        return ""
+        return matching_signature(self, CLOSED_FORM_SIGNATURES, view1, view2, rng, current, g_i, tol)
 
     def synced(self, current: list[Tensor], **override):
         """:meth:`definition` with its trainable tensors set to the implementation's current values (the

@@ -188,20 +188,12 @@ class HeadProbe:
 
     def signature(self, view1, view2, rng, current, g_i: Tensor, tol: float) -> str:
         """The known bug whose gradient ``g_i`` is a positive multiple of ('' if none)."""
-        from .scale import fit
+        from .scale import matching_signature
         if self.method not in _SIAMESE:
             return ""
-        for name, text in SIGNATURES.items():
-            if name == "target_attached" and self.method == "byol":
-                continue                       # an EMA target has no gradient path either way
-            try:
-                g = self.definition_gradient(view1, view2, rng, current, variant=name)
-            except Exception:
-                continue
-            c, r = fit(g_i, g)
-            if c > 0 and r <= tol:
-                return f" Its gradient is ×{c:.6g} that of the definition with this bug: {text}."
-        return ""
+        known = {name: text for name, text in SIGNATURES.items()      # an EMA target has no gradient path either way
+                 if not (name == "target_attached" and self.method == "byol")}
+        return matching_signature(self, known, view1, view2, rng, current, g_i, tol)
 
     def explain(self, view1, view2, rng, current, g_i: Tensor, g_d: Tensor, tol: float) -> str:
         """A known bug's name when the misfit has its signature; else the declarable conventions; else generic."""
