@@ -122,3 +122,39 @@ def test_a_schedule_neither_declared_nor_exposed_is_fitted_and_passes_c2_and_c9(
     assert any("fitted from each update" in q for q in rows), rows
     rows = list(lab(conformance, C9, "byol").rows)
     assert any("no schedule declared" in q and "(fitted)" in q for q in rows), rows
+
+
+@pytest.fixture
+def d1():
+    """D1 on one of the lab adapter file's adapters, loaded by its path as `ncspec check --adapter` does (the two
+    gloo processes load it again from that string)."""
+    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.scale import scale_aware
+    from ncspec.spec_tests import test_distributed
+
+    def run(attr: str, method: str) -> Recorder:
+        record = Recorder()
+        impl = scale_aware(load_adapter(f"{LAB / 'ncspec_adapter.py'}:{attr}"))
+        getattr(test_distributed, f"test_distributed_gradient_equals_global_batch_gradient_{method}")(
+            impl=impl, record=record)
+        return record
+    return run
+
+
+@pytest.mark.parametrize("method", ["barlow_twins", "vicreg"])
+def test_the_lab_trains_data_parallel_with_global_batch_statistics(d1, method):
+    """The lab's Barlow Twins (c summed over ranks by an autograd-aware all-reduce, standardised with global
+    statistics, the projector's BatchNorm over all ranks) and VICReg (the global batch gathered with gradient, the
+    expander's BatchNorm over all ranks) pass D1 at round-off (measured 2.1e-15 and 4.6e-16, float64)."""
+    rows = list(d1(method, method).rows)
+    assert any(q.startswith(f"{method}: ‖ḡ − g‖/‖g‖") for q in rows), rows
+
+
+@pytest.mark.parametrize("attr,method", [("barlow_twins_per_rank_statistics", "barlow_twins"),
+                                         ("vicreg_per_rank_batchnorm", "vicreg")])
+def test_per_rank_statistics_fail_d1_by_assertion_naming_them(d1, attr, method):
+    """Planted: Barlow Twins' cross-correlation standardised with each rank's own statistics (lightly's and
+    stable-pretraining's objective; D1 reads 2.50), VICReg's expander BatchNorm per rank (1.68)."""
+    with pytest.raises(AssertionError, match="differs from the global-batch gradient .* per-rank batch statistics"):
+        d1(attr, method)

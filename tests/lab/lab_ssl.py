@@ -1,9 +1,11 @@
 """A lab's own SSL code, written the way labs write it (not ncspec's): BYOL with its own projector and predictor
 (Linear–BN–ReLU–Linear), an EMA target over encoder + projector with BYOL's cosine momentum schedule held in
 float32; VICReg with an expander (Linear–BN–ReLU ×2 + Linear, Bardes et al.); Barlow Twins with a projector and
-BatchNorm standardisation. Each takes the backbone it is given, its output width and how many independent
-copies ("replicas") of it are stacked on the leading dimension (0: none); heads are built in the constructor, in
-the backbone's dtype. ``bug=`` plants one realistic bug, for the tests that check ncspec names it."""
+BatchNorm standardisation. VICReg and Barlow Twins train data-parallel as their authors' code does (``distributed``:
+global batch statistics, the heads' BatchNorm over all ranks). Each takes the backbone it is given, its output width
+and how many independent copies ("replicas") of it are stacked on the leading dimension (0: none); heads are built
+in the constructor, in the backbone's dtype. ``bug=`` plants one realistic bug, for the tests that check ncspec
+names it."""
 from __future__ import annotations
 
 import copy
@@ -25,6 +27,20 @@ def gather(z: Tensor) -> Tensor:
         return z
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(z.contiguous()), 0)
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+    return dist.get_world_size() if _distributed() else 1
+
+
+def all_reduce(c: Tensor) -> Tensor:
+    """Σ over ranks, with gradient (torch.distributed.nn's all_reduce — the fix the Barlow Twins authors planned in
+    facebookresearch/barlowtwins#8 for their plain ``dist.all_reduce(c)``, which autograd does not see)."""
+    if not _distributed():
+        return c
+    from torch.distributed.nn.functional import all_reduce as reduce_with_grad
+    return reduce_with_grad(c)
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):
@@ -172,12 +188,20 @@ class VICReg:
         pass
 
 
+def standardise(z: Tensor, sync: bool) -> Tensor:
+    """BatchNorm1d(affine=False) in training mode, ε = 1e-5: each feature over the batch — the global batch of all
+    ranks when ``sync`` (the authors convert the model to SyncBatchNorm), else this rank's shard alone."""
+    g = gather(z) if sync else z
+    return (z - g.mean(0)) / torch.sqrt(g.var(0, unbiased=False) + 1e-5)
+
+
 class BarlowTwins:
     def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, projector: int = 0,
-                 lambd: float = 0.0051, standardise: bool = True, bug: str = ""):
+                 lambd: float = 0.0051, standardise: bool = True, distributed: bool = False, bug: str = ""):
         w = projector or 4 * dim
         self.encoder, self.lambd, self.standardise, self.bug = backbone, lambd, standardise, bug
-        self.projector = Replicated(lambda: mlp([dim, w, w]), replicas).to(dtype)
+        self.distributed = distributed
+        self.projector = Replicated(lambda: mlp([dim, w, w], sync=distributed), replicas).to(dtype)
 
     def parameters(self):
         yield from self.encoder.parameters()
@@ -187,13 +211,15 @@ class BarlowTwins:
         h1, h2 = self.encoder(x1), self.encoder(x2)
         z1, z2 = self.projector(h1), self.projector(h2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
+        sync = self.distributed and self.bug != "per_rank_statistics"
         total = 0
         for a, b in zip(z1, z2):
-            B = a.shape[0]
+            B = a.shape[0] * (world_size() if self.distributed else 1)       # the global batch
             if self.standardise:
-                a = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + 1e-5)
-                b = (b - b.mean(0)) / torch.sqrt(b.var(0, unbiased=False) + 1e-5)
+                a, b = standardise(a, sync), standardise(b, sync)
             c = a.T @ b / B
+            if self.distributed:                          # the authors' c summed over ranks, here with gradient
+                c = all_reduce(c)
             on = (torch.diagonal(c) - 1).pow(2).sum()
             off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
             total = total + on + self.lambd * off

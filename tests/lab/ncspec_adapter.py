@@ -52,18 +52,21 @@ class LabVICReg:
 
 class LabBarlowTwins:
     name = "lab-barlow-twins"
-    capabilities = frozenset({"barlow_twins"})
+    capabilities = frozenset({"barlow_twins", "distributed"})
 
     def __init__(self, bug: str = ""):
         self.bug = bug
 
     def build(self, method, encoder, embed_dim, **options):
-        _only(method, options, {"lambda_offdiag", "batchnorm"})
+        _only(method, options, {"lambda_offdiag", "batchnorm", "distributed"})
         return BarlowTwins(encoder, embed_dim, **_layout(encoder), lambd=options.get("lambda_offdiag", 0.0051),
-                           standardise=options.get("batchnorm", True), bug=self.bug)
+                           standardise=options.get("batchnorm", True), distributed=options.get("distributed", False),
+                           bug=self.bug)
 
 
 byol, vicreg, barlow_twins = LabBYOL(), LabVICReg(), LabBarlowTwins()
 
 
 vicreg_per_rank_batchnorm = LabVICReg("per_rank_batchnorm")     # a planted bug: the expander's BN statistics per rank
+#: a planted bug (lightly's): under data parallelism each rank standardises its shard with its own statistics
+barlow_twins_per_rank_statistics = LabBarlowTwins("per_rank_statistics")
