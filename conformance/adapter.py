@@ -12,7 +12,9 @@ An adapter is any object with
   ``"barlow_twins"``, ``"vicreg"``, ``"dino"``, ``"swav"``, ``"simsiam_mlp"``,
   ``"lsimple"`` with ablations ``"ablation:no_predictor"``, ``"ablation:no_decorrelation"``,
   ``"ablation:no_batchnorm"``, ``"ablation:bn_no_center"``, ``"ablation:no_centering"``,
-  ``"ablation:no_sinkhorn"``;
+  ``"ablation:no_sinkhorn"``; and ``"ablation:no_projector"`` (a learner with its own ``projector``
+  accepts ``projector=False`` and then applies none: its loss acts on the encoder's output, where the
+  claims stated for a linear embedding — C5, S1–S3 — read it);
 * ``build(method, encoder, embed_dim, **options) -> learner`` — a learner around
   an ``encoder`` that the harness owns (a linear map for the theory claims).
 
@@ -80,6 +82,7 @@ PART_TAGS = frozenset({
     "target:ema", "weight_decay", "symmetrized", "distributed", "distributed:batchnorm",
     "ablation:no_stopgrad", "ablation:wrong_side", "ablation:no_predictor", "ablation:no_decorrelation",
     "ablation:no_batchnorm", "ablation:bn_no_center", "ablation:no_centering", "ablation:no_sinkhorn",
+    "ablation:no_projector",
 })
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from ncspec.reference import losses
 from ncspec.reference import predictors as _predictors
-from ncspec.reference.encoders import embed_pair, unit
+from ncspec.reference.encoders import BN_EPS, embed_pair, unit
 from ncspec.reference.losses import SG, half_sq, predict
 from ncspec.reference.methods import center as _center
 from ncspec.reference.methods import clustering as _clustering
@@ -333,6 +333,32 @@ def barlow_twins_batchnorm_option_ignored(method, options):
     if method == "barlow_twins" and options.get("batchnorm") is False:
         options["batchnorm"] = True          # batchnorm=False accepted, the batch still standardised
     return options
+
+
+def barlow_twins_pooled_statistics(learner):
+    """Both views standardised with the mean and std of the two batches together (lightly issue #1806)."""
+    if isinstance(learner, _redundancy.BarlowTwins):
+        def cross_correlation(z1, z2):
+            both = torch.cat([z1, z2], -2)
+            mean, var = both.mean(-2, keepdim=True), both.var(-2, unbiased=False, keepdim=True)
+            a, b = ((z - mean) / torch.sqrt(var + BN_EPS) for z in (z1, z2))
+            return a.transpose(-1, -2) @ b / z1.shape[-2]
+        learner.cross_correlation = cross_correlation
+
+
+def vicreg_pooled_statistics(learner):
+    """VICReg's variance and covariance taken over the two branches' batches together (one term, counted twice)."""
+    if isinstance(learner, _redundancy.VICReg):
+        def loss(view1, view2):
+            z1, z2 = embed_pair(learner.encoder, view1, view2, learner.M, min_batch=2)
+            both = torch.cat([z1, z2], -2)
+            x = both - both.mean(-2, keepdim=True)
+            std = torch.sqrt(x.var(dim=-2) + learner.eps)
+            cov = x.transpose(-1, -2) @ x / (x.shape[-2] - 1)
+            terms = ((z1 - z2).pow(2).mean((-2, -1)), torch.relu(1 - std).mean(-1),
+                     2 * _redundancy.off_diagonal(cov).pow(2).sum(-1) / learner.M)
+            return sum(w * t for w, t in zip((learner.sim_coeff, learner.std_coeff, learner.cov_coeff), terms)).sum()
+        learner.loss = loss
 
 
 def vicreg_variance_ignored(learner):

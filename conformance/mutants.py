@@ -146,6 +146,10 @@ MUTANTS = {m.name: m for m in [
     _spec("vicreg_std_coeff_option_ignored", "VICReg's std_coeff option ignored (the variance term stays at the "
           "default weight 25: the no-variance ablation trains the intact loss)", ["C6", "N11"],
           option_patch=patches.vicreg_std_coeff_option_ignored),
+    _spec("barlow_twins_pooled_statistics", "Barlow Twins' views standardised with the statistics of both batches "
+          "together (lightly issue #1806)", ["C4", "C13"], learner_patch=patches.barlow_twins_pooled_statistics),
+    _spec("vicreg_pooled_statistics", "VICReg's variance and covariance over both branches' batches together",
+          ["C6", "C13"], learner_patch=patches.vicreg_pooled_statistics),
     _spec("symmetric_terms_overwritten", "SimSiam's symmetrised terms overwritten instead of summed", ["C7"],
           learner_patch=patches.symmetric_terms_overwritten),
     _spec("gather_without_autograd", "global batch gathered without autograd (gradients off by the world "

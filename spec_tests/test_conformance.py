@@ -1045,6 +1045,164 @@ def test_vicreg_loss_ignores_the_center_vector(impl, record, seed, shift):
                           f"batch mean, or a std about 0)")
 
 
+# --- C13: the redundancy family's batch statistics are taken per branch ---------------------------------
+
+C13 = register(
+    "C13", title="Barlow Twins and VICReg take each branch's batch statistics over that branch alone",
+    source=[cite("zbontar2021", "eq. 2: each view's embedding is standardised along its own batch dimension"),
+            cite("bardes2022", "eq. 6: v(Z) + v(Z′) and c(Z) + c(Z′), each of one branch's batch")],
+    statement="Barlow Twins standardises each view with its own batch mean and std, so its loss is unchanged when "
+              "the two views' embeddings are moved by different positive per-feature scales and shifts. VICReg's "
+              "variance and covariance terms see one branch each, so moving one branch by b changes only the "
+              "invariance term, by t²‖b‖²/D for a shift tb orthogonal to the views' mean difference: "
+              "ΔL(2b)/ΔL(b) = 4 whatever the loss's constant factor. Statistics pooled over both views (a real bug "
+              "report: lightly issue #1806, found by comparing loss(x, x) with loss(x, 2x + 4)) break both.",
+    measures="on the embedding the loss acts on (the output of the learner's own projector where it exposes one, "
+             "else the encoder's; a weightless encoder passes the views through): Barlow Twins |L(a₁z₁ + b₁, "
+             "a₂z₂ + b₂) − L(z₁, z₂)| / |L|, a ∈ [1, 3] and b per feature and view; VICReg ΔL(2b) / ΔL(b) for b "
+             "added to branch 1 only; a control that breaks the pairing of the views must move the loss (else the "
+             "maps did not reach it)",
+    prediction="Barlow Twins 0; VICReg 4",
+    tolerance="the rounding of the dtypes involved (float64: 1e-8, the loss-scale fit's bound), and for Barlow "
+              "Twins twice what BatchNorm's ε = 1e-5 moves the definition between the two points (the embeddings "
+              "are first scaled so every feature variance is ≥ 1e6: ≤ 1e-11 here); for VICReg × L/ΔL(b), the "
+              "cancellation in the difference. Pooled statistics move either by O(1).")
+
+
+class _PerView:
+    """``learner.projector`` replaced by ``map_v ∘ projector`` for view v, the views told apart by the projector's
+    input (the weightless encoder passes them through): one call per view, or both concatenated along the batch."""
+
+    def __init__(self, head, views, maps):
+        self.head, self.views, self.maps = head, views, maps
+
+    def __getattr__(self, name):                 # the head's own members (parameters, modules) stay reachable
+        return getattr(self.__dict__["head"], name)
+
+    def __call__(self, h):
+        z = self.head(h)
+        for v, m in zip(self.views, self.maps):
+            if h.shape == v.shape and torch.equal(h, v.to(h.dtype)):
+                return m(z)
+        B = self.views[0].shape[-2]
+        if h.shape[-2] == 2 * B and all(torch.equal(part, v.to(h.dtype)) for part, v in
+                                        zip(h.split(B, -2), self.views)):
+            return torch.cat([m(part) for m, part in zip(self.maps, z.split(B, -2))], -2)
+        pytest.skip("C13 cannot tell the two views apart in the input of the learner's projector (neither view, "
+                    "nor both concatenated along the batch), so it cannot move one branch's embedding alone")
+
+
+def _loss_with_maps(learner, z1, z2, maps) -> float:
+    """The learner's loss with view v's embedding (what the loss acts on) replaced by ``maps[v]`` of it."""
+    head = getattr(learner, "projector", None)
+    if not callable(head):
+        return learner.loss(maps[0](z1), maps[1](z2)).item()
+    learner.projector = _PerView(head, (z1, z2), maps)
+    try:
+        return learner.loss(z1, z2).item()
+    finally:
+        learner.projector = head
+
+
+def _embeddings(learner, z):
+    """(S, B, D): the embeddings the loss acts on for the views ``z`` (S, B, M) of a weightless encoder — the
+    learner's projector of them (each replica through its own head), else ``z``."""
+    head = getattr(learner, "projector", None)
+    with torch.no_grad():
+        return (head(z) if callable(head) else z).to(torch.float64)
+
+
+def _redundancy_views(seed: int, S: int = 2, B: int = 32, M: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((S, B, M), generator=g, dtype=torch.float64)
+    return g, x + 0.3 * torch.randn(x.shape, generator=g, dtype=x.dtype), \
+        x + 0.3 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+
+
+def _pairing_control(record, learner, z1, z2, base: float, same) -> None:
+    """The maps reach the loss: reversing view 2's batch order (pairs broken) must move it."""
+    broken = _loss_with_maps(learner, z1, z2, (same, lambda z: same(z).flip(-2)))
+    moved = abs(broken - base) / max(abs(base), 1e-12)
+    record.within("control: |L(pairs broken) − L| / |L| (the maps reach the loss)", moved, "> 1e-3", error=1e-3 / max(
+        moved, 1e-300), tolerance=1.0, message=f"breaking the pairing of the views moved the loss only by {moved:.2e} "
+                                               f"(relative): the per-view maps did not reach the embedding the loss "
+                                               f"acts on, so C13 measured nothing")
+
+
+@C13.check
+@given(seed=SEEDS, shift=st.floats(0.5, 4.0))
+def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, seed, shift):
+    require(impl, "barlow_twins")
+    from ncspec.conformance.scale import involved_dtypes, residual_tol
+    from ncspec.reference.encoders import Identity
+    impl = scale_free(impl, "C13's invariance |L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| = 0 holds whatever the scale")
+    g, z1, z2 = _redundancy_views(seed)
+    S, _, M = z1.shape
+    learner = impl.build("barlow_twins", Identity(M, replicas=S), M, lambda_offdiag=0.0051)
+    e1, e2 = _embeddings(learner, z1), _embeddings(learner, z2)
+    D = e1.shape[-1]
+    k = (1e6 / torch.cat([e1, e2], -2).var(-2, unbiased=False).min().clamp_min(1e-300)).sqrt().item()
+    a1, a2 = (1 + 2 * torch.rand((S, 1, D), generator=g, dtype=torch.float64) for _ in range(2))
+    b1, b2 = (shift * k * torch.randn((S, 1, D), generator=g, dtype=torch.float64) for _ in range(2))
+
+    def same(z):
+        return k * z
+
+    base = _loss_with_maps(learner, z1, z2, (same, same))
+    moved = _loss_with_maps(learner, z1, z2, (lambda z: k * a1.to(z.dtype) * z + b1.to(z.dtype),
+                                              lambda z: k * a2.to(z.dtype) * z + b2.to(z.dtype)))
+    _pairing_control(record, learner, z1, z2, base, same)
+    with torch.no_grad():                        # what ε moves the definition between the two points (replica 0)
+        d = [bt_definition(k * a1[0] * e1[0] + b1[0], k * a2[0] * e2[0] + b2[0], 0.0051, eps=BN_EPS),
+             bt_definition(k * e1[0], k * e2[0], 0.0051, eps=BN_EPS), bt_definition(k * e1[0], k * e2[0], 0.0051)]
+    eps_moves = abs((d[0] - d[1]) / d[2]).item()
+    tol = max(residual_tol(involved_dtypes(learner, torch.zeros((), dtype=e1.dtype))), 2 * eps_moves)
+    err = abs(moved - base) / max(abs(base), 1e-12)
+    record.within("|L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| / |L|", err, 0.0, error=err, tolerance=tol,
+                  message=f"Barlow Twins' loss moves from {base:.10g} to {moved:.10g} when each view's embedding gets "
+                          f"its own positive per-feature scale and shift: the views are not standardised each over its "
+                          f"own batch (statistics pooled over both views, or no standardisation; Zbontar et al. 2021, "
+                          f"eq. 2)")
+
+
+@C13.check
+@given(seed=SEEDS, size=st.floats(0.5, 2.0))
+def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, size):
+    require(impl, "vicreg")
+    from ncspec.conformance.scale import involved_dtypes, residual_tol
+    from ncspec.reference.encoders import Identity
+    from ncspec.reference.vectors import unit
+    impl = scale_free(impl, "C13's ratio ΔL(2b)/ΔL(b) = 4 holds whatever the loss's scale")
+    g, z1, z2 = _redundancy_views(seed)
+    S, _, M = z1.shape
+    learner = impl.build("vicreg", Identity(M, replicas=S), M)
+    e1, e2 = _embeddings(learner, z1), _embeddings(learner, z2)
+    m = (e1 - e2).mean(-2, keepdim=True)                                   # (S, 1, D): the views' mean difference
+    b = unit(torch.randn(m.shape, generator=g, dtype=torch.float64))
+    b = unit(b - (b * unit(m)).sum(-1, keepdim=True) * unit(m)) * size * e1.std(-2).mean()   # ⊥ m, per replica
+
+    def same(z):
+        return z
+
+    def moved_by(t):
+        return lambda z: z + t * b.to(z.dtype)
+
+    base = _loss_with_maps(learner, z1, z2, (same, same))
+    d1, d2 = (_loss_with_maps(learner, z1, z2, (moved_by(t), same)) - base for t in (1.0, 2.0))
+    _pairing_control(record, learner, z1, z2, base, same)
+    record.within("ΔL(b) (the invariance term's change must reach the loss)", d1, "> 0", error=0.0 if d1 > 0 else 1.0,
+                  tolerance=0.5, message=f"moving branch 1's embedding by b changed VICReg's loss by {d1:.3g}: the "
+                                         f"invariance term does not see it (sim_coeff 0, or the shift not reaching "
+                                         f"the loss)")
+    ratio = d2 / d1
+    tol = 4 * residual_tol(involved_dtypes(learner, torch.zeros((), dtype=e1.dtype))) * max(1.0, abs(base) / d1)
+    record.within("ΔL(2b) / ΔL(b), b on branch 1 only", ratio, 4.0, error=abs(ratio - 4.0) / 4.0, tolerance=tol,
+                  message=f"moving branch 1 by b and 2b changes VICReg's loss by {d1:.6g} and {d2:.6g} (ratio "
+                          f"{ratio:.6g}, not 4): its variance or covariance term depends on the other branch "
+                          f"(statistics pooled over both views?), while Bardes et al. 2022, eq. 6 regularise each "
+                          f"branch on its own batch")
+
+
 # --- C11: BYOL's and SimSiam's loss through the implementation's own heads --------------------------------
 
 C11 = register(
