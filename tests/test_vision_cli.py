@@ -69,6 +69,28 @@ def test_reproduce_table1_spreads_cells_over_devices(data_root, tmp_path, capsys
     assert sorted(c["ema"] for c in doc["cells"]) == [False, True]          # worker processes wrote both cells
 
 
+def test_reproduce_table1_small_scale_runs_end_to_end_and_resumes(data_root, tmp_path, capsys):
+    """--scale dry: --scale cpu's code path (the reduced no-EMA grid, its table beside the paper's) in seconds."""
+    out = tmp_path / "small"
+    args = ["reproduce", "table1", "--scale", "dry", "--data-root", str(data_root), "--out", str(out), "--devices",
+            "cpu"]
+    assert vision_main(args) == 0
+    text = capsys.readouterr().out
+    assert "Table 1 in miniature (dry scale" in text and "no EMA (paper)" in text
+    assert "59.9 ± 2.1" in text and "73.5 ± 0.5" in text and "IsoLoss − SimSiam loss, no EMA, kNN: per seed" in text
+    doc = json.loads((out / "table1.json").read_text())
+    assert doc["schema"] == "ncspec.table1-small/1" and len(doc["runs"]) == 4 and doc["user_cpu_s"] > 0
+    assert {(c["loss"], c["ema"], c["readout_acc"][2]) for c in doc["cells"]} == {("simsiam", False, 2),
+                                                                                  ("isoloss", False, 2)}
+    assert len(doc["gaps"]["noema/knn_acc"]["diffs"]) == 2
+    cell = json.loads((out / "cifar10-isoloss-noema-s1" / "metrics.json").read_text())
+    cfg = cell["config"]
+    assert (cfg["width"], cfg["optimizer"], cfg["ema"], cfg["limit"], cfg["seed"]) == ("tiny", "sgd", False, 32, 1)
+    mtime = (out / "cifar10-isoloss-noema-s1" / "metrics.json").stat().st_mtime_ns
+    assert vision_main(args) == 0                                            # finished cells are not run again
+    assert (out / "cifar10-isoloss-noema-s1" / "metrics.json").stat().st_mtime_ns == mtime
+
+
 def test_reproduce_table1_help_documents_protocol_and_wall_clock(capsys):
     with pytest.raises(SystemExit):
         vision_main(["reproduce", "table1", "--help"])

@@ -183,7 +183,14 @@ def _add_reproduce(sub):
     t.add_argument("--download", action="store_true", help="let torchvision download the data sets")
     t.add_argument("--out", default="table1", help="output folder (one subfolder per cell); default ./table1")
     t.add_argument("--datasets", default="cifar10,stl10", help="comma-separated subset of cifar10,stl10")
-    t.add_argument("--seeds", type=int, default=4)
+    t.add_argument("--seeds", type=int, default=None, help="default 4 (--scale cpu: 3, dry: 2)")
+    t.add_argument("--scale", choices=["full", "cpu", "dry"], default="full",
+                   help="full (default): the protocol above; cpu: Table 1's no-EMA CIFAR-10 comparison in "
+                        "miniature for a 2-core CPU (1/8-width VGG11, 60 epochs on the CIFAR-10 fragment .npz or "
+                        "the first 5,170 images of a CIFAR-10 root, 3 seeds; ≤ 45 min; two cells at a time); "
+                        "dry: the same grid on 32 images for one epoch (a plumbing check, seconds)")
+    t.add_argument("--ema", action="store_true", help="--scale cpu/dry: also the EMA arm (LARS, target EMA 0.99; "
+                   "about 4/3 of the no-EMA arm's time again)")
     t.add_argument("--only", default=None, help="run only the cells whose name (e.g. stl10-isoloss-noema-s2) "
                    "contains one of these comma-separated strings")
     t.add_argument("--devices", default=None, help="comma-separated devices the independent cells are spread over, "
@@ -201,9 +208,52 @@ def _add_reproduce(sub):
     t.set_defaults(func=cmd_reproduce)
 
 
+def cmd_reproduce_small(a) -> int:
+    """``--scale cpu`` / ``dry``: the reduced no-EMA grid (``table1.SMALL_SCALES``), its table beside the paper's."""
+    import os
+
+    from ncspec.reference.vision import table1 as T
+    from ncspec.reference.vision.data import DataRootError, load_dataset
+    sc = T.SMALL_SCALES[a.scale]
+    try:
+        load_dataset(*T.small_dataset(a.data_root), limit=1)    # fail fast, before any cell starts
+    except DataRootError as e:
+        print(f"ncspec reproduce table1: {e}", file=sys.stderr)
+        return 2
+    devices = _devices(a.devices) if a.devices else ["cpu"] * max(1, min(2, os.cpu_count() or 1))
+    if any(d != "cpu" for d in devices):
+        print(f"ncspec reproduce table1: --scale {a.scale} runs on CPU workers (--devices cpu,cpu); "
+              f"got {devices}.", file=sys.stderr)
+        return 2
+    log = lambda s: print(s, file=sys.stderr, flush=True)
+    log(f"table1 --scale {a.scale}: {len(T.small_grid(sc, a.seeds, a.ema or None))} cells, {len(devices)} CPU "
+        f"worker(s) → {a.out} (finished cells are kept; rerun the same command to resume)")
+    docs, summary = T.run_small(sc, a.data_root, a.out, devices, seeds=a.seeds, ema=a.ema or None, log=log)
+    table = T.format_small_table(summary, sc, Path(a.data_root).name)
+    print(table)
+    cpu = [T.cpu_seconds(Path(d["config"]["out"])) for d in docs]
+    user = sum(c["user_s"] for c in cpu if c)
+    print(f"\ncells' user CPU {user / 60:.1f} min in all ({user / max(1, len(docs)) / 60:.1f} min per cell); "
+          f"ours: online linear readout on the test split (the paper's measure), kNN k=200 τ=0.1, "
+          f"probe = offline L-BFGS linear probe; paper: Halvagal et al. 2022, Table 1, CIFAR-10 (800 epochs, "
+          f"full-width VGG11, 50,000 images): not comparable in size, only in ordering.")
+    doc = dict(schema="ncspec.table1-small/1", scale=sc.name, data=str(a.data_root), table=table,
+               user_cpu_s=user, cells=[{"loss": l, "ema": e, **v} for (l, e), v in summary.items()],
+               gaps={f"{'ema' if e else 'noema'}/{m}": T.small_gap(summary, e, m)
+                     for e in sorted({e for _, e in summary}) for m in ("readout_acc", "knn_acc", "probe_acc")},
+               runs=[d["config"]["out"] for d in docs])
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    for path in filter(None, [str(Path(a.out) / "table1.json"), a.json]):
+        Path(path).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
 def cmd_reproduce(a) -> int:
     from ncspec.reference.vision import table1 as T
     from ncspec.reference.vision.data import DataRootError, load_dataset
+    if a.scale != "full":
+        return cmd_reproduce_small(a)
+    a.seeds = a.seeds or 4
     devices = _devices(a.devices)
     cuda = devices[0].startswith("cuda")
     datasets = [d.strip() for d in a.datasets.split(",") if d.strip()]
