@@ -592,6 +592,8 @@ class ScaleAwareAdapter(_Proxy):
         conventions = conv.for_method(inner, method)
         if method not in methods.METHODS or options.get("distributed"):
             return learner                                # nothing to compare with
+        # projector=False (ablation:no_projector) switches off the implementation's own head; the definition has none
+        options = {k: v for k, v in options.items() if k != "projector"}
         if scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
             note = scale_heads.missing_part(learner, method) or _serves_only_its_views(encoder)
             declared = _declared_factor(inner, method) if note and note == _serves_only_its_views(encoder) else ""

@@ -27,6 +27,31 @@ def require(impl, *tags: str) -> None:
         pytest.skip(f"adapter {impl.name!r} does not declare {', '.join(missing)}")
 
 
+NO_PROJECTOR = "ablation:no_projector"
+
+
+def on_the_linear_embedding(impl, method: str, claim: str, M: int = 3) -> dict:
+    """The build options that put ``method``'s loss on the linear embedding z = Wx a claim is stated for: none when
+    its learner has no head of its own; ``projector=False`` when it has one and the adapter declares
+    ``ablation:no_projector``; otherwise a skip saying what to declare. The probe builds do not count as exercising
+    the adapter."""
+    from ncspec.conformance import coverage
+    from ncspec.conformance.scale import unscaled
+    encoder = LinearEncoder(torch.eye(M, dtype=torch.float64).unsqueeze(0))
+    with coverage.uncounted():
+        if getattr(unscaled(impl).build(method, encoder, M), "projector", None) is None:
+            return {}
+        if NO_PROJECTOR not in impl.capabilities:
+            pytest.skip(f"adapter {impl.name!r}: its {method} acts after its own projector (learner.projector), while "
+                        f"{claim} is stated for the loss on the linear embedding z = Wx (a nonlinear head of another "
+                        f"width is another model); declare {NO_PROJECTOR!r} if build(..., projector=False) gives the "
+                        f"same loss without the head")
+        head = getattr(unscaled(impl).build(method, encoder, M, projector=False), "projector", None)
+    assert head is None, (f"adapter {impl.name!r} declares {NO_PROJECTOR!r}, but its {method} built with "
+                          f"projector=False still exposes learner.projector: the option is accepted but ignored")
+    return {"projector": False}
+
+
 @dataclass(frozen=True)
 class LinearSetup:
     """One draw of the linear-Gaussian model of Halvagal et al. 2022 §2."""

@@ -64,6 +64,12 @@ def test_c2_reads_the_cosine_schedule_it_was_declared(lab, conformance):
     ("byol", "schedule_reaches_one_early", C9, "reaches its final value at update"),
     ("byol", "ema_per_micro_batch", C10, "moved during loss()"),
     ("vicreg", "covariance_not_centred", "test_vicreg_loss_ignores_the_center_vector", "not centred"),
+    ("vicreg", "std_over_features", "test_vicreg_terms_match_their_definitions",
+     "std taken over the feature dimension"),
+    ("barlow_twins", "pooled_statistics", "test_barlow_twins_standardises_each_view_over_its_own_batch",
+     "not standardised each over its own batch"),
+    ("barlow_twins", "projector_option_ignored", "test_barlow_twins_cross_correlation_goes_to_identity",
+     "projector=False still exposes learner.projector"),
     ("byol", "no_l2_normalisation", "test_predictive_loss_matches_its_definition_through_its_heads",
      "the l2-normalisation is missing"),
 ])
@@ -73,12 +79,16 @@ def test_a_planted_bug_fails_by_assertion_naming_it(lab, conformance, family, bu
 
 
 def test_the_lab_vicreg_and_barlow_twins_pass_their_definition_claims_through_their_heads(lab, conformance):
-    """C6 and C12 judge VICReg after its expander, C4 Barlow Twins after its projector (BatchNorm's ε there bounded
-    from the definition itself), C7 both."""
+    """C6, C12 and C13 judge VICReg after its expander, C4 and C13 Barlow Twins after its projector (BatchNorm's ε
+    there bounded from the definition itself), C7 both; C5 reads the Barlow Twins loss without its projector
+    (ablation:no_projector)."""
     for family, tests in (("vicreg", ("test_vicreg_terms_match_their_definitions", "test_symmetrised_loss_is_symmetric",
-                                      "test_vicreg_loss_ignores_the_center_vector")),
+                                      "test_vicreg_loss_ignores_the_center_vector",
+                                      "test_vicreg_regularises_each_branch_on_its_own_batch")),
                           ("barlow_twins", ("test_barlow_twins_loss_matches_its_definition",
-                                            "test_symmetrised_loss_is_symmetric"))):
+                                            "test_symmetrised_loss_is_symmetric",
+                                            "test_barlow_twins_standardises_each_view_over_its_own_batch",
+                                            "test_barlow_twins_cross_correlation_goes_to_identity"))):
         for test in tests:
             lab(conformance, test, family)
 

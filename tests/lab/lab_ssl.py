@@ -196,26 +196,34 @@ def standardise(z: Tensor, sync: bool) -> Tensor:
 
 
 class BarlowTwins:
-    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, projector: int = 0,
-                 lambd: float = 0.0051, standardise: bool = True, distributed: bool = False, bug: str = ""):
-        w = projector or 4 * dim
+    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32,
+                 projector: int | None = 0, lambd: float = 0.0051, standardise: bool = True, distributed: bool = False,
+                 bug: str = ""):
+        w = projector or 4 * dim                     # projector=None: no head, the loss on the backbone's output
         self.encoder, self.lambd, self.standardise, self.bug = backbone, lambd, standardise, bug
         self.distributed = distributed
-        self.projector = Replicated(lambda: mlp([dim, w, w], sync=distributed), replicas).to(dtype)
+        if bug == "projector_option_ignored":
+            projector = projector or 0
+        self.projector = None if projector is None else \
+            Replicated(lambda: mlp([dim, w, w], sync=distributed), replicas).to(dtype)
 
     def parameters(self):
         yield from self.encoder.parameters()
-        yield from self.projector.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
 
     def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
-        h1, h2 = self.encoder(x1), self.encoder(x2)
-        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = self.encoder(x1), self.encoder(x2)
+        if self.projector is not None:
+            z1, z2 = self.projector(z1), self.projector(z2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
         sync = self.distributed and self.bug != "per_rank_statistics"
         total = 0
         for a, b in zip(z1, z2):
             B = a.shape[0] * (world_size() if self.distributed else 1)       # the global batch
-            if self.standardise:
+            if self.standardise and self.bug == "pooled_statistics":     # one BatchNorm call on both views
+                a, b = standardise(torch.cat([a, b]), sync).split(a.shape[0])
+            elif self.standardise:
                 a, b = standardise(a, sync), standardise(b, sync)
             c = a.T @ b / B
             if self.distributed:                          # the authors' c summed over ranks, here with gradient

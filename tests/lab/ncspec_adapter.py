@@ -52,16 +52,17 @@ class LabVICReg:
 
 class LabBarlowTwins:
     name = "lab-barlow-twins"
-    capabilities = frozenset({"barlow_twins", "distributed"})
+    # its config already switches off the batch standardisation and the projector: the docs' ablation tags
+    capabilities = frozenset({"barlow_twins", "distributed", "ablation:no_batchnorm", "ablation:no_projector"})
 
     def __init__(self, bug: str = ""):
         self.bug = bug
 
     def build(self, method, encoder, embed_dim, **options):
-        _only(method, options, {"lambda_offdiag", "batchnorm", "distributed"})
+        _only(method, options, {"lambda_offdiag", "batchnorm", "distributed", "projector"})
         return BarlowTwins(encoder, embed_dim, **_layout(encoder), lambd=options.get("lambda_offdiag", 0.0051),
                            standardise=options.get("batchnorm", True), distributed=options.get("distributed", False),
-                           bug=self.bug)
+                           projector=None if options.get("projector", True) is False else 0, bug=self.bug)
 
 
 byol, vicreg, barlow_twins = LabBYOL(), LabVICReg(), LabBarlowTwins()
