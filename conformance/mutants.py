@@ -144,7 +144,7 @@ MUTANTS = {m.name: m for m in [
     _spec("vicreg_variance_ignored", "VICReg's variance term silently dropped (its weight μ = std_coeff accepted, "
           "never applied)", ["C6", "N11"], learner_patch=patches.vicreg_variance_ignored),
     _spec("vicreg_std_coeff_option_ignored", "VICReg's std_coeff option ignored (the variance term stays at the "
-          "default weight 25: the no-variance ablation trains the intact loss)", ["C6", "N11"],
+          "default weight 25: the no-variance ablation trains the intact loss)", ["C6", "N8", "N11"],
           option_patch=patches.vicreg_std_coeff_option_ignored),
     _spec("barlow_twins_pooled_statistics", "Barlow Twins' views standardised with the statistics of both batches "
           "together (lightly issue #1806)", ["C4", "C13"], learner_patch=patches.barlow_twins_pooled_statistics),

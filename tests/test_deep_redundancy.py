@@ -49,6 +49,25 @@ def test_n11_catches_a_std_coeff_option_that_is_ignored(deep):
         deep(N11_ABLATED, "mutant:vicreg_std_coeff_option_ignored")
 
 
+N8_VICREG = "test_the_center_vector_grows_without_vicregs_variance_term"
+
+
+def test_n8_reads_n11s_runs_on_the_reference_and_the_labs_vicreg(deep):
+    """N8's VICReg case passes on the reference (its encoder's output) and on the lab's VICReg of tests/lab/ (its
+    expander's output, the embedding the loss acts on)."""
+    for adapter, where in (("reference", "embeddings"),
+                           (f"{Path(__file__).resolve().parent / 'lab' / 'ncspec_adapter.py'}:vicreg",
+                            "expander output")):
+        rows = list(deep(N8_VICREG, adapter).rows)
+        assert any(q.startswith(f"vicreg: ‖s‖ std_coeff = 0 / ‖s‖ intact ({where}") for q in rows), rows
+
+
+def test_n8_catches_a_std_coeff_option_that_is_ignored(deep):
+    """Both runs train the intact loss: the ratio of their ‖s‖ is 1 exactly."""
+    with pytest.raises(AssertionError, match="does not separate vicreg without its variance term"):
+        deep(N8_VICREG, "mutant:vicreg_std_coeff_option_ignored")
+
+
 def test_n12_catches_a_barlow_twins_without_its_off_diagonal_term(deep):
     """The intact run trains the ablated loss: the ratio of their RankMe is 1 exactly."""
     with pytest.raises(AssertionError, match="off-diagonal term does not keep the dimensions"):
