@@ -185,12 +185,13 @@ def _add_reproduce(sub):
     t.add_argument("--datasets", default="cifar10,stl10", help="comma-separated subset of cifar10,stl10")
     t.add_argument("--seeds", type=int, default=None, help="default 4 (--scale cpu: 3, dry: 2)")
     t.add_argument("--scale", choices=["full", "cpu", "dry"], default="full",
-                   help="full (default): the protocol above; cpu: Table 1's no-EMA CIFAR-10 comparison in "
-                        "miniature for a 2-core CPU (1/8-width VGG11, 60 epochs on the CIFAR-10 fragment .npz or "
-                        "the first 5,170 images of a CIFAR-10 root, 3 seeds; ≤ 45 min; two cells at a time); "
-                        "dry: the same grid on 32 images for one epoch (a plumbing check, seconds)")
-    t.add_argument("--ema", action="store_true", help="--scale cpu/dry: also the EMA arm (LARS, target EMA 0.99; "
-                   "about 4/3 of the no-EMA arm's time again)")
+                   help="full (default): the protocol above; cpu: Table 1's CIFAR-10 comparison in miniature for "
+                        "a 2-core CPU (1/8-width VGG11, 40 epochs on the CIFAR-10 fragment .npz or the first 5,170 "
+                        "images of a CIFAR-10 root, 3 seeds, no EMA first, then EMA; ≈ 31 min of two cores; two "
+                        "cells at a time); dry: the no-EMA grid on 32 images for one epoch (a plumbing check)")
+    t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="--scale cpu/dry: with (--ema) or without (--no-ema) the EMA arm (default: cpu with, dry "
+                        "without); the no-EMA cells always run first")
     t.add_argument("--only", default=None, help="run only the cells whose name (e.g. stl10-isoloss-noema-s2) "
                    "contains one of these comma-separated strings")
     t.add_argument("--devices", default=None, help="comma-separated devices the independent cells are spread over, "
@@ -226,9 +227,9 @@ def cmd_reproduce_small(a) -> int:
               f"got {devices}.", file=sys.stderr)
         return 2
     log = lambda s: print(s, file=sys.stderr, flush=True)
-    log(f"table1 --scale {a.scale}: {len(T.small_grid(sc, a.seeds, a.ema or None))} cells, {len(devices)} CPU "
+    log(f"table1 --scale {a.scale}: {len(T.small_grid(sc, a.seeds, a.ema))} cells, {len(devices)} CPU "
         f"worker(s) → {a.out} (finished cells are kept; rerun the same command to resume)")
-    docs, summary = T.run_small(sc, a.data_root, a.out, devices, seeds=a.seeds, ema=a.ema or None, log=log)
+    docs, summary = T.run_small(sc, a.data_root, a.out, devices, seeds=a.seeds, ema=a.ema, log=log)
     table = T.format_small_table(summary, sc, Path(a.data_root).name)
     print(table)
     cpu = [T.cpu_seconds(Path(d["config"]["out"])) for d in docs]
