@@ -165,6 +165,6 @@ def test_the_lab_trains_data_parallel_with_global_batch_statistics(d1, method):
                                          ("vicreg_per_rank_batchnorm", "vicreg")])
 def test_per_rank_statistics_fail_d1_by_assertion_naming_them(d1, attr, method):
     """Planted: Barlow Twins' cross-correlation standardised with each rank's own statistics (lightly's and
-    stable-pretraining's objective; D1 reads 2.50), VICReg's expander BatchNorm per rank (1.68)."""
+    stable-pretraining's objective; D1 reads 2.50), VICReg's expander BatchNorm per rank (0.77)."""
     with pytest.raises(AssertionError, match="differs from the global-batch gradient .* per-rank batch statistics"):
         d1(attr, method)
