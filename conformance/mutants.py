@@ -142,7 +142,7 @@ MUTANTS = {m.name: m for m in [
           "declares the authors' code's ½[v(Z) + v(Z′)] (conventions vicreg_variance = 'authors_code')", ["C6"],
           learner_patch=patches.vicreg_variance_doubled, conventions={"vicreg_variance": "authors_code"}),
     _spec("vicreg_variance_ignored", "VICReg's variance term silently dropped (its weight μ = std_coeff accepted, "
-          "never applied)", ["C6", "N11"], learner_patch=patches.vicreg_variance_ignored),
+          "never applied)", ["C6", "C14", "N11"], learner_patch=patches.vicreg_variance_ignored),
     _spec("vicreg_std_coeff_option_ignored", "VICReg's std_coeff option ignored (the variance term stays at the "
           "default weight 25: the no-variance ablation trains the intact loss)", ["C6", "N8", "N11"],
           option_patch=patches.vicreg_std_coeff_option_ignored),

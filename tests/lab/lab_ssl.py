@@ -162,22 +162,25 @@ def vicreg_loss(z1: Tensor, z2: Tensor, sim: float, std: float, cov: float, eps:
 
 
 class VICReg:
-    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32, expander: int = 0,
-                 sim: float = 25.0, std: float = 25.0, cov: float = 1.0, eps: float = 1e-4, distributed: bool = False,
-                 bug: str = ""):
-        w = expander or 4 * dim
+    def __init__(self, backbone: nn.Module, dim: int, *, replicas: int = 0, dtype=torch.float32,
+                 expander: int | None = 0, sim: float = 25.0, std: float = 25.0, cov: float = 1.0, eps: float = 1e-4,
+                 distributed: bool = False, bug: str = ""):
+        w = expander or 4 * dim                      # expander=None: no head, the loss on the backbone's output
         self.encoder, self.distributed = backbone, distributed
         self.coeffs, self.bug = (sim, std, cov, eps), bug
         sync = distributed and bug != "per_rank_batchnorm"
-        self.projector = Replicated(lambda: mlp([dim, w, w, w], sync=sync), replicas).to(dtype)
+        self.projector = None if expander is None else \
+            Replicated(lambda: mlp([dim, w, w, w], sync=sync), replicas).to(dtype)
 
     def parameters(self):
         yield from self.encoder.parameters()
-        yield from self.projector.parameters()
+        if self.projector is not None:
+            yield from self.projector.parameters()
 
     def loss(self, x1: Tensor, x2: Tensor) -> Tensor:
-        h1, h2 = self.encoder(x1), self.encoder(x2)
-        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = self.encoder(x1), self.encoder(x2)
+        if self.projector is not None:
+            z1, z2 = self.projector(z1), self.projector(z2)
         z1, z2 = z1.reshape(-1, *z1.shape[-2:]), z2.reshape(-1, *z2.shape[-2:])
         if self.distributed:                      # the loss on the global batch, as the authors' FullGatherLayer
             z1 = torch.stack([gather(a) for a in z1])

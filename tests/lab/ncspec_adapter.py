@@ -38,16 +38,17 @@ class LabBYOL:
 
 class LabVICReg:
     name = "lab-vicreg"
-    capabilities = frozenset({"vicreg", "distributed"})
+    capabilities = frozenset({"vicreg", "distributed", "ablation:no_projector"})   # its config's expander: None
 
     def __init__(self, bug: str = ""):
         self.bug = bug
 
     def build(self, method, encoder, embed_dim, **options):
-        _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps", "distributed"})
+        _only(method, options, {"sim_coeff", "std_coeff", "cov_coeff", "eps", "distributed", "projector"})
         return VICReg(encoder, embed_dim, **_layout(encoder), sim=options.get("sim_coeff", 25.0),
                       std=options.get("std_coeff", 25.0), cov=options.get("cov_coeff", 1.0),
-                      eps=options.get("eps", 1e-4), distributed=options.get("distributed", False), bug=self.bug)
+                      eps=options.get("eps", 1e-4), distributed=options.get("distributed", False), bug=self.bug,
+                      expander=None if options.get("projector", True) is False else 0)
 
 
 class LabBarlowTwins:
