@@ -40,8 +40,8 @@ def stopgrad_on_prediction(method, options, criterion):
 
 
 def isoloss_rearrangement_dropped(method, options, criterion):
-    if method == "isoloss" and options.get("form", "euclidean") == "euclidean":
-        return _isoloss_as_its_value
+    if method == "isoloss":    # the cosine form's value is the cosine SimSiam loss: written as it, W_P stays too
+        return _isoloss_as_its_value if options.get("form", "euclidean") == "euclidean" else losses.cosine_simsiam
 
 
 def loss_sign_flipped(method, options, criterion):

@@ -86,11 +86,24 @@ SCALES = {
 }
 
 
+#: ``cpu-long`` (opt-in: ``--scale cpu-long``): the cpu scale — every claim's 40-step runs exactly as there — plus
+#: what the cpu budget cannot show: N3's and N7's runs over :data:`LONG_RUN_STEPS` steps, and N4's no-EMA pair
+#: at the size of ``ncspec reproduce table1 --scale cpu`` (``table1_epochs``; one seed per loss). ≤ 10 min of CPU
+#: per adapter for N3 and N7 on a 2-core machine; N4 ≈ 8 min more.
+SCALES["cpu-long"] = replace(SCALES["cpu"], name="cpu-long", table1_epochs=40)
+#: the scales that run the cpu scale's network and 40-step runs (their spectra on 1,024 images)
+CPU_SCALES = ("cpu", "cpu-long")
+#: cpu-long: the step budgets of N3's and N7's runs (20 steps per epoch of the CIFAR-10 fragment at batch 256; N2
+#: skips there with the numbers of a 400-step run)
+LONG_RUN_STEPS = {"N3": 200, "N7": 400}
+
+
 def scale() -> Scale:
     name = os.environ.get(SCALE_ENV, "cpu")
     if name not in SCALES:
         raise ValueError(f"unknown deep-tier scale {name!r} (${SCALE_ENV} / --scale); use 'cpu' or 'gpu' "
-                         f"('dry': a plumbing check of a few steps).")
+                         f"('cpu-long': cpu plus the longer runs of N2, N3, N4, N7; 'dry': a plumbing check of a "
+                         f"few steps).")
     return SCALES[name]
 
 
@@ -216,7 +229,7 @@ def train_run(impl, run: Run, sc: Scale | None = None, data=None) -> dict:
                       epochs=10_000, max_steps=run.steps or sc.steps,
                       eval_every=sc.eval_every, probe=False, progress=False, device=sc.device, bf16=sc.bf16,
                       channels_last=sc.channels_last, compile=sc.compile, seed=run.seed, eval_at_start=True,
-                      eval_knn=False, spectrum_samples=1024 if sc.name == "cpu" else 4096)
+                      eval_knn=False, spectrum_samples=1024 if sc.name in CPU_SCALES else 4096)
     import torch
     from ncspec.conformance.plugin import torch_threads
     threads = torch.get_num_threads()
@@ -372,7 +385,7 @@ def learned_linear_predictor(built: dict, ds, sc: Scale) -> dict | None:
         return None
     net = getattr(built["encoder"], "online", built["encoder"])       # Served wraps the trained network
     mean, std = ds.mean_std()
-    n = 1024 if sc.name == "cpu" else 4096
+    n = 1024 if sc.name in CPU_SCALES else 4096
     _, z = embed(net, ds.x_train[:n].to(next(net.parameters()).device), mean, std, bf16=sc.bf16,
                  channels_last=sc.channels_last)
     z = z.double().cpu()
@@ -394,7 +407,7 @@ def own_head_metrics(built: dict, ds, sc: Scale) -> dict | None:
         return None
     net = getattr(built["encoder"], "online", built["encoder"])       # Served wraps the trained network
     mean, std = ds.mean_std()
-    n = 1024 if sc.name == "cpu" else 4096
+    n = 1024 if sc.name in CPU_SCALES else 4096
     _, z = embed(net, ds.x_train[:n].to(next(net.parameters()).device), mean, std, bf16=sc.bf16,
                  channels_last=sc.channels_last)
     was = getattr(head, "training", None)
@@ -431,15 +444,18 @@ def with_scale(sc: Scale, **changes) -> Scale:
 #: (30 runs, seeds 0–2: SGD runs 14–18 s, BYOL's LARS runs 20–23 s; an idle machine's wall time is about its
 #: CPU time at one thread); gpu: an ESTIMATE (not yet measured on a GPU) of
 #: compilation + 300 ResNet-18 steps at the ≤ 0.85 s/epoch target + evaluations.
-SECONDS_PER_RUN = {"cpu": 20.0, "gpu": 90.0, "dry": 2.0}
+SECONDS_PER_RUN = {"cpu": 20.0, "cpu-long": 20.0, "gpu": 90.0, "dry": 2.0}
 #: STL-10's 96 px images cost (96/32)² = 9× the pixels of CIFAR's: a 40-step cpu run (closed-form SimSiam, one
 #: thread, generated STL-format data of the full image size) took 139 s of CPU (wall 139 s), 7–9× a 32 px run; the
 #: gpu and dry figures are the CIFAR ones × 9 (estimates).
-STL10_SECONDS_PER_RUN = {"cpu": 140.0, "gpu": 9 * 90.0, "dry": 9 * 2.0}
+STL10_SECONDS_PER_RUN = {"cpu": 140.0, "cpu-long": 140.0, "gpu": 9 * 90.0, "dry": 9 * 2.0}
 #: the step budget of N11's and N12's runs at the cpu scale (half a run's cost in the budget line)
 HALF_RUN_STEPS = 20
 #: gpu, N4: two VGG11 runs of Table 1's CIFAR-10 protocol (800 epochs at ≈ 1 s, an estimate).
 TABLE1_SECONDS = 2 * 800 * 1.0
+#: cpu-long, N4: two 40-epoch no-EMA cells of ``reproduce table1 --scale cpu`` (216 and 218 s of user CPU each, seed 0,
+#: one thread, measured on the shared 2-core machine)
+TABLE1_CPU_SECONDS = 2 * 217.0
 
 
 def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
@@ -453,27 +469,36 @@ def planned_runs(capabilities, scale_name: str = "cpu") -> list[str]:
             runs.append(f"{m} without SG")
     if {"simsiam_mlp", "ablation:no_predictor"} <= caps:
         runs.append("simsiam_mlp without predictor")
+    long = scale_name == "cpu-long"                # N3's and N7's longer runs (N2 skips at cpu-long)
     if {"byol", "target:ema", "ablation:no_predictor"} <= caps and not cpu:   # N7
-        runs.append("byol without predictor")
+        n = LONG_RUN_STEPS["N7"]
+        runs += [f"byol ({n} steps)", f"byol without predictor ({n} steps)"] if long else ["byol without predictor"]
     short = f" ({HALF_RUN_STEPS} steps)" if cpu else ""   # N11, N12 (test_deep.REDUNDANCY_STEPS)
     if "vicreg" in caps:
         runs += [f"vicreg{short}", f"vicreg without the variance term{short}"]
     if "barlow_twins" in caps:
         runs += [f"barlow_twins{short}", f"barlow_twins without the off-diagonal term{short}"]
     if {"simsiam", "predictor:closed_form"} <= caps and not cpu:   # N2, N3: the IsoLoss authors' projector
-        runs.append("simsiam, projector without output BN")
-        if "isoloss" in caps:
-            runs.append("isoloss, projector without output BN")
+        n3 = f" ({LONG_RUN_STEPS['N3']} steps)" if long else ""
+        if not long:                                              # N2 (skips at cpu-long)
+            runs.append("simsiam, projector without output BN")
+        if "isoloss" in caps:                                     # N3: both losses
+            runs += [f"simsiam, projector without output BN{n3}"] if long else []
+            runs.append(f"isoloss, projector without output BN{n3}")
     return runs
 
 
 def budget_line(scale_name: str, impl, dataset: str = "cifar10") -> str:
     runs = planned_runs(impl.capabilities, scale_name)
     per_run = STL10_SECONDS_PER_RUN if dataset == "stl10" else SECONDS_PER_RUN
-    t = sum(per_run[scale_name] * (0.5 if r.endswith(f" ({HALF_RUN_STEPS} steps)") else 1.0) for r in runs)
+    steps = lambda r: int(r.rsplit("(", 1)[1].split()[0]) if r.endswith(" steps)") else 40
+    t = sum(per_run[scale_name] * steps(r) / 40 for r in runs)
     if scale_name == "gpu" and {"simsiam", "isoloss"} <= set(impl.capabilities):
         t += TABLE1_SECONDS
         runs = runs + ["Table 1: simsiam and isoloss, 800 epochs (full CIFAR-10 only)"]
+    if scale_name == "cpu-long" and {"simsiam", "isoloss"} <= set(impl.capabilities):
+        t += TABLE1_CPU_SECONDS
+        runs = runs + ["Table 1 in miniature: simsiam and isoloss without EMA, 40 epochs"]
     return (f"deep tier, {scale_name} scale, adapter {impl.name}: {len(runs)} training runs "
             f"({', '.join(runs) or 'none: no deep claim applies'}); budget ≈ {t / 60:.1f} min"
             + (" (an estimate: the gpu scale is not yet timed on a GPU)" if scale_name == "gpu" else

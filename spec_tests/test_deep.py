@@ -201,8 +201,8 @@ N2 = register(
              "spectrum is not already isotropic), DirectPred's W_P with a correlation EMA (0.5), α = ½, λ_max "
              "normalisation, cosine form",
     prediction="isotropy after training > isotropy at initialisation",
-    tolerance="an ordering; gpu scale only (at the cpu scale the claim is not shown: the skip reason gives the "
-              "numbers measured)",
+    tolerance="an ordering; gpu scale only (at the cpu and cpu-long scales the claim is not shown: the skip reason "
+              "gives the numbers measured)",
 )
 
 CPU_NOT_SHOWN_N2 = (
@@ -212,7 +212,11 @@ CPU_NOT_SHOWN_N2 = (
     "seeds 0–2), but SimSiam first concentrates it and spreads it again only slowly: isotropy 0.0082, 0.0079, "
     "0.0089 at step 20; 0.0093, 0.0085, 0.0091 at step 40; 0.0103, 0.0090, 0.0113 at step 60 (RankMe 6–26). "
     "(With SimSiam's BatchNorm-ended projector the start is already near isotropic: 0.16–0.22.) Ending more "
-    "isotropic than it began needs the gpu scale's longer runs; nothing weaker is asserted under N2.")
+    "isotropic than it began needs the gpu scale's longer runs; nothing weaker is asserted under N2. At the "
+    "cpu-long scale (400 steps, seed 0) the SimSiam loss without an EMA target collapses on this configuration "
+    "instead: isotropy 0.053 at initialisation, 0.0095 at step 40, 0.0135 at step 160 (the highest), 0.0092 at step "
+    "400; ‖s‖ 0.57 → 0.95, std·√M 0.82 → 0.29, RankMe 92 → 3.8 — Table 1's instability of the SimSiam loss without "
+    "EMA, not the spreading N2 states.")
 
 
 def isotropy(eigenvalues) -> float:
@@ -223,9 +227,10 @@ def isotropy(eigenvalues) -> float:
 
 @N2.check
 def test_closed_form_predictor_makes_the_spectrum_more_isotropic(impl, record):
+    from .deep_harness import CPU_SCALES
     require(impl, "simsiam", "predictor:closed_form")
     sc = scale()
-    if sc.name == "cpu":
+    if sc.name in CPU_SCALES:
         pytest.skip(CPU_NOT_SHOWN_N2)
     doc = train_run(impl, Run("simsiam", run_options("simsiam", sc), proj_out_bn=False), sc, image_data())
     trace(record, doc, "simsiam (closed form), projector without output BN")
@@ -271,24 +276,43 @@ CPU_NOT_SHOWN_N3 = (
     "under N3.")
 
 
+# cpu-long: N3's runs are deep_harness.LONG_RUN_STEPS["N3"] = 200 steps long and read the spectrum at their end — ≈ the
+# gpu scale's first evaluation (2 epochs of 98 steps at batch 512 = 196 steps); the cpu scale's first evaluation (step
+# 20) gives no stable order (CPU_NOT_SHOWN_N3).
+# Measured (cpu-long: 200-step runs, the configuration above, CIFAR-10 fragment), the lift of the smallest quarter from
+# initialisation to step 200, IsoLoss − SimSiam loss: seed 1 +1.61 (−9.76 vs −11.37), seed 2 +4.19 (−6.78 vs −10.97);
+# seed 0 at step 200 of 400-step runs +3.25. Both losses have concentrated the representation by then (‖s‖ 0.85–0.98,
+# RankMe 4–11 of 128, from 92 at initialisation): IsoLoss keeps its smallest modes higher within it. Boundary 0.5 ≈ the
+# mean lead less twice its standard deviation over the seeds (3.0 − 2 · 1.3): the smallest lead is 3.2× it; a loss
+# that ignores IsoLoss's rearrangement trains the SimSiam loss exactly (lead 0).
+N3_LONG_MARGIN = 0.5
+
+
 @N3.check
 def test_isoloss_lifts_the_smallest_eigenmodes_faster_than_the_simsiam_loss(impl, record):
     require(impl, "simsiam", "isoloss", "predictor:closed_form")
     sc = scale()
     if sc.name == "cpu":
         pytest.skip(CPU_NOT_SHOWN_N3)
+    from .deep_harness import LONG_RUN_STEPS
     data = image_data()
+    long = sc.name == "cpu-long"
+    steps = LONG_RUN_STEPS["N3"] if long else None
     lifts = {}
     for method in ("simsiam", "isoloss"):
-        doc = train_run(impl, Run(method, run_options(method, sc), proj_out_bn=False), sc, data)
+        doc = train_run(impl, Run(method, run_options(method, sc), proj_out_bn=False, steps=steps), sc, data)
         trace(record, doc, f"{method}, projector without output BN")
         spectra = doc["spectra"]
-        lifts[method] = small_mode_level(spectra[1]["eig_corr"]) - small_mode_level(spectra[0]["eig_corr"])
-    record("small-mode lift, IsoLoss − SimSiam loss", lifts["isoloss"] - lifts["simsiam"], "> 0",
-           error=-(lifts["isoloss"] - lifts["simsiam"]), tolerance=0.0)
-    assert lifts["isoloss"] > lifts["simsiam"], (
+        at = spectra[-1] if long else spectra[1]
+        lifts[method] = small_mode_level(at["eig_corr"]) - small_mode_level(spectra[0]["eig_corr"])
+    margin = N3_LONG_MARGIN if long else 0.0
+    record("small-mode lift, IsoLoss − SimSiam loss", lifts["isoloss"] - lifts["simsiam"], f"> {margin}",
+           error=margin - (lifts["isoloss"] - lifts["simsiam"]), tolerance=0.0)
+    assert lifts["isoloss"] - lifts["simsiam"] > margin, (
         f"IsoLoss did not lift the smallest eigenmodes faster: change of mean log(λ/λ_max) over the smallest "
-        f"quarter {lifts['isoloss']:+.3f} (IsoLoss) vs {lifts['simsiam']:+.3f} (SimSiam loss)")
+        f"quarter {lifts['isoloss']:+.3f} (IsoLoss) vs {lifts['simsiam']:+.3f} (SimSiam loss)"
+        + (f", a lead of {lifts['isoloss'] - lifts['simsiam']:+.3f} (boundary {margin}) after {steps} steps"
+           if long else ""))
 
 
 # --- N9: a learned linear predictor aligns with the embedding correlation -----------------------------
@@ -663,11 +687,33 @@ N4 = register(
     "CIFAR-10 only",
 )
 
+# cpu-long: Table 1 in miniature (``ncspec reproduce table1 --scale cpu``'s no-EMA cells: 1/8-width VGG11, 40 epochs
+# on the CIFAR-10 fragment, seed 0 per loss). Measured online readout (test split), IsoLoss vs SimSiam loss: seed 0
+# 37.9 vs 11.1 % (lead 26.8 points), seed 1 35.6 vs 9.3 % (26.3); the SimSiam loss's runs collapse (RankMe 2.8, 5.1
+# of 128; IsoLoss's 38, 61). Standard deviation over the seeds ≤ 1.6 points per loss. Boundary 10 points: more than 6
+# of those standard deviations above 0 (a loss that ignores IsoLoss's rearrangement trains the SimSiam loss exactly:
+# lead 0) and below the smallest lead measured (2.6× it).
+MINI_GAP = 0.10
+
 CPU_NOT_SHOWN_N4 = (
     "N4 cannot be shown at a small scale: Table 1's gap (IsoLoss 73.5 % vs SimSiam loss 59.9 % readout without "
     "an EMA target) is the outcome of 800 epochs of a full-width VGG11 on the 50,000 CIFAR-10 training images; "
     "a few CPU steps of a 1/8-width network say nothing about it, and nothing weaker is asserted under N4. Run "
     "`ncspec check --tier deep --scale gpu --data-root DIR` with the full CIFAR-10 in DIR.")
+
+
+def table1_in_miniature(loss: str, sc, out: str):
+    """cpu-long: seed 0's no-EMA cell of ``ncspec reproduce table1 --scale cpu`` (its data: the given .npz whole, a
+    CIFAR-10 root's first 5,170 images), ``sc.table1_epochs`` epochs, no offline probe (N4 reads the readout)."""
+    from dataclasses import replace
+
+    from ncspec.reference.vision.table1 import SMALL_SCALES, small_cell_config
+
+    from .deep_harness import dataset_spec
+    spec, root = dataset_spec()
+    cfg = small_cell_config(SMALL_SCALES["cpu"], loss, False, 0, data_root=root if spec == "cifar10" else spec[4:],
+                            out=out)
+    return replace(cfg, epochs=sc.table1_epochs, resume=False, probe=False)
 
 
 @N4.check
@@ -677,7 +723,11 @@ def test_isoloss_beats_the_simsiam_loss_without_ema(impl, record):
     if sc.table1_epochs == 0:
         pytest.skip(CPU_NOT_SHOWN_N4)
     ds = image_data()
-    if ds.x_train.shape[0] < 50_000:
+    mini = sc.name == "cpu-long"
+    if mini and ds.name == "stl10":
+        pytest.skip("N4 at the cpu-long scale is Table 1's CIFAR-10 column: give CIFAR-10 (a cifar-10-batches-py/ "
+                    "root or the CIFAR-10 fragment .npz), not STL-10.")
+    if not mini and ds.x_train.shape[0] < 50_000:
         pytest.skip(f"N4 needs the full CIFAR-10 training set (50,000 images); the data given has "
                     f"{ds.x_train.shape[0]}. {CPU_NOT_SHOWN_N4}")
     import tempfile
@@ -687,14 +737,16 @@ def test_isoloss_beats_the_simsiam_loss_without_ema(impl, record):
     acc = {}
     with tempfile.TemporaryDirectory() as out:
         for loss in ("simsiam", "isoloss"):
-            cfg = cell_config("cifar10", loss, False, 0, data_root=None, out=out, epochs=sc.table1_epochs,
-                              bf16=sc.bf16, channels_last=sc.channels_last, compile=sc.compile, device=sc.device,
-                              resume=False, probe=False)
+            cfg = (table1_in_miniature(loss, sc, out) if mini else
+                   cell_config("cifar10", loss, False, 0, data_root=None, out=out, epochs=sc.table1_epochs,
+                               bf16=sc.bf16, channels_last=sc.channels_last, compile=sc.compile, device=sc.device,
+                               resume=False, probe=False))
             acc[loss] = train(cfg, dataset=ds, builder=impl.build)["final"]["readout_acc"]
-    record("readout: IsoLoss − SimSiam loss", acc["isoloss"] - acc["simsiam"], "> 0",
-           error=-(acc["isoloss"] - acc["simsiam"]), tolerance=0.0)
-    assert acc["isoloss"] > acc["simsiam"], (
-        f"without EMA, IsoLoss readout {acc['isoloss']:.4f} is not above the SimSiam loss's {acc['simsiam']:.4f}")
+    gap, margin = acc["isoloss"] - acc["simsiam"], MINI_GAP if mini else 0.0
+    record("readout: IsoLoss − SimSiam loss", gap, f"> {margin}", error=margin - gap, tolerance=0.0)
+    assert gap > margin, (
+        f"without EMA, IsoLoss readout {acc['isoloss']:.4f} is not above the SimSiam loss's {acc['simsiam']:.4f}"
+        + (f" by more than {margin} (Table 1 in miniature, {sc.table1_epochs} epochs)" if mini else ""))
 
 
 # --- N11, N12: the redundancy family (VICReg, Barlow Twins) without the term that holds it up ---------------

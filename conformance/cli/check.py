@@ -278,9 +278,11 @@ def add_check_commands(sub) -> None:
                    help="linear (default): every claim on linear and toy models (about a minute on 2 cores); "
                         "deep: the N claims, convolutional networks trained on images (needs --data-root); "
                         "all: both")
-    k.add_argument("--scale", choices=["cpu", "gpu", "dry"], default="cpu",
+    k.add_argument("--scale", choices=["cpu", "cpu-long", "gpu", "dry"], default="cpu",
                    help="deep tier: cpu (a 1/8-width VGG11, 40-step runs; about 2 minutes per adapter on 2 "
-                        "cores), gpu (CIFAR ResNet-18, bf16, compiled, and Table 1's VGG11 protocol; the "
+                        "cores), cpu-long (opt-in: cpu plus 400-step runs for N2, N3, N7 and Table 1 in "
+                        "miniature for N4; about 20 minutes per adapter), gpu (CIFAR ResNet-18, bf16, compiled, "
+                        "and Table 1's VGG11 protocol; the "
                         "budget is printed before it starts) or dry (4-step runs: checks the plumbing only, "
                         "the claims' outcomes mean nothing)")
     k.add_argument("--data-root", metavar="PATH", default=None,
@@ -315,7 +317,7 @@ def add_check_commands(sub) -> None:
                    help="linear (default): the claims on linear and toy models; deep: the N claims, convolutional "
                         "networks trained on images (needs --data-root; at the cpu scale about 10 s per training "
                         "run, a few minutes in all); all: both")
-    m.add_argument("--scale", choices=["cpu", "gpu", "dry"], default="cpu",
+    m.add_argument("--scale", choices=["cpu", "cpu-long", "gpu", "dry"], default="cpu",
                    help="deep tier: the scale of the training runs (as for ncspec check)")
     m.add_argument("--data-root", metavar="PATH", default=None,
                    help="deep tier: CIFAR-10 (a folder holding cifar-10-batches-py/), STL-10 (stl10_binary/) or an "

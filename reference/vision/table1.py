@@ -99,8 +99,9 @@ def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[di
         out = []
         for i, c in enumerate(cells):
             log(f"[{i + 1}/{len(cells)}] {Path(c.out).name} on {c.device}")
+            t0, ran = time.perf_counter(), _done(c) is None
             out.append(_timed_cell(c))
-            clock.done(Path(c.out).name)
+            clock.done(Path(c.out).name, time.perf_counter() - t0, ran)
         return out
     q: queue.Queue = queue.Queue()
     for i, c in enumerate(cells):
@@ -125,6 +126,7 @@ def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[di
                 return
             c = replace(c, device=device)
             log(f"[{i + 1}/{len(cells)}] {Path(c.out).name} on {dev}")
+            t0, ran = time.perf_counter(), _done(c) is None
             r = subprocess.run(
                 [sys.executable, "-m", "ncspec.reference.vision.table1", "--cell", json.dumps(c.to_dict())],
                 env=env,
@@ -134,7 +136,7 @@ def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[di
             if r.returncode:
                 errors.append(f"{Path(c.out).name} on {dev} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
             else:
-                clock.done(Path(c.out).name)
+                clock.done(Path(c.out).name, time.perf_counter() - t0, ran)
 
     threads = [threading.Thread(target=worker, args=(d,)) for d in devices]
     for t in threads:
@@ -147,19 +149,23 @@ def run_grid(cells: list[TrainConfig], devices: list[str], log=print) -> list[di
 
 
 class _Progress:
-    """Logs each finished cell with its wall time and the grid's remaining wall time at the mean rate so far."""
+    """Logs each finished cell with its wall time and the grid's remaining wall time (the cells run so far: their
+    mean wall time × the cells left ÷ the workers)."""
 
     def __init__(self, n: int, workers: int, log):
         self.n, self.workers, self.log, self.finished, self.t0 = n, max(1, workers), log, 0, time.perf_counter()
+        self.walls: list[float] = []
         self.lock = threading.Lock()
 
-    def done(self, name: str) -> None:
+    def done(self, name: str, wall: float, ran: bool = True) -> None:
         with self.lock:
             self.finished += 1
-            wall = time.perf_counter() - self.t0
-            left = wall / self.finished * (self.n - self.finished)
-            self.log(f"  done {name} ({self.finished}/{self.n}; {wall / 60:.1f} min so far, ≈ {left / 60:.0f} min "
-                     f"left at this rate)")
+            if ran:
+                self.walls.append(wall)
+            mean = statistics.fmean(self.walls) if self.walls else 0.0
+            left = mean * (self.n - self.finished) / self.workers
+            self.log(f"  done {name} in {wall / 60:.1f} min ({self.finished}/{self.n}; "
+                     f"{(time.perf_counter() - self.t0) / 60:.1f} min so far, ≈ {left / 60:.0f} min left)")
 
 
 def _timed_cell(cfg: TrainConfig) -> dict:
