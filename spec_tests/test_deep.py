@@ -553,8 +553,8 @@ N7 = register(
               "the predictor removed (p = z) collapses.",
     measures="‖s‖, std·√M of eval-mode embeddings after the step budget, BYOL with and without its predictor",
     prediction="without predictor: N1's collapsed side of every boundary; with it: N1's healthy side",
-    tolerance="N1's learned-predictor boundaries; gpu scale only (at the cpu scale the claim is not shown: the skip "
-              "reason gives the numbers measured)",
+    tolerance="N1's learned-predictor boundaries; gpu scale only (at the cpu and cpu-long scales the claim is not "
+              "shown: the skip reason gives the numbers measured)",
 )
 
 CPU_NOT_SHOWN_N7 = (
@@ -564,14 +564,17 @@ CPU_NOT_SHOWN_N7 = (
     "side (‖s‖ < 0.57, std·√M > 0.79). Over 160 steps (seed 0) both runs pass through a collapse at step 20 (‖s‖ "
     "0.94, std·√M 0.30 without the predictor; 0.94, 0.33 with it) and recover (step 160: ‖s‖ 0.06 and 0.12, std·√M "
     "1.00 and 0.98). The EMA target holds both up at this size; the gpu scale's longer runs separate them; nothing "
-    "weaker is asserted under N7.")
+    "weaker is asserted under N7. At the cpu-long scale's length (400 steps, seed 0) the run without the predictor "
+    "still ends on the healthy side: ‖s‖ 0.09 → 0.35 (step 80) → 0.08 (step 400), std·√M 1.00 → 0.93 → 1.00, "
+    "RankMe 100 → 6 (N1's intact BYOL runs reach RankMe 7–11 by step 40, so RankMe does not separate them either).")
 
 
 @N7.check
 def test_byol_without_its_predictor_collapses(impl, record):
+    from .deep_harness import CPU_SCALES
     require(impl, "byol", "target:ema", "ablation:no_predictor")
     sc = scale()
-    if sc.name == "cpu":
+    if sc.name in CPU_SCALES:
         pytest.skip(CPU_NOT_SHOWN_N7)
     data = image_data()
     assert_healthy(record, train_run(impl, Run("byol", run_options("byol", sc)), sc, data), "byol", LEARNED)

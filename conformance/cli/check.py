@@ -280,8 +280,8 @@ def add_check_commands(sub) -> None:
                         "all: both")
     k.add_argument("--scale", choices=["cpu", "cpu-long", "gpu", "dry"], default="cpu",
                    help="deep tier: cpu (a 1/8-width VGG11, 40-step runs; about 2 minutes per adapter on 2 "
-                        "cores), cpu-long (opt-in: cpu plus 400-step runs for N2, N3, N7 and Table 1 in "
-                        "miniature for N4; about 20 minutes per adapter), gpu (CIFAR ResNet-18, bf16, compiled, "
+                        "cores), cpu-long (opt-in: cpu plus 200-step runs for N3 and Table 1 in miniature for "
+                        "N4; about 14 minutes per adapter), gpu (CIFAR ResNet-18, bf16, compiled, "
                         "and Table 1's VGG11 protocol; the "
                         "budget is printed before it starts) or dry (4-step runs: checks the plumbing only, "
                         "the claims' outcomes mean nothing)")
