@@ -187,7 +187,7 @@ def _add_reproduce(sub):
     t.add_argument("--scale", choices=["full", "cpu", "dry"], default="full",
                    help="full (default): the protocol above; cpu: Table 1's CIFAR-10 comparison in miniature for "
                         "a 2-core CPU (1/8-width VGG11, 40 epochs on the CIFAR-10 fragment .npz or the first 5,170 "
-                        "images of a CIFAR-10 root, 3 seeds, no EMA first, then EMA; ≈ 31 min of two cores; two "
+                        "images of a CIFAR-10 root, 3 seeds, no EMA first, then EMA; ≈ 25 min of two idle cores; two "
                         "cells at a time); dry: the no-EMA grid on 32 images for one epoch (a plumbing check)")
     t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="--scale cpu/dry: with (--ema) or without (--no-ema) the EMA arm (default: cpu with, dry "

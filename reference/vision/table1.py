@@ -247,12 +247,12 @@ class SmallScale:
 #: * width 1/8 (64 features) and a 512 → 128 projector: a 1/4-width VGG11 costs ≈ 3× the CPU per step, and the
 #:   grid must fit the budget with ≥ 3 seeds;
 #: * the CIFAR-10 fragment's 5,170 training images (or a CIFAR-10 root's first 5,170), batch 256 (Table 1's):
-#:   20 steps per epoch; user CPU on one thread (2-core machine, shared): ≈ 6.5 s per no-EMA epoch, ≈ 9 s with the
-#:   EMA target and LARS (evaluations included);
+#:   20 steps per epoch; measured user CPU of a 40-epoch cell on one thread (2-core machine, shared, evaluations and
+#:   the final probe included): 213–218 s without EMA, 275–276 s with the EMA target and LARS;
 #: * 40 epochs (800 steps): in a 40-epoch pilot (seed 0) the no-EMA gap had opened by epoch 5 (kNN 31 vs 22 %) and
 #:   held to epoch 25 (kNN 37 vs 22 %, readout 36 vs 10 %; the SimSiam loss's RankMe 3, IsoLoss's 30);
-#: * 3 seeds (a mean ± std needs ≥ 3) × 2 losses × with and without EMA = 12 cells ≈ 26 + 36 min of CPU, two cells
-#:   at a time on the two cores: ≈ 31 min on an idle machine; the no-EMA cells run first (--no-ema: only them);
+#: * 3 seeds (a mean ± std needs ≥ 3) × 2 losses × with and without EMA = 12 cells ≈ 22 + 28 min of CPU, two cells
+#:   at a time on the two cores: ≈ 25 min on an idle machine; the no-EMA cells run first (--no-ema: only them);
 #: * the paper's optimisers (no EMA: SGD lr 0.1, momentum 0.9; EMA: LARS lr 1.0, target EMA 0.99 → 1; weight decay
 #:   1e-4), warm-up scaled from 10 of 800 epochs to 2 of 40.
 SMALL_SCALES = {
