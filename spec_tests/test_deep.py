@@ -251,9 +251,10 @@ N3 = register(
              "initialisation to the first evaluation, IsoLoss minus SimSiam loss (same seed), on the IsoLoss "
              "authors' configuration (projector without output BatchNorm, W_P from a correlation EMA, α = ½, "
              "λ_max normalisation)",
-    prediction="change under IsoLoss > change under the SimSiam loss",
-    tolerance="an ordering, per seed; gpu scale only (at the cpu scale the claim is not shown: the skip reason gives "
-              "the numbers measured)",
+    prediction="change under IsoLoss > change under the SimSiam loss (cpu-long: by more than 0.5, read after 200 "
+               "steps)",
+    tolerance="gpu: an ordering, per seed; cpu-long (opt-in): a lead of 0.5, below the smallest measured over seeds "
+              "0–2 (1.61); at the cpu scale the claim is not shown (the skip reason gives the numbers measured)",
 )
 
 
@@ -284,8 +285,8 @@ CPU_NOT_SHOWN_N3 = (
 # (−6.78 vs −10.97); mean 2.61, standard deviation over the seeds 1.38. Both losses have concentrated the
 # representation by then (‖s‖ 0.85–0.98, RankMe 4–11 of 128, from 92 at initialisation): IsoLoss keeps its smallest
 # modes higher within it. Boundary 0.5: the smallest lead is 3.2× it (0.8 standard deviations above it, the mean 1.5);
-# a loss that ignores IsoLoss's rearrangement trains the SimSiam loss exactly (lead 0; the mutant
-# isoloss_rearrangement_dropped fails here by this assertion).
+# the mutant isoloss_rearrangement_dropped (IsoLoss computed as its value, the cosine SimSiam loss) fails here by
+# this assertion with a lead of −10.3 (seed 0: its smallest modes fall to −20.9 against the SimSiam loss's −10.6).
 N3_LONG_MARGIN = 0.5
 
 
@@ -685,19 +686,23 @@ N4 = register(
     statement="With the closed-form predictor and no EMA target network, IsoLoss reaches a clearly higher linear "
     "readout accuracy than the SimSiam loss on CIFAR-10 (VGG11, 800 epochs).",
     measures="online linear readout accuracy on the CIFAR-10 test split after Table 1's CIFAR-10 protocol "
-    "(ncspec reproduce table1), one seed per loss",
-    prediction="readout(IsoLoss) > readout(SimSiam loss)",
-    tolerance="an ordering (the paper's gap is 13.6 points, > 6 of its standard deviations); gpu scale and full "
-    "CIFAR-10 only",
+    "(ncspec reproduce table1), one seed per loss; at the opt-in cpu-long scale after Table 1 in miniature "
+    "(reproduce table1 --scale cpu's no-EMA cells: 1/8-width VGG11, 40 epochs, CIFAR-10 fragment)",
+    prediction="readout(IsoLoss) > readout(SimSiam loss); cpu-long: by more than 16 points",
+    tolerance="gpu: an ordering (the paper's gap is 13.6 points, > 6 of its standard deviations), full CIFAR-10 only; "
+    "cpu-long: a 16-point lead, the geometric mid-point of the smallest lead measured over seeds 0–2 (26.3) and the "
+    "mutant isoloss_rearrangement_dropped's (9.9); the cpu scale skips",
 )
 
 # cpu-long: Table 1 in miniature (``ncspec reproduce table1 --scale cpu``'s no-EMA cells: 1/8-width VGG11, 40 epochs
 # on the CIFAR-10 fragment, seed 0 per loss). Measured online readout (test split), IsoLoss vs SimSiam loss: seed 0
 # 37.9 vs 11.1 % (lead 26.7 points), seed 1 35.6 vs 9.3 % (26.3), seed 2 35.7 vs 6.5 % (29.2); the SimSiam loss's
 # runs collapse (RankMe 2.8, 5.1, 9.0 of 128; IsoLoss's 38, 61, 52). Standard deviation over the seeds 1.3 (IsoLoss)
-# and 2.3 points (SimSiam loss). Boundary 10 points: over 4 of the larger standard deviation above 0 (a loss that
-# ignores IsoLoss's rearrangement trains the SimSiam loss exactly: lead 0) and over 7 below the smallest lead (26.3).
-MINI_GAP = 0.10
+# and 2.3 points (SimSiam loss). The mutant isoloss_rearrangement_dropped (IsoLoss computed as its value, the cosine
+# SimSiam loss: W_P stays in the gradient) leads by 9.9 points (readout 21.0 vs 11.1 %, seed 0). Boundary 16 points,
+# the geometric mid-point √(9.9 · 26.3) of the mutant's lead and the smallest intact one: 1.6× on either side, 4.4 of
+# the larger standard deviation below the smallest intact lead.
+MINI_GAP = 0.16
 
 CPU_NOT_SHOWN_N4 = (
     "N4 cannot be shown at a small scale: Table 1's gap (IsoLoss 73.5 % vs SimSiam loss 59.9 % readout without "
