@@ -35,13 +35,16 @@ class Recorder:
             self.rows[quantity] = row
 
     def within(self, quantity: str, measured: float, predicted: float | str, *, error: float, tolerance: float,
-               message: str) -> None:
-        """Record one comparison and assert ``error ≤ tolerance`` in one call, so the tolerance the report
-        shows is the one the test applies. ``message`` says what failed (the error and tolerance are added);
-        a NaN error fails."""
+               message: str, strict: bool = False) -> None:
+        """Record one comparison and assert ``error ≤ tolerance`` (``error < tolerance`` if ``strict``) in one
+        call, so the tolerance the report shows is the one the test applies. ``message`` says what failed (the
+        error and tolerance are added); a NaN error fails."""
+        __tracebackhide__ = True
         self(quantity, measured, predicted, error=error, tolerance=tolerance)
-        if not float(error) <= float(tolerance):
-            raise AssertionError(f"{message} ({quantity}: error {float(error):.4g} > tolerance {float(tolerance):.4g})")
+        err, tol = float(error), float(tolerance)
+        if not (err < tol if strict else err <= tol):
+            beyond = "≥" if strict else ">"
+            raise AssertionError(f"{message} ({quantity}: error {err:.4g} {beyond} tolerance {tol:.4g})")
 
 
 def _severity(row) -> float:

@@ -163,14 +163,14 @@ def test_invariance_identity_on_unit_vectors(record, views):
     V = views.shape[-3]
     s_sq, R = th.empirical_moments(views)
     err = (d.mean((-1, -2, -3)) - th.invariance(s_sq, R)).abs().max().item()
-    record("empirical measure: |E‖ẑ−ẑ′‖² − (2 − 2‖s‖² − 2R)|", err, 0.0, error=err, tolerance=EXACT)
-    assert err <= EXACT, f"J1 fails under the empirical measure by {err:.3g}"
+    record.within("empirical measure: |E‖ẑ−ẑ′‖² − (2 − 2‖s‖² − 2R)|", err, 0.0, error=err, tolerance=EXACT,
+                  message=f"J1 fails under the empirical measure by {err:.3g}")
     off = ~torch.eye(V, dtype=torch.bool)
     s_U, R_U = th.unbiased_moments(views) if views.shape[-2] >= 2 else (None, None)
     if s_U is not None:
         err_U = (d[..., off].mean((-1, -2)) - th.invariance(s_U, R_U)).abs().max().item()
-        record("unbiased form: |mean_{v≠v′}‖ẑ−ẑ′‖² − (2 − 2‖s‖²_U − 2R_U)|", err_U, 0.0, error=err_U, tolerance=EXACT)
-        assert err_U <= EXACT, f"J1 fails in the unbiased form by {err_U:.3g}"
+        record.within("unbiased form: |mean_{v≠v′}‖ẑ−ẑ′‖² − (2 − 2‖s‖²_U − 2R_U)|", err_U, 0.0,
+                      error=err_U, tolerance=EXACT, message=f"J1 fails in the unbiased form by {err_U:.3g}")
 
 
 @J1.check
@@ -185,13 +185,13 @@ def test_invariance_only_losses_reward_the_center(impl, record, views, lam):
     got = impl.build("lsimple", enc, M, lam=lam).loss(z1, z2).item()
     want = th.lsimple(s_sq, R, lam).sum().item()
     err = abs(got - want)
-    record("L_Simple − (2 − 2‖s‖² − 2R + λ‖s‖²)", err, 0.0, error=err, tolerance=VALUE)
-    assert err <= VALUE, f"L_Simple value {got:.12g} ≠ {want:.12g} = Σ(2 − 2‖s‖² − 2R + λ‖s‖²) (λ = {lam})"
+    record.within("L_Simple − (2 − 2‖s‖² − 2R + λ‖s‖²)", err, 0.0, error=err, tolerance=VALUE,
+                  message=f"L_Simple value {got:.12g} ≠ {want:.12g} = Σ(2 − 2‖s‖² − 2R + λ‖s‖²) (λ = {lam})")
     got = impl.build("simsiam_mlp", enc, M, predictor=False).loss(z1, z2).item()
     want = th.simsiam_no_predictor(s_sq, R).sum().item()
     err = abs(got - want)
-    record("SimSiam without predictor − (1 − 2‖s‖² − 2R)", err, 0.0, error=err, tolerance=VALUE)
-    assert err <= VALUE, f"SimSiam-without-predictor value {got:.12g} ≠ {want:.12g} = Σ(1 − 2‖s‖² − 2R)"
+    record.within("SimSiam without predictor − (1 − 2‖s‖² − 2R)", err, 0.0, error=err, tolerance=VALUE,
+                  message=f"SimSiam-without-predictor value {got:.12g} ≠ {want:.12g} = Σ(1 − 2‖s‖² − 2R)")
 
 
 # ----------------------------------------------------------------------------- J4
@@ -227,17 +227,17 @@ def test_triplet_identity_on_unit_vectors(record, views):
     inv = d[..., same].reshape(S, -1).mean(-1)                              # E_emp‖ẑ − ẑ′‖² (with replacement)
     err = max((emp - th.triplet(s_sq, R)).abs().max().item(),
               (emp - th.triplet_via_invariance(inv, s_sq)).abs().max().item())
-    record("empirical measure: |triplet − (−2R)|, |triplet − (inv + 2‖s‖² − 2)|", err, 0.0, error=err, tolerance=EXACT)
-    assert err <= EXACT, f"J4 fails under the empirical measure by {err:.3g}"
+    record.within("empirical measure: |triplet − (−2R)|, |triplet − (inv + 2‖s‖² − 2)|", err, 0.0,
+                  error=err, tolerance=EXACT, message=f"J4 fails under the empirical measure by {err:.3g}")
     # (ii) unbiased: positive a different view, negative a different sample (all its views)
     unb = ((d * (same & ~eye)).sum(-1) / (V - 1) - (d * ~same).sum(-1) / (V * (B - 1))).mean(-1)
     s_U, R_U = th.unbiased_moments(views)
     inv_U = d[..., same & ~eye].reshape(S, -1).mean(-1)
     err = max((unb - th.triplet(s_U, R_U)).abs().max().item(),
               (unb - th.triplet_via_invariance(inv_U, s_U)).abs().max().item())
-    record("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err,
-           tolerance=EXACT)
-    assert err <= EXACT, f"J4 fails in the unbiased form by {err:.3g}"
+    record.within("unbiased form: |triplet − (−2R_U)|, |triplet − (inv_U + 2‖s‖²_U − 2)|", err, 0.0, error=err,
+                  tolerance=EXACT,
+                  message=f"J4 fails in the unbiased form by {err:.3g}")
 
 
 @J4.check
@@ -249,8 +249,8 @@ def test_triplet_loss_is_a_center_penalty(impl, record, views):
     s_U, R_U = th.unbiased_moments(views)
     want = th.triplet(s_U, R_U).sum().item()
     err = abs(got - want)
-    record("triplet loss − (−2R_U)", err, 0.0, error=err, tolerance=VALUE)
-    assert err <= VALUE, (f"triplet loss {got:.12g} ≠ −2R_U = {want:.12g}: the negative is not an independent "
+    record.within("triplet loss − (−2R_U)", err, 0.0, error=err, tolerance=VALUE,
+                  message=f"triplet loss {got:.12g} ≠ −2R_U = {want:.12g}: the negative is not an independent "
                           f"sample (or the distances are not squared / a margin is applied)")
 
 
@@ -307,23 +307,23 @@ def _ablation_collapses_with_a_large_center(run, label, record):
     where = head_of(run)
     if batch_centred(run):
         for name, r in _rank_ratio(run).items():
-            record(f"{name}: mean RankMe end/start, SimSiam {label} ({_centred_row(where)})", r,
-                   f"< {RANK_KEPT_J2}", error=r / RANK_KEPT_J2, tolerance=1.0)
-            assert r < RANK_KEPT_J2, (f"SimSiam {label} on {name}: the RankMe of its batch-centred embeddings "
-                                      f"({where}) kept {r:.3f} of its start (≥ {RANK_KEPT_J2}) — no collapse to a "
-                                      f"few directions")
+            record.within(f"{name}: mean RankMe end/start, SimSiam {label} ({_centred_row(where)})", r,
+                          f"< {RANK_KEPT_J2}", error=r / RANK_KEPT_J2, tolerance=1.0, strict=True,
+                          message=f"SimSiam {label} on {name}: the RankMe of its batch-centred embeddings "
+                                  f"({where}) kept {r:.3f} of its start (≥ {RANK_KEPT_J2}) — no collapse to a "
+                                  f"few directions")
         return
     s_key, std_key = ("head_center_norm", "head_std") if where == "own head" else (None, None)
     centers = head_per_set(run, s_key) if s_key else per_set(run, "center_norm")
     stds = head_per_set(run, std_key) if std_key else per_set(run, "std")
     for name, s in centers.items():
         lo = s.min().item()
-        record(f"{name}: min ‖s‖, SimSiam {label} ({where})", lo, "≥ 0.85", error=1 - lo, tolerance=0.15)
-        assert lo >= 0.85, f"SimSiam {label} on {name}: ‖s‖ = {lo:.3f} < 0.85 — no center-vector collapse"
+        record.within(f"{name}: min ‖s‖, SimSiam {label} ({where})", lo, "≥ 0.85", error=1 - lo, tolerance=0.15,
+                      message=f"SimSiam {label} on {name}: ‖s‖ = {lo:.3f} < 0.85 — no center-vector collapse")
     for name, sd in stds.items():
         hi = sd.max().item()
-        record(f"{name}: max normalised std, SimSiam {label} ({where})", hi, "≤ 0.1", error=hi, tolerance=0.1)
-        assert hi <= 0.1, f"SimSiam {label} on {name}: normalised std {hi:.3f} > 0.1 — not collapsed"
+        record.within(f"{name}: max normalised std, SimSiam {label} ({where})", hi, "≤ 0.1", error=hi, tolerance=0.1,
+                      message=f"SimSiam {label} on {name}: normalised std {hi:.3f} > 0.1 — not collapsed")
 
 
 @J2.check
@@ -344,24 +344,24 @@ def _simsiam_keeps_the_center_small(run, record):
     where = head_of(run)
     for name, knn in per_set(run, "knn").items():
         gain = (knn - run.knn[0][torch.tensor([n == name for n in run.names])]).mean().item()
-        record(f"{name}: mean kNN gain of the backbone, SimSiam", gain, f"≥ {KNN_GAIN}",
-               error=KNN_GAIN / max(gain, 1e-12), tolerance=1.0)
-        assert gain >= KNN_GAIN, (f"standard SimSiam on {name}: the backbone's kNN accuracy rose by only {gain:.3f} "
-                                  f"(< {KNN_GAIN}) over {toy.SETTING['steps']} steps — the encoder does not learn "
-                                  f"(does a gradient reach it?)")
+        record.within(f"{name}: mean kNN gain of the backbone, SimSiam", gain, f"≥ {KNN_GAIN}",
+                      error=KNN_GAIN / max(gain, 1e-12), tolerance=1.0,
+                      message=f"standard SimSiam on {name}: the backbone's kNN accuracy rose by only {gain:.3f} "
+                              f"(< {KNN_GAIN}) over {toy.SETTING['steps']} steps — the encoder does not learn "
+                              f"(does a gradient reach it?)")
     if batch_centred(run):
         for name, r in _rank_ratio(run).items():
-            record(f"{name}: mean RankMe end/start, SimSiam ({_centred_row(where)})", r, f"≥ {RANK_KEPT_J2}",
-                   error=RANK_KEPT_J2 / max(r, 1e-12), tolerance=1.0)
-            assert r >= RANK_KEPT_J2, (f"standard SimSiam on {name}: the RankMe of its batch-centred embeddings "
-                                       f"({where}) fell to {r:.3f} of its start (< {RANK_KEPT_J2}) — collapsed to a "
-                                       f"few directions")
+            record.within(f"{name}: mean RankMe end/start, SimSiam ({_centred_row(where)})", r, f"≥ {RANK_KEPT_J2}",
+                          error=RANK_KEPT_J2 / max(r, 1e-12), tolerance=1.0,
+                          message=f"standard SimSiam on {name}: the RankMe of its batch-centred embeddings "
+                                  f"({where}) fell to {r:.3f} of its start (< {RANK_KEPT_J2}) — collapsed to a "
+                                  f"few directions")
         return
     centers = head_per_set(run, "head_center_norm") if where == "own head" else per_set(run, "center_norm")
     for name, s in centers.items():
         hi = s.max().item()
-        record(f"{name}: max ‖s‖, SimSiam ({where})", hi, "≤ 0.75", error=hi, tolerance=0.75)
-        assert hi <= 0.75, f"standard SimSiam on {name}: ‖s‖ = {hi:.3f} > 0.75 — the center vector grew"
+        record.within(f"{name}: max ‖s‖, SimSiam ({where})", hi, "≤ 0.75", error=hi, tolerance=0.75,
+                      message=f"standard SimSiam on {name}: ‖s‖ = {hi:.3f} > 0.75 — the center vector grew")
 
 
 @J2.check
@@ -397,15 +397,15 @@ def test_lsimple_avoids_collapse_and_matches_simsiam(impl, record):
     ls, ss = toy_run(impl, "lsimple"), toy_run(impl, "simsiam_mlp")
     for name, s in per_set(ls, "center_norm").items():
         hi = s.max().item()
-        record(f"{name}: max ‖s‖, L_Simple", hi, "≤ 0.2", error=hi, tolerance=0.2)
-        assert hi <= 0.2, f"L_Simple on {name}: ‖s‖ = {hi:.3f} > 0.2 — the center penalty does not act"
+        record.within(f"{name}: max ‖s‖, L_Simple", hi, "≤ 0.2", error=hi, tolerance=0.2,
+                      message=f"L_Simple on {name}: ‖s‖ = {hi:.3f} > 0.2 — the center penalty does not act")
     knn_ls, knn_ss = per_set(ls, "knn"), per_set(ss, "knn")
     for name in toy.DATASETS:
         a, b = knn_ls[name].mean().item(), knn_ss[name].mean().item()
         # measured: seed 0 Blob 0.951 vs 0.904, Moons 0.924 vs 0.904; seed 100 0.980 vs 0.918, 0.919 vs 0.915.
         # δ = 0.03 ≈ one standard error of the difference of two means of 3 seeds
-        record(f"{name}: mean kNN L_Simple − SimSiam", a - b, "≥ −0.03", error=max(b - a, 0.0), tolerance=0.03)
-        assert a >= b - 0.03, f"L_Simple's kNN accuracy on {name} ({a:.3f}) is below SimSiam's ({b:.3f}) − 0.03"
+        record.within(f"{name}: mean kNN L_Simple − SimSiam", a - b, "≥ −0.03", error=max(b - a, 0.0), tolerance=0.03,
+                      message=f"L_Simple's kNN accuracy on {name} ({a:.3f}) is below SimSiam's ({b:.3f}) − 0.03")
 
 
 # ----------------------------------------------------------------------------- J5
@@ -437,9 +437,9 @@ def _bn_removes_the_center(impl, record, views, shift, seed, decorrelation: bool
     base, moved = learner.loss(z1, z2).item(), learner.loss(z1 + c, z2 + c).item()
     err = abs(moved - base) / max(abs(base), 1e-12)
     arm = "" if decorrelation else ", without decorrelation"
-    record(f"|L(z + c) − L(z)| / |L(z)|{arm}", err, 0.0, error=err, tolerance=1e-9)
-    assert err <= 1e-9, (f"the Barlow Twins loss{arm} changes from {base:.6g} to {moved:.6g} when every embedding "
-                         f"is shifted by the same vector: its BN does not remove the center vector")
+    record.within(f"|L(z + c) − L(z)| / |L(z)|{arm}", err, 0.0, error=err, tolerance=1e-9,
+                  message=f"the Barlow Twins loss{arm} changes from {base:.6g} to {moved:.6g} when every embedding "
+                          f"is shifted by the same vector: its BN does not remove the center vector")
 
 
 #: why J5's training arms run whatever the loss's scale
@@ -471,18 +471,19 @@ def test_barlow_twins_without_decorrelation_needs_bn(impl, record):
     with_bn = toy_run(impl, "barlow_twins", decorrelation=False)
     for name, s in per_set(with_bn, "center_norm").items():
         hi = s.max().item()
-        record(f"{name}: max ‖s‖, BT without decorrelation, with BN", hi, "≤ 0.7", error=hi, tolerance=0.7)
-        assert hi <= 0.7, f"BT without decorrelation but with BN on {name}: ‖s‖ = {hi:.3f} > 0.7"
+        record.within(f"{name}: max ‖s‖, BT without decorrelation, with BN", hi, "≤ 0.7", error=hi, tolerance=0.7,
+                      message=f"BT without decorrelation but with BN on {name}: ‖s‖ = {hi:.3f} > 0.7")
     for name, sd in per_set(with_bn, "std").items():
         lo = sd.min().item()
-        record(f"{name}: min normalised std, BT without decorrelation, with BN", lo, "≥ 0.15",
-               error=0.15 / max(lo, 1e-12), tolerance=1.0)
-        assert lo >= 0.15, f"BT without decorrelation but with BN on {name} collapsed: std {lo:.3f} < 0.15"
+        record.within(f"{name}: min normalised std, BT without decorrelation, with BN", lo, "≥ 0.15",
+                      error=0.15 / max(lo, 1e-12), tolerance=1.0,
+                      message=f"BT without decorrelation but with BN on {name} collapsed: std {lo:.3f} < 0.15")
     no_bn = toy_run(impl, "barlow_twins", decorrelation=False, batchnorm=False)
     for name, s in per_set(no_bn, "center_norm").items():
         lo = s.min().item()
-        record(f"{name}: min ‖s‖, BT without decorrelation and without BN", lo, "≥ 0.8", error=1 - lo, tolerance=0.2)
-        assert lo >= 0.8, f"BT without decorrelation and without BN on {name}: ‖s‖ = {lo:.3f} < 0.8, no collapse"
+        record.within(f"{name}: min ‖s‖, BT without decorrelation and without BN", lo, "≥ 0.8", error=1 - lo,
+                      tolerance=0.2,
+                      message=f"BT without decorrelation and without BN on {name}: ‖s‖ = {lo:.3f} < 0.8, no collapse")
 
 
 @J5.check
@@ -492,9 +493,9 @@ def test_barlow_twins_bn_mean_subtraction_is_what_matters(impl, record):
     run = toy_run(impl, "barlow_twins", decorrelation=False, bn_center=False)
     for name, s in per_set(run, "center_norm").items():
         lo = s.min().item()
-        record(f"{name}: min ‖s‖, BT without decorrelation, BN without mean subtraction", lo, "≥ 0.8",
-               error=1 - lo, tolerance=0.2)
-        assert lo >= 0.8, f"BT with scale-only BN on {name}: ‖s‖ = {lo:.3f} < 0.8, no collapse"
+        record.within(f"{name}: min ‖s‖, BT without decorrelation, BN without mean subtraction", lo, "≥ 0.8",
+                      error=1 - lo, tolerance=0.2,
+                      message=f"BT with scale-only BN on {name}: ‖s‖ = {lo:.3f} < 0.8, no collapse")
 
 
 # ----------------------------------------------------------------------------- J6
@@ -524,13 +525,13 @@ def test_dino_without_centering_collapses(impl, record):
     on, off = (head_per_set(r, "head_center_norm") if where == "own head" else per_set(r, "center_norm") for r in runs)
     for name in toy.DATASETS:
         a, b = off[name].mean().item(), on[name].mean().item()
-        record(f"{name}: mean ‖s‖ of the embedding the prototypes score ({where}), DINO without centering", a, "≥ 0.8",
-               error=1 - a, tolerance=0.2)
-        record(f"{name}: mean ‖s‖ without − with centering", a - b, "≥ 0.2", error=0.2 / max(a - b, 1e-12),
-               tolerance=1.0)
-        assert a >= 0.8, f"DINO without centering on {name}: ‖s‖ = {a:.3f} < 0.8 — no collapse"
-        assert a - b >= 0.2, (f"DINO's centering on {name} lowers ‖s‖ only from {a:.3f} to {b:.3f}: it does not "
-                               f"act as a center-vector penalty")
+        record.within(f"{name}: mean ‖s‖ of the embedding the prototypes score ({where}), DINO without centering",
+                      a, "≥ 0.8", error=1 - a, tolerance=0.2,
+                      message=f"DINO without centering on {name}: ‖s‖ = {a:.3f} < 0.8 — no collapse")
+        record.within(f"{name}: mean ‖s‖ without − with centering", a - b, "≥ 0.2", error=0.2 / max(a - b, 1e-12),
+                      tolerance=1.0,
+                      message=f"DINO's centering on {name} lowers ‖s‖ only from {a:.3f} to {b:.3f}: it does not "
+                              f"act as a center-vector penalty")
 
 
 # ----------------------------------------------------------------------------- J7
@@ -553,8 +554,7 @@ def test_swav_without_sinkhorn_grows_the_center(impl, record):
     off = per_set(toy_run(impl, "swav", sinkhorn=False), "center_norm")
     for name in toy.DATASETS:
         a, b = off[name].mean().item(), on[name].mean().item()
-        record(f"{name}: mean ‖s‖, SwAV without Sinkhorn", a, "≥ 0.7", error=1 - a, tolerance=0.3)
-        record(f"{name}: mean ‖s‖ without − with Sinkhorn", a - b, "≥ 0.2", error=0.2 / max(a - b, 1e-12),
-               tolerance=1.0)
-        assert a >= 0.7, f"SwAV without Sinkhorn on {name}: ‖s‖ = {a:.3f} < 0.7"
-        assert a - b >= 0.2, f"SwAV's Sinkhorn on {name} lowers ‖s‖ only from {a:.3f} to {b:.3f}"
+        record.within(f"{name}: mean ‖s‖, SwAV without Sinkhorn", a, "≥ 0.7", error=1 - a, tolerance=0.3,
+                      message=f"SwAV without Sinkhorn on {name}: ‖s‖ = {a:.3f} < 0.7")
+        record.within(f"{name}: mean ‖s‖ without − with Sinkhorn", a - b, "≥ 0.2", error=0.2 / max(a - b, 1e-12),
+                      tolerance=1.0, message=f"SwAV's Sinkhorn on {name} lowers ‖s‖ only from {a:.3f} to {b:.3f}")

@@ -98,17 +98,18 @@ def assert_healthy(record, doc: dict, what: str, b: Boundaries = CLOSED_FORM) ->
     trace(record, doc, what)
     f, M = final(doc), doc["config"]["proj_out"]
     std = f["normalized_std"] * math.sqrt(M)
-    record(f"{what}: ‖s‖", f["center_norm"], f"< {b.s}", error=f["center_norm"], tolerance=b.s)
-    record(f"{what}: std·√M", std, f"> {b.std}", error=b.std / max(std, 1e-9), tolerance=1.0)
+    why = (f"{what} collapsed within {f['step']} steps: ‖s‖ {f['center_norm']:.3f} (healthy < {b.s}), "
+           f"std·√M {std:.3f} (healthy > {b.std}), RankMe {f['rankme']:.1f}"
+           + (f" (healthy > {b.rank})" if b.rank is not None else " (not judged)"))
+    record.within(f"{what}: ‖s‖", f["center_norm"], f"< {b.s}", error=f["center_norm"], tolerance=b.s, strict=True,
+                  message=why)
+    record.within(f"{what}: std·√M", std, f"> {b.std}", error=b.std / max(std, 1e-9), tolerance=1.0, strict=True,
+                  message=why)
     if b.rank is not None:
-        record(f"{what}: RankMe", f["rankme"], f"> {b.rank}", error=b.rank / max(f["rankme"], 1e-9), tolerance=1.0)
+        record.within(f"{what}: RankMe", f["rankme"], f"> {b.rank}", error=b.rank / max(f["rankme"], 1e-9),
+                      tolerance=1.0, strict=True, message=why)
     else:
         record(f"{what}: RankMe (recorded, not judged)", f["rankme"], "—")
-    rank_ok = b.rank is None or f["rankme"] > b.rank
-    assert f["center_norm"] < b.s and std > b.std and rank_ok, (
-        f"{what} collapsed within {f['step']} steps: ‖s‖ {f['center_norm']:.3f} (healthy < {b.s}), "
-        f"std·√M {std:.3f} (healthy > {b.std}), RankMe {f['rankme']:.1f}"
-        + (f" (healthy > {b.rank})" if b.rank is not None else " (not judged)"))
 
 
 def assert_collapsed(record, doc: dict, what: str, b: Boundaries = CLOSED_FORM) -> None:
@@ -116,17 +117,17 @@ def assert_collapsed(record, doc: dict, what: str, b: Boundaries = CLOSED_FORM) 
     trace(record, doc, what)
     f, M = final(doc), doc["config"]["proj_out"]
     std = f["normalized_std"] * math.sqrt(M)
-    record(f"{what}: ‖s‖", f["center_norm"], f"> {b.s}", error=b.s / max(f["center_norm"], 1e-9), tolerance=1.0)
-    record(f"{what}: std·√M", std, f"< {b.std}", error=std, tolerance=b.std)
+    why = (f"{what} did not collapse within {f['step']} steps: ‖s‖ {f['center_norm']:.3f} (collapsed > {b.s}), "
+           f"std·√M {std:.3f} (collapsed < {b.std}), RankMe {f['rankme']:.1f}"
+           + (f" (collapsed < {b.rank})" if b.rank is not None else " (not judged)"))
+    record.within(f"{what}: ‖s‖", f["center_norm"], f"> {b.s}", error=b.s / max(f["center_norm"], 1e-9),
+                  tolerance=1.0, strict=True, message=why)
+    record.within(f"{what}: std·√M", std, f"< {b.std}", error=std, tolerance=b.std, strict=True, message=why)
     if b.rank is not None:
-        record(f"{what}: RankMe", f["rankme"], f"< {b.rank}", error=f["rankme"], tolerance=b.rank)
+        record.within(f"{what}: RankMe", f["rankme"], f"< {b.rank}", error=f["rankme"], tolerance=b.rank,
+                      strict=True, message=why)
     else:
         record(f"{what}: RankMe (recorded, not judged)", f["rankme"], "—")
-    rank_ok = b.rank is None or f["rankme"] < b.rank
-    assert f["center_norm"] > b.s and std < b.std and rank_ok, (
-        f"{what} did not collapse within {f['step']} steps: ‖s‖ {f['center_norm']:.3f} (collapsed > {b.s}), "
-        f"std·√M {std:.3f} (collapsed < {b.std}), RankMe {f['rankme']:.1f}"
-        + (f" (collapsed < {b.rank})" if b.rank is not None else " (not judged)"))
 
 
 N1 = register(
@@ -235,9 +236,10 @@ def test_closed_form_predictor_makes_the_spectrum_more_isotropic(impl, record):
     doc = train_run(impl, Run("simsiam", run_options("simsiam", sc), proj_out_bn=False), sc, image_data())
     trace(record, doc, "simsiam (closed form), projector without output BN")
     start, end = isotropy(doc["spectra"][0]["eig_corr"]), isotropy(doc["spectra"][-1]["eig_corr"])
-    record("isotropy: initialisation → trained", end, f"> {start:.4f}", error=start / max(end, 1e-12), tolerance=1.0)
-    assert end > start, (f"the closed-form predictor left the spectrum less isotropic than at initialisation: "
-                         f"{start:.4f} → {end:.4f} after {doc['history'][-1]['step']} steps")
+    record.within("isotropy: initialisation → trained", end, f"> {start:.4f}", error=start / max(end, 1e-12),
+                  tolerance=1.0, strict=True,
+                  message=f"the closed-form predictor left the spectrum less isotropic than at initialisation: "
+                          f"{start:.4f} → {end:.4f} after {doc['history'][-1]['step']} steps")
 
 
 # --- N3: IsoLoss lifts the small eigenmodes faster --------------------------------------------------
@@ -308,13 +310,13 @@ def test_isoloss_lifts_the_smallest_eigenmodes_faster_than_the_simsiam_loss(impl
         at = spectra[-1] if long else spectra[1]
         lifts[method] = small_mode_level(at["eig_corr"]) - small_mode_level(spectra[0]["eig_corr"])
     margin = N3_LONG_MARGIN if long else 0.0
-    record("small-mode lift, IsoLoss − SimSiam loss", lifts["isoloss"] - lifts["simsiam"], f"> {margin}",
-           error=margin - (lifts["isoloss"] - lifts["simsiam"]), tolerance=0.0)
-    assert lifts["isoloss"] - lifts["simsiam"] > margin, (
-        f"IsoLoss did not lift the smallest eigenmodes faster: change of mean log(λ/λ_max) over the smallest "
-        f"quarter {lifts['isoloss']:+.3f} (IsoLoss) vs {lifts['simsiam']:+.3f} (SimSiam loss)"
-        + (f", a lead of {lifts['isoloss'] - lifts['simsiam']:+.3f} (boundary {margin}) after {steps} steps"
-           if long else ""))
+    lead = lifts["isoloss"] - lifts["simsiam"]
+    record.within("small-mode lift, IsoLoss − SimSiam loss", lead, f"> {margin}", error=margin - lead, tolerance=0.0,
+                  strict=True,
+                  message=f"IsoLoss did not lift the smallest eigenmodes faster: change of mean log(λ/λ_max) over the "
+                          f"smallest quarter {lifts['isoloss']:+.3f} (IsoLoss) vs {lifts['simsiam']:+.3f} (SimSiam "
+                          f"loss)"
+                          + (f", a lead of {lead:+.3f} (boundary {margin}) after {steps} steps" if long else ""))
 
 
 # --- N9: a learned linear predictor aligns with the embedding correlation -----------------------------
@@ -368,13 +370,13 @@ def test_learned_linear_predictor_aligns_with_the_embedding_correlation(impl, re
     chance = dp.random_basis_diagonal_fraction(M)
     p = torch.diagonal(U.T @ pred["W_p"] @ U)
     slope = dp.sqrt_rule_slope(p[-N9_TOP_MODES:], s[-N9_TOP_MODES:])
-    record("diagonal energy fraction of W_p − W_p(0) in F's eigenbasis", frac, f"> {N9_ALIGNED} (random basis "
-           f"{chance:.4f})", error=N9_ALIGNED / max(frac, 1e-12), tolerance=1.0)
+    record.within("diagonal energy fraction of W_p − W_p(0) in F's eigenbasis", frac, f"> {N9_ALIGNED} (random "
+                  f"basis {chance:.4f})", error=N9_ALIGNED / max(frac, 1e-12), tolerance=1.0, strict=True,
+                  message=f"the learned predictor did not align with the embedding correlation within "
+                          f"{doc['history'][-1]['step']} steps: the diagonal energy fraction of W_p − W_p(0) in F's "
+                          f"eigenbasis is {frac:.4f} (aligned > {N9_ALIGNED}; a random basis gives {chance:.4f}; 0 "
+                          f"when W_p never changed)")
     record(f"slope of log p on log s, {N9_TOP_MODES} largest modes (recorded, not judged)", slope, "½ (√s rule)")
-    assert frac > N9_ALIGNED, (
-        f"the learned predictor did not align with the embedding correlation within {doc['history'][-1]['step']} "
-        f"steps: the diagonal energy fraction of W_p − W_p(0) in F's eigenbasis is {frac:.4f} (aligned > "
-        f"{N9_ALIGNED}; a random basis gives {chance:.4f}; 0 when W_p never changed)")
 
 
 # --- the runs' batch statistics: what a BatchNorm-ended projector cannot hide ---------------------------
@@ -531,7 +533,8 @@ def test_ema_target_lags_by_the_momentum_in_a_real_network(impl, record):
     from ncspec.conformance import conventions
     declared = conventions.for_method(impl, "byol").get("ema_buffers")
     policy = w["buffer_policy"]
-    record(f"steps at which the target's BatchNorm statistics were {policy}", float(w["buffer_steps"].get(policy, 0)),
+    steps_in_policy = float(w["buffer_steps"].get(policy, 0))
+    record(f"steps at which the target's BatchNorm statistics were {policy}", steps_in_policy,
            f"{w['steps']} ({declared or ' / '.join(EMA_BUFFER_POLICIES)})")
     if w["buffers"]:
         assert policy in EMA_BUFFER_POLICIES, (
@@ -670,9 +673,10 @@ def test_without_stop_gradient_the_loss_falls_below_the_intact_method(impl, reco
     no_sg = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, data)
     loss = no_sg["history"][-1]["loss"]
     record(f"{method} without SG: last-epoch loss (collapsed minimum −1 for −cos, recorded)", loss, "−1")
-    record(f"{method}: loss without SG − loss intact", loss - intact, "< 0")
-    assert loss < intact, (f"{method} without SG did not descend below the intact method's loss ({loss:.4f} vs "
-                           f"{intact:.4f}): the stop-gradient switch accepted but ignored?")
+    record.within(f"{method}: loss without SG − loss intact", loss - intact, "< 0", error=loss - intact,
+                  tolerance=0.0, strict=True,
+                  message=f"{method} without SG did not descend below the intact method's loss ({loss:.4f} vs "
+                          f"{intact:.4f}): the stop-gradient switch accepted but ignored?")
 
 
 # --- N4: Table 1 ----------------------------------------------------------------------------------
@@ -752,10 +756,11 @@ def test_isoloss_beats_the_simsiam_loss_without_ema(impl, record):
                                resume=False, probe=False))
             acc[loss] = train(cfg, dataset=ds, builder=impl.build)["final"]["readout_acc"]
     gap, margin = acc["isoloss"] - acc["simsiam"], MINI_GAP if mini else 0.0
-    record("readout: IsoLoss − SimSiam loss", gap, f"> {margin}", error=margin - gap, tolerance=0.0)
-    assert gap > margin, (
-        f"without EMA, IsoLoss readout {acc['isoloss']:.4f} is not above the SimSiam loss's {acc['simsiam']:.4f}"
-        + (f" by more than {margin} (Table 1 in miniature, {sc.table1_epochs} epochs)" if mini else ""))
+    record.within("readout: IsoLoss − SimSiam loss", gap, f"> {margin}", error=margin - gap, tolerance=0.0, strict=True,
+                  message=f"without EMA, IsoLoss readout {acc['isoloss']:.4f} is not above the SimSiam loss's "
+                          f"{acc['simsiam']:.4f}"
+                          + (f" by more than {margin} (Table 1 in miniature, {sc.table1_epochs} epochs)"
+                             if mini else ""))
 
 
 # --- N11, N12: the redundancy family (VICReg, Barlow Twins) without the term that holds it up ---------------
@@ -822,22 +827,21 @@ def judge_spread(record, doc: dict, what: str, collapsed: bool, b: Boundaries = 
     trace(record, doc, what)
     f, D, where = loss_embedding(doc)
     s, std, rank = f["center_norm"], f["normalized_std"] * math.sqrt(D), f["rankme"]
-    if collapsed:
-        record(f"{what}: ‖s‖ of the {where}", s, f"> {b.s}", error=b.s / max(s, 1e-9), tolerance=1.0)
-        record(f"{what}: std·√D of the {where}", std, f"< {b.std}", error=std, tolerance=b.std)
-    else:
-        record(f"{what}: ‖s‖ of the {where}", s, f"< {b.s}", error=s, tolerance=b.s)
-        record(f"{what}: std·√D of the {where}", std, f"> {b.std}", error=b.std / max(std, 1e-9), tolerance=1.0)
     record(f"{what}: RankMe of the {where} (of {D}; recorded, not judged)", rank, "—")
     state = f"‖s‖ {s:.3f}, std·√D {std:.3f} (D = {D}), RankMe {rank:.1f} of the {where}"
     if collapsed:
-        assert s > b.s and std < b.std, (
-            f"{what} did not collapse within {final(doc)['step']} steps: {state} (collapsed: ‖s‖ > {b.s}, std·√D < "
-            f"{b.std}) — the option accepted but ignored?")
+        why = (f"{what} did not collapse within {final(doc)['step']} steps: {state} (collapsed: ‖s‖ > {b.s}, std·√D < "
+               f"{b.std}) — the option accepted but ignored?")
+        record.within(f"{what}: ‖s‖ of the {where}", s, f"> {b.s}", error=b.s / max(s, 1e-9), tolerance=1.0,
+                      strict=True, message=why)
+        record.within(f"{what}: std·√D of the {where}", std, f"< {b.std}", error=std, tolerance=b.std, strict=True,
+                      message=why)
     else:
-        assert s < b.s and std > b.std, (
-            f"{what} collapsed within {final(doc)['step']} steps: {state} (spread: ‖s‖ < {b.s}, std·√D > {b.std}) "
-            f"— the variance term missing, or not reaching the embedding?")
+        why = (f"{what} collapsed within {final(doc)['step']} steps: {state} (spread: ‖s‖ < {b.s}, std·√D > {b.std}) "
+               f"— the variance term missing, or not reaching the embedding?")
+        record.within(f"{what}: ‖s‖ of the {where}", s, f"< {b.s}", error=s, tolerance=b.s, strict=True, message=why)
+        record.within(f"{what}: std·√D of the {where}", std, f"> {b.std}", error=b.std / max(std, 1e-9),
+                      tolerance=1.0, strict=True, message=why)
 
 
 @N11.check

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from ncspec.conformance import conventions
 from ncspec.conformance.claims import cite, register
@@ -88,9 +88,9 @@ def test_simsiam_eigenvalues_converge_to_the_fixed_point(impl, record, setup):
     fp = th.fixed_point("simsiam", setup.alpha, setup.sigma)
     assert abs(th.ode_solution(lam0, traj.t[-1:], "simsiam", setup.alpha, setup.sigma) / fp - 1).max() < 1e-9
     err = (traj.eig_C[-1] / fp - 1).abs().max().item()
-    record("final eigenvalues vs κ^{-1/α}", traj.eig_C[-1].mean().item(), fp, error=err, tolerance=1e-6)
     lo, hi = traj.eig_C[-1].min().item(), traj.eig_C[-1].max().item()
-    assert err <= 1e-6, f"eigenvalues end at {lo:.6g}…{hi:.6g}, not {fp:.6g}"
+    record.within("final eigenvalues vs κ^{-1/α}", traj.eig_C[-1].mean().item(), fp, error=err, tolerance=1e-6,
+                  message=f"eigenvalues end at {lo:.6g}…{hi:.6g}, not {fp:.6g}")
 
 
 @H1.check
@@ -103,11 +103,12 @@ def test_simsiam_sgd_settles_near_the_fixed_point(impl, record, setup):
                    form="euclidean")
     fp = th.fixed_point("simsiam", setup.alpha, setup.sigma)
     rel = traj.eig_C[-1] / fp - 1
-    record("SGD final eigenvalues / κ^{-1/α} − 1 (min)", rel.min().item(), 0.0, error=-rel.min().item(), tolerance=0.2)
-    record("SGD final eigenvalues / κ^{-1/α} − 1 (max)", rel.max().item(), 0.0, error=rel.max().item(), tolerance=0.1)
     # batch estimates of C make W_P noisy; f_α is concave for α ≤ 1, so SGD settles slightly low
-    assert rel.min() >= -0.2 and rel.max() <= 0.1, (
-        f"SGD eigenvalues/fixed point − 1 in [{rel.min():.3f}, {rel.max():.3f}]")
+    off = f"SGD eigenvalues/fixed point − 1 in [{rel.min():.3f}, {rel.max():.3f}]"
+    record.within("SGD final eigenvalues / κ^{-1/α} − 1 (min)", rel.min().item(), 0.0, error=-rel.min().item(),
+                  tolerance=0.2, message=off)
+    record.within("SGD final eigenvalues / κ^{-1/α} − 1 (max)", rel.max().item(), 0.0, error=rel.max().item(),
+                  tolerance=0.1, message=off)
 
 
 # ----------------------------------------------------------------------------- H2
@@ -135,8 +136,8 @@ def test_no_stopgrad_collapses(impl, record, setup):
     k = setup.kappa
     bound = traj.eig_C[0] * math.exp(-2 * traj.t[-1].item() * (k - 1 / k))
     ratio = (traj.eig_C[-1] / bound).max().item()
-    record("λ(T) / collapse bound", ratio, 1.0, error=max(ratio - 1, 0), tolerance=1e-9)
-    assert ratio <= 1 + 1e-9, "modes decay more slowly than the no-stop-grad rate bound 2(κ − 1/κ)"
+    record.within("λ(T) / collapse bound", ratio, 1.0, error=max(ratio - 1, 0), tolerance=1e-9,
+                  message="modes decay more slowly than the no-stop-grad rate bound 2(κ − 1/κ)")
 
 
 # ----------------------------------------------------------------------------- H3
@@ -220,17 +221,17 @@ def _isoloss_gradient_identity(impl, record, setup, form):
     W_P = eigen_predictor(correlation(enc_s(x1)), setup.alpha)
     err_v = (abs(v_s - v_i) / abs(v_s)).item()
     err_g = ((g_s - W_P @ g_i).norm() / g_s.norm()).item()
-    record(f"{form}: ‖∇L_SimSiam − W_P ∇L_iso‖ / ‖∇L_SimSiam‖", err_g, 0.0, error=err_g, tolerance=1e-10)
     if conventions.get(impl, "loss_value", "isoloss") == "surrogate":   # the value is not the method's: gradient only
         record(f"{form}: value identity not applicable — "
                + conventions.label("loss_value", "surrogate", declared=True), err_v, "n/a")
     else:
-        record(f"{form}: |L_iso − L_SimSiam| / |L_SimSiam|", err_v, 0.0, error=err_v, tolerance=1e-10)
-        assert err_v <= 1e-10, (f"IsoLoss value differs from the SimSiam loss (rel {err_v:.3g}). If the "
-                                f"implementation defines IsoLoss only through its gradient, declare conventions = "
-                                f"{{'loss_value': 'surrogate'}} on the adapter (the gradient identity is still "
-                                f"checked).")
-    assert err_g <= 1e-10, f"∇L_SimSiam ≠ W_P ∇L_iso (rel {err_g:.3g}): the W_P factor is not removed"
+        record.within(f"{form}: |L_iso − L_SimSiam| / |L_SimSiam|", err_v, 0.0, error=err_v, tolerance=1e-10,
+                      message=f"IsoLoss value differs from the SimSiam loss (rel {err_v:.3g}). If the "
+                              f"implementation defines IsoLoss only through its gradient, declare conventions = "
+                              f"{{'loss_value': 'surrogate'}} on the adapter (the gradient identity is still "
+                              f"checked).")
+    record.within(f"{form}: ‖∇L_SimSiam − W_P ∇L_iso‖ / ‖∇L_SimSiam‖", err_g, 0.0, error=err_g, tolerance=1e-10,
+                  message=f"∇L_SimSiam ≠ W_P ∇L_iso (rel {err_g:.3g}): the W_P factor is not removed")
 
 
 @H4.check
@@ -243,8 +244,8 @@ def test_isoloss_eigenvalues_follow_logistic(impl, record, setup):
     assert_follows_theory(record, traj, "isoloss", setup, lr)
     fp = th.fixed_point("isoloss", setup.alpha, setup.sigma)
     err = (traj.eig_C[-1] / fp - 1).abs().max().item()
-    record("final eigenvalues vs κ^{-1/α}", traj.eig_C[-1].mean().item(), fp, error=err, tolerance=1e-6)
-    assert err <= 1e-6
+    record.within("final eigenvalues vs κ^{-1/α}", traj.eig_C[-1].mean().item(), fp, error=err, tolerance=1e-6,
+                  message=f"IsoLoss's eigenvalues do not end at κ^(−1/α) = {fp:.6g} (max rel err {err:.3g})")
 
 
 # ----------------------------------------------------------------------------- H5
@@ -277,6 +278,10 @@ def _crossing_time(traj, level: float) -> torch.Tensor:
 
 @H5.check
 @given(setup=linear_setups(M=(2, 12)))
+# one of the ci profile's draws before this test's source last changed (Hypothesis keys the draws on the source):
+# with noisy views (σ > 0) and α = ½ the loss-scale check tells a correlation estimate that is not detached
+# (mutant correlation_not_detached), which the later draws (σ ≈ 0 or α = 1) do not
+@example(setup=LinearSetup(N=15, M=8, alpha=0.5, sigma=1e-05, seed=43547, replicas=4))
 def test_escape_times_follow_theory_and_isoloss_escapes_first(impl, record, setup):
     require(impl, "simsiam", "isoloss", "loss:euclidean", "predictor:closed_form")
     lr = 0.02
@@ -291,15 +296,15 @@ def test_escape_times_follow_theory_and_isoloss_escapes_first(impl, record, setu
         t_meas[loss] = _crossing_time(traj, level)
         t_pred[loss] = th.time_to_reach(traj.eig_C[0], level, loss, setup.alpha, setup.sigma)
         err = max_rel_err(t_meas[loss], t_pred[loss])
-        record(f"{loss} escape time (rel err)", t_meas[loss].mean().item(), t_pred[loss].mean().item(),
-               error=err, tolerance=0.5 * lr)
-        assert err <= 0.5 * lr, f"{loss}: escape times off by {err:.3g} (rel)"
+        record.within(f"{loss} escape time (rel err)", t_meas[loss].mean().item(), t_pred[loss].mean().item(),
+                      error=err, tolerance=0.5 * lr,
+                      message=f"{loss}: escape times off by {err:.3g} (rel)")
     ratio_m = t_meas["simsiam"] / t_meas["isoloss"]
     ratio_p = t_pred["simsiam"] / t_pred["isoloss"]
     err = max_rel_err(ratio_m, ratio_p)
-    record("escape-time ratio SimSiam/IsoLoss", ratio_m.mean().item(), ratio_p.mean().item(),
-           error=err, tolerance=0.5 * lr)
-    assert err <= 0.5 * lr
+    record.within("escape-time ratio SimSiam/IsoLoss", ratio_m.mean().item(), ratio_p.mean().item(),
+                  error=err, tolerance=0.5 * lr,
+                  message=f"the escape-time ratio SimSiam/IsoLoss is off by {err:.3g} (rel)")
     assert (ratio_m > 1).all(), "IsoLoss should escape faster than SimSiam from λ0 ≤ 0.1"
 
 
@@ -351,9 +356,8 @@ def test_cosine_loss_conserves_norm_and_equalises(impl, record, setup, loss):
     # statistic is the median condition number over the last WINDOW steps (that draw: 1.045).
     cond_t = traj.eig_C[-WINDOW:, :, -1] / traj.eig_C[-WINDOW:, :, 0]          # (WINDOW, replicas)
     cond = cond_t.median(0).values.max().item()
-    record(f"{loss}: condition number of C, median of the last {WINDOW} steps", cond, 1.0, error=cond - 1,
-           tolerance=0.5)
-    assert cond <= 1.5, f"eigenvalues did not equalise: condition number {cond:.3g}"
+    record.within(f"{loss}: condition number of C, median of the last {WINDOW} steps", cond, 1.0, error=cond - 1,
+                  tolerance=0.5, message=f"eigenvalues did not equalise: condition number {cond:.3g}")
 
 
 # ----------------------------------------------------------------------------- H7
@@ -420,15 +424,14 @@ def check_ntk_descent(record, seed: int, update=ntk_update) -> None:
     X = torch.randn(8, 5, generator=g, dtype=torch.float64)
     theta = empirical_ntk(net, X).reshape(24, 24)
     ev = torch.linalg.eigvalsh(theta)
-    record("min eig(Θ) / max eig(Θ)", (ev[0] / ev[-1]).item(), 0.0, error=max(-(ev[0] / ev[-1]).item(), 0),
-           tolerance=1e-10)
-    assert ev[0] >= -1e-10 * ev[-1], "the empirical NTK is not positive semi-definite"
+    record.within("min eig(Θ) / max eig(Θ)", (ev[0] / ev[-1]).item(), 0.0, error=max(-(ev[0] / ev[-1]).item(), 0),
+                  tolerance=1e-10, message="the empirical NTK is not positive semi-definite")
     Z = net(X)
     target = torch.randn(Z.shape, generator=g, dtype=torch.float64)
     gradZ = (Z - target).detach().reshape(-1)            # ∇_Z of ½‖Z − SG(target)‖²
     inner = (-gradZ @ update(theta, gradZ)).item()
-    record("⟨−∇_Z L, Ż⟩ / ‖∇_Z L‖²", inner / (gradZ @ gradZ).item(), "≥ 0")
-    assert inner >= 0, "eq. 4 violated: the representational update ascends the loss"
+    record.within("⟨−∇_Z L, Ż⟩ / ‖∇_Z L‖²", inner / (gradZ @ gradZ).item(), "≥ 0", error=max(-inner, 0.0),
+                  tolerance=0.0, message="eq. 4 violated: the representational update ascends the loss")
 
 
 @H7.check
@@ -469,9 +472,9 @@ def test_normalized_predictor_converges_to_lambda_max(impl, record, setup, zero_
     # discrete λ0(1+ηr)^{2k} vs continuous λ0 e^{2ηrk}: relative gap 1 − e^{−kη²r²} ≤ lr·r²·t (leading order)
     r_top = th.mode_rate("simsiam", torch.tensor(1.0, dtype=torch.float64), setup.sigma).item()
     tol = 1.1 * lr * r_top ** 2 * traj.t[-1].item() + 1e-12
-    record("top mode vs λ_top(0)·exp(2η r(ω_top) t)", top[-1].mean().item(), pred_top[-1].mean().item(),
-           error=err, tolerance=tol)
-    assert err <= tol, f"top mode departs from its closed form by {err:.3g}"
+    record.within("top mode vs λ_top(0)·exp(2η r(ω_top) t)", top[-1].mean().item(), pred_top[-1].mean().item(),
+                  error=err, tolerance=tol,
+                  message=f"top mode departs from its closed form by {err:.3g}")
     ratio = (traj.eig_C[-1] / traj.eig_C[-1, :, -1:]).min().item()
-    record("min λ_m/λ_max at the end", ratio, 1.0, error=1 - ratio, tolerance=1e-3)
-    assert ratio >= 1 - 1e-3, f"modes did not converge to λ_max (min ratio {ratio:.4g})"
+    record.within("min λ_m/λ_max at the end", ratio, 1.0, error=1 - ratio, tolerance=1e-3,
+                  message=f"modes did not converge to λ_max (min ratio {ratio:.4g})")

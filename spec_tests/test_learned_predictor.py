@@ -102,8 +102,8 @@ def test_balancing_invariant_decays(impl, record, M, extra, alpha_p, eta, sigma,
     dW, dP = Wh[1:] - Wh[:-1], Ph[1:] - Ph[:-1]
     step_pred = (1 - 2 * eta * lr) * B[:-1] + dP.transpose(-1, -2) @ dP - alpha_p * dW @ dW.transpose(-1, -2)
     err_step = ((B[1:] - step_pred).norm(dim=(-1, -2)) / B[:-1].norm(dim=(-1, -2))).max().item()
-    record("per-step identity (rel)", err_step, 0.0, error=err_step, tolerance=1e-9)
-    assert err_step <= 1e-9, f"B' ≠ (1−2η lr)B + ΔW_pᵀΔW_p − α_pΔWΔWᵀ (rel {err_step:.3g}): α_p or η is misapplied"
+    record.within("per-step identity (rel)", err_step, 0.0, error=err_step, tolerance=1e-9,
+                  message=f"B' ≠ (1−2η lr)B + ΔW_pᵀΔW_p − α_pΔWΔWᵀ (rel {err_step:.3g}): α_p or η is misapplied")
     B_T = B[-1].norm(dim=(-1, -2))
     off = (B[-1] - dp.balance_at(B[0], traj.t[-1:], eta)[0]).norm(dim=(-1, -2))
     # Euler's O(lr) terms of this run (ΔW_pᵀΔW_p − α_pΔWΔWᵀ per step, and (1 − 2η lr)^K vs e^{−2ηT}), plus the
@@ -112,8 +112,8 @@ def test_balancing_invariant_decays(impl, record, M, extra, alpha_p, eta, sigma,
              + steps * 1e-9 * B.norm(dim=(-1, -2)).amax(0))
     worst = (off / bound).argmax()
     err, tol = (off / B_T)[worst].item(), (bound / B_T)[worst].item()
-    record("‖B(T) − e^{−2ηT}B(0)‖ / ‖B(T)‖", err, 0.0, error=err, tolerance=tol)
-    assert err <= tol, f"B does not decay as e^(−2ηt): rel err {err:.3g} > Euler's O(lr) bound {tol:.3g}"
+    record.within("‖B(T) − e^{−2ηT}B(0)‖ / ‖B(T)‖", err, 0.0, error=err, tolerance=tol,
+                  message=f"B does not decay as e^(−2ηt): rel err {err:.3g} > Euler's O(lr) bound {tol:.3g}")
 
 
 # ----------------------------------------------------------------------------- T2
@@ -150,10 +150,10 @@ def test_predictor_aligns_with_correlation_when_K_positive(impl, record, M, extr
     L = dp.commutator(F, P).norm(dim=(-1, -2))      # (K, S)
     growth = ((L[1:] - L[:-1]) / L[0]).max().item()    # relative to ‖L(0)‖: L may reach exactly 0
     ratio = (L[-1] / L[0]).max().item()
-    record("‖L(T)‖/‖L(0)‖", ratio, "≤ 1e-6", error=ratio, tolerance=1e-6)
-    record("largest rise of ‖L‖ between records / ‖L(0)‖", growth, "≤ 0", error=max(growth, 0), tolerance=1e-12)
-    assert growth <= 1e-12, f"‖[F, W_p]‖ grew by {growth:.3g} although K ≻ 0 (λ_min ≥ {k_min:.3g})"
-    assert ratio <= 1e-6, f"the commutator fell only to {ratio:.3g} of its initial value"
+    record.within("largest rise of ‖L‖ between records / ‖L(0)‖", growth, "≤ 0", error=max(growth, 0),
+                  tolerance=1e-12, message=f"‖[F, W_p]‖ grew by {growth:.3g} although K ≻ 0 (λ_min ≥ {k_min:.3g})")
+    record.within("‖L(T)‖/‖L(0)‖", ratio, "≤ 1e-6", error=ratio, tolerance=1e-6,
+                  message=f"the commutator fell only to {ratio:.3g} of its initial value")
 
 
 INDEFINITE = dict(M=4, N=6, sigma=0.3, eta=0.001, alpha_p=0.1,
@@ -182,8 +182,8 @@ def test_alignment_not_guaranteed_when_K_indefinite(impl, record):
     L, k_min = _indefinite_run(impl)
     assert k_min[0].max() < 0, "test design: K(0) should be indefinite here"
     peak = (L.max(0).values / L[0]).min().item()
-    record("max ‖L(t)‖/‖L(0)‖ with K(0) indefinite", peak, "> 1", error=1.0 / peak, tolerance=1.0)
-    assert peak > 1, "‖[F, W_p]‖ never grew although K was indefinite"
+    record.within("max ‖L(t)‖/‖L(0)‖ with K(0) indefinite", peak, "> 1", error=1.0 / peak, tolerance=1.0,
+                  strict=True, message="‖[F, W_p]‖ never grew although K was indefinite")
 
 
 # ----------------------------------------------------------------------------- T3
@@ -227,8 +227,8 @@ def test_aligned_modes_follow_the_pq_dynamics(impl, record, M, alpha_p, eta, sig
     for k in range(1, steps + 1):
         pk, sk = dp.aligned_euler_step(pk, sk, lr=lr, alpha_p=alpha_p, sigma=sigma, tau=1.0, eta=eta)
         err_map = max(err_map, ((pk - p[k]).abs() / p[k].abs()).max().item(), ((sk - s[k]).abs() / s[k]).max().item())
-    record("aligned per-mode (p, s) map (max rel err)", err_map, 0.0, error=err_map, tolerance=1e-9)
-    assert err_map <= 1e-9, "modes did not evolve independently by the aligned (p, s) map"
+    record.within("aligned per-mode (p, s) map (max rel err)", err_map, 0.0, error=err_map, tolerance=1e-9,
+                  message="modes did not evolve independently by the aligned (p, s) map")
     gap = s - p ** 2 / alpha_p
     t = traj.t.view(-1, 1, 1)
     law = gap[0] * torch.exp(-2 * eta * t)
@@ -240,9 +240,9 @@ def test_aligned_modes_follow_the_pq_dynamics(impl, record, M, alpha_p, eta, sig
            - torch.exp(-2 * eta * t)).abs() * gap[0].abs()
     excess = ((gap - law).abs() - bound * (1 + 1e-9) - 1e-14).max().item()
     err_law = ((gap - law).abs().amax(-1) / gap[0].abs().amax(-1)).max().item()
-    record("s − p²/α_p vs e^{−2ηt}(s0 − p0²/α_p), t ≤ 3 (rel)", err_law, 0.0, error=max(excess, 0),
-           tolerance=1e-12)
-    assert excess <= 0, "the gap s − p²/α_p departs from e^(−2ηt) by more than Euler's second-order terms"
+    record.within("s − p²/α_p vs e^{−2ηt}(s0 − p0²/α_p), t ≤ 3 (rel)", err_law, 0.0, error=max(excess, 0),
+                  tolerance=0,
+                  message="the gap s − p²/α_p departs from e^(−2ηt) by more than Euler's second-order terms")
 
 
 @T3.check
@@ -260,8 +260,8 @@ def test_predictor_settles_on_square_root_rule(impl, record, M, alpha_p, eta, si
     live = s[-1] > 1e-6
     root = (alpha_p * s[-1]).sqrt()
     err = ((p[-1] - root).abs() / root)[live].max().item() if live.any() else 0.0
-    record("|p_T − √(α_p s_T)| / √(α_p s_T) (surviving modes)", err, 0.0, error=err, tolerance=1e-3)
-    assert err <= 1e-3, "the predictor did not settle on the square-root rule p = √(α_p s)"
+    record.within("|p_T − √(α_p s_T)| / √(α_p s_T) (surviving modes)", err, 0.0, error=err, tolerance=1e-3,
+                  message="the predictor did not settle on the square-root rule p = √(α_p s)")
 
 
 # ----------------------------------------------------------------------------- T4
@@ -299,11 +299,11 @@ def test_modes_collapse_below_p_minus_and_settle_at_p_plus(impl, record, sigma2,
                        alpha_p=alpha_p, weight_decay=eta, symmetric=True, tau=1.0)
     p_T = torch.linalg.eigvalsh(traj.probes["W_p"][-1])            # ascending; flows keep the order
     err = (p_T[:, 2:] - pp).abs().max().item()
-    record("survivors |p − p*+|", p_T[:, 2:].mean().item(), pp, error=err, tolerance=1e-4)
-    assert err <= 1e-4, f"modes above p*− = {pm:.5g} did not settle at p*+ = {pp:.5g} (max dev {err:.3g})"
+    record.within("survivors |p − p*+|", p_T[:, 2:].mean().item(), pp, error=err, tolerance=1e-4,
+                  message=f"modes above p*− = {pm:.5g} did not settle at p*+ = {pp:.5g} (max dev {err:.3g})")
     low = p_T[:, :2].abs().max().item()
-    record("collapsed modes max |p| / p*−", low / pm, 0.0, error=low / pm, tolerance=1e-2)
-    assert low <= 1e-2 * pm, f"modes below p*− did not collapse (max |p| = {low:.3g})"
+    record.within("collapsed modes max |p| / p*−", low / pm, 0.0, error=low / pm, tolerance=1e-2,
+                  message=f"modes below p*− did not collapse (max |p| = {low:.3g})")
 
 
 @T4.check
@@ -321,8 +321,8 @@ def test_weight_decay_above_critical_collapses_everything(impl, record):
     p_T = torch.linalg.eigvalsh(traj.probes["W_p"][-1])
     bound = p0 * math.exp(-(eta - eta_c) * traj.t[-1].item())
     ratio = (p_T / bound).max().item()
-    record("p_T / (p_0 e^{−(η−η_c)T})", ratio, "≤ 1", error=max(ratio - 1, 0), tolerance=1e-6)
-    assert ratio <= 1 + 1e-6, "above the critical weight decay a mode decayed more slowly than the bound"
+    record.within("p_T / (p_0 e^{−(η−η_c)T})", ratio, "≤ 1", error=max(ratio - 1, 0), tolerance=1e-6,
+                  message="above the critical weight decay a mode decayed more slowly than the bound")
 
 
 # ----------------------------------------------------------------------------- T5
@@ -359,11 +359,11 @@ def test_no_stopgrad_collapses_learned_predictor(impl, record, eta, seed):
                     record_every=10, probe=objective)
     obj = traj.probes["objective"][:, 0]
     rise = ((obj[1:] - obj[:-1]) / obj[:-1].abs()).max().item()
-    record("largest relative rise of the objective", rise, "≤ 0", error=max(rise, 0), tolerance=1e-12)
-    assert rise <= 1e-12, "the no-stop-grad objective increased: the update is not gradient descent on it"
+    record.within("largest relative rise of the objective", rise, "≤ 0", error=max(rise, 0), tolerance=1e-12,
+                  message="the no-stop-grad objective increased: the update is not gradient descent on it")
     shrink = (traj.eig_C[-1].amax(-1) / traj.eig_C[0].amax(-1)).max().item()
-    record("max eig C(T) / max eig C(0)", shrink, 0.0, error=shrink, tolerance=1e-3)
-    assert shrink <= 1e-3, f"no collapse without stop-grad (largest eigenvalue kept {shrink:.3g} of its value)"
+    record.within("max eig C(T) / max eig C(0)", shrink, 0.0, error=shrink, tolerance=1e-3,
+                  message=f"no collapse without stop-grad (largest eigenvalue kept {shrink:.3g} of its value)")
 
 
 # ----------------------------------------------------------------------------- T6
@@ -394,9 +394,9 @@ def test_small_target_scale_keeps_K_positive(impl, record):
     L_ramp, _ = _indefinite_run(impl, tau_schedule=lambda k: min(1.0, 0.05 * k / 60.0))
     assert k_small.min() > 0, f"K indefinite at τ = τ_safe/2 (λ_min = {k_small.min().item():.3g}): the bound is wrong"
     rise = ((L_small[1:] - L_small[:-1]) / L_small[0]).max().item()
-    record("τ = τ_safe/2: largest rise of ‖L‖ / ‖L0‖", rise, "≤ 0", error=max(rise, 0), tolerance=1e-12)
-    assert rise <= 1e-12, "the commutator grew although K ≻ 0"
+    record.within("τ = τ_safe/2: largest rise of ‖L‖ / ‖L0‖", rise, "≤ 0", error=max(rise, 0), tolerance=1e-12,
+                  message="the commutator grew although K ≻ 0")
     peak = lambda L: (L.max(0).values / L[0]).max().item()
-    record("peak ‖L‖/‖L0‖: ramp vs τ = 1", peak(L_ramp), f"≤ ½·{peak(L_fixed):.3g}",
-           error=peak(L_ramp) / peak(L_fixed), tolerance=0.5)
-    assert peak(L_ramp) <= 0.5 * peak(L_fixed), "a τ ramp did not reduce the commutator's transient growth"
+    record.within("peak ‖L‖/‖L0‖: ramp vs τ = 1", peak(L_ramp), f"≤ ½·{peak(L_fixed):.3g}",
+                  error=peak(L_ramp) / peak(L_fixed), tolerance=0.5,
+                  message="a τ ramp did not reduce the commutator's transient growth")
