@@ -20,6 +20,7 @@ A claim's ``source`` is a list of :class:`~ncspec.reference.papers.Citation`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
@@ -113,7 +114,17 @@ def register(id: str, **meta) -> Claim:
     return claim
 
 
-def load_all(package: str = "ncspec.spec_tests") -> dict[str, Claim]:
+#: the package of the spec modules: imported by name at run time (:func:`load_all`), never by an import statement
+#: of this layer (the spec modules import conformance, so the reverse would be a loop)
+SPEC_PACKAGE = "ncspec.spec_tests"
+
+
+def spec_dir() -> str:
+    """The folder of the spec modules, found without importing them."""
+    return os.path.abspath(importlib.util.find_spec(SPEC_PACKAGE).submodule_search_locations[0])
+
+
+def load_all(package: str = SPEC_PACKAGE) -> dict[str, Claim]:
     """Import every ``test_*`` module of the spec package; return the filled registry."""
     pkg = importlib.import_module(package)
     for info in pkgutil.iter_modules(pkg.__path__):

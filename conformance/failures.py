@@ -55,10 +55,12 @@ def _library_dirs() -> tuple[str, ...]:
 def _harness_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(ncspec's own code: spec tests, conformance, reference; its shipped adapters and mutants, which count as
     adapter code)."""
-    from ncspec import conformance, reference, spec_tests
+    from ncspec import conformance, reference
+
+    from .claims import spec_dir
     root = os.path.dirname(os.path.abspath(conformance.__file__))
-    own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference,
-                                                                                         spec_tests))
+    own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference))
+    own += (os.path.join(spec_dir(), ""),)
     return own, (os.path.join(root, "adapters", ""), os.path.join(root, "mutants.py"))
 
 

@@ -26,6 +26,7 @@ import time
 # (ci by default, no deadline), which the tests' @settings capture when they are decorated. Imported
 # later, they would run Hypothesis's default 100 examples with shrinking (~50× slower) under its 200 ms
 # deadline, a wall-clock limit that failed H1 on a loaded 2-core machine (issue 25).
+from .claims import spec_dir
 from .recorder import Recorder
 from .session import torch_threads
 
@@ -41,13 +42,6 @@ def _leaves(exc: BaseException):
             yield from _leaves(e)
     else:
         yield exc
-
-
-def _spec_dir() -> str:
-    import os
-
-    from .. import spec_tests
-    return os.path.dirname(os.path.abspath(spec_tests.__file__))
 
 
 def _asserted_in_spec(exc: BaseException) -> bool:
@@ -72,7 +66,7 @@ def _asserted_in_spec(exc: BaseException) -> bool:
         return False
     if len(frames) > 1 and _is_record_within(frames[-1]):   # record.within(...) asserts for the claim calling it
         frames.pop()
-    return os.path.abspath(frames[-1].f_code.co_filename).startswith(_spec_dir() + os.sep)
+    return os.path.abspath(frames[-1].f_code.co_filename).startswith(spec_dir() + os.sep)
 
 
 def _is_record_within(frame) -> bool:

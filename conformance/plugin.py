@@ -35,6 +35,7 @@ import os
 import pytest
 
 from . import registry, scheduling, xfail
+from .deep_tier import DATA_ENV, SCALE_ENV
 from .progress import Progress
 from .recorder import Recorder
 from .results import Collector
@@ -58,10 +59,10 @@ def pytest_addoption(parser):
                          f"(the N claims: convolutional networks on images) or 'all'. Default ${TIER_ENV_VAR}.")
     group.addoption("--ncspec-scale", default=None, choices=("cpu", "gpu"),
                     help="deep tier: 'cpu' (small conv nets, CPU) or 'gpu' (ResNet-18, bf16, compiled). "
-                         "Default $NCSPEC_SCALE or cpu.")
+                         f"Default ${SCALE_ENV} or cpu.")
     group.addoption("--ncspec-data", default=None, metavar="PATH",
                     help="deep tier: a folder holding cifar-10-batches-py/, or an .npz of images "
-                         "(x_train, y_train, x_test, y_test). Default $NCSPEC_DATA.")
+                         f"(x_train, y_train, x_test, y_test). Default ${DATA_ENV}.")
     group.addoption("--ncspec-progress", action="store_true", default=False,
                     help="print claim-by-claim progress with elapsed time on stderr (a progress bar on a "
                          "terminal, one line per test otherwise)")
@@ -104,7 +105,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "deep: a deep-tier claim test (convolutional networks on images)")
     config.addinivalue_line("markers", "xdist_group(name): tests sharing cached runs, kept in one pytest-xdist worker")
     config._ncspec_saved_env = {}
-    for option, env in (("ncspec_scale", "NCSPEC_SCALE"), ("ncspec_data", "NCSPEC_DATA")):
+    for option, env in (("ncspec_scale", SCALE_ENV), ("ncspec_data", DATA_ENV)):
         value = config.getoption(option, default=None)
         if value:   # the deep harness (and run_claim, which has no pytest config) reads the environment
             config._ncspec_saved_env[env] = os.environ.get(env)

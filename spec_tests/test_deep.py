@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import pytest
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.deep_tier import CPU_SCALES, HALF_RUN_STEPS, LONG_RUN_STEPS, dataset_spec, scale
 
 from . import ema
-from .deep_harness import HALF_RUN_STEPS, Run, image_data, loss_factor, run_options, scale, train_run, trajectory
+from .deep_harness import Run, image_data, loss_factor, run_options, train_run, trajectory
 from .harness import require
 
 pytestmark = pytest.mark.deep
@@ -228,7 +229,6 @@ def isotropy(eigenvalues) -> float:
 
 @N2.check
 def test_closed_form_predictor_makes_the_spectrum_more_isotropic(impl, record):
-    from .deep_harness import CPU_SCALES
     require(impl, "simsiam", "predictor:closed_form")
     sc = scale()
     if sc.name in CPU_SCALES:
@@ -279,7 +279,7 @@ CPU_NOT_SHOWN_N3 = (
     "under N3.")
 
 
-# cpu-long: N3's runs are deep_harness.LONG_RUN_STEPS["N3"] = 200 steps long and read the spectrum at their end — ≈ the
+# cpu-long: N3's runs are deep_tier.LONG_RUN_STEPS["N3"] = 200 steps long and read the spectrum at their end — ≈ the
 # gpu scale's first evaluation (2 epochs of 98 steps at batch 512 = 196 steps); the cpu scale's first evaluation (step
 # 20) gives no stable order (CPU_NOT_SHOWN_N3).
 # Measured (cpu-long: 200-step runs, the configuration above, CIFAR-10 fragment), the lift of the smallest quarter from
@@ -298,7 +298,6 @@ def test_isoloss_lifts_the_smallest_eigenmodes_faster_than_the_simsiam_loss(impl
     sc = scale()
     if sc.name == "cpu":
         pytest.skip(CPU_NOT_SHOWN_N3)
-    from .deep_harness import LONG_RUN_STEPS
     data = image_data()
     long = sc.name == "cpu-long"
     steps = LONG_RUN_STEPS["N3"] if long else None
@@ -576,7 +575,6 @@ CPU_NOT_SHOWN_N7 = (
 
 @N7.check
 def test_byol_without_its_predictor_collapses(impl, record):
-    from .deep_harness import CPU_SCALES
     require(impl, "byol", "target:ema", "ablation:no_predictor")
     sc = scale()
     if sc.name in CPU_SCALES:
@@ -721,8 +719,6 @@ def table1_in_miniature(loss: str, sc, out: str):
     from dataclasses import replace
 
     from ncspec.reference.vision.table1 import SMALL_SCALES, small_cell_config
-
-    from .deep_harness import dataset_spec
     spec, root = dataset_spec()
     cfg = small_cell_config(SMALL_SCALES["cpu"], loss, False, 0, data_root=root if spec == "cifar10" else spec[4:],
                             out=out)

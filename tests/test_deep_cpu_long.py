@@ -13,14 +13,14 @@ from _pytest.outcomes import Skipped
 @pytest.fixture
 def dry_long(tmp_path, monkeypatch):
     """cpu-long with the dry scale's network and step budgets, Table 1 in miniature at its dry size, 64 images."""
+    from ncspec.conformance import deep_tier as T
     from ncspec.reference.vision import table1
-    from ncspec.spec_tests import deep_harness as H
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
     np.savez(path, x_train=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), y_train=rng.integers(0, 10, 64),
              x_test=rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), y_test=rng.integers(0, 10, 32))
-    monkeypatch.setitem(H.SCALES, "cpu-long", replace(H.SCALES["dry"], name="cpu-long", table1_epochs=1))
-    monkeypatch.setitem(H.LONG_RUN_STEPS, "N3", 4)
+    monkeypatch.setitem(T.SCALES, "cpu-long", replace(T.SCALES["dry"], name="cpu-long", table1_epochs=1))
+    monkeypatch.setitem(T.LONG_RUN_STEPS, "N3", 4)
     monkeypatch.setitem(table1.SMALL_SCALES, "cpu", table1.SMALL_SCALES["dry"])
     monkeypatch.setenv("NCSPEC_SCALE", "cpu-long")
     monkeypatch.setenv("NCSPEC_DATA", str(path))
@@ -31,8 +31,8 @@ def dry_long(tmp_path, monkeypatch):
 
 
 def test_budget_line_names_the_longer_runs():
+    from ncspec.conformance.deep_tier import LONG_RUN_STEPS, budget_line
     from ncspec.conformance.registry import load_adapter
-    from ncspec.spec_tests.deep_harness import LONG_RUN_STEPS, budget_line
     line = budget_line("cpu-long", load_adapter("reference"))
     assert f"isoloss, projector without output BN ({LONG_RUN_STEPS['N3']} steps)" in line
     assert "Table 1 in miniature: simsiam and isoloss without EMA, 40 epochs" in line

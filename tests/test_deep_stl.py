@@ -13,8 +13,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from ncspec.conformance.deep_tier import SCALES, dataset_spec
 from ncspec.reference.vision.data import STL10_IMAGE_BYTES, write_fake_stl10
-from ncspec.spec_tests.deep_harness import SCALES, Run, dataset_spec, image_data, run_options, train_run
+from ncspec.spec_tests.deep_harness import Run, image_data, run_options, train_run
 
 
 def test_a_folder_holding_stl10_binary_or_the_folder_itself_is_an_stl10_root(tmp_path):

@@ -44,8 +44,8 @@ def test_deep_tier_without_data_names_what_to_download(tmp_path):
 
 
 def test_data_spec_accepts_an_npz_or_a_cifar_root(tmp_path):
+    from ncspec.conformance.deep_tier import dataset_spec
     from ncspec.reference.vision.data import write_fake_cifar10
-    from ncspec.spec_tests.deep_harness import dataset_spec
     root = write_fake_cifar10(tmp_path / "c", n_train=10, n_test=5)
     assert dataset_spec(str(root)) == ("cifar10", str(root))
     (tmp_path / "x.npz").write_bytes(b"")

@@ -71,6 +71,28 @@ def test_reference_import_check_can_fail(tmp_path):
     assert {"ncspec.conformance.plugin", "ncspec.conformance", "ncspec.conformance.monitor"} <= set(found), found
 
 
+def _spec_tests_imports(path: Path, rel: Path | None = None) -> list[str]:
+    return sorted(n for n in _imports(path, rel) if n == "ncspec.spec_tests" or n.startswith("ncspec.spec_tests."))
+
+
+def test_conformance_and_reference_never_import_spec_tests():
+    """One direction only: spec_tests → conformance → reference. No module of conformance/ or reference/ imports
+    spec_tests, at the top or inside a function (the deep tier's settings live in conformance/deep_tier.py; the
+    claims' modules are loaded by name, :func:`ncspec.conformance.claims.load_all`)."""
+    paths = [p for d in ("conformance", "reference") for p in sorted((ROOT / d).rglob("*.py"))]
+    bad = {str(p.relative_to(ROOT)): found for p in paths if (found := _spec_tests_imports(p))}
+    assert not bad, f"conformance/reference modules import spec_tests: {bad}"
+
+
+def test_spec_tests_import_check_can_fail(tmp_path):
+    """The check above sees an import inside a function, relative (``from .. import spec_tests``) or absolute."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from .. import spec_tests\n    from ncspec.spec_tests.deep_harness import scale\n",
+                     encoding="utf-8")
+    found = _spec_tests_imports(probe, Path("conformance/probe.py"))
+    assert {"ncspec.spec_tests", "ncspec.spec_tests.deep_harness"} <= set(found), found
+
+
 def test_reference_global_batch_does_not_import_vision():
     names = _imports(ROOT / "reference" / "global_batch.py") | _imports(ROOT / "reference" / "data_parallel.py")
     assert not any(n.startswith("ncspec.reference.vision") for n in names), sorted(names)

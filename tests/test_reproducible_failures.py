@@ -12,8 +12,9 @@ import json
 import os
 
 import pytest
+from ncspec.conformance.claims import spec_dir
 from ncspec.conformance.cli import main
-from ncspec.conformance.killmatrix import _spec_dir, classify, failures
+from ncspec.conformance.killmatrix import classify, failures
 
 try:
     from builtins import ExceptionGroup
@@ -33,13 +34,13 @@ def _raised(code: str, filename: str) -> BaseException:
 
 
 def test_an_assertion_in_a_spec_module_is_a_catch():
-    assert classify(_raised("assert 1 == 2, 'claim'", os.path.join(_spec_dir(), "test_fake.py"))) == "failed"
+    assert classify(_raised("assert 1 == 2, 'claim'", os.path.join(spec_dir(), "test_fake.py"))) == "failed"
 
 
 def test_a_crash_or_an_assertion_elsewhere_is_errored():
-    assert classify(_raised("raise ValueError('W_P must be finite')", os.path.join(_spec_dir(), "x.py"))) == "errored"
+    assert classify(_raised("raise ValueError('W_P must be finite')", os.path.join(spec_dir(), "x.py"))) == "errored"
     assert classify(_raised("assert False, 'inside the implementation'", "/somewhere/lib.py")) == "errored"
-    assert classify(_raised("import math; math.log(-1)", os.path.join(_spec_dir(), "x.py"))) == "errored"
+    assert classify(_raised("import math; math.log(-1)", os.path.join(spec_dir(), "x.py"))) == "errored"
 
 
 def test_record_within_in_a_spec_module_is_a_catch():
@@ -47,13 +48,13 @@ def test_record_within_in_a_spec_module_is_a_catch():
     crash when an implementation's own code calls it."""
     code = ("from ncspec.conformance.recorder import Recorder\n"
             "Recorder().within('q', 2.0, 1.0, error=1.0, tolerance=0.5, message='claim')\n")
-    assert classify(_raised(code, os.path.join(_spec_dir(), "test_fake.py"))) == "failed"
+    assert classify(_raised(code, os.path.join(spec_dir(), "test_fake.py"))) == "failed"
     assert classify(_raised(code, "/somewhere/lib.py")) == "errored"
 
 
 def test_hypothesis_groups_count_when_one_leaf_is_a_claim_assertion():
-    spec = _raised("assert 0, 'claim'", os.path.join(_spec_dir(), "test_fake.py"))
-    crash = _raised("raise FloatingPointError('nan')", os.path.join(_spec_dir(), "test_fake.py"))
+    spec = _raised("assert 0, 'claim'", os.path.join(spec_dir(), "test_fake.py"))
+    crash = _raised("raise FloatingPointError('nan')", os.path.join(spec_dir(), "test_fake.py"))
     assert classify(ExceptionGroup("two bugs", [crash, spec])) == "failed"
     assert classify(ExceptionGroup("one crash", [crash])) == "errored"
 

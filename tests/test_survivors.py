@@ -217,11 +217,11 @@ class _FrozenCopyTarget:
 
 def test_n1_fails_a_simsiam_whose_target_is_a_frozen_copy(monkeypatch):
     from fragment import require_fragment
+    from ncspec.conformance import deep_tier
     from ncspec.conformance.recorder import Recorder
-    from ncspec.spec_tests import deep_harness
     from ncspec.spec_tests.test_deep import test_intact_method_keeps_the_representation_spread as n1
-    monkeypatch.setenv(deep_harness.DATA_ENV, str(require_fragment()))
-    monkeypatch.setenv(deep_harness.SCALE_ENV, "cpu")
+    monkeypatch.setenv(deep_tier.DATA_ENV, str(require_fragment()))
+    monkeypatch.setenv(deep_tier.SCALE_ENV, "cpu")
     with pytest.raises(AssertionError, match="the target branch is not the online network: learner.frozen_target"):
         n1(impl=_FrozenCopyTarget(), record=Recorder(), method="simsiam_mlp")
 

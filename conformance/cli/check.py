@@ -189,8 +189,7 @@ def _floor(text: str) -> int:
 def _prepare_deep(args) -> int:
     """The deep tier: resolve the image data (fail fast, naming what to download), set the scale,
     print the budget before anything starts. Returns an exit code, 0 to go on."""
-    from ncspec.spec_tests.deep_harness import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
-
+    from ..deep_tier import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
     from ..registry import load_adapter
     os.environ[SCALE_ENV] = args.scale
     data = args.data_root or os.environ.get(DATA_ENV)
@@ -223,7 +222,7 @@ def _cmd_mutants(args) -> int:
               file=sys.stderr)
 
     if args.tier in ("deep", "all"):     # the deep claims train on images: the data and scale, as for check
-        from ncspec.spec_tests.deep_harness import DATA_ENV, SCALE_ENV, dataset_spec
+        from ..deep_tier import DATA_ENV, SCALE_ENV, dataset_spec
         data = args.data_root or os.environ.get(DATA_ENV)
         try:
             dataset_spec(data)

@@ -229,14 +229,15 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _dataset(data: str, data_root):
-    from ...reference.vision.data import DataRootError, load_dataset
+    from ...reference.vision.data import DataRootError, layout, load_dataset
     spec = data
     if not (data.startswith("npz:") or data in ("cifar10", "stl10")):
-        if Path(data).suffix.lower() != ".npz":
+        found = layout(data)            # a path: only an .npz file names a data set without --data-root
+        if found is None or not found[0].startswith("npz:"):
             raise InputError(f"--data {data!r}: pass the data set the way ncspec train takes it: an .npz of uint8 "
                              f"images (x_train, y_train, x_test, y_test), npz:PATH, or cifar10/stl10 with "
                              f"--data-root DIR.")
-        spec = f"npz:{data}"
+        spec = found[0]
     try:
         return load_dataset(spec, data_root)
     except (DataRootError, ValueError) as e:

@@ -8,7 +8,8 @@
 * ``"npz:PATH"`` — any ``.npz`` with ``x_train, y_train, x_test, y_test`` (images HWC or
   CHW, uint8), e.g. the CIFAR-10 fragment.
 
-Nothing is downloaded unless ``download=True``. A missing or unreadable root raises
+:func:`layout` says which of them a path holds. Nothing is downloaded unless
+``download=True``. A missing or unreadable root raises
 :class:`DataRootError` naming the files expected and how to get them.
 """
 from __future__ import annotations
@@ -201,6 +202,24 @@ def _load_npz(path: Path) -> ImageDataset:
     y_te = torch.from_numpy(arrays["y_test"].astype(np.int64))
     return ImageDataset(path.stem, images(arrays["x_train"], "x_train"), y_tr,
                         images(arrays["x_test"], "x_test"), y_te, int(max(y_tr.max(), y_te.max())) + 1)
+
+
+def layout(path: str | os.PathLike) -> tuple[str, str | None] | None:
+    """Which data set ``path`` holds, by its layout — the one place that decides it: ``(spec, root)`` for
+    :func:`load_dataset`, or ``None`` when it is none of them (nothing is read but names).
+
+    * a file named ``*.npz`` → ``("npz:PATH", None)`` (whether or not it exists: :func:`load_dataset` says);
+    * a folder holding ``cifar-10-batches-py/``, or that folder itself → ``("cifar10", root)``;
+    * a folder holding ``stl10_binary/``, or that folder itself → ``("stl10", root)``."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".npz":
+        return f"npz:{p}", None
+    for spec, folder in (("cifar10", "cifar-10-batches-py"), ("stl10", "stl10_binary")):
+        if (p / folder).is_dir():
+            return spec, str(p)
+        if p.name == folder and p.is_dir():
+            return spec, str(p.parent)
+    return None
 
 
 def load_dataset(spec: str, root: str | os.PathLike | None = None, download: bool = False, *,
