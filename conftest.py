@@ -8,5 +8,5 @@ import pytest
 def pytest_xdist_auto_num_workers(config):
     """``pytest -n auto`` (the README's test command): one worker per usable CPU, at most 4, since several
     tests start ``ncspec check`` subprocesses that run workers of their own."""
-    from ncspec.conformance.session import usable_cpus
+    from ncspec.conformance.run.session import usable_cpus
     return max(1, min(4, usable_cpus()))

@@ -4,9 +4,9 @@ Loaded by the repository's root ``conftest.py`` and by ``ncspec check``
 (``-p ncspec.conformance.plugin``). It adds
 
 * ``--adapter NAME_OR_module:attr`` (default: ``$NCSPEC_ADAPTER`` or ``reference``);
-* ``--ncspec-json PATH`` — write the claim report (see :mod:`ncspec.conformance.report`);
+* ``--ncspec-json PATH`` — write the claim report (see :mod:`ncspec.conformance.run.report`);
 * ``--ncspec-report PATH`` — also write it readable: ``.md`` or ``.html`` with a margin
-  plot (see :mod:`ncspec.conformance.report_doc`);
+  plot (see :mod:`ncspec.conformance.run.report_doc`);
 * ``--ncspec-xfail PATH`` (default ``$NCSPEC_XFAIL``) — the expected-failures file, below;
 * Hypothesis profiles ``ci`` (derandomised, few examples, no shrinking: the
   default) and ``thorough`` (random seeds, many examples, shrinking), chosen by
@@ -22,11 +22,12 @@ report carries its reproduction: the failing example and the ``@reproduce_failur
 (Hypothesis attaches them to the exception as PEP 678 notes), the seed, and the command.
 
 The plugin holds the hooks and fixtures; each job beside them has its own module: the session's adapter, profile,
-seed and tier (:mod:`~ncspec.conformance.session`), the expected-failures file (:mod:`~ncspec.conformance.xfail`),
-pytest-xdist scheduling (:mod:`~ncspec.conformance.scheduling`), the ``record`` rows
-(:mod:`~ncspec.conformance.recorder`), per-test results for the report (:mod:`~ncspec.conformance.results`),
-failure messages and adapter crashes (:mod:`~ncspec.conformance.failures`), and ``--ncspec-progress``
-(:mod:`~ncspec.conformance.progress`).
+seed and tier (:mod:`~ncspec.conformance.run.session`), the expected-failures file
+(:mod:`~ncspec.conformance.run.xfail`),
+pytest-xdist scheduling (:mod:`~ncspec.conformance.run.scheduling`), the ``record`` rows
+(:mod:`~ncspec.conformance.run.recorder`), per-test results for the report (:mod:`~ncspec.conformance.run.results`),
+failure messages and adapter crashes (:mod:`~ncspec.conformance.run.failures`), and ``--ncspec-progress``
+(:mod:`~ncspec.conformance.run.progress`).
 """
 from __future__ import annotations
 
@@ -34,13 +35,14 @@ import os
 
 import pytest
 
-from . import registry, scheduling, xfail
-from .deep_tier import DATA_ENV, SCALE_ENV
-from .progress import Progress
-from .recorder import Recorder
-from .results import Collector
-from .session import TIER_ENV_VAR, TIERS, adapter_spec, is_worker, profile_name, session_seed, tier, torch_threads
-from .xfail import XFAIL_ENV_VAR
+from .contract import registry
+from .run import scheduling, xfail
+from .run.deep_tier import DATA_ENV, SCALE_ENV
+from .run.progress import Progress
+from .run.recorder import Recorder
+from .run.results import Collector
+from .run.session import TIER_ENV_VAR, TIERS, adapter_spec, is_worker, profile_name, session_seed, tier, torch_threads
+from .run.xfail import XFAIL_ENV_VAR
 
 # The Hypothesis profiles ``ci`` and ``thorough`` are registered and loaded by :mod:`.session` (imported above).
 
@@ -116,7 +118,7 @@ def pytest_configure(config):
     config._ncspec_xfail = xfail.from_config(config)
     doc = config.getoption("ncspec_report", default=None)
     if doc:
-        from .report_doc import check_report_path
+        from .run.report_doc import check_report_path
         try:
             check_report_path(doc, "--ncspec-report")
         except ValueError as e:
@@ -170,26 +172,26 @@ class TierFilter:
 
 @pytest.fixture(scope="session")
 def impl(request):
-    """The adapter under test (see conformance/adapter.py); its learners run in the definition's time
-    units, a constant loss factor measured and reported (:mod:`ncspec.conformance.scale`)."""
-    from .scale import scale_aware
+    """The adapter under test (see conformance/contract/adapter.py); its learners run in the definition's time
+    units, a constant loss factor measured and reported (:mod:`ncspec.conformance.contract.loss_scale`)."""
+    from .contract.loss_scale import scale_aware
     return scale_aware(registry.load_adapter(adapter_spec(request.config)))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """A loss-scale misfit with no known cause lets the claim's own assertion speak first (scale.claim_scope)."""
-    from .scale import claim_scope
+    from .contract.loss_scale import claim_scope
     with claim_scope():
         return (yield)
 
 
 @pytest.fixture
 def record(request):
-    from . import scale
+    from .contract import loss_scale
     rec = Recorder()
     request.node._ncspec_record = rec
-    scale.SINK = rec                    # the measured loss scale of every learner built joins the rows
+    loss_scale.SINK = rec               # the measured loss scale of every learner built joins the rows
     yield rec
-    scale.SINK = None
+    loss_scale.SINK = None
 

@@ -26,7 +26,7 @@ class GatheredEncoder(nn.Module):
     """``encoder`` followed by the gather: views of the local shard → embeddings of the global batch.
 
     ``gather`` is an attribute so a broken variant can be swapped in (the mutant
-    ``gather_without_autograd`` of :mod:`ncspec.conformance.mutants`).
+    ``gather_without_autograd`` of :mod:`ncspec.conformance.mutants.catalogue`).
     """
 
     def __init__(self, encoder: nn.Module):

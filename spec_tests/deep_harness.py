@@ -2,10 +2,10 @@
 
 The N claims (``test_deep.py``) run real convolutional networks on real images through the one
 training loop, :func:`ncspec.reference.vision.train.train`, with the adapter's ``build`` as the
-learner builder. The tier's settings — its scales (:class:`~ncspec.conformance.deep_tier.Scale`), where the
-data comes from (``$NCSPEC_DATA``, :func:`~ncspec.conformance.deep_tier.dataset_spec`) and the budget line — are
-:mod:`ncspec.conformance.deep_tier`'s. Without data the claims skip with
-:func:`~ncspec.conformance.deep_tier.missing_data_help`.
+learner builder. The tier's settings — its scales (:class:`~ncspec.conformance.run.deep_tier.Scale`), where the
+data comes from (``$NCSPEC_DATA``, :func:`~ncspec.conformance.run.deep_tier.dataset_spec`) and the budget line — are
+:mod:`ncspec.conformance.run.deep_tier`'s. Without data the claims skip with
+:func:`~ncspec.conformance.run.deep_tier.missing_data_help`.
 
 Every run is kept for the session (:data:`RUNS`): N1–N3 read the same SimSiam run.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ncspec.conformance import coverage
-from ncspec.conformance.deep_tier import CPU_SCALES, Scale, dataset_spec, missing_data_help, scale
+from ncspec.conformance.run import coverage
+from ncspec.conformance.run.deep_tier import CPU_SCALES, Scale, dataset_spec, missing_data_help, scale
 
 from . import ema
 from .harness import separate_copy_of_the_encoder
@@ -71,7 +71,7 @@ def run_options(method: str, sc: Scale, **extra) -> tuple:
 
 
 RUNS: dict[tuple, dict] = {}
-RUN_USAGE: dict = {}    # the builds and steps each cached run took (ncspec.conformance.coverage)
+RUN_USAGE: dict = {}    # the builds and steps each cached run took (ncspec.conformance.run.coverage)
 
 
 def loss_factor(impl, method: str) -> float:

@@ -15,7 +15,7 @@ counterpart (``encoder``, ``projector``), tensor by tensor. The recursion ``ξ_k
 from __future__ import annotations
 
 import torch
-from ncspec.conformance import conventions
+from ncspec.conformance.contract import conventions
 from ncspec.reference.methods.learned import scheduled_momentum
 from torch import Tensor
 

@@ -17,7 +17,7 @@ from ncspec.reference.linear import LinearEncoder, gaussian_views, population_vi
 def require(impl, *tags: str) -> None:
     """Skip (with the reason) when the adapter lacks a capability the claim needs; a tag no adapter can declare (a
     misspelt one would skip the claim on every adapter) is an error naming the close one."""
-    from ncspec.conformance.adapter import unknown_tags
+    from ncspec.conformance.contract.adapter import unknown_tags
     unknown = unknown_tags(tags)
     if unknown:
         raise ValueError("a claim requires unknown capability tag(s) " + "; ".join(
@@ -35,8 +35,8 @@ def on_the_linear_embedding(impl, method: str, claim: str, M: int = 3) -> dict:
     its learner has no head of its own; ``projector=False`` when it has one and the adapter declares
     ``ablation:no_projector``; otherwise a skip saying what to declare. The probe builds do not count as exercising
     the adapter."""
-    from ncspec.conformance import coverage
-    from ncspec.conformance.scale import unscaled
+    from ncspec.conformance.contract.loss_scale import unscaled
+    from ncspec.conformance.run import coverage
     encoder = LinearEncoder(torch.eye(M, dtype=torch.float64).unsqueeze(0))
     with coverage.uncounted():
         if getattr(unscaled(impl).build(method, encoder, M), "projector", None) is None:

@@ -30,9 +30,9 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
-from ncspec.conformance.scale import scale_free
+from ncspec.conformance.contract.loss_scale import scale_free
+from ncspec.conformance.run import coverage
 from ncspec.reference import toy
 from ncspec.reference.encoders import Identity
 from ncspec.reference.theory import centervector as th

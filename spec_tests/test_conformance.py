@@ -11,9 +11,9 @@ import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
-from ncspec.conformance import conventions
 from ncspec.conformance.claims import cite, register
-from ncspec.conformance.scale import scale_free, unscaled
+from ncspec.conformance.contract import conventions
+from ncspec.conformance.contract.loss_scale import scale_free, unscaled
 from ncspec.reference.linear import LinearEncoder, population_views, simulate
 from ncspec.reference.theory import directpred as dp
 
@@ -1126,7 +1126,7 @@ def _pairing_control(record, learner, z1, z2, base: float, same) -> None:
 @given(seed=SEEDS, shift=st.floats(0.5, 4.0))
 def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, seed, shift):
     require(impl, "barlow_twins")
-    from ncspec.conformance.scale import involved_dtypes, residual_tol
+    from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
     from ncspec.reference.encoders import Identity
     impl = scale_free(impl, "C13's invariance |L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| = 0 holds whatever the scale")
     g, z1, z2 = _redundancy_views(seed)
@@ -1162,7 +1162,7 @@ def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, se
 @given(seed=SEEDS, size=st.floats(0.5, 2.0))
 def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, size):
     require(impl, "vicreg")
-    from ncspec.conformance.scale import involved_dtypes, residual_tol
+    from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
     from ncspec.reference.encoders import Identity
     from ncspec.reference.vectors import unit
     impl = scale_free(impl, "C13's ratio ΔL(2b)/ΔL(b) = 4 holds whatever the loss's scale")
@@ -1275,8 +1275,8 @@ EXPOSE_HEADS = "expose `predictor` (and `projector`, `target_projector`) as docs
 def require_heads(impl, methods: list[str]) -> list[str]:
     """The methods whose learners expose the heads C11 evaluates the definition on (whatever the draw: built once on
     a fixed encoder); a skip naming what to expose when none does."""
-    from ncspec.conformance import coverage
-    from ncspec.conformance.scale_heads import exposes_heads, missing_part
+    from ncspec.conformance.contract.loss_scale_heads import exposes_heads, missing_part
+    from ncspec.conformance.run import coverage
     raw, out = unscaled(impl), []
     with coverage.uncounted():
         for method in methods:
@@ -1292,8 +1292,8 @@ def require_heads(impl, methods: list[str]) -> list[str]:
 @C11.check
 @given(seed=SEEDS)
 def test_predictive_loss_matches_its_definition_through_its_heads(impl, record, seed):
-    from ncspec.conformance.scale import fit, involved_dtypes, residual_tol
-    from ncspec.conformance.scale_heads import HeadProbe
+    from ncspec.conformance.contract.loss_scale import fit, involved_dtypes, residual_tol
+    from ncspec.conformance.contract.loss_scale_heads import HeadProbe
     caps = impl.capabilities
     methods = [m for m in ("simsiam_mlp", "byol") if m in caps and (m != "byol" or "loss:cosine" in caps)]
     require(impl, *(methods[:1] or ["simsiam_mlp"]))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pytest
 from ncspec.conformance.claims import cite, register
-from ncspec.conformance.deep_tier import CPU_SCALES, HALF_RUN_STEPS, LONG_RUN_STEPS, dataset_spec, scale
+from ncspec.conformance.run.deep_tier import CPU_SCALES, HALF_RUN_STEPS, LONG_RUN_STEPS, dataset_spec, scale
 
 from . import ema
 from .deep_harness import Run, image_data, loss_factor, run_options, train_run, trajectory
@@ -529,7 +529,7 @@ def test_ema_target_lags_by_the_momentum_in_a_real_network(impl, record):
         trouble = ema.momentum_trouble(w["momenta"], m, w["momentum_tolerance"])
         assert not trouble, f"in real training, {trouble}"
     assert w["steps"] >= 1, "the learner's after_step was never called: the EMA target cannot have moved"
-    from ncspec.conformance import conventions
+    from ncspec.conformance.contract import conventions
     declared = conventions.for_method(impl, "byol").get("ema_buffers")
     policy = w["buffer_policy"]
     steps_in_policy = float(w["buffer_steps"].get(policy, 0))

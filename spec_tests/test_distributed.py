@@ -7,9 +7,9 @@ or per-rank batch statistics).
 from __future__ import annotations
 
 import pytest
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
-from ncspec.conformance.scale import unscaled
+from ncspec.conformance.contract.loss_scale import unscaled
+from ncspec.conformance.run import coverage
 
 from .harness import require
 
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.xdist_group("distributed")
 def _distributed(method: str):
     def test(impl, record):
         require(impl, "distributed", method, *_DIST_TAGS.get(method, ()))
-        from ncspec.conformance.distributed_check import Case, check, spec_of
+        from ncspec.conformance.run.distributed_check import Case, check, spec_of
         spec = spec_of(impl)
         if spec not in _dist_cache:       # one 2-process run per adapter covers every method
             cases = [Case(m) for m in _dist_methods(impl)]

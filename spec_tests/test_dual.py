@@ -26,8 +26,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.run import coverage
 from ncspec.reference import dual
 from ncspec.reference.linear import LinearEncoder, simulate
 from ncspec.reference.linear.model import random_orthogonal

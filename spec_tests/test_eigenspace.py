@@ -32,8 +32,8 @@ import math
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
-from ncspec.conformance import conventions
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.contract import conventions
 from ncspec.reference.linear import gaussian_views
 from ncspec.reference.predictors import correlation, eigen_predictor
 from ncspec.reference.theory import eigenspace as th

@@ -14,8 +14,8 @@ import math
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.run import coverage
 from ncspec.reference.linear import DeepLinearEncoder, LinearMAE, shared_signal_views, simulate
 from ncspec.reference.theory import jepa as th
 

@@ -38,8 +38,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.run import coverage
 from ncspec.reference.theory import eigenspace as th
 
 from .harness import ReluSetup, relu_run, require

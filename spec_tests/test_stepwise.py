@@ -20,8 +20,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ncspec.conformance import coverage
 from ncspec.conformance.claims import cite, register
+from ncspec.conformance.run import coverage
 from ncspec.reference.linear import LinearEncoder, cross_covariance, shared_signal_views, simulate
 from ncspec.reference.theory import stepwise as th
 

@@ -75,7 +75,7 @@ data_term_only = ScaleProbe("data-x2-decay-x1", 2.0, data_only=True)
 negative = ScaleProbe("x-1", -1.0)
 
 
-# --- declared conventions (conformance/conventions.py) --------------------------------------------
+# --- declared conventions (conformance/contract/conventions.py) --------------------------------------------
 
 
 class VICRegForm(ReferenceAdapter):

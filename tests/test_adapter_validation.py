@@ -11,8 +11,8 @@ import re
 
 import pytest
 import torch
-from ncspec.conformance.registry import load_adapter
-from ncspec.conformance.validate import (
+from ncspec.conformance.contract.registry import load_adapter
+from ncspec.conformance.contract.validate import (
     AdapterError,
     CheckedAdapter,
     CheckedLearner,

@@ -3,8 +3,8 @@ by validation with the close one named, and so is one in a claim's requirement â
 from __future__ import annotations
 
 import pytest
-from ncspec.conformance.adapter import known_tags, unknown_tags
-from ncspec.conformance.validate import AdapterError, checked
+from ncspec.conformance.contract.adapter import known_tags, unknown_tags
+from ncspec.conformance.contract.validate import AdapterError, checked
 from ncspec.spec_tests.harness import require
 
 

@@ -62,7 +62,7 @@ def test_check_unknown_adapter_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("spec,match", [("nosuchmodule_xyz:adapter", "cannot load adapter"),
                                         ("mutant:nope", "unknown mutant")])
 def test_load_adapter_errors(spec, match):
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     with pytest.raises(LookupError, match=match):
         load_adapter(spec)
 

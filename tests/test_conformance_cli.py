@@ -9,7 +9,7 @@ import json
 
 import pytest
 from ncspec.conformance.cli import main
-from ncspec.conformance.xfail import check_claim_ids, parse_expected_failures
+from ncspec.conformance.run.xfail import check_claim_ids, parse_expected_failures
 
 MUTANT = "mutant:isoloss_rearrangement_dropped"
 FAST = "gradient_is_w_p_times_the_isoloss_gradient"
@@ -118,7 +118,7 @@ def test_mutants_unknown_name_is_a_usage_error(capsys):
 
 
 def test_kill_matrix_names_a_caught_by_claim_that_missed():
-    from ncspec.conformance.killmatrix import failures
+    from ncspec.conformance.mutants.killmatrix import failures
     matrix = dict(mutants={"m": dict(bug="b", caught_by=["H4", "H5"], claims={"H4": "caught", "H5": "survived"},
                                      caught=True, missed=["H5"])})
     assert failures(matrix) == ["claim H5 is listed in caught_by of mutant 'm' but it survived"]
@@ -165,7 +165,7 @@ def test_modules_sharing_cached_runs_are_one_work_unit_under_xdist():
     import ast
     from pathlib import Path
 
-    from ncspec.conformance.scheduling import SHARED_RUN_MODULES, shared_scope
+    from ncspec.conformance.run.scheduling import SHARED_RUN_MODULES, shared_scope
     spec = Path(__file__).resolve().parents[1] / "spec_tests"
     marked = {p.name for p in spec.glob("test_*.py")
               if any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from ncspec.conformance import scale
 from ncspec.conformance.claims import load_all
-from ncspec.conformance.recorder import Recorder
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract import loss_scale as scale
+from ncspec.conformance.contract.registry import load_adapter
+from ncspec.conformance.run.recorder import Recorder
 from ncspec.reference.linear import LinearEncoder, population_views
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_the_measured_first_call_has_exactly_the_learners_gradient(spec, method)
     of a later call on the same views, for the parameters and for views that require a gradient. (Measuring on
     the call itself, on views made to require a gradient, changed the rounding of a pre-BN bias's zero gradient
     — C7's 'gradient asymmetry 5.27' on an unchanged subclass — and cut the caller's views out of the graph.)"""
-    from ncspec.conformance.validate import checked
+    from ncspec.conformance.contract.validate import checked
     from ncspec.spec_tests.test_conformance import _encoder, _views
     impl = scale.scale_aware(checked(load_adapter(spec)))
     torch.manual_seed(0)
@@ -232,7 +232,7 @@ def test_an_undeclared_or_wrongly_declared_variant_fails_naming_its_convention(s
 
 
 def test_malformed_conventions_are_an_adapter_error():
-    from ncspec.conformance.validate import AdapterError, checked
+    from ncspec.conformance.contract.validate import AdapterError, checked
     from scale_probe import VICRegForm
     bad = VICRegForm("paper_eq6", "paper_eq6")
     bad.conventions = {"vicreg_variance": "paper"}
@@ -283,7 +283,7 @@ def test_an_unchanged_subclass_of_the_reference_passes_every_claim(tmp_path):
 
 def test_reports_list_the_rows_marked_as_conventions_once_with_their_claims():
     """The conventions in force are a structured field of a row, not a match on its text."""
-    from ncspec.conformance.report import conventions_in_force
+    from ncspec.conformance.run.report import conventions_in_force
     row = lambda q, **kw: dict(quantity=q, measured=1.0, predicted="x", error=None, tolerance=None, **kw)
     report = dict(claims=[
         dict(id="H1", measurements=[row("simsiam: loss scale ×2 (no ½): time rescaled", convention=True),

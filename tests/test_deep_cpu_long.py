@@ -13,7 +13,7 @@ from _pytest.outcomes import Skipped
 @pytest.fixture
 def dry_long(tmp_path, monkeypatch):
     """cpu-long with the dry scale's network and step budgets, Table 1 in miniature at its dry size, 64 images."""
-    from ncspec.conformance import deep_tier as T
+    from ncspec.conformance.run import deep_tier as T
     from ncspec.reference.vision import table1
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
@@ -24,15 +24,15 @@ def dry_long(tmp_path, monkeypatch):
     monkeypatch.setitem(table1.SMALL_SCALES, "cpu", table1.SMALL_SCALES["dry"])
     monkeypatch.setenv("NCSPEC_SCALE", "cpu-long")
     monkeypatch.setenv("NCSPEC_DATA", str(path))
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_deep
     return test_deep, load_adapter("reference"), Recorder()
 
 
 def test_budget_line_names_the_longer_runs():
-    from ncspec.conformance.deep_tier import LONG_RUN_STEPS, budget_line
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.deep_tier import LONG_RUN_STEPS, budget_line
     line = budget_line("cpu-long", load_adapter("reference"))
     assert f"isoloss, projector without output BN ({LONG_RUN_STEPS['N3']} steps)" in line
     assert "Table 1 in miniature: simsiam and isoloss without EMA, 40 epochs" in line

@@ -18,8 +18,8 @@ def test_n9_catches_a_learned_predictor_that_never_trains(monkeypatch):
     frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_deep import test_learned_linear_predictor_aligns_with_the_embedding_correlation as n9
     with pytest.raises(AssertionError, match="did not align with the embedding correlation"):
         n9(impl=load_adapter("mutant:learned_predictor_frozen"), record=Recorder())

@@ -25,8 +25,8 @@ def deep(monkeypatch):
     frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_deep
 
     def run(test: str, mutant: str, **params):
@@ -70,8 +70,8 @@ def test_n6_holds_an_adapter_to_its_declared_buffer_policy(monkeypatch):
     monkeypatch.setenv("NCSPEC_DATA", str(require_fragment()))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
     from ncspec.conformance.adapters.reference import ReferenceAdapter
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import checked
+    from ncspec.conformance.contract.registry import checked
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_deep import test_ema_target_lags_by_the_momentum_in_a_real_network as n6
 
     class Averaged(ReferenceAdapter):

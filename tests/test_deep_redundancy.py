@@ -18,8 +18,8 @@ def deep(monkeypatch):
     frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_deep
 
     def run(test: str, adapter: str = "reference") -> Recorder:

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from ncspec.conformance.deep_tier import SCALES, dataset_spec
+from ncspec.conformance.run.deep_tier import SCALES, dataset_spec
 from ncspec.reference.vision.data import STL10_IMAGE_BYTES, write_fake_stl10
 from ncspec.spec_tests.deep_harness import Run, image_data, run_options, train_run
 
@@ -66,7 +66,7 @@ def test_a_deep_run_pretrains_on_train_plus_unlabeled_at_96_px(tmp_path, monkeyp
     assert ds.name == "stl10" and ds.x_train.shape == (40, 3, 96, 96) and ds.x_ssl.shape == (64, 3, 96, 96)
     raw = np.fromfile(root / "stl10_binary" / "unlabeled_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
     assert torch.equal(ds.x_unlabeled[3], torch.from_numpy(raw[3].transpose(0, 2, 1).copy()))  # column-major
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     sc = SCALES["dry"]
     doc = train_run(load_adapter("reference"), Run("simsiam", run_options("simsiam", sc)), sc, ds)
     assert doc["config"]["dataset"] == "stl10"

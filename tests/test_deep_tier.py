@@ -44,7 +44,7 @@ def test_deep_tier_without_data_names_what_to_download(tmp_path):
 
 
 def test_data_spec_accepts_an_npz_or_a_cifar_root(tmp_path):
-    from ncspec.conformance.deep_tier import dataset_spec
+    from ncspec.conformance.run.deep_tier import dataset_spec
     from ncspec.reference.vision.data import write_fake_cifar10
     root = write_fake_cifar10(tmp_path / "c", n_train=10, n_test=5)
     assert dataset_spec(str(root)) == ("cifar10", str(root))
@@ -61,8 +61,8 @@ def test_n1_catches_the_collapse_mutants(mutant, monkeypatch):
     frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_deep import test_intact_method_keeps_the_representation_spread as n1
     with pytest.raises(AssertionError, match="collapsed within"):
         n1(impl=load_adapter(f"mutant:{mutant}"), record=Recorder(), method="simsiam")
@@ -72,7 +72,7 @@ def _deep_n1(monkeypatch, name: str):
     frag = require_fragment()
     monkeypatch.setenv("NCSPEC_DATA", str(frag))
     monkeypatch.setenv("NCSPEC_SCALE", "cpu")
-    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_deep
     return getattr(test_deep, name), Recorder()
 
@@ -82,7 +82,7 @@ def test_n1_catches_the_learned_predictor_collapse_mutants(mutant, monkeypatch):
     """N1's intact-method test fails, by its assertion, on SimSiam with an MLP predictor whose target is not
     detached or whose predictor is never applied (cpu scale, CIFAR-10 fragment; the runs are those of the
     ablations measured in ``test_deep``)."""
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     n1, record = _deep_n1(monkeypatch, "test_intact_method_keeps_the_representation_spread")
     with pytest.raises(AssertionError, match="collapsed within"):
         n1(impl=load_adapter(f"mutant:{mutant}"), record=record, method="simsiam_mlp")
@@ -96,7 +96,7 @@ def test_n1_catches_the_learned_predictor_collapse_mutants(mutant, monkeypatch):
 def test_n1_catches_an_ablation_switch_that_is_ignored(mutant, test, kwargs, monkeypatch):
     """An adapter that accepts the no-SG / no-predictor switch but trains the intact method: N1's ablation test
     fails by its assertion (the run stays spread)."""
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     fn, record = _deep_n1(monkeypatch, test)
     with pytest.raises(AssertionError, match="did not collapse within"):
         fn(impl=load_adapter(f"mutant:{mutant}"), record=record, **kwargs)

@@ -216,7 +216,7 @@ def test_benchmark_usage_errors_name_the_fix(capsys, monkeypatch):
     assert main(["diagnose", "--benchmark"]) == 2
     err = capsys.readouterr().err
     assert "needs monai (not installed)" in err and "ncspec[monitor-bench]" in err
-    from ncspec.conformance import monitor_bench
+    from ncspec.conformance.monitor import bench as monitor_bench
     monkeypatch.setattr(monitor_bench, "missing_detector_packages", lambda: [])
     monkeypatch.setenv("NCSPEC_SHARED", "/nonexistent/shared")
     assert main(["diagnose", "--benchmark"]) == 2
@@ -227,7 +227,7 @@ def test_benchmark_usage_errors_name_the_fix(capsys, monkeypatch):
 def test_benchmark_scores_detection_false_alarms_and_latency():
     """score(): a detector that fires on a healthy run is a false alarm, one that fires on a collapsed run a detection
     with its first-fire step as latency; the ncspec column also counts verdicts that named the run's label."""
-    from ncspec.conformance import monitor_bench as mb
+    from ncspec.conformance.monitor import bench as mb
     def row(label, first, kind):
         return dict(run="r", label=label, seed=0, detectors={"ncspec CollapseMonitor": dict(first=first, kind=kind),
                                                              "other": dict(first=None, kind=None)})

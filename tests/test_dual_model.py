@@ -435,8 +435,8 @@ def test_dual_figure_rejects_bad_arguments(tmp_path):
 def test_p4_reruns_a_draw_whose_euler_steps_overflow_with_half_the_step():
     """A thorough P4 draw (M = N = 2, λ = 0.03125, σ = 0.21875, mix 0.3) overflows at Euler step 305 of 0.1:
     one run settles near ‖A‖ = 3.1, where 0.1·|μ| > 2. sg_limits reruns it at 0.05, where all 4 runs settle."""
-    from ncspec.conformance.registry import load_adapter
-    from ncspec.conformance.scale import scale_aware
+    from ncspec.conformance.contract.loss_scale import scale_aware
+    from ncspec.conformance.contract.registry import load_adapter
     from ncspec.spec_tests import test_dual as td
 
     impl = scale_aware(load_adapter("reference"))

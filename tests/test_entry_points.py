@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ncspec.conformance.registry import available, load_adapter
-from ncspec.conformance.validate import AdapterError, CheckedAdapter, unwrap
+from ncspec.conformance.contract.registry import available, load_adapter
+from ncspec.conformance.contract.validate import AdapterError, CheckedAdapter, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("adapter_pkg", "adapter_pkg_broken")

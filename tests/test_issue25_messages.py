@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract.registry import load_adapter
 
 
 def test_a_file_adapter_imports_its_siblings(tmp_path, monkeypatch):
@@ -27,7 +27,7 @@ def test_a_file_adapter_imports_its_siblings(tmp_path, monkeypatch):
 def test_d1_attributes_a_failure_to_the_method_that_raised(tmp_path):
     """Issue 25: D1 computed the single-process gradients outside the per-method guard, so one method raising failed
     D1 for every method with that method's message."""
-    from ncspec.conformance.distributed_check import Case, check
+    from ncspec.conformance.run.distributed_check import Case, check
     path = tmp_path / "half_broken.py"
     path.write_text(
         "from ncspec.conformance.adapters.reference import ReferenceAdapter\n"
@@ -50,7 +50,7 @@ def test_a_head_in_another_dtype_than_the_encoder_names_the_dtypes_and_encoder_d
     """Issue 25: a head built in float32 for a weightless float64 Identity encoder got the replica-layout message."""
     import pytest
     import torch
-    from ncspec.conformance.validate import AdapterError, checked
+    from ncspec.conformance.contract.validate import AdapterError, checked
     from ncspec.reference.encoders import Identity
 
     class Float32Head:
@@ -119,7 +119,7 @@ class _SimSiamTarget:
 
 def _c1_message(adapter) -> str:
     import pytest
-    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_conformance import test_stopgrad_cuts_the_target_path
     with pytest.raises(AssertionError) as e:
         test_stopgrad_cuts_the_target_path(impl=adapter, record=Recorder())
@@ -144,7 +144,7 @@ def test_the_deep_tier_says_a_declared_loss_factor_is_read_and_unused_under_lars
     declared it, and BYOL's LARS makes it unused."""
     import torch
     from ncspec.conformance.adapters.reference import ReferenceAdapter
-    from ncspec.conformance.scale import ScaleFit, _declared_factor, _serves_only_its_views
+    from ncspec.conformance.contract.loss_scale import ScaleFit, _declared_factor, _serves_only_its_views
     from ncspec.reference.vision.served import Served
 
     class Declares(ReferenceAdapter):
@@ -166,7 +166,7 @@ def test_n6_watches_n1s_byol_run_in_the_same_worker():
     import ast
     from pathlib import Path
 
-    from ncspec.conformance.scheduling import SHARED_RUNS, shared_scope
+    from ncspec.conformance.run.scheduling import SHARED_RUNS, shared_scope
     deep = Path(__file__).resolve().parents[1] / "spec_tests" / "test_deep.py"
     defined = {n.name for n in ast.parse(deep.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
     tests = SHARED_RUNS[("test_deep.py", "byol_run")]

@@ -17,9 +17,9 @@ LAB = Path(__file__).resolve().parent / "lab"
 def lab(monkeypatch):
     monkeypatch.syspath_prepend(str(LAB))
     import ncspec_adapter
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.scale import scale_aware
-    from ncspec.conformance.validate import checked
+    from ncspec.conformance.contract.loss_scale import scale_aware
+    from ncspec.conformance.contract.validate import checked
+    from ncspec.conformance.run.recorder import Recorder
 
     def run(module, test: str, family: str, bug: str = "") -> Recorder:
         adapter = {"byol": ncspec_adapter.LabBYOL, "vicreg": ncspec_adapter.LabVICReg,
@@ -138,9 +138,9 @@ def test_a_schedule_neither_declared_nor_exposed_is_fitted_and_passes_c2_and_c9(
 def d1():
     """D1 on one of the lab adapter file's adapters, loaded by its path as `ncspec check --adapter` does (the two
     gloo processes load it again from that string)."""
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
-    from ncspec.conformance.scale import scale_aware
+    from ncspec.conformance.contract.loss_scale import scale_aware
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_distributed
 
     def run(attr: str, method: str) -> Recorder:

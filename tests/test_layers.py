@@ -77,7 +77,7 @@ def _spec_tests_imports(path: Path, rel: Path | None = None) -> list[str]:
 
 def test_conformance_and_reference_never_import_spec_tests():
     """One direction only: spec_tests → conformance → reference. No module of conformance/ or reference/ imports
-    spec_tests, at the top or inside a function (the deep tier's settings live in conformance/deep_tier.py; the
+    spec_tests, at the top or inside a function (the deep tier's settings live in conformance/run/deep_tier.py; the
     claims' modules are loaded by name, :func:`ncspec.conformance.claims.load_all`)."""
     paths = [p for d in ("conformance", "reference") for p in sorted((ROOT / d).rglob("*.py"))]
     bad = {str(p.relative_to(ROOT)): found for p in paths if (found := _spec_tests_imports(p))}
@@ -109,9 +109,20 @@ def test_spec_modules_take_predictions_from_theory():
 def test_conformance_imports_spec_tests_only_lazily():
     """Importing the registry, plugin, report or CLI does not import a spec module (no import cycle):
     ``load_all`` imports them on demand."""
-    code = ("import sys; import ncspec.conformance.claims, ncspec.conformance.plugin, ncspec.conformance.report, "
-            "ncspec.conformance.cli, ncspec.conformance.registry, ncspec.conformance.killmatrix; "
+    code = ("import sys; import ncspec.conformance.claims, ncspec.conformance.plugin, ncspec.conformance.run.report, "
+            "ncspec.conformance.cli, ncspec.conformance.contract.registry, ncspec.conformance.mutants.killmatrix; "
             "print(sorted(m for m in sys.modules if 'spec_tests.test_' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_reporting_path_does_not_import_the_mutant_zoo():
+    """The run and its report (plugin, results, failures, report, the readable report, the check command) import
+    nothing of conformance/mutants/ (the kill matrix classifies outcomes with run/failures.py, not the reverse)."""
+    code = ("import sys; import ncspec.conformance.plugin, ncspec.conformance.run.results, "
+            "ncspec.conformance.run.failures, ncspec.conformance.run.report, ncspec.conformance.run.report_doc, "
+            "ncspec.conformance.cli.check; print(sorted(m for m in sys.modules if 'conformance.mutants' in m))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
@@ -176,7 +187,7 @@ def test_one_copy_of_each_helper():
     plugin alone (pyproject has no copy that could drift)."""
     found = _helper_copies()
     assert {f.split(":")[0] for f in found["atomic write"]} == {"reference/files.py"}, found["atomic write"]
-    assert [f.split(":")[0] for f in found["report suffix check"]] == ["conformance/report_doc.py"], found
+    assert [f.split(":")[0] for f in found["report suffix check"]] == ["conformance/run/report_doc.py"], found
     assert [f.split(":")[0] for f in found["rk4 step"]] == ["reference/ode.py"], found["rk4 step"]
     assert {f.split(":")[0] for f in found["markers"]} == {"conformance/plugin.py"}, found["markers"]
     import tomllib

@@ -17,8 +17,8 @@ from torch import nn
 pl = pytest.importorskip("pytorch_lightning")
 
 from fragment import require_fragment  # noqa: E402
-from ncspec.conformance.handwritten_simsiam import conv_net, mlp_head, simple_views  # noqa: E402
-from ncspec.conformance.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
+from ncspec.conformance.monitor.handwritten_simsiam import conv_net, mlp_head, simple_views  # noqa: E402
+from ncspec.conformance.monitor.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
 from ncspec.reference.methods.center import neg_cos  # noqa: E402
 from ncspec.reference.monitor import CollapseWarning  # noqa: E402
 

@@ -21,7 +21,7 @@ pytest.importorskip("lightly")
 
 from lightly_clients import BYOL, SimSiam, SimSiamNoStopGrad, TwoViews  # noqa: E402
 from ncspec.conformance.cli import main  # noqa: E402
-from ncspec.conformance.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
+from ncspec.conformance.monitor.lightning import CollapseMonitorCallback, find_ema_pairs, find_head  # noqa: E402
 from ncspec.reference.monitor import COMPLETE, DIMENSIONAL  # noqa: E402
 
 #: Measured with this module and fit() (tiny conv backbone, B = 64, SGD lr 0.3, momentum 0.9, seeds 0–4; see

@@ -1,6 +1,6 @@
 """Meta-test: every claim test fails on the broken variant it is about.
 
-For each mutant in :data:`ncspec.conformance.mutants.MUTANTS`, each claim listed in its
+For each mutant in :data:`ncspec.conformance.mutants.catalogue.MUTANTS`, each claim listed in its
 ``caught_by`` must *fail* (at least one of the claim's tests fails) when the
 suite runs against the mutant, and the same tests must pass on the reference
 (the default ``pytest spec_tests`` run shows that; here we re-check the
@@ -9,9 +9,9 @@ pairing so a claim cannot "catch" a mutant by failing for everyone).
 from __future__ import annotations
 
 import pytest
-from ncspec.conformance.killmatrix import run_claim
-from ncspec.conformance.mutants import MUTANTS
-from ncspec.conformance.recorder import Recorder
+from ncspec.conformance.mutants.catalogue import MUTANTS
+from ncspec.conformance.mutants.killmatrix import run_claim
+from ncspec.conformance.run.recorder import Recorder
 
 
 def _deep_tier(claim: str) -> bool:
@@ -60,7 +60,7 @@ def test_h7_catches_an_update_against_the_kernel():
 def test_c5_dynamics_catch_the_dropped_offdiagonal_term_by_their_own_assertion(seed):
     """C5 is scale-free (its loss-scale fit is reported, not raised), so it catches ``barlow_twins_offdiag_ignored``
     by its dynamics assertion (the error at least shrinks at the algebraic rate): the error stays put."""
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     from ncspec.spec_tests.test_conformance import test_barlow_twins_cross_correlation_goes_to_identity as c5
     with pytest.raises(AssertionError, match="does not approach I"):
         c5.hypothesis.inner_test(load_adapter("mutant:barlow_twins_offdiag_ignored"), Recorder(), seed)
@@ -70,7 +70,7 @@ def test_c5_dynamics_catch_the_dropped_offdiagonal_term_by_their_own_assertion(s
 def test_r4_dynamics_catch_an_isoloss_that_keeps_w_p_by_their_own_assertion():
     """R4 catches ``isoloss_rearrangement_dropped`` first by its loss-scale fit; its dynamics assertion (the median
     over networks of IsoLoss/SimSiam ≥ 2) fails as well when the fit is bypassed: the ratio stays near 1."""
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     from ncspec.spec_tests.test_relu_network import test_relu_isoloss_lifts_small_modes_faster as r4
     with pytest.raises(AssertionError, match="the W_P factor is still in its gradient"):
         r4.hypothesis.inner_test(load_adapter("mutant:isoloss_rearrangement_dropped"), Recorder(), 0)

@@ -1,4 +1,4 @@
-"""The runs of issue 26, reduced for CI: the hand-written loop (:func:`ncspec.conformance.handwritten_simsiam.
+"""The runs of issue 26, reduced for CI: the hand-written loop (:func:`ncspec.conformance.monitor.handwritten_simsiam.
 handwritten_run`: a 4-layer conv net with BN, MLP heads, SGD momentum 0.9 with cosine decay, the monitor observing
 and reporting every step) on the CIFAR-10 fragment, on a narrower net (widths 8–64, M = 32) and batch 64.
 
@@ -16,7 +16,7 @@ import math
 
 import pytest
 from fragment import require_fragment
-from ncspec.conformance.handwritten_simsiam import handwritten_run, load_images
+from ncspec.conformance.monitor.handwritten_simsiam import handwritten_run, load_images
 from ncspec.reference.monitor import COMPLETE, DIVERGING
 
 SMALL = dict(widths=(8, 16, 32, 64), dim=32, hidden=128, batch=64, threads=1)

@@ -139,7 +139,7 @@ def test_new_options_are_checked():
 def test_the_report_says_how_near_a_never_flagged_run_came(tmp_path):
     """The variance-0 page of the issue said "never flagged" while its curve hugged the threshold: the report now
     counts the observations within the near-threshold band and names the first."""
-    from ncspec.conformance.monitor_report import near_line, write_report
+    from ncspec.conformance.monitor.report import near_line, write_report
     mon = feed(CollapseMonitor(mode="record"), [spread(tv, t) for t, tv in enumerate([0.3, 0.06, 0.3, 0.06])])
     assert not mon.ever_flagged
     assert near_line(mon).startswith("near threshold: 2 of 4 observation(s) read complete collapse within ×1.5")

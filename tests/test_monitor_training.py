@@ -143,7 +143,7 @@ def test_rank_bottleneck_in_the_projector_is_flagged_as_dimensional_collapse():
     assert max(h["live_dims"] for h in monitor.history) <= 2 and "T2" in v.claims
 
 
-#: the hand-written SimSiam loop of docs/monitor.md (conformance/handwritten_simsiam.py: 3-layer conv net,
+#: the hand-written SimSiam loop of docs/monitor.md (conformance/monitor/handwritten_simsiam.py: 3-layer conv net,
 #: SimSiam's projector ending in BatchNorm1d(64, affine=False), predictor hidden 16, B = 64, SGD lr 0.1). Measured
 #: over seeds 0–4 (docs/monitor.md): without stop-grad the first flag came at steps 21–29; the intact run was never
 #: flagged over 300 steps (its effective rank stayed ≥ 0.269 of its start, the threshold is 0.22). CI: seed 0, the
@@ -153,7 +153,7 @@ NO_SG_BN_BUDGET, INTACT_BN_STEPS = 60, 150
 
 @pytest.fixture(scope="module")
 def fragment_images():
-    from ncspec.conformance.handwritten_simsiam import load_images
+    from ncspec.conformance.monitor.handwritten_simsiam import load_images
     return load_images(fragment()[len("npz:"):], limit=2048)
 
 
@@ -161,7 +161,7 @@ def test_handwritten_simsiam_without_stop_grad_and_a_bn_ended_projector_is_dimen
     """H2/J2: without stop-grad the invariance term alone is minimised (J1); the output BatchNorm keeps ‖s‖ small and
     every feature at variance 1, so the collapse concentrates the spectrum instead: dimensional collapse, caused by
     the missing stop-grad."""
-    from ncspec.conformance.handwritten_simsiam import handwritten_simsiam
+    from ncspec.conformance.monitor.handwritten_simsiam import handwritten_simsiam
     r = handwritten_simsiam(steps=NO_SG_BN_BUDGET, stop_grad=False, images=fragment_images, mode="record",
                             threads=int(os.environ.get("NCSPEC_THREADS", "1")))
     first = r.first_flag()
@@ -171,7 +171,7 @@ def test_handwritten_simsiam_without_stop_grad_and_a_bn_ended_projector_is_dimen
 
 
 def test_handwritten_simsiam_intact_with_a_bn_ended_projector_is_never_flagged(fragment_images):
-    from ncspec.conformance.handwritten_simsiam import handwritten_simsiam
+    from ncspec.conformance.monitor.handwritten_simsiam import handwritten_simsiam
     r = handwritten_simsiam(steps=INTACT_BN_STEPS, stop_grad=True, images=fragment_images, mode="record",
                             threads=int(os.environ.get("NCSPEC_THREADS", "1")))
     assert not r.monitor.ever_flagged, r.first_flag()

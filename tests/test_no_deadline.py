@@ -29,7 +29,7 @@ for m in pkgutil.iter_modules(spec_tests.__path__):
 
 
 @pytest.mark.parametrize("profile", ["ci", "thorough"])
-@pytest.mark.parametrize("entry", ["ncspec.conformance.killmatrix", "ncspec.conformance.plugin"])
+@pytest.mark.parametrize("entry", ["ncspec.conformance.mutants.killmatrix", "ncspec.conformance.plugin"])
 def test_no_hypothesis_test_has_a_deadline(entry, profile):
     out = subprocess.run([sys.executable, "-c", _PROBE, entry], capture_output=True, text=True, check=True,
                          env={**os.environ, "NCSPEC_PROFILE": profile}).stdout.split("\n")

@@ -12,8 +12,8 @@ import ast
 import pathlib
 
 from ncspec.conformance.adapters.reference import ReferenceAdapter
-from ncspec.conformance.killmatrix import run_claim_detail
-from ncspec.conformance.report import build_report
+from ncspec.conformance.mutants.killmatrix import run_claim_detail
+from ncspec.conformance.run.report import build_report
 
 SPEC = pathlib.Path(__file__).resolve().parents[1] / "spec_tests"
 FIXTURES = {"impl", "record"}
@@ -92,10 +92,10 @@ def test_report_lists_the_claims_that_ran_no_example():
                   reason="adapter 'x' does not declare lsimple", rows=[])]
     report = build_report(tests, "x", 1.0)
     assert report["ran_no_example"] == [dict(id="J5", reasons=["adapter 'x' does not declare barlow_twins"])]
-    from ncspec.conformance.report import partly_skipped
+    from ncspec.conformance.run.report import partly_skipped
     j1 = next(c for c in report["claims"] if c["id"] == "J1")
     assert [t["test"] for t in partly_skipped(j1)] == ["spec_tests/test_center_vector.py::test_c"]
-    from ncspec.conformance.report_doc import _markdown
+    from ncspec.conformance.run.report_doc import _markdown
     md = _markdown(report, "m.png")
     assert "## Coverage on adapter x" in md
     assert "| J5 | no example ran: adapter 'x' does not declare barlow_twins |" in md

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from ncspec.conformance.recorder import Recorder
+from ncspec.conformance.run.recorder import Recorder
 
 
 def test_within_records_and_passes_inside_the_tolerance():

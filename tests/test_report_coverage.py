@@ -5,7 +5,7 @@ import json
 
 import pytest
 from ncspec.conformance.cli import main
-from ncspec.conformance.report import build_report, summary_line
+from ncspec.conformance.run.report import build_report, summary_line
 
 FAST = "gradient_is_w_p_times_the_isoloss_gradient"   # H4: builds learners through the adapter
 

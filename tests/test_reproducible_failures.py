@@ -1,6 +1,6 @@
 """A crash is not a catch; every failure says how to rerun it.
 
-* :func:`ncspec.conformance.killmatrix.classify` counts only a claim's AssertionError (raised in a
+* :func:`ncspec.conformance.run.failures.classify` counts only a claim's AssertionError (raised in a
   spec module, also inside Hypothesis' group of several failures) as ``failed``; anything else is
   ``errored``, and ``ncspec mutants`` fails on a ``caught_by`` pair that only errored.
 * ``ncspec check`` reports the failing example, the ``@reproduce_failure`` blob, the seed of a
@@ -14,7 +14,8 @@ import os
 import pytest
 from ncspec.conformance.claims import spec_dir
 from ncspec.conformance.cli import main
-from ncspec.conformance.killmatrix import classify, failures
+from ncspec.conformance.mutants.killmatrix import failures
+from ncspec.conformance.run.failures import classify
 
 try:
     from builtins import ExceptionGroup
@@ -44,9 +45,9 @@ def test_a_crash_or_an_assertion_elsewhere_is_errored():
 
 
 def test_record_within_in_a_spec_module_is_a_catch():
-    """``record.within`` raises inside conformance/recorder.py for the spec module that calls it: a catch there, a
+    """``record.within`` raises inside conformance/run/recorder.py for the spec module that calls it: a catch there, a
     crash when an implementation's own code calls it."""
-    code = ("from ncspec.conformance.recorder import Recorder\n"
+    code = ("from ncspec.conformance.run.recorder import Recorder\n"
             "Recorder().within('q', 2.0, 1.0, error=1.0, tolerance=0.5, message='claim')\n")
     assert classify(_raised(code, os.path.join(spec_dir(), "test_fake.py"))) == "failed"
     assert classify(_raised(code, "/somewhere/lib.py")) == "errored"

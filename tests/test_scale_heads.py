@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from ncspec.conformance import conventions, scale
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract import conventions
+from ncspec.conformance.contract import loss_scale as scale
+from ncspec.conformance.contract.registry import load_adapter
 from ncspec.reference.encoders import MLPEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def test_a_convention_is_scoped_to_its_method():
 
 
 def test_a_method_scoped_convention_is_validated():
-    from ncspec.conformance.validate import AdapterError, checked
+    from ncspec.conformance.contract.validate import AdapterError, checked
     from scale_probe import Unchanged
     bad = Unchanged()
     bad.conventions = {"directpred": {"predictor_estimate": {"rho": 2}}}

@@ -15,7 +15,7 @@ import torch
 
 pytest.importorskip("stable_pretraining")
 
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract.registry import load_adapter
 from ncspec.spec_tests.test_conformance import _encoder, _views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

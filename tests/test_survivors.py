@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ncspec.conformance.killmatrix import run_claim_detail
-from ncspec.conformance.mutants import MUTANTS
+from ncspec.conformance.mutants.catalogue import MUTANTS
+from ncspec.conformance.mutants.killmatrix import run_claim_detail
 from ncspec.reference.predictors import EMACorrelation, correlation
 
 
@@ -32,7 +32,7 @@ def _j2(test, adapter):
     """One J2 test on ``adapter`` (its projector initialised from torch's global generator, as the lab's code does:
     seeded here), with one intra-op thread as the plugin runs it; returns the rows it recorded."""
     import torch
-    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_center_vector as cv
     record, threads = Recorder(), torch.get_num_threads()
     torch.manual_seed(0)
@@ -140,8 +140,8 @@ def test_c5_fails_barlow_twins_with_lambda_on_the_diagonal_term_by_its_rate():
 
 def test_r3_row_shows_the_distance_below_the_band():
     """Issue 25: a run ending at 0.759 against κ^{−1/α} = 0.917 was reported as 'err 0'."""
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests import test_relu_network as relu
     record = Recorder()
     relu._settle_in_fixed_point_band(load_adapter("reference"), record, 0, "simsiam")
@@ -177,8 +177,8 @@ def test_c8_judges_the_second_call_against_the_declared_recursion():
     """Issue 25: C8 looked at the first call only, where F = Ĉ whatever ρ is."""
     import copy
 
-    from ncspec.conformance.recorder import Recorder
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_conformance import test_directpred_predictor_spectrum_is_omega_of_lambda as c8
     c8(impl=_HiddenEstimate(load_adapter("reference")), record=Recorder())
     swapped = copy.copy(MUTANTS["correlation_ema_swapped"].adapter)
@@ -217,8 +217,8 @@ class _FrozenCopyTarget:
 
 def test_n1_fails_a_simsiam_whose_target_is_a_frozen_copy(monkeypatch):
     from fragment import require_fragment
-    from ncspec.conformance import deep_tier
-    from ncspec.conformance.recorder import Recorder
+    from ncspec.conformance.run import deep_tier
+    from ncspec.conformance.run.recorder import Recorder
     from ncspec.spec_tests.test_deep import test_intact_method_keeps_the_representation_spread as n1
     monkeypatch.setenv(deep_tier.DATA_ENV, str(require_fragment()))
     monkeypatch.setenv(deep_tier.SCALE_ENV, "cpu")
@@ -230,7 +230,7 @@ class _ZeroStartEstimate:
     """The reference DirectPred whose running estimate starts from F = 0 (F_1 = (1 − ρ)Ĉ_1): the same recursion."""
 
     def __init__(self):
-        from ncspec.conformance.registry import load_adapter
+        from ncspec.conformance.contract.registry import load_adapter
         self.inner = load_adapter("reference")
         self.name, self.capabilities = "zero_start_estimate", self.inner.capabilities
 

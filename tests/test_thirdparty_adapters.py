@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("lightly")
 pytest.importorskip("byol_pytorch")
 
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract.registry import load_adapter
 from ncspec.spec_tests.test_conformance import _encoder, _views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def test_lightly_distributed_barlow_twins_is_the_per_rank_statistics_objective()
     """The finding, exactly: lightly's data-parallel gradient is the gradient of
     L(½(c_0 + c_1)) with c_r standardised by rank r's own batch statistics — not of the global loss."""
     from lightly.loss.barlow_twins_loss import _normalize, _off_diagonal
-    from ncspec.conformance.distributed_check import BATCH, Case, _data, distributed_gradients, relative_error
+    from ncspec.conformance.run.distributed_check import BATCH, Case, _data, distributed_gradients, relative_error
     W, X1, X2 = _data(0)
     w = W.clone().requires_grad_(True)
     z1, z2 = X1 @ w[0].T, X2 @ w[0].T
@@ -95,7 +95,7 @@ def test_a_shipped_adapter_without_its_library_says_how_to_install_it(monkeypatc
 def test_distributed_check_reloads_an_adapter_named_by_import_path():
     """D1 restarts the adapter in fresh processes from the string it was loaded by, not its name
     (a 'module:attr' adapter's name is usually not a registry name)."""
-    from ncspec.conformance.distributed_check import spec_of
+    from ncspec.conformance.run.distributed_check import spec_of
     spec = "ncspec.conformance.adapters.lightly:adapter"
     impl = load_adapter(spec)
     assert impl.name == "lightly" and spec_of(impl) == spec
@@ -129,7 +129,7 @@ def test_checked_builds_are_determined_by_the_encoder():
     same learner whatever the global RNG state, so a failing draw reproduces (C1 once failed and then passed on
     Hypothesis' replay), and the caller's RNG state is left as it was."""
     import torch
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     from ncspec.reference.linear import LinearEncoder
     impl = load_adapter("lightly")
     W = torch.randn((1, 4, 6), generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 import torch
-from ncspec.conformance.registry import load_adapter
+from ncspec.conformance.contract.registry import load_adapter
 from ncspec.reference.encoders import Identity
 from ncspec.spec_tests.test_conformance import _encoder, _views
 
@@ -185,7 +185,7 @@ def test_barlow_twins_distributed_gradient_is_the_global_gradient_over_world_siz
     """The finding, exactly: with global batch statistics (the script's SyncBatchNorm), two ranks' DDP
     gradient is ½ × the single-process global-batch gradient — ``torch.distributed.all_reduce(c)`` has no
     autograd, so each rank back-propagates through its own share of c only (measured to ≤ 1e-15)."""
-    from ncspec.conformance.distributed_check import WORLD, Case, _gradients, distributed_gradients, relative_error
+    from ncspec.conformance.run.distributed_check import WORLD, Case, _gradients, distributed_gradients, relative_error
     spec = f"{ADAPTERS}:barlowtwins"
     got = distributed_gradients(spec, [Case("barlow_twins")])["barlow_twins"]     # spawned ranks get sys.path
     single = _gradients(load_adapter(spec), Case("barlow_twins"), 0)
@@ -196,7 +196,14 @@ def test_solo_learn_distributed_barlow_twins_is_per_rank_statistics_over_world_s
     """solo-learn's finding, exactly: the DDP gradient is 1/world_size × the gradient of
     scale·L(½(c_0 + c_1)), each c_r standardised with rank r's own batch statistics (measured 1.5e-15)."""
     import torch.nn.functional as F
-    from ncspec.conformance.distributed_check import BATCH, WORLD, Case, _data, distributed_gradients, relative_error
+    from ncspec.conformance.run.distributed_check import (
+        BATCH,
+        WORLD,
+        Case,
+        _data,
+        distributed_gradients,
+        relative_error,
+    )
     W, X1, X2 = _data(0)
     w = W.clone().requires_grad_(True)
     z1, z2 = X1 @ w[0].T, X2 @ w[0].T

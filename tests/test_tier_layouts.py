@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ncspec.conformance.validate import AdapterError, checked
+from ncspec.conformance.contract.validate import AdapterError, checked
 from ncspec.reference.linear import LinearEncoder, population_views
 from ncspec.reference.vision.data import ImageDataset
 from torch import nn
@@ -64,7 +64,7 @@ class _Adapter:
 
 def test_a_linear_tier_adapter_at_the_deep_tier_is_told_the_deep_layout():
     """Through the deep tier's own training run (the ``dry`` scale on 64 random 32 px images)."""
-    from ncspec.conformance.deep_tier import SCALES
+    from ncspec.conformance.run.deep_tier import SCALES
     from ncspec.spec_tests.deep_harness import Run, run_options, train_run
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -153,7 +153,7 @@ def test_gpu_code_paths_bf16_channels_last_compile_on_cpu(cifar_root, tmp_path):
 
 
 def test_adapters_and_learned_predictors_train_through_the_protocol(cifar_root, tmp_path):
-    from ncspec.conformance.registry import load_adapter
+    from ncspec.conformance.contract.registry import load_adapter
     kw = dict(dataset="cifar10", data_root=str(cifar_root), epochs=1, batch_size=32, probe=False, **TINY)
     doc = train(
         TrainConfig(method="directpred", out=str(tmp_path / "a"), **kw), builder=load_adapter("reference").build

@@ -24,19 +24,19 @@ def _cmd_check(args) -> int:
 def _run_check(args) -> int:
     import pytest
 
-    from ..registry import load_adapter
-    from ..report import print_table
-    from ..xfail import XFAIL_ENV_VAR, parse_expected_failures
+    from ..contract.registry import load_adapter
+    from ..run.report import print_table
+    from ..run.xfail import XFAIL_ENV_VAR, parse_expected_failures
     xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
-        from ..registry import ENV_VAR
+        from ..contract.registry import ENV_VAR
         load_adapter(args.adapter or os.environ.get(ENV_VAR))  # fail fast, before pytest starts
         if xfail:
             # syntax only: claim IDs are checked once pytest has the spec modules
             parse_expected_failures(xfail, "--xfail" if args.xfail else f"${XFAIL_ENV_VAR}")
             xfail = os.path.abspath(xfail)
         if args.report:
-            from ..report_doc import check_report_path
+            from ..run.report_doc import check_report_path
             check_report_path(args.report, "--report")
         if args.seed is not None and args.profile == "ci":
             raise ValueError(f"--seed {args.seed} reruns a draw of the randomised 'thorough' profile; the 'ci' profile "
@@ -93,7 +93,7 @@ def _run_check(args) -> int:
             report = json.load(f)
     report["gate"] = gate(report, args.min_exercised)
     if args.json:              # the plugin wrote it; the gate is the command's, added here
-        from ..report import write_json
+        from ..run.report import write_json
         write_json(report, args.json)
     # the table shows the claims of the tier and of the -k selection; the JSON and the documents keep them all
     print_table(report, hide_not_run=bool(args.k) or args.tier == "deep")
@@ -102,7 +102,7 @@ def _run_check(args) -> int:
     if args.json:
         print(f"report written to {args.json}")
     if args.report:   # written whatever the outcome: a failing run is when CI needs it most
-        from ..report_doc import write_report
+        from ..run.report_doc import write_report
         print("report written to " + ", ".join(write_report(report, args.report)))
     return exit_code(report)
 
@@ -156,7 +156,7 @@ def _jobs(args) -> int:
         return 1
     if args.k:
         return 1
-    from ..session import usable_cpus
+    from ..run.session import usable_cpus
     return max(1, min(usable_cpus(), MAX_AUTO_JOBS))
 
 
@@ -189,8 +189,8 @@ def _floor(text: str) -> int:
 def _prepare_deep(args) -> int:
     """The deep tier: resolve the image data (fail fast, naming what to download), set the scale,
     print the budget before anything starts. Returns an exit code, 0 to go on."""
-    from ..deep_tier import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
-    from ..registry import load_adapter
+    from ..contract.registry import load_adapter
+    from ..run.deep_tier import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
     os.environ[SCALE_ENV] = args.scale
     data = args.data_root or os.environ.get(DATA_ENV)
     try:
@@ -212,7 +212,7 @@ def _prepare_deep(args) -> int:
 
 def _cmd_mutants(args) -> int:
     from ...reference.files import atomic_write
-    from ..killmatrix import failures, kill_matrix, print_matrix
+    from ..mutants.killmatrix import failures, kill_matrix, print_matrix
 
     def progress(name, row, seconds):
         caught = sum(r == "caught" for r in row["claims"].values())
@@ -222,7 +222,7 @@ def _cmd_mutants(args) -> int:
               file=sys.stderr)
 
     if args.tier in ("deep", "all"):     # the deep claims train on images: the data and scale, as for check
-        from ..deep_tier import DATA_ENV, SCALE_ENV, dataset_spec
+        from ..run.deep_tier import DATA_ENV, SCALE_ENV, dataset_spec
         data = args.data_root or os.environ.get(DATA_ENV)
         try:
             dataset_spec(data)
@@ -299,7 +299,7 @@ def add_check_commands(sub) -> None:
     k.set_defaults(func=_cmd_check)
 
     m = sub.add_parser("mutants", help="kill matrix: run the claims against the deliberately broken adapters",
-                       description="Run each mutant (conformance/mutants.py) against the claims expected to "
+                       description="Run each mutant (conformance/mutants/catalogue.py) against the claims expected to "
                                    "catch it (its caught_by) and print mutant × claim: ✗ caught, · survived, "
                                    "– not applicable (skipped), blank not run. Exit 1 if a mutant is caught by "
                                    "none of the claims run or a caught_by claim misses its mutant.")

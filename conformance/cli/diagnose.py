@@ -298,7 +298,7 @@ def _cmd_benchmark(args) -> int:
     import json
     import resource
 
-    from .. import monitor_bench as mb
+    from ..monitor import bench as mb
     if args.paths:
         print("ncspec diagnose: error: --benchmark trains its own labelled runs and takes no paths; drop "
               f"{args.paths[0]!r} or drop --benchmark.", file=sys.stderr)
@@ -309,7 +309,7 @@ def _cmd_benchmark(args) -> int:
               f"needs {', '.join(missing)} (not installed); install them with python3 -m pip install "
               f"'ncspec[monitor-bench]'.", file=sys.stderr)
         return EXIT_USAGE
-    from ..handwritten_simsiam import fragment_path
+    from ..monitor.handwritten_simsiam import fragment_path
     if not fragment_path().is_file():
         print(f"ncspec diagnose: error: the benchmark trains on the CIFAR-10 fragment, not found at "
               f"{fragment_path()}; set NCSPEC_SHARED to the folder holding data/cifar10_fragment.npz.",
@@ -365,7 +365,7 @@ def _cmd_diagnose(args) -> int:
         import json
         Path(args.json).write_text(json.dumps(mon.summary(), indent=1))
     if args.report:
-        from ..monitor_report import write_report
+        from ..monitor.report import write_report
         print(f"report: {write_report(mon, args.report, title=' '.join(str(p) for p in args.paths))}")
     return EXIT_HEALTHY if v.healthy else EXIT_COLLAPSED
 

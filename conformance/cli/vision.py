@@ -110,7 +110,7 @@ def _add_train(sub):
 def _builder(spec):
     if not spec:
         return None
-    from ..registry import load_adapter
+    from ..contract.registry import load_adapter
     return load_adapter(spec).build
 
 

@@ -1,7 +1,7 @@
 """Siamese learners with a closed-form predictor: SimSiam-loss (DirectPred) and IsoLoss.
 
 A learner wraps an encoder that the caller owns and exposes the three calls of
-the adapter protocol (``conformance/adapter.py``): ``parameters()``,
+the adapter protocol (``conformance/contract/adapter.py``): ``parameters()``,
 ``loss(view1, view2)`` → scalar, and ``after_step()``.
 
 The predictor is rebuilt at every call from the online embeddings of

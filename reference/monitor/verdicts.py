@@ -43,8 +43,9 @@ class Thresholds:
         ``rank_baseline`` observations). A BatchNorm at the output keeps every feature at unit variance, so neither
         ‖s‖ nor the count of live directions can show the collapse; the concentration of the spectrum it cannot
         hide. Measured spread (docs/monitor.md, 5 seeds each): healthy batch-standardised runs stayed ≥ 0.269 of
-        their start (the hand-written SimSiam loop of :mod:`ncspec.conformance.handwritten_simsiam`, 300 steps: min
-        0.269–0.367 per seed; lightly's SimSiam module, 300 steps: ≥ 0.332; ``ncspec train``'s SimSiam with output
+        their start (the hand-written SimSiam loop of :mod:`ncspec.conformance.monitor.handwritten_simsiam`, 300
+        steps: min 0.269–0.367 per seed; lightly's SimSiam module, 300 steps: ≥ 0.332; ``ncspec train``'s
+        SimSiam with output
         BN, 48 steps: ≥ 0.608); the hand-written loop without stop-grad stayed ≤ 0.185 from step 50 on (minimum
         0.104–0.114). 0.22 is the geometric midpoint of 0.185 and 0.269.
     rank_baseline: observations at the start whose largest centred effective rank is the run's own start.

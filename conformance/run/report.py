@@ -32,7 +32,7 @@ JSON schema (``schema: "ncspec.report/2"``)::
 A claim has failed if any of its tests failed by an assertion of the claim (a strict
 XPASS, i.e. a listed expected failure that passed, counts as failed); errored if none
 failed but one crashed in the adapter's code (an exception raised in or through it, or an
-:class:`~ncspec.conformance.validate.AdapterError`: the reason names the exception and the
+:class:`~ncspec.conformance.contract.validate.AdapterError`: the reason names the exception and the
 adapter's line; ``ncspec check`` exits 2, a broken adapter being a usage error); xfailed if
 none failed or errored and at least one failed as listed in the expected-failures file (test
 outcome ``xfailed``, its reason given); passed if at least one passed, none of the above,
@@ -41,7 +41,7 @@ passed without building any (an identity of the theory or of the harness: it say
 the adapter, and is not counted as passed); skipped if all were skipped (the reason says why:
 e.g. the adapter lacks a capability). Builds are learners returned by the adapter's ``build``,
 steps the calls of their ``after_step()`` (one per optimisation step in every training loop);
-see :mod:`ncspec.conformance.coverage`.
+see :mod:`ncspec.conformance.run.coverage`.
 
 Schema history: ``/2`` added the statuses ``errored`` and ``not_applicable`` (a claim that
 ``/1`` reported ``passed`` without building a learner is ``not_applicable`` in ``/2``), the
@@ -65,8 +65,8 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-from ..reference.files import atomic_write
-from .claims import CLAIMS, load_all, sort_key
+from ...reference.files import atomic_write
+from ..claims import CLAIMS, load_all, sort_key
 
 SCHEMA = "ncspec.report/2"
 STATUSES = ("passed", "failed", "errored", "xfailed", "not_applicable", "skipped", "not_run")
@@ -112,7 +112,7 @@ def build_report(tests: list[dict], adapter: str, duration: float,
                  expected_failures: list[dict] | None = None, seed: int | None = None,
                  profile: str | None = None, tier: str | None = None, declared=()) -> dict:
     """``tests``: the plugin's per-test entries (``builds``/``steps``/``methods`` as counted by
-    :mod:`ncspec.conformance.coverage`); ``profile``: the Hypothesis profile the tests ran under (default: the
+    :mod:`ncspec.conformance.run.coverage`); ``profile``: the Hypothesis profile the tests ran under (default: the
     loaded one); ``tier``: the tier run (``linear``, ``deep``, ``all``), which says why a claim did not run;
     ``declared``: the methods the adapter declares (:func:`declared_methods`), listed with the claims that built
     them also when none did."""

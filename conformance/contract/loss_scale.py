@@ -23,7 +23,7 @@ views. The least-squares factor is ``c = ⟨g_impl, g_def⟩/‖g_def‖²``, it
 * ``r > RESIDUAL_TOL``: not a constant factor — the terms are weighted differently from the
   definition (a data term scaled but not the weight decay, one of two loss terms scaled, a term
   dropped or added): a different objective, which fails with that message; when a declarable
-  convention (:mod:`ncspec.conformance.conventions`) explains it, the message names it.
+  convention (:mod:`ncspec.conformance.contract.conventions`) explains it, the message names it.
 
 The factor cannot be measured (and is taken as 1, said so in the report) when the learner has
 parameters of its own that the definition cannot be aligned with (an MLP head with its own
@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from . import conventions as conv
-from . import scale_heads
+from . import loss_scale_heads
 from .validate import ImplementationFailure, _Proxy, unwrap
 
 #: Largest relative residual of a pure rescale: 1e-8, the tightest precision of any claim (the exact
@@ -579,7 +579,7 @@ class ScaleAwareAdapter(_Proxy):
     def build(self, method, encoder, embed_dim, **options):
         from ncspec.reference import methods
 
-        from .adapters.reference import ReferenceAdapter
+        from ..adapters.reference import ReferenceAdapter
         inner = self._inner
         if type(unwrap(inner)) is ReferenceAdapter:       # the definition itself
             return inner.build(method, encoder, embed_dim, **options)
@@ -594,16 +594,16 @@ class ScaleAwareAdapter(_Proxy):
             return learner                                # nothing to compare with
         # projector=False (ablation:no_projector) switches off the implementation's own head; the definition has none
         options = {k: v for k, v in options.items() if k != "projector"}
-        if scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
-            note = scale_heads.missing_part(learner, method) or _serves_only_its_views(encoder)
+        if loss_scale_heads.exposes_heads(learner, method):   # the definition through the implementation's own heads
+            note = loss_scale_heads.missing_part(learner, method) or _serves_only_its_views(encoder)
             declared = _declared_factor(inner, method) if note and note == _serves_only_its_views(encoder) else ""
             if note:
                 fit_ = ScaleFit(method, 1.0, math.nan, measured=False, note=declared or note, declared=bool(declared))
                 _report(fit_, embed_dim)
                 return ScaledLearner(learner, None, embed_dim, fit_)
-            probe = scale_heads.HeadProbe(method, {**options, **conv.reference_options(method, conventions)},
-                                          conventions, encoder, embed_dim,
-                                          "symmetrized" in getattr(inner, "capabilities", ()))
+            probe = loss_scale_heads.HeadProbe(method, {**options, **conv.reference_options(method, conventions)},
+                                               conventions, encoder, embed_dim,
+                                               "symmetrized" in getattr(inner, "capabilities", ()))
             return ScaledLearner(learner, probe, embed_dim, scale_free=self._free)
         probe = _Probe(method, {**options, **conv.reference_options(method, conventions)}, conventions, encoder,
                        embed_dim, rng, snapshot)

@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from . import registry
+from ..contract import registry
 
 TIER_ENV_VAR = "NCSPEC_TIER"
 TIERS = ("linear", "deep", "all")

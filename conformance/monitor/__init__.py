@@ -2,5 +2,5 @@
 training loop and the conformance layer both import it."""
 from __future__ import annotations
 
-from ..reference.monitor import *  # noqa: F403
-from ..reference.monitor import __all__  # noqa: F401
+from ...reference.monitor import *  # noqa: F403
+from ...reference.monitor import __all__  # noqa: F401

@@ -1,4 +1,4 @@
-"""The bugs of the mutants in :mod:`ncspec.conformance.mutants`: one patch per mutant, named for it.
+"""The bugs of the mutants in :mod:`ncspec.conformance.mutants.catalogue`: one patch per mutant, named for it.
 
 A patch changes the reference adapter in one place, as the bug shows up in real SSL code: a *loss patch*
 ``(method, options, criterion) → criterion`` replaces a closed-form learner's criterion, a *learner patch*

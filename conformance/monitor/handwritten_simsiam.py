@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..reference.methods.center import neg_cos
-from ..reference.monitor import CollapseMonitor, Thresholds
-from ..reference.vision.augment import AugmentConfig, adjust_brightness, crop_flip, sample_params
+from ...reference.methods.center import neg_cos
+from ...reference.monitor import CollapseMonitor, Thresholds
+from ...reference.vision.augment import AugmentConfig, adjust_brightness, crop_flip, sample_params
 
 
 def fragment_path() -> Path:

@@ -4,21 +4,21 @@ Each mutant is the reference adapter with one thing changed, as it shows up in
 real SSL code. ``MUTANTS[name].caught_by`` lists the claims expected to catch
 it; the meta-test (``tests/test_meta_mutants.py``) checks that each of those
 claims' tests fails on the mutant, and that the reference passes them. The bugs themselves, one patch per
-mutant named for it, are in :mod:`ncspec.conformance.mutant_patches`.
+mutant named for it, are in :mod:`ncspec.conformance.mutants.patches`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import mutant_patches as patches
-from .adapters.reference import ReferenceAdapter
+from ..adapters.reference import ReferenceAdapter
+from . import patches
 
 
 class _Mutant(ReferenceAdapter):
     def __init__(self, name, loss_patch=None, learner_patch=None, option_patch=None, conventions=None):
         self.name = f"mutant:{name}"
         if conventions is not None:
-            self.conventions = conventions   # what the mutant declares (conformance/conventions.py)
+            self.conventions = conventions   # what the mutant declares (conformance/contract/conventions.py)
         self._loss_patch, self._learner_patch, self._option_patch = loss_patch, learner_patch, option_patch
 
     def build(self, method, encoder, embed_dim, **options):

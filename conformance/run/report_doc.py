@@ -4,7 +4,7 @@
 ``report_margins.png`` (linked relatively, so the folder can be uploaded as a CI
 artifact as is); ``write_report(report, "out/report.html")`` writes one HTML file
 with the PNG inlined as base64, so it can be mailed or attached without its folder.
-``report`` is the :mod:`ncspec.conformance.report` JSON document. Reports are most useful
+``report`` is the :mod:`ncspec.conformance.run.report` JSON document. Reports are most useful
 when claims fail, so nothing here depends on the outcome.
 
 The margin plot shows, per claim, the worst error/tolerance ratio over its recorded
@@ -20,7 +20,7 @@ import math
 import os
 from datetime import datetime, timezone
 
-from ..reference.files import atomic_write
+from ...reference.files import atomic_write
 from .report import (
     ERR_NOTE,
     STATUSES,

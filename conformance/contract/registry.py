@@ -3,14 +3,14 @@
 ``load_adapter(spec)`` accepts, in order:
 
 * ``"reference"`` — the built-in reference;
-* ``"mutant:NAME"`` — a broken adapter from :mod:`ncspec.conformance.mutants`;
+* ``"mutant:NAME"`` — a broken adapter from :mod:`ncspec.conformance.mutants.catalogue`;
 * a name registered by a third-party package in the ``ncspec.adapters``
   entry-point group;
 * ``"package.module:attr"`` — an adapter object (or a zero-argument factory), imported from the
   installed packages or, failing those, the current directory (as ``python -m`` would);
 * ``"path/to/file.py:attr"`` — the same, from a Python file (relative to the current directory or absolute).
 
-Every adapter comes back wrapped by :func:`ncspec.conformance.validate.checked`.
+Every adapter comes back wrapped by :func:`ncspec.conformance.contract.validate.checked`.
 
 The pytest option ``--adapter`` and the environment variable ``NCSPEC_ADAPTER``
 both feed this function (the option wins).
@@ -37,12 +37,12 @@ def _entry_points() -> dict:
 
 
 def available() -> list[str]:
-    from .mutants import MUTANTS
+    from ..mutants.catalogue import MUTANTS
     return ["reference", *BUILTIN, *sorted(_entry_points()), *(f"mutant:{m}" for m in sorted(MUTANTS))]
 
 
 def load_adapter(spec: str | None) -> Adapter:
-    """The adapter named by ``spec``, wrapped by :func:`ncspec.conformance.validate.checked`: a malformed
+    """The adapter named by ``spec``, wrapped by :func:`ncspec.conformance.contract.validate.checked`: a malformed
     adapter fails here, and its learners on their first use, with an error naming the fix."""
     spec = spec or "reference"
     return checked(_resolve(spec), spec)
@@ -110,7 +110,7 @@ def _import_file(path: str):
 
 def _resolve(spec: str):
     if spec == "reference":
-        from .adapters.reference import adapter
+        from ..adapters.reference import adapter
         return adapter
     if spec in BUILTIN:               # shipped third-party adapters (their package via an extra)
         try:
@@ -120,7 +120,7 @@ def _resolve(spec: str):
             hint = "" if "ncspec[" in str(e) else f"; install it with python3 -m pip install 'ncspec[{extra}]'"
             raise LookupError(f"adapter {spec!r} cannot be loaded: {e}{hint}") from e
     if spec.startswith("mutant:"):
-        from .mutants import MUTANTS
+        from ..mutants.catalogue import MUTANTS
         name = spec.split(":", 1)[1]
         if name not in MUTANTS:
             raise LookupError(f"unknown mutant {name!r}{_did_you_mean(name, MUTANTS)}; known mutants: "

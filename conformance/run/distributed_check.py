@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..reference.files import atomic_write
+from ...reference.files import atomic_write
 
 N_IN, EMBED, BATCH, WORLD = 6, 4, 16, 2
 
@@ -65,7 +65,7 @@ def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1)
 def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> None:
     import torch.distributed as dist
 
-    from .registry import load_adapter
+    from ..contract.registry import load_adapter
     from .session import torch_threads
     torch.set_num_threads(torch_threads())
     dist.init_process_group("gloo")

@@ -1,7 +1,11 @@
-"""What a failed claim test says, and whether it failed the claim or crashed in the adapter's code."""
+"""What a failed claim test says, and whether it failed the claim (an assertion of a spec module: a catch, for the
+kill matrix too) or crashed in the adapter's code."""
 from __future__ import annotations
 
 import os
+
+from ..claims import spec_dir
+from .recorder import Recorder
 
 
 def first_line(rep) -> str:
@@ -28,12 +32,55 @@ def _message(exc: BaseException, with_type: bool) -> str:
     return f"{type(exc).__name__}: {text}" if with_type or not text else text
 
 
+def leaves(exc: BaseException):
+    """The exceptions inside (nested) exception groups, e.g. Hypothesis' report of several distinct failures."""
+    inner = getattr(exc, "exceptions", None)   # BaseExceptionGroup (3.11+) or the exceptiongroup backport
+    if isinstance(inner, tuple) and inner and all(isinstance(e, BaseException) for e in inner):
+        for e in inner:
+            yield from leaves(e)
+    else:
+        yield exc
+
+
+def asserted_in_spec(exc: BaseException) -> bool:
+    """An AssertionError whose innermost frame is in a spec module (a claim's assertion, not an
+    ``assert`` inside the implementation under test; ``record.within`` asserts for the spec module that calls it),
+    or the claims' loss-scale check
+    (:class:`~ncspec.conformance.contract.loss_scale.ScaleMismatch`: the gradient is not a constant multiple of the
+    definition's, which every dynamics claim asserts before it runs)."""
+    from ..contract.validate import ImplementationFailure  # here: validate imports this module
+    if isinstance(exc, ImplementationFailure):          # the loss-scale check (ScaleMismatch), no gradient at all
+        return True
+    if not isinstance(exc, AssertionError):
+        return False
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if not frames:
+        return False
+    if len(frames) > 1 and _is_record_within(frames[-1]):   # record.within(...) asserts for the claim calling it
+        frames.pop()
+    return os.path.abspath(frames[-1].f_code.co_filename).startswith(spec_dir() + os.sep)
+
+
+def _is_record_within(frame) -> bool:
+    """The frame of :meth:`Recorder.within`, which records a row and asserts its tolerance for the caller."""
+    return frame.f_code is Recorder.within.__code__
+
+
+def classify(exc: BaseException) -> str:
+    """``"failed"`` if a claim's assertion failed (also inside Hypothesis' grouping of several
+    failures), else ``"errored"`` (a crash)."""
+    return "failed" if any(asserted_in_spec(e) for e in leaves(exc)) else "errored"
+
+
 def failure_message(exc: BaseException) -> str:
     """What a failed claim test says: the claim's assertion message (its first sentence is what to fix), whole; for
     another exception its type and message."""
-    from .killmatrix import _leaves
-    leaves = list(_leaves(exc)) or [exc]
-    first = next((e for e in leaves if isinstance(e, AssertionError)), leaves[0])
+    found = list(leaves(exc)) or [exc]
+    first = next((e for e in found if isinstance(e, AssertionError)), found[0])
     return _message(first, with_type=not isinstance(first, AssertionError))
 
 
@@ -56,12 +103,10 @@ def _harness_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(ncspec's own code: spec tests, conformance, reference; its shipped adapters and mutants, which count as
     adapter code)."""
     from ncspec import conformance, reference
-
-    from .claims import spec_dir
     root = os.path.dirname(os.path.abspath(conformance.__file__))
     own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference))
     own += (os.path.join(spec_dir(), ""),)
-    return own, (os.path.join(root, "adapters", ""), os.path.join(root, "mutants.py"))
+    return own, (os.path.join(root, "adapters", ""), os.path.join(root, "mutants", "catalogue.py"))
 
 
 def _adapter_frames(exc: BaseException) -> list:
@@ -83,21 +128,20 @@ def _adapter_frames(exc: BaseException) -> list:
 def adapter_crash(exc: BaseException) -> str | None:
     """The reason of a test that crashed in the adapter's code, None for a claim's failure.
 
-    A crash is an :class:`~ncspec.conformance.validate.AdapterError` (a loss that is not a scalar, a ``build`` that
-    raises: the message names the adapter, the method and the fix), or an exception other than a claim's assertion
-    (:func:`ncspec.conformance.killmatrix.classify`) raised in or through the adapter's code, whose innermost line
-    is quoted. A claim's assertion, the loss-scale check, and a crash in the harness alone (e.g. a divergence the
-    simulator detects) are failures of the claim."""
+    A crash is an :class:`~ncspec.conformance.contract.validate.AdapterError` (a loss that is not a scalar, a
+    ``build`` that raises: the message names the adapter, the method and the fix), or an exception other than a
+    claim's assertion (:func:`classify`) raised in or through the adapter's code, whose innermost line is quoted. A
+    claim's assertion, the loss-scale check, and a crash in the harness alone (e.g. a divergence the simulator
+    detects) are failures of the claim."""
     import linecache
 
-    from .killmatrix import _leaves, classify
-    from .validate import AdapterError
+    from ..contract.validate import AdapterError
     if classify(exc) == "failed":
         return None
-    for leaf in _leaves(exc):
+    for leaf in leaves(exc):
         if isinstance(leaf, AdapterError):
             return _message(leaf, with_type=True)
-    for leaf in _leaves(exc):
+    for leaf in leaves(exc):
         frames = _adapter_frames(leaf)
         if frames:
             tb = frames[-1]

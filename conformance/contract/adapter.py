@@ -38,8 +38,8 @@ adapter declaring ``conventions["momentum_schedule"]`` receives ``total_steps`` 
 Optional: closed-form learners may expose ``corr_used``, the correlation estimate the last ``W_P``
 was built from (C3 checks ``W_P`` against it on every call); adapters may declare ``conventions``,
 a dict of known conventions (``vicreg_variance``, ``loss_value``, ``predictor_estimate``; see
-:mod:`ncspec.conformance.conventions`). A constant factor in the loss needs no declaration: it is
-measured (:mod:`ncspec.conformance.scale`) — except where the suite cannot measure it, a method with
+:mod:`ncspec.conformance.contract.conventions`). A constant factor in the loss needs no declaration: it is
+measured (:mod:`ncspec.conformance.contract.loss_scale`) — except where the suite cannot measure it, a method with
 the library's own MLP heads in the deep tier: there an adapter may state ``loss_factor``, a dict
 ``{method: c > 0}`` (the loss is c × the definition's), and the deep tier divides the SGD learning
 rate by it. byol-pytorch's adapter states 4 (2 − 2cos, both view orders summed), and a test checks it

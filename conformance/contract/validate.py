@@ -17,7 +17,7 @@ After that first call ``learner.loss`` *is* the wrapped learner's bound method:
 the checks cost nothing per training step. Non-finite losses after the first
 call are dynamics (divergence), which the claims judge, not malformations.
 
-:func:`ncspec.conformance.registry.load_adapter` returns every adapter through
+:func:`ncspec.conformance.contract.registry.load_adapter` returns every adapter through
 :func:`checked`; :func:`unwrap` gives back the object that was wrapped.
 """
 from __future__ import annotations
@@ -29,13 +29,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from . import coverage
-from .failures import dtype_mismatch
+from ..run import coverage
+from ..run.failures import dtype_mismatch
 
 _ADAPTER_FIX = ("an adapter needs a 'name' (str), a 'capabilities' frozenset of str tags and a "
-                "'build(method, encoder, embed_dim, **options)' method (see conformance/adapter.py)")
+                "'build(method, encoder, embed_dim, **options)' method (see conformance/contract/adapter.py)")
 _LEARNER_PROTOCOL = ("a learner needs parameters() -> iterable of tensors, loss(view1, view2) -> scalar "
-                     "tensor and after_step() (see conformance/adapter.py)")
+                     "tensor and after_step() (see conformance/contract/adapter.py)")
 
 
 class AdapterError(TypeError):
@@ -82,11 +82,11 @@ def check_adapter(obj, spec: str | None = None) -> str:
     if not isinstance(caps, (set, frozenset)):
         raise AdapterError(f"adapter {name!r}: capabilities must be a set or frozenset of str tags, got "
                            f"{type(caps).__name__} {_short(caps)}; write capabilities = frozenset({{'simsiam', "
-                           f"'loss:euclidean', ...}}) (tags listed in conformance/adapter.py).")
+                           f"'loss:euclidean', ...}}) (tags listed in conformance/contract/adapter.py).")
     bad = sorted(_short(t) + f" ({type(t).__name__})" for t in caps if not isinstance(t, str))
     if bad:
         raise AdapterError(f"adapter {name!r}: capabilities holds non-str tags {', '.join(bad)}; every tag is a "
-                           f"string such as 'simsiam' or 'loss:euclidean' (see conformance/adapter.py).")
+                           f"string such as 'simsiam' or 'loss:euclidean' (see conformance/contract/adapter.py).")
     from .adapter import unknown_tags
     unknown = unknown_tags(caps)
     if unknown:
@@ -95,7 +95,7 @@ def check_adapter(obj, spec: str | None = None) -> str:
                            f"skip the claims that need the right one; the tags are the methods and the parts listed "
                            f"in docs/conformance.md (Capability tags), e.g. 'simsiam', 'target:ema', "
                            f"'ablation:no_stopgrad'.")
-    if getattr(obj, "conventions", None) is not None:   # optional: declared conventions (conformance/conventions.py)
+    if getattr(obj, "conventions", None) is not None:   # optional: declared conventions (contract/conventions.py)
         from .conventions import validate
         try:
             validate(obj.conventions, name)
@@ -194,7 +194,7 @@ class CheckedAdapter(_Proxy):
             return learner
         ctx = _Context(self._label, method, embed_dim, encoder, call)
         _check_learner(learner, ctx)
-        coverage.built(method)           # the reports' per-claim builds, per method (conformance/coverage.py)
+        coverage.built(method)           # the reports' per-claim builds, per method (conformance/run/coverage.py)
         return CheckedLearner(learner, ctx)
 
 
@@ -430,7 +430,7 @@ class CheckedLearner(_Proxy):
         return CheckedLearner, (self._inner, self._ctx)
 
     def after_step(self):
-        coverage.TALLY.steps += 1        # one optimisation step of a learner under test (conformance/coverage.py)
+        coverage.TALLY.steps += 1        # one optimisation step of a learner under test (conformance/run/coverage.py)
         return self._inner.after_step()
 
     def __deepcopy__(self, memo):

@@ -117,7 +117,7 @@ class _Given(nn.Module):
 
 class HeadProbe:
     """The definition on the implementation's own heads (module docstring); the interface of
-    :class:`ncspec.conformance.scale._Probe` (``definition_gradient``, ``explain``, ``grad_views``)."""
+    :class:`ncspec.conformance.contract.loss_scale._Probe` (``definition_gradient``, ``explain``, ``grad_views``)."""
 
     def __init__(self, method: str, options: dict, conventions: dict, encoder, embed_dim: int,
                  symmetrized: bool):
@@ -179,7 +179,7 @@ class HeadProbe:
     def definition_gradient(self, view1, view2, rng, current, *, value: bool = False, variant: str = "",
                             **override):
         """∂L_def/∂(``current``, views) on the bound learner's heads (and L_def when ``value``)."""
-        from .scale import _gradient_of, _views_with_grad
+        from .loss_scale import _gradient_of, _views_with_grad
         v1, v2 = _views_with_grad(view1, view2)
         with _state_kept(self._modules(), rng), torch.enable_grad():
             loss = self.definition_value(v1, v2, variant, **override)
@@ -188,7 +188,7 @@ class HeadProbe:
 
     def signature(self, view1, view2, rng, current, g_i: Tensor, tol: float) -> str:
         """The known bug whose gradient ``g_i`` is a positive multiple of ('' if none)."""
-        from .scale import matching_signature
+        from .loss_scale import matching_signature
         if self.method not in _SIAMESE:
             return ""
         known = {name: text for name, text in SIGNATURES.items()      # an EMA target has no gradient path either way
@@ -201,7 +201,7 @@ class HeadProbe:
         if named:
             return named
         from . import conventions as conv
-        from .scale import fit
+        from .loss_scale import fit
         for alt in conv.alternatives(self.method, self.conventions):
             g_alt = self.definition_gradient(view1, view2, rng, current, **conv.reference_options(self.method, alt))
             c, r = fit(g_i, g_alt)

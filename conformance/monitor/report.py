@@ -17,7 +17,7 @@ def _band(ax, threshold: float, band: float, label: str, above: bool = False) ->
 def _family_panel(ax, mon, x) -> None:
     """The quantity the method's own rule reads: VICReg's features' std, Barlow Twins' redundancy; else the growth of
     ‖z‖ and the loss over consecutive increases (the explosive-growth rule)."""
-    from ..reference.monitor.verdicts import _family
+    from ...reference.monitor.verdicts import _family
     h, th, fam = mon.history, mon.thresholds, _family(mon.method)
     if fam == "vicreg":
         ax.plot(x, [r.get("feature_std") for r in h], marker=".")

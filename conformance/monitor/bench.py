@@ -1,7 +1,7 @@
 """A labelled benchmark of collapse detectors (``ncspec diagnose --benchmark``): ncspec's monitor, MONAI's effective
 rank, stable-pretraining's RankMe and LiDAR, lightly's std of l2-normalised embeddings, on hand-written SimSiam, BYOL,
 Barlow Twins and VICReg runs with and without output BatchNorm (healthy, complete, dimensional, diverging). The
-network, views and data are those of :mod:`ncspec.conformance.handwritten_simsiam`.
+network, views and data are those of :mod:`ncspec.conformance.monitor.handwritten_simsiam`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..reference.methods.center import neg_cos
-from ..reference.monitor import CollapseMonitor
+from ...reference.methods.center import neg_cos
+from ...reference.monitor import CollapseMonitor
 from .handwritten_simsiam import conv_net, load_images, simple_views, simsiam_predictor, simsiam_projector
 
 # --- the labelled benchmark of collapse detectors ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The kill matrix: which claims catch which deliberately broken implementation.
 
-Each mutant in :data:`ncspec.conformance.mutants.MUTANTS` names the claims expected to catch
+Each mutant in :data:`ncspec.conformance.mutants.catalogue.MUTANTS` names the claims expected to catch
 it (``caught_by``). :func:`kill_matrix` runs those claims (or every claim, ``full``)
 against each mutant and reports, per pair, ``caught`` (an assertion of one of the
 claim's tests failed), ``errored`` (a test crashed instead: an exception other than an
@@ -26,64 +26,17 @@ import time
 # (ci by default, no deadline), which the tests' @settings capture when they are decorated. Imported
 # later, they would run Hypothesis's default 100 examples with shrinking (~50× slower) under its 200 ms
 # deadline, a wall-clock limit that failed H1 on a loaded 2-core machine (issue 25).
-from .claims import spec_dir
-from .recorder import Recorder
-from .session import torch_threads
+from ..run.failures import asserted_in_spec, classify, leaves
+from ..run.recorder import Recorder
+from ..run.session import torch_threads
 
 SCHEMA = "ncspec.killmatrix/1"
 _RESULT = {"failed": "caught", "errored": "errored", "passed": "survived", "skipped": "skipped"}
 
 
-def _leaves(exc: BaseException):
-    """The exceptions inside (nested) exception groups, e.g. Hypothesis' report of several distinct failures."""
-    inner = getattr(exc, "exceptions", None)   # BaseExceptionGroup (3.11+) or the exceptiongroup backport
-    if isinstance(inner, tuple) and inner and all(isinstance(e, BaseException) for e in inner):
-        for e in inner:
-            yield from _leaves(e)
-    else:
-        yield exc
-
-
-def _asserted_in_spec(exc: BaseException) -> bool:
-    """An AssertionError whose innermost frame is in a spec module (a claim's assertion, not an
-    ``assert`` inside the implementation under test; ``record.within`` asserts for the spec module that calls it),
-    or the claims' loss-scale check
-    (:class:`~ncspec.conformance.scale.ScaleMismatch`: the gradient is not a constant multiple of the
-    definition's, which every dynamics claim asserts before it runs)."""
-    import os
-
-    from .validate import ImplementationFailure
-    if isinstance(exc, ImplementationFailure):          # the loss-scale check (ScaleMismatch), no gradient at all
-        return True
-    if not isinstance(exc, AssertionError):
-        return False
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    if not frames:
-        return False
-    if len(frames) > 1 and _is_record_within(frames[-1]):   # record.within(...) asserts for the claim calling it
-        frames.pop()
-    return os.path.abspath(frames[-1].f_code.co_filename).startswith(spec_dir() + os.sep)
-
-
-def _is_record_within(frame) -> bool:
-    """The frame of :meth:`Recorder.within`, which records a row and asserts its tolerance for the caller."""
-    from . import recorder
-    return frame.f_code is recorder.Recorder.within.__code__
-
-
-def classify(exc: BaseException) -> str:
-    """``"failed"`` if a claim's assertion failed (also inside Hypothesis' grouping of several
-    failures), else ``"errored"`` (a crash)."""
-    return "failed" if any(_asserted_in_spec(e) for e in _leaves(exc)) else "errored"
-
-
 def _describe(exc: BaseException) -> str:
-    leaves = list(_leaves(exc))
-    first = next((e for e in leaves if _asserted_in_spec(e)), leaves[0] if leaves else exc)
+    found = list(leaves(exc))
+    first = next((e for e in found if asserted_in_spec(e)), found[0] if found else exc)
     text = str(first).strip().splitlines()
     return f"{type(first).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
 
@@ -105,11 +58,12 @@ def run_claim_detail(claim_id: str, adapter, *, scaled=None) -> tuple[str, list[
     """Run every test of a claim (each of its parametrizations) against ``adapter``. Returns the claim's outcome —
     ``'failed'`` (an assertion failed), ``'errored'`` (no assertion failed but a test crashed), ``'passed'`` or
     ``'skipped'`` — and ``(test, outcome, message)`` per test. ``scaled``: the adapter already wrapped by
-    :func:`~ncspec.conformance.scale.scale_aware` (one wrapper per mutant keeps the deep tier's cached runs)."""
+    :func:`~ncspec.conformance.contract.loss_scale.scale_aware` (one wrapper per mutant keeps the deep tier's cached
+    runs)."""
     import pytest
 
-    from .claims import load_all
-    from .scale import claim_scope, scale_aware
+    from ..claims import load_all
+    from ..contract.loss_scale import claim_scope, scale_aware
     adapter = scaled or scale_aware(adapter)   # as the plugin's `impl`: a constant loss factor measured, not a kill
     details = []
     for test in load_all()[claim_id].tests:
@@ -162,15 +116,15 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
     """
     import torch
 
-    from .claims import load_all, sort_key
-    from .mutants import MUTANTS
+    from ..claims import load_all, sort_key
+    from .catalogue import MUTANTS
     registry = load_all()
     for kind, names, known in (("mutant", mutants, MUTANTS), ("claim", claims, registry)):
         bad = [n for n in names or [] if n not in known]
         if bad:
             raise LookupError(f"unknown {kind}(s) {', '.join(map(repr, bad))}; known: "
                               f"{', '.join(sorted(known, key=sort_key if kind == 'claim' else None))}.")
-    from .claims import tier_of
+    from ..claims import tier_of
     if tier not in ("linear", "deep", "all"):
         raise LookupError(f"unknown tier {tier!r}; use 'linear', 'deep' or 'all'.")
     selected = sorted(claims or [c for c in registry if tier in ("all", tier_of(c))], key=sort_key)
@@ -185,7 +139,7 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
                 continue
             t0 = time.perf_counter()
             results, errors = {}, {}
-            from .scale import scale_aware
+            from ..contract.loss_scale import scale_aware
             scaled = scale_aware(spec.adapter)
             for c in to_run:
                 outcome, details = run_claim_detail(c, spec.adapter, scaled=scaled)

@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..reference.vision.data import CIFAR10_URL, STL10_URL, check_stl10_root, layout
+from ...reference.vision.data import CIFAR10_URL, STL10_URL, check_stl10_root, layout
 
 SCALE_ENV = "NCSPEC_SCALE"
 DATA_ENV = "NCSPEC_DATA"

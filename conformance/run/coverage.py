@@ -4,7 +4,7 @@ A claim whose tests pass without ever building the adapter's learner (an identit
 the harness, checked on the reference's own formulas) says nothing about the adapter: the reports call
 it *not applicable* to it, not passed. The counts:
 
-* **builds** — learners returned by the adapter's ``build`` through :func:`ncspec.conformance.validate.checked`
+* **builds** — learners returned by the adapter's ``build`` through :func:`ncspec.conformance.contract.validate.checked`
   (every adapter under test is wrapped by it; the definition a loss scale is measured against is built
   directly, and is not counted), in all and per method (``methods``: the report lists, per method the adapter
   declares, the claims that built it);

@@ -1,7 +1,7 @@
 """The collapse monitor as a PyTorch Lightning callback: attach it, change nothing in the module.
 
     import pytorch_lightning as pl
-    from ncspec.conformance.lightning import CollapseMonitorCallback
+    from ncspec.conformance.monitor.lightning import CollapseMonitorCallback
 
     trainer = pl.Trainer(max_epochs=10, callbacks=[CollapseMonitorCallback()])
     trainer.fit(model, dataloader)          # lightly's SimSiam / BYOL module, unchanged
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import Tensor, nn
 
-from ..reference.monitor import CollapseMonitor, Thresholds, Verdict
+from ...reference.monitor import CollapseMonitor, Thresholds, Verdict
 
 HEAD_NAMES = ("projection_head", "projector", "projection", "student_projection_head", "student_head")
 

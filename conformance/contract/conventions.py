@@ -1,6 +1,6 @@
 """Declared conventions: known, legitimate ways an implementation may differ from the definition.
 
-An adapter may carry an optional ``conventions`` mapping (see ``conformance/adapter.py``). The
+An adapter may carry an optional ``conventions`` mapping (see ``conformance/contract/adapter.py``). The
 claims check the *declared* convention exactly and show it in their report rows; an undeclared
 deviation still fails, and the failure names the convention that would explain it.
 
@@ -40,7 +40,7 @@ key                         values                                       default
                             network, ``"averaged"`` with the EMA
 ==========================  ===========================================  ==========================
 
-A constant factor in the loss is *not* declared: it is measured (:mod:`ncspec.conformance.scale`).
+A constant factor in the loss is *not* declared: it is measured (:mod:`ncspec.conformance.contract.loss_scale`).
 
 Scope. A key above applies to every method the adapter builds. A method's name as a key holds a dict of
 conventions for that method only (issue 25: a DirectPred's running estimate must not switch off what the same

@@ -107,7 +107,7 @@ class Collector:
 
     def declared(self) -> list[str]:
         """The methods the adapter under test declares (its capabilities), for the report's per-method listing."""
-        from . import registry
+        from ..contract import registry
         from .report import declared_methods
         try:
             return declared_methods(registry.load_adapter(adapter_spec(self.config)).capabilities)
