@@ -41,7 +41,18 @@ from .run.deep_tier import DATA_ENV, SCALE_ENV
 from .run.progress import Progress
 from .run.recorder import Recorder
 from .run.results import Collector
-from .run.session import TIER_ENV_VAR, TIERS, adapter_spec, is_worker, profile_name, session_seed, tier, torch_threads
+from .run.session import (
+    TIER_ENV_VAR,
+    TIERS,
+    adapter_spec,
+    end_run,
+    is_worker,
+    profile_name,
+    run_adapter,
+    session_seed,
+    tier,
+    torch_threads,
+)
 from .run.xfail import XFAIL_ENV_VAR
 
 # The Hypothesis profiles ``ci`` and ``thorough`` are registered and loaded by :mod:`.session` (imported above).
@@ -88,7 +99,9 @@ def pytest_collection_finish(session):
 
 
 def pytest_unconfigure(config):
-    """Undo the environment the session set (an in-process session must not leak it into the caller)."""
+    """Undo the environment the session set (an in-process session must not leak it into the caller), and forget
+    the run's adapter."""
+    end_run()
     for env, old in getattr(config, "_ncspec_saved_env", {}).items():
         if old is None:
             os.environ.pop(env, None)
@@ -129,7 +142,7 @@ def pytest_configure(config):
         # Load a chosen adapter now, before collection: a bad name fails fast, and a lab's own packages
         # (e.g. its `conformance.myadapter`) are imported before pytest puts any test folder on sys.path.
         try:
-            registry.load_adapter(adapter_spec(config))
+            run_adapter(adapter_spec(config))      # the impl fixture reuses it
         except (LookupError, TypeError, ValueError) as e:
             raise pytest.UsageError(f"ncspec: {e}") from e
 
@@ -175,7 +188,7 @@ def impl(request):
     """The adapter under test (see conformance/contract/adapter.py); its learners run in the definition's time
     units, a constant loss factor measured and reported (:mod:`ncspec.conformance.contract.loss_scale`)."""
     from .contract.loss_scale import scale_aware
-    return scale_aware(registry.load_adapter(adapter_spec(request.config)))
+    return scale_aware(run_adapter(adapter_spec(request.config)))
 
 
 @pytest.hookimpl(wrapper=True)

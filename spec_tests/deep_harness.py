@@ -13,19 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from ncspec.conformance.run import coverage
 from ncspec.conformance.run.deep_tier import CPU_SCALES, Scale, dataset_spec, missing_data_help, scale
+from ncspec.reference.vision.data import DataRootError, load_dataset
 
 from . import ema
-from .harness import separate_copy_of_the_encoder
+from .harness import require, separate_copy_of_the_encoder
 
 _DATA: dict[tuple, object] = {}
 
 
 def image_data(path: str | None = None):
     """The image set (loaded once per process), or ``pytest.skip`` naming what to download."""
-    import pytest
-    from ncspec.reference.vision.data import DataRootError, load_dataset
     try:
         spec, root = dataset_spec(path)
     except FileNotFoundError as e:
@@ -37,6 +37,19 @@ def image_data(path: str | None = None):
         except DataRootError as e:
             pytest.skip(str(e) if spec == "stl10" else missing_data_help(str(e)))
     return _DATA[key]
+
+
+def deep_preamble(impl, *capabilities: str, not_shown_at: tuple[str, ...] = (), reason: str | None = None):
+    """What every deep claim does first, in one call: ``impl`` must have ``capabilities`` (else the claim is not
+    applicable: :func:`~ncspec.spec_tests.harness.require`), the scale is read (:func:`scale`), a claim not shown at
+    the scales ``not_shown_at`` (e.g. ``CPU_SCALES``) skips there with ``reason``, and the image data is loaded (a
+    skip naming what to download without it). Returns ``(scale, data)``. A plain call, not a fixture: the kill matrix
+    and the tests call the claims' functions with ``impl`` and ``record`` alone."""
+    require(impl, *capabilities)
+    sc = scale()
+    if sc.name in not_shown_at:
+        pytest.skip(reason)
+    return sc, image_data()
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import pytest
 from ncspec.conformance.claims import cite, register
-from ncspec.conformance.run.deep_tier import CPU_SCALES, HALF_RUN_STEPS, LONG_RUN_STEPS, dataset_spec, scale
+from ncspec.conformance.run.deep_tier import CPU_SCALES, HALF_RUN_STEPS, LONG_RUN_STEPS, dataset_spec
 
 from . import ema
-from .deep_harness import Run, image_data, loss_factor, run_options, train_run, trajectory
-from .harness import require
+from .deep_harness import Run, deep_preamble, loss_factor, run_options, train_run, trajectory
 
 pytestmark = pytest.mark.deep
 
@@ -156,9 +155,8 @@ N1 = register(
 @N1.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp", "byol"])
 def test_intact_method_keeps_the_representation_spread(impl, record, method):
-    require(impl, method)
-    sc = scale()
-    doc = train_run(impl, Run(method, run_options(method, sc)), sc, image_data())
+    sc, data = deep_preamble(impl, method)
+    doc = train_run(impl, Run(method, run_options(method, sc)), sc, data)
     factor = loss_factor(impl, method)
     if factor != 1.0 and sc.recipe(method)[0] == "sgd":
         record(f"{method}: loss factor stated by the adapter (SGD lr divided by it)", factor, "—")
@@ -173,18 +171,15 @@ def test_intact_method_keeps_the_representation_spread(impl, record, method):
 @N1.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
 def test_removing_the_stop_gradient_collapses_the_representation(impl, record, method):
-    require(impl, method, "ablation:no_stopgrad")
-    sc = scale()
-    doc = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, image_data())
+    sc, data = deep_preamble(impl, method, "ablation:no_stopgrad")
+    doc = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, data)
     assert_collapsed(record, doc, f"{method} without SG", boundaries(method))
 
 
 @N1.check
 def test_removing_the_predictor_collapses_the_representation(impl, record):
-    require(impl, "simsiam_mlp", "ablation:no_predictor")
-    sc = scale()
-    doc = train_run(impl, Run("simsiam_mlp", run_options("simsiam_mlp", sc, predictor=False), "no predictor"), sc,
-                    image_data())
+    sc, data = deep_preamble(impl, "simsiam_mlp", "ablation:no_predictor")
+    doc = train_run(impl, Run("simsiam_mlp", run_options("simsiam_mlp", sc, predictor=False), "no predictor"), sc, data)
     assert_collapsed(record, doc, "simsiam_mlp without predictor", boundaries("simsiam_mlp"))
 
 
@@ -229,11 +224,8 @@ def isotropy(eigenvalues) -> float:
 
 @N2.check
 def test_closed_form_predictor_makes_the_spectrum_more_isotropic(impl, record):
-    require(impl, "simsiam", "predictor:closed_form")
-    sc = scale()
-    if sc.name in CPU_SCALES:
-        pytest.skip(CPU_NOT_SHOWN_N2)
-    doc = train_run(impl, Run("simsiam", run_options("simsiam", sc), proj_out_bn=False), sc, image_data())
+    sc, data = deep_preamble(impl, "simsiam", "predictor:closed_form", not_shown_at=CPU_SCALES, reason=CPU_NOT_SHOWN_N2)
+    doc = train_run(impl, Run("simsiam", run_options("simsiam", sc), proj_out_bn=False), sc, data)
     trace(record, doc, "simsiam (closed form), projector without output BN")
     start, end = isotropy(doc["spectra"][0]["eig_corr"]), isotropy(doc["spectra"][-1]["eig_corr"])
     record.within("isotropy: initialisation → trained", end, f"> {start:.4f}", error=start / max(end, 1e-12),
@@ -294,11 +286,8 @@ N3_LONG_MARGIN = 0.5
 
 @N3.check
 def test_isoloss_lifts_the_smallest_eigenmodes_faster_than_the_simsiam_loss(impl, record):
-    require(impl, "simsiam", "isoloss", "predictor:closed_form")
-    sc = scale()
-    if sc.name == "cpu":
-        pytest.skip(CPU_NOT_SHOWN_N3)
-    data = image_data()
+    sc, data = deep_preamble(impl, "simsiam", "isoloss", "predictor:closed_form",
+                             not_shown_at=("cpu",), reason=CPU_NOT_SHOWN_N3)
     long = sc.name == "cpu-long"
     steps = LONG_RUN_STEPS["N3"] if long else None
     lifts = {}
@@ -354,11 +343,10 @@ N9 = register(
 
 @N9.check
 def test_learned_linear_predictor_aligns_with_the_embedding_correlation(impl, record):
-    require(impl, "byol", "predictor:learned")
+    sc, data = deep_preamble(impl, "byol", "predictor:learned")
     import torch
     from ncspec.reference.theory import directpred as dp
-    sc = scale()
-    doc = train_run(impl, Run("byol", run_options("byol", sc)), sc, image_data())
+    doc = train_run(impl, Run("byol", run_options("byol", sc)), sc, data)
     pred = doc.get("predictor")
     if pred is None:
         pytest.skip("N9 is not applicable: the adapter's byol learner exposes no learned linear predictor W_p (M, M) "
@@ -437,9 +425,8 @@ N5 = register(
 @N5.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
 def test_intact_simsiam_keeps_the_batch_spectrum_spread(impl, record, method):
-    require(impl, method)
-    sc = scale()
-    doc = train_run(impl, Run(method, run_options(method, sc)), sc, image_data())
+    sc, data = deep_preamble(impl, method)
+    doc = train_run(impl, Run(method, run_options(method, sc)), sc, data)
     r = rank_concentration(doc)
     record.within(f"{method}: RankMe of the batch embeddings, end / start", r, f"> {RANK_KEPT}",
                   error=RANK_KEPT / max(r, 1e-12), tolerance=1.0,
@@ -451,9 +438,8 @@ def test_intact_simsiam_keeps_the_batch_spectrum_spread(impl, record, method):
 @N5.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
 def test_without_stop_gradient_the_batch_spectrum_concentrates(impl, record, method):
-    require(impl, method, "ablation:no_stopgrad")
-    sc = scale()
-    doc = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, image_data())
+    sc, data = deep_preamble(impl, method, "ablation:no_stopgrad")
+    doc = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, data)
     r = rank_concentration(doc)
     record.within(f"{method} without SG: RankMe of the batch embeddings, end / start", r,
                   f"< {RANK_KEPT}", error=r, tolerance=RANK_KEPT,
@@ -498,10 +484,9 @@ N6 = register(
 
 @N6.check
 def test_ema_target_lags_by_the_momentum_in_a_real_network(impl, record):
-    require(impl, "byol", "target:ema")
-    sc = scale()
+    sc, data = deep_preamble(impl, "byol", "target:ema")
     opts = run_options("byol", sc)
-    doc = train_run(impl, Run("byol", opts), sc, image_data())
+    doc = train_run(impl, Run("byol", opts), sc, data)
     w = doc.get("ema_watch")
     if w is None:
         pytest.skip("N6 is not applicable: the adapter's byol learner exposes no target_encoder (the EMA target the "
@@ -575,11 +560,8 @@ CPU_NOT_SHOWN_N7 = (
 
 @N7.check
 def test_byol_without_its_predictor_collapses(impl, record):
-    require(impl, "byol", "target:ema", "ablation:no_predictor")
-    sc = scale()
-    if sc.name in CPU_SCALES:
-        pytest.skip(CPU_NOT_SHOWN_N7)
-    data = image_data()
+    sc, data = deep_preamble(impl, "byol", "target:ema", "ablation:no_predictor",
+                             not_shown_at=CPU_SCALES, reason=CPU_NOT_SHOWN_N7)
     assert_healthy(record, train_run(impl, Run("byol", run_options("byol", sc)), sc, data), "byol", LEARNED)
     try:
         doc = train_run(impl, Run("byol", run_options("byol", sc, predictor=False), "no predictor"), sc, data)
@@ -632,8 +614,7 @@ N8 = register(
 def test_the_center_vector_grows_in_the_collapsing_ablations(impl, record, method, ablation):
     switch = {"no SG": ("ablation:no_stopgrad", dict(stop_grad="none")),
               "no predictor": ("ablation:no_predictor", dict(predictor=False))}[ablation]
-    require(impl, method, switch[0])
-    sc, data = scale(), image_data()
+    sc, data = deep_preamble(impl, method, switch[0])
     intact = final_center(train_run(impl, Run(method, run_options(method, sc)), sc, data))
     ablated = final_center(train_run(impl, Run(method, run_options(method, sc, **switch[1]), ablation), sc, data))
     ratio = ablated / max(intact, 1e-12)
@@ -665,8 +646,7 @@ N10 = register(
 @N10.check
 @pytest.mark.parametrize("method", ["simsiam", "simsiam_mlp"])
 def test_without_stop_gradient_the_loss_falls_below_the_intact_method(impl, record, method):
-    require(impl, method, "ablation:no_stopgrad")
-    sc, data = scale(), image_data()
+    sc, data = deep_preamble(impl, method, "ablation:no_stopgrad")
     intact = train_run(impl, Run(method, run_options(method, sc)), sc, data)["history"][-1]["loss"]
     no_sg = train_run(impl, Run(method, run_options(method, sc, stop_grad="none"), "no SG"), sc, data)
     loss = no_sg["history"][-1]["loss"]
@@ -727,11 +707,9 @@ def table1_in_miniature(loss: str, sc, out: str):
 
 @N4.check
 def test_isoloss_beats_the_simsiam_loss_without_ema(impl, record):
-    require(impl, "simsiam", "isoloss", "predictor:closed_form")
-    sc = scale()
+    sc, ds = deep_preamble(impl, "simsiam", "isoloss", "predictor:closed_form")
     if sc.table1_epochs == 0:
         pytest.skip(CPU_NOT_SHOWN_N4)
-    ds = image_data()
     mini = sc.name == "cpu-long"
     if mini and ds.name == "stl10":
         pytest.skip("N4 at the cpu-long scale is Table 1's CIFAR-10 column: give CIFAR-10 (a cifar-10-batches-py/ "
@@ -842,24 +820,21 @@ def judge_spread(record, doc: dict, what: str, collapsed: bool, b: Boundaries = 
 
 @N11.check
 def test_vicreg_keeps_the_representation_spread(impl, record):
-    require(impl, "vicreg")
-    sc = scale()
-    judge_spread(record, train_run(impl, redundancy_run("vicreg", sc), sc, image_data()), "vicreg", collapsed=False)
+    sc, data = deep_preamble(impl, "vicreg")
+    judge_spread(record, train_run(impl, redundancy_run("vicreg", sc), sc, data), "vicreg", collapsed=False)
 
 
 @N11.check
 def test_vicreg_without_its_variance_term_collapses(impl, record):
-    require(impl, "vicreg")
-    sc = scale()
-    doc = train_run(impl, redundancy_run("vicreg", sc, "no variance term", std_coeff=0.0), sc, image_data())
+    sc, data = deep_preamble(impl, "vicreg")
+    doc = train_run(impl, redundancy_run("vicreg", sc, "no variance term", std_coeff=0.0), sc, data)
     judge_spread(record, doc, "vicreg without the variance term (std_coeff = 0)", collapsed=True)
 
 
 @N8.check
 def test_the_center_vector_grows_without_vicregs_variance_term(impl, record):
     """N8 for VICReg: N11's two runs read again, ‖s‖ of the embedding the loss acts on (:func:`loss_embedding`)."""
-    require(impl, "vicreg")
-    sc, data = scale(), image_data()
+    sc, data = deep_preamble(impl, "vicreg")
     intact, D, where = loss_embedding(train_run(impl, redundancy_run("vicreg", sc), sc, data))
     ablated = loss_embedding(train_run(impl, redundancy_run("vicreg", sc, "no variance term", std_coeff=0.0), sc,
                                        data))[0]
@@ -913,8 +888,7 @@ N12 = register(
 
 @N12.check
 def test_barlow_twins_off_diagonal_term_keeps_the_dimensions(impl, record):
-    require(impl, "barlow_twins")
-    sc, data = scale(), image_data()
+    sc, data = deep_preamble(impl, "barlow_twins")
     intact = train_run(impl, redundancy_run("barlow_twins", sc), sc, data)
     ablated = train_run(impl, redundancy_run("barlow_twins", sc, "no off-diagonal term", lambda_offdiag=0.0), sc,
                         data)

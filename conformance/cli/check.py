@@ -19,18 +19,21 @@ def _cmd_check(args) -> int:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        from ..run.session import end_run
+        end_run()
 
 
 def _run_check(args) -> int:
     import pytest
 
-    from ..contract.registry import load_adapter
+    from ..contract.registry import ENV_VAR
     from ..run.report import print_table
+    from ..run.session import run_adapter
     from ..run.xfail import XFAIL_ENV_VAR, parse_expected_failures
     xfail = args.xfail or os.environ.get(XFAIL_ENV_VAR)
     try:
-        from ..contract.registry import ENV_VAR
-        load_adapter(args.adapter or os.environ.get(ENV_VAR))  # fail fast, before pytest starts
+        # fail fast, before pytest starts; the plugin's configure and impl fixture reuse this one load
+        adapter = run_adapter(args.adapter or os.environ.get(ENV_VAR))
         if xfail:
             # syntax only: claim IDs are checked once pytest has the spec modules
             parse_expected_failures(xfail, "--xfail" if args.xfail else f"${XFAIL_ENV_VAR}")
@@ -49,7 +52,7 @@ def _run_check(args) -> int:
     if args.profile:
         os.environ["NCSPEC_PROFILE"] = args.profile
     if args.tier in ("deep", "all"):
-        code = _prepare_deep(args)
+        code = _prepare_deep(args, adapter)
         if code:
             return code
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,10 +189,9 @@ def _floor(text: str) -> int:
     return n
 
 
-def _prepare_deep(args) -> int:
+def _prepare_deep(args, adapter) -> int:
     """The deep tier: resolve the image data (fail fast, naming what to download), set the scale,
-    print the budget before anything starts. Returns an exit code, 0 to go on."""
-    from ..contract.registry import load_adapter
+    print the budget of ``adapter`` before anything starts. Returns an exit code, 0 to go on."""
     from ..run.deep_tier import DATA_ENV, SCALE_ENV, budget_line, dataset_spec
     os.environ[SCALE_ENV] = args.scale
     data = args.data_root or os.environ.get(DATA_ENV)
@@ -205,8 +207,7 @@ def _prepare_deep(args) -> int:
             print("ncspec check --tier deep --scale gpu: no CUDA device is visible; use --scale cpu on this "
                   "machine.", file=sys.stderr)
             return 2
-    print(budget_line(args.scale, load_adapter(args.adapter or os.environ.get("NCSPEC_ADAPTER")), dataset),
-          file=sys.stderr, flush=True)
+    print(budget_line(args.scale, adapter, dataset), file=sys.stderr, flush=True)
     return 0
 
 

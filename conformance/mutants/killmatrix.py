@@ -20,15 +20,24 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import time
+
+import pytest
+import torch
+from rich.console import Console
+from rich.table import Table
 
 # Before any spec module is imported: importing .session registers and loads the Hypothesis profile
 # (ci by default, no deadline), which the tests' @settings capture when they are decorated. Imported
 # later, they would run Hypothesis's default 100 examples with shrinking (~50× slower) under its 200 ms
 # deadline, a wall-clock limit that failed H1 on a loaded 2-core machine (issue 25).
+from ..claims import load_all, sort_key, tier_of
+from ..contract.loss_scale import claim_scope, scale_aware
 from ..run.failures import asserted_in_spec, classify, leaves
 from ..run.recorder import Recorder
 from ..run.session import torch_threads
+from .catalogue import MUTANTS
 
 SCHEMA = "ncspec.killmatrix/1"
 _RESULT = {"failed": "caught", "errored": "errored", "passed": "survived", "skipped": "skipped"}
@@ -60,10 +69,6 @@ def run_claim_detail(claim_id: str, adapter, *, scaled=None) -> tuple[str, list[
     ``'skipped'`` — and ``(test, outcome, message)`` per test. ``scaled``: the adapter already wrapped by
     :func:`~ncspec.conformance.contract.loss_scale.scale_aware` (one wrapper per mutant keeps the deep tier's cached
     runs)."""
-    import pytest
-
-    from ..claims import load_all
-    from ..contract.loss_scale import claim_scope, scale_aware
     adapter = scaled or scale_aware(adapter)   # as the plugin's `impl`: a constant loss factor measured, not a kill
     details = []
     for test in load_all()[claim_id].tests:
@@ -114,17 +119,12 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
     (``deep``: convolutional networks on images; the data and scale come from ``$NCSPEC_DATA`` / ``$NCSPEC_SCALE``)
     or ``all``. Raises LookupError on an unknown name.
     """
-    import torch
-
-    from ..claims import load_all, sort_key
-    from .catalogue import MUTANTS
     registry = load_all()
     for kind, names, known in (("mutant", mutants, MUTANTS), ("claim", claims, registry)):
         bad = [n for n in names or [] if n not in known]
         if bad:
             raise LookupError(f"unknown {kind}(s) {', '.join(map(repr, bad))}; known: "
                               f"{', '.join(sorted(known, key=sort_key if kind == 'claim' else None))}.")
-    from ..claims import tier_of
     if tier not in ("linear", "deep", "all"):
         raise LookupError(f"unknown tier {tier!r}; use 'linear', 'deep' or 'all'.")
     selected = sorted(claims or [c for c in registry if tier in ("all", tier_of(c))], key=sort_key)
@@ -139,7 +139,6 @@ def kill_matrix(mutants: list[str] | None = None, claims: list[str] | None = Non
                 continue
             t0 = time.perf_counter()
             results, errors = {}, {}
-            from ..contract.loss_scale import scale_aware
             scaled = scale_aware(spec.adapter)
             for c in to_run:
                 outcome, details = run_claim_detail(c, spec.adapter, scaled=scaled)
@@ -180,10 +179,6 @@ def failures(matrix: dict) -> list[str]:
 def print_matrix(matrix: dict, console=None) -> None:
     """Rich table: ✗ caught, E errored (a crash), · survived (red where caught_by promised a catch), – skipped,
     blank not run."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=240)
     table = Table(title="ncspec mutants — ✗ caught (assertion), E errored (crash), · survived, – not applicable, "

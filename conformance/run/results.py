@@ -8,7 +8,7 @@ import time
 import pytest
 
 from .failures import adapter_crash, failure_message, first_line
-from .session import adapter_spec, is_worker, profile_name, tier
+from .session import adapter_spec, is_worker, profile_name, run_adapter, tier
 
 USER_PROPERTY = "ncspec"
 
@@ -107,10 +107,9 @@ class Collector:
 
     def declared(self) -> list[str]:
         """The methods the adapter under test declares (its capabilities), for the report's per-method listing."""
-        from ..contract import registry
         from .report import declared_methods
         try:
-            return declared_methods(registry.load_adapter(adapter_spec(self.config)).capabilities)
+            return declared_methods(run_adapter(adapter_spec(self.config)).capabilities)
         except (LookupError, TypeError, ValueError, AttributeError):
             return []          # a malformed adapter: the run has reported it already
 

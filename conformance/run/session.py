@@ -70,6 +70,24 @@ def adapter_spec(config) -> str:
     return config.getoption("adapter", default=None) or os.environ.get(registry.ENV_VAR) or "reference"
 
 
+_LOADED: dict[str, object] = {}
+
+
+def run_adapter(spec: str | None):
+    """The adapter named by ``spec`` (default ``reference``), loaded once per run in this process: ``ncspec check``'s
+    early check and the deep tier's budget line, the plugin's configure and the ``impl`` fixture share the one
+    object; :func:`end_run` forgets it when the run ends. A spec that fails to load raises each time."""
+    spec = spec or "reference"
+    if spec not in _LOADED:
+        _LOADED[spec] = registry.load_adapter(spec)
+    return _LOADED[spec]
+
+
+def end_run() -> None:
+    """Forget the run's adapter (the next run, in this process too, loads its own)."""
+    _LOADED.clear()
+
+
 def tier(config) -> str:
     """The tier whose claims run: ``--ncspec-tier``, ``$NCSPEC_TIER`` or ``linear``."""
     value = config.getoption("ncspec_tier", default=None) or os.environ.get(TIER_ENV_VAR) or "linear"
