@@ -31,15 +31,19 @@ failure messages and adapter crashes (:mod:`~ncspec.conformance.run.failures`), 
 """
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
+import torch
 
-from .contract import registry
+from .contract import loss_scale, registry
+from .contract.loss_scale import claim_scope, scale_aware
 from .run import scheduling, xfail
 from .run.deep_tier import DATA_ENV, SCALE_ENV
 from .run.progress import Progress
 from .run.recorder import Recorder
+from .run.report_doc import check_report_path
 from .run.results import Collector
 from .run.session import (
     TIER_ENV_VAR,
@@ -93,7 +97,6 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_finish(session):
     """The imported modules (torch, Hypothesis, the claims) are long-lived: moved out of the garbage
     collector's generations, so its full passes during the runs do not walk them again."""
-    import gc
     gc.collect()
     gc.freeze()
 
@@ -114,7 +117,6 @@ def pytest_configure(config):
     config._ncspec_seed = session_seed(config)
     # The linear simulations are tiny and latency-bound: intra-op threads only add
     # synchronisation (measured 0.9 ms/step on 1 thread vs 13 ms on 2 busy cores).
-    import torch
     torch.set_num_threads(torch_threads())
     config.addinivalue_line("markers", "claim(id): the theoretical claim a spec test checks")
     config.addinivalue_line("markers", "deep: a deep-tier claim test (convolutional networks on images)")
@@ -131,7 +133,6 @@ def pytest_configure(config):
     config._ncspec_xfail = xfail.from_config(config)
     doc = config.getoption("ncspec_report", default=None)
     if doc:
-        from .run.report_doc import check_report_path
         try:
             check_report_path(doc, "--ncspec-report")
         except ValueError as e:
@@ -187,21 +188,18 @@ class TierFilter:
 def impl(request):
     """The adapter under test (see conformance/contract/adapter.py); its learners run in the definition's time
     units, a constant loss factor measured and reported (:mod:`ncspec.conformance.contract.loss_scale`)."""
-    from .contract.loss_scale import scale_aware
     return scale_aware(run_adapter(adapter_spec(request.config)))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """A loss-scale misfit with no known cause lets the claim's own assertion speak first (scale.claim_scope)."""
-    from .contract.loss_scale import claim_scope
     with claim_scope():
         return (yield)
 
 
 @pytest.fixture
 def record(request):
-    from .contract import loss_scale
     rec = Recorder()
     request.node._ncspec_record = rec
     loss_scale.SINK = rec               # the measured loss scale of every learner built joins the rows

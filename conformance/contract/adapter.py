@@ -55,9 +55,11 @@ encoder's output are independent replicas; the learner sums their losses.
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from ncspec.reference.methods import METHODS
 from torch import Tensor, nn
 
 
@@ -88,14 +90,12 @@ PART_TAGS = frozenset({
 
 def known_tags() -> frozenset[str]:
     """Every capability tag a claim can require: the reference's methods and :data:`PART_TAGS`."""
-    from ncspec.reference.methods import METHODS
     return frozenset(METHODS) | PART_TAGS
 
 
 def unknown_tags(tags) -> list[tuple[str, str]]:
     """``(tag, suggestion)`` for each tag no claim knows (a misspelt tag would silently skip the claims needing the
     right one); the suggestion is the closest known tag, or ''."""
-    import difflib
     known = known_tags()
     return [(t, next(iter(difflib.get_close_matches(t, sorted(known), n=1, cutoff=0.6)), ""))
             for t in sorted(tags) if isinstance(t, str) and t not in known]

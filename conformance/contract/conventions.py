@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import math
 
+from ncspec.reference.methods import METHODS
+
 VALUES = {
     "vicreg_variance": ("authors_code", "paper_eq6"),
     "loss_value": ("definition", "surrogate"),
@@ -96,7 +98,6 @@ MEANING = {
 
 
 def _method_names() -> frozenset[str]:
-    from ncspec.reference.methods import METHODS
     return frozenset(METHODS)
 
 

@@ -17,7 +17,10 @@ both feed this function (the option wins).
 """
 from __future__ import annotations
 
+import difflib
+import hashlib
 import importlib
+import importlib.util
 import os
 import sys
 from importlib import metadata
@@ -63,7 +66,6 @@ def _import(module: str):
 
 def _did_you_mean(name: str, known) -> str:
     """`` (did you mean 'lightly'?)`` for the closest known name, '' when none is close."""
-    import difflib
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     if not close:   # a case or separator slip: 'BYOL-pytorch'
         norm = {k.lower().replace("-", "_"): k for k in known}
@@ -83,8 +85,6 @@ def _import_file(path: str):
     under a name derived from its absolute path, so dataclasses and pickling find it). The file's folder is put
     first on ``sys.path``, as pytest's default (prepend) import mode does for a test file: a lab's adapter imports
     its own code beside it (``from lab_byol import BYOL``)."""
-    import hashlib
-    import importlib.util
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
         raise LookupError(f"cannot load adapter from {path!r}: no such file ({full}). Give the path of the Python "

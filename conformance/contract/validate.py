@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from ..run import coverage
 from ..run.failures import dtype_mismatch
+from .adapter import unknown_tags
+from .conventions import validate as validate_conventions
 
 _ADAPTER_FIX = ("an adapter needs a 'name' (str), a 'capabilities' frozenset of str tags and a "
                 "'build(method, encoder, embed_dim, **options)' method (see conformance/contract/adapter.py)")
@@ -87,7 +89,6 @@ def check_adapter(obj, spec: str | None = None) -> str:
     if bad:
         raise AdapterError(f"adapter {name!r}: capabilities holds non-str tags {', '.join(bad)}; every tag is a "
                            f"string such as 'simsiam' or 'loss:euclidean' (see conformance/contract/adapter.py).")
-    from .adapter import unknown_tags
     unknown = unknown_tags(caps)
     if unknown:
         said = "; ".join(f"{t!r}" + (f" (did you mean {s!r}?)" if s else "") for t, s in unknown)
@@ -96,9 +97,8 @@ def check_adapter(obj, spec: str | None = None) -> str:
                            f"in docs/conformance.md (Capability tags), e.g. 'simsiam', 'target:ema', "
                            f"'ablation:no_stopgrad'.")
     if getattr(obj, "conventions", None) is not None:   # optional: declared conventions (contract/conventions.py)
-        from .conventions import validate
         try:
-            validate(obj.conventions, name)
+            validate_conventions(obj.conventions, name)
         except ValueError as e:
             raise AdapterError(str(e)) from None
     if not callable(obj.build):

@@ -23,8 +23,13 @@ import tempfile
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
+from ncspec.reference.data_parallel import spawn
+from ncspec.reference.linear import LinearEncoder
 
 from ...reference.files import atomic_write
+from ..contract.registry import load_adapter
+from .session import torch_threads
 
 N_IN, EMBED, BATCH, WORLD = 6, 4, 16, 2
 
@@ -50,7 +55,6 @@ def _data(seed: int):
 
 
 def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
-    from ncspec.reference.linear import LinearEncoder
     W, X1, X2 = _data(seed)
     torch.manual_seed(seed)                       # adapters' own initialisations (heads) agree
     options = dict(case.options, distributed=True) if world > 1 else dict(case.options)
@@ -63,10 +67,7 @@ def _gradients(adapter, case: Case, seed: int, *, rank: int = 0, world: int = 1)
 
 
 def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> None:
-    import torch.distributed as dist
 
-    from ..contract.registry import load_adapter
-    from .session import torch_threads
     torch.set_num_threads(torch_threads())
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -88,7 +89,6 @@ def _rank_main(adapter_spec: str, cases: list[Case], seed: int, out: str) -> Non
 
 def distributed_gradients(adapter_spec: str, cases: list[Case], *, seed: int = 0, world: int = WORLD) -> dict:
     """Rank-averaged gradients of ``world`` gloo processes per case id (or the error text)."""
-    from ncspec.reference.data_parallel import spawn
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "grads.pt")
         try:

@@ -2,7 +2,14 @@
 kill matrix too) or crashed in the adapter's code."""
 from __future__ import annotations
 
+import importlib
+import linecache
 import os
+
+import torch
+from ncspec.reference.encoders import encoder_dtype
+
+from ncspec import conformance, reference
 
 from ..claims import spec_dir
 from .recorder import Recorder
@@ -87,7 +94,6 @@ def failure_message(exc: BaseException) -> str:
 def _library_dirs() -> tuple[str, ...]:
     """Where code that is neither the harness nor the adapter lives: the standard library, torch, numpy, the test
     machinery."""
-    import importlib
     stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")   # its site-packages excepted, below
     dirs = set()
     for name in ("torch", "numpy", "hypothesis", "_pytest", "pluggy", "pytest", "xdist", "execnet", "rich"):
@@ -102,7 +108,6 @@ def _library_dirs() -> tuple[str, ...]:
 def _harness_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(ncspec's own code: spec tests, conformance, reference; its shipped adapters and mutants, which count as
     adapter code)."""
-    from ncspec import conformance, reference
     root = os.path.dirname(os.path.abspath(conformance.__file__))
     own = tuple(os.path.join(os.path.dirname(os.path.abspath(m.__file__)), "") for m in (conformance, reference))
     own += (os.path.join(spec_dir(), ""),)
@@ -133,7 +138,6 @@ def adapter_crash(exc: BaseException) -> str | None:
     claim's assertion (:func:`classify`) raised in or through the adapter's code, whose innermost line is quoted. A
     claim's assertion, the loss-scale check, and a crash in the harness alone (e.g. a divergence the simulator
     detects) are failures of the claim."""
-    import linecache
 
     from ..contract.validate import AdapterError
     if classify(exc) == "failed":
@@ -158,8 +162,6 @@ def dtype_mismatch(error: Exception, view, learner, encoder) -> str:
     text = str(error).lower()
     if "dtype" not in text and "scalar type" not in text:
         return ""
-    import torch
-    from ncspec.reference.encoders import encoder_dtype
     found = {}
     if isinstance(view, torch.Tensor):
         found.setdefault(view.dtype, []).append("the views")

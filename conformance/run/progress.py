@@ -1,6 +1,7 @@
 """``--ncspec-progress``: claim-by-claim progress with elapsed time on stderr."""
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -14,7 +15,6 @@ class Progress:
     is suspended (no refresh thread writes into a test's captured output)."""
 
     def __init__(self, stream=None):
-        import sys
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.started = time.time()

@@ -65,6 +65,11 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
+from hypothesis import settings
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from ...reference.files import atomic_write
 from ..claims import CLAIMS, load_all, sort_key
 
@@ -116,7 +121,6 @@ def build_report(tests: list[dict], adapter: str, duration: float,
     loaded one); ``tier``: the tier run (``linear``, ``deep``, ``all``), which says why a claim did not run;
     ``declared``: the methods the adapter declares (:func:`declared_methods`), listed with the claims that built
     them also when none did."""
-    from hypothesis import settings
     load_all()
     claims = []
     for cid in sorted(CLAIMS, key=sort_key):
@@ -325,9 +329,6 @@ def row_text(claim: dict) -> str:
 def print_table(report: dict, console=None, *, hide_not_run: bool = False) -> None:
     """The claims table, the conventions in force, the coverage, the reproductions and the summary line.
     ``hide_not_run``: leave out the claims that did not run (a ``-k`` selection, another tier), counted instead."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
     if console is None:
         console = Console() if sys.stdout.isatty() else Console(width=140)
     colour = dict(passed="green", failed="bold red", errored="bold red", xfailed="magenta", not_applicable="cyan",
@@ -357,7 +358,6 @@ def print_table(report: dict, console=None, *, hide_not_run: bool = False) -> No
 
 def print_coverage(report: dict, console) -> None:
     """Per adapter: the claims that ran no example, the claims not applicable, and the skipped parts of the others."""
-    from rich.markup import escape
     none = report.get("ran_no_example", [])
     if none:
         console.print(f"[yellow]Claims that ran no example on adapter {escape(report['adapter'])} "
@@ -388,7 +388,6 @@ def print_coverage(report: dict, console) -> None:
 
 def print_reproductions(report: dict, console) -> None:
     """How to rerun each failure: the command, the failing example, the blob."""
-    from rich.markup import escape
     failed = failures_to_reproduce(report)
     if not failed:
         return

@@ -7,7 +7,11 @@ import time
 
 import pytest
 
+from . import coverage
+from .coverage import TALLY
 from .failures import adapter_crash, failure_message, first_line
+from .report import build_report, declared_methods, write_json
+from .report_doc import write_report
 from .session import adapter_spec, is_worker, profile_name, run_adapter, tier
 
 USER_PROPERTY = "ncspec"
@@ -23,7 +27,6 @@ class Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
-        from . import coverage
         coverage.reset()        # each test's builds and steps, its fixtures' set-up included
 
     @pytest.hookimpl(hookwrapper=True)
@@ -54,7 +57,6 @@ class Collector:
                     outcome, reason = "errored", crash
                 else:
                     reason = failure_message(call.excinfo.value) if call.excinfo is not None else first_line(rep)
-            from .coverage import TALLY
             entry = dict(claim=marker.args[0], test=item.nodeid, outcome=outcome, duration=rep.duration,
                          reason=reason, rows=list(rec.rows.values()) if rec else [],
                          traces=list(rec.traces) if rec else [], builds=TALLY.builds, steps=TALLY.steps,
@@ -107,7 +109,6 @@ class Collector:
 
     def declared(self) -> list[str]:
         """The methods the adapter under test declares (its capabilities), for the report's per-method listing."""
-        from .report import declared_methods
         try:
             return declared_methods(run_adapter(adapter_spec(self.config)).capabilities)
         except (LookupError, TypeError, ValueError, AttributeError):
@@ -121,7 +122,6 @@ class Collector:
         json_path = self.config.getoption("ncspec_json", default=None)
         doc_path = self.config.getoption("ncspec_report", default=None)
         if json_path or doc_path:
-            from .report import build_report, write_json
             profile = self.config.getoption("hypothesis_profile", default=None)   # hypothesis' own option
             report = build_report(self.tests, adapter_spec(self.config), time.time() - self.started,
                                   expected_failures=[e.to_dict() for e in self.config._ncspec_xfail],
@@ -130,5 +130,4 @@ class Collector:
             if json_path:
                 write_json(report, json_path)
             if doc_path:
-                from .report_doc import write_report
                 write_report(report, doc_path)

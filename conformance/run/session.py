@@ -3,6 +3,7 @@ threads and CPUs; read from the options the plugin adds (:mod:`ncspec.conformanc
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -59,7 +60,6 @@ def session_seed(config) -> int | None:
         return None
     if derandomized or not hasattr(config.option, "hypothesis_seed"):
         return None
-    import secrets
     seed = secrets.randbelow(2 ** 32)
     config.option.hypothesis_seed = seed
     return seed

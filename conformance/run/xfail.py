@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from ..claims import load_all, sort_key
+
 XFAIL_ENV_VAR = "NCSPEC_XFAIL"
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -77,7 +79,6 @@ def parse_expected_failures(path: str, option: str = "--ncspec-xfail") -> list[E
 
 def check_claim_ids(entries: list[ExpectedFailure], claims) -> None:
     """An unknown ID would silently mark nothing: refuse it, naming the line and the known IDs."""
-    from ..claims import sort_key
     for e in entries:
         if e.claim not in claims:
             raise pytest.UsageError(f"{e.path}, line {e.line}: unknown claim ID {e.claim!r}; known IDs: "
@@ -98,7 +99,6 @@ def mark(config, items) -> None:
     entries = getattr(config, "_ncspec_xfail", [])
     if not entries:
         return
-    from ..claims import load_all
     check_claim_ids(entries, load_all())
     by_claim: dict[str, list] = {}
     for item in items:
