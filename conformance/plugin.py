@@ -40,7 +40,7 @@ import torch
 from .contract import loss_scale, registry
 from .contract.loss_scale import claim_scope, scale_aware
 from .run import scheduling, xfail
-from .run.deep_tier import DATA_ENV, SCALE_ENV
+from .run.deep_tier import DATA_ENV, SCALE_ENV, SCALES
 from .run.progress import Progress
 from .run.recorder import Recorder
 from .run.report_doc import check_report_path
@@ -74,8 +74,9 @@ def pytest_addoption(parser):
     group.addoption("--ncspec-tier", default=None, choices=TIERS,
                     help=f"which claims run: 'linear' (default; every claim on linear and toy models), 'deep' "
                          f"(the N claims: convolutional networks on images) or 'all'. Default ${TIER_ENV_VAR}.")
-    group.addoption("--ncspec-scale", default=None, choices=("cpu", "gpu"),
-                    help="deep tier: 'cpu' (small conv nets, CPU) or 'gpu' (ResNet-18, bf16, compiled). "
+    group.addoption("--ncspec-scale", default=None, choices=tuple(SCALES),
+                    help="deep tier: 'cpu' (small conv nets, CPU), 'cpu-long' (the cpu scale plus N3's and N4's "
+                         "longer runs, opt-in), 'gpu' (ResNet-18, bf16, compiled) or 'dry'. "
                          f"Default ${SCALE_ENV} or cpu.")
     group.addoption("--ncspec-data", default=None, metavar="PATH",
                     help="deep tier: a folder holding cifar-10-batches-py/, or an .npz of images "
