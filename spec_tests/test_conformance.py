@@ -1107,11 +1107,14 @@ def _embeddings(learner, z):
         return (head(z) if callable(head) else z).to(torch.float64)
 
 
-def _acted_dtype(learner, z) -> torch.dtype:
-    """The dtype of the embedding the loss acts on (a float32 head rounds what the loss sees)."""
+def _rounding(learner, z) -> float:
+    """The rounding bound of the dtypes the loss is computed from: the embedding it acts on (a float32 head rounds
+    what the loss sees) and the learner's tensors."""
+    from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
     head = getattr(learner, "projector", None)
     with torch.no_grad():
-        return (head(z) if callable(head) else z).dtype
+        dtype = (head(z) if callable(head) else z).dtype
+    return residual_tol(involved_dtypes(learner, torch.zeros((), dtype=dtype)))
 
 
 def _redundancy_views(seed: int, S: int = 2, B: int = 32, M: int = 6):
@@ -1135,7 +1138,6 @@ def _pairing_control(record, learner, z1, z2, base: float, same) -> None:
 @given(seed=SEEDS, shift=st.floats(0.5, 4.0))
 def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, seed, shift):
     require(impl, "barlow_twins")
-    from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
     from ncspec.reference.encoders import Identity
     impl = scale_free(impl, "C13's invariance |L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| = 0 holds whatever the scale")
     g, z1, z2 = _redundancy_views(seed)
@@ -1158,7 +1160,7 @@ def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, se
         d = [bt_definition(k * a1[0] * e1[0] + b1[0], k * a2[0] * e2[0] + b2[0], 0.0051, eps=BN_EPS),
              bt_definition(k * e1[0], k * e2[0], 0.0051, eps=BN_EPS), bt_definition(k * e1[0], k * e2[0], 0.0051)]
     eps_moves = abs((d[0] - d[1]) / d[2]).item()
-    tol = max(residual_tol(involved_dtypes(learner, torch.zeros((), dtype=_acted_dtype(learner, z1)))), 2 * eps_moves)
+    tol = max(_rounding(learner, z1), 2 * eps_moves)
     err = abs(moved - base) / max(abs(base), 1e-12)
     record.within("|L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| / |L|", err, 0.0, error=err, tolerance=tol,
                   message=f"Barlow Twins' loss moves from {base:.10g} to {moved:.10g} when each view's embedding gets "
@@ -1171,7 +1173,6 @@ def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, se
 @given(seed=SEEDS, size=st.floats(0.5, 2.0))
 def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, size):
     require(impl, "vicreg")
-    from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
     from ncspec.reference.encoders import Identity
     from ncspec.reference.vectors import unit
     impl = scale_free(impl, "C13's ratio ΔL(2b)/ΔL(b) = 4 holds whatever the loss's scale")
@@ -1197,8 +1198,7 @@ def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, siz
                                          f"invariance term does not see it (sim_coeff 0, or the shift not reaching "
                                          f"the loss)")
     ratio = d2 / d1
-    tol = 4 * residual_tol(involved_dtypes(learner, torch.zeros((), dtype=_acted_dtype(learner, z1)))) * max(
-        1.0, abs(base) / d1)
+    tol = 4 * _rounding(learner, z1) * max(1.0, abs(base) / d1)
     record.within("ΔL(2b) / ΔL(b), b on branch 1 only", ratio, 4.0, error=abs(ratio - 4.0) / 4.0, tolerance=tol,
                   message=f"moving branch 1 by b and 2b changes VICReg's loss by {d1:.6g} and {d2:.6g} (ratio "
                           f"{ratio:.6g}, not 4): its variance or covariance term depends on the other branch "
