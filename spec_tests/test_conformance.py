@@ -565,10 +565,13 @@ def bt_definition(z1, z2, lam, unbiased: bool = False, eps: float = 0.0):
 
 
 def acted_on(learner, z):
-    """The embedding the loss acts on, (B, M′) from the encoder's (B, M): ``learner.projector`` of it where the
-    learner exposes its own head (an expander, as in Bardes et al. 2022; docs/conformance.md), else ``z``."""
+    """The embedding the loss acts on, (…, B, M′) from the encoder's (B, M) or (S, B, M): ``learner.projector`` of it
+    where the learner exposes its own head (an expander, as in Bardes et al. 2022; docs/conformance.md), each replica
+    through its own head, else ``z``."""
     head = getattr(learner, "projector", None)
-    return head(z.unsqueeze(0))[0] if callable(head) else z
+    if not callable(head):
+        return z
+    return head(z) if z.dim() > 2 else head(z.unsqueeze(0))[0]
 
 
 def _bt_errors(loss, g, v1, v2, W, lam, unbiased, learner=None):
@@ -1099,22 +1102,14 @@ def _loss_with_maps(learner, z1, z2, maps) -> float:
         learner.projector = head
 
 
-def _embeddings(learner, z):
-    """(S, B, D): the embeddings the loss acts on for the views ``z`` (S, B, M) of a weightless encoder — the
-    learner's projector of them (each replica through its own head), else ``z``."""
-    head = getattr(learner, "projector", None)
-    with torch.no_grad():
-        return (head(z) if callable(head) else z).to(torch.float64)
-
-
-def _rounding(learner, z) -> float:
-    """The rounding bound of the dtypes the loss is computed from: the embedding it acts on (a float32 head rounds
-    what the loss sees) and the learner's tensors."""
+def _embeddings(learner, z1, z2):
+    """The embeddings the loss acts on for the views (S, B, M) of a weightless encoder, in float64, and the bound on
+    the rounding of the dtypes the loss is computed from (a float32 head rounds what the loss sees)."""
     from ncspec.conformance.contract.loss_scale import involved_dtypes, residual_tol
-    head = getattr(learner, "projector", None)
     with torch.no_grad():
-        dtype = (head(z) if callable(head) else z).dtype
-    return residual_tol(involved_dtypes(learner, torch.zeros((), dtype=dtype)))
+        e1, e2 = acted_on(learner, z1), acted_on(learner, z2)
+    rounding = residual_tol(involved_dtypes(learner, torch.zeros((), dtype=e1.dtype)))
+    return e1.to(torch.float64), e2.to(torch.float64), rounding
 
 
 def _redundancy_views(seed: int, S: int = 2, B: int = 32, M: int = 6):
@@ -1143,7 +1138,7 @@ def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, se
     g, z1, z2 = _redundancy_views(seed)
     S, _, M = z1.shape
     learner = impl.build("barlow_twins", Identity(M, replicas=S), M, lambda_offdiag=0.0051)
-    e1, e2 = _embeddings(learner, z1), _embeddings(learner, z2)
+    e1, e2, rounding = _embeddings(learner, z1, z2)
     D = e1.shape[-1]
     k = (1e12 / torch.cat([e1, e2], -2).var(-2, unbiased=False).min().clamp_min(1e-300)).sqrt().item()
     a1, a2 = (1 + 2 * torch.rand((S, 1, D), generator=g, dtype=torch.float64) for _ in range(2))
@@ -1160,7 +1155,7 @@ def test_barlow_twins_standardises_each_view_over_its_own_batch(impl, record, se
         d = [bt_definition(k * a1[0] * e1[0] + b1[0], k * a2[0] * e2[0] + b2[0], 0.0051, eps=BN_EPS),
              bt_definition(k * e1[0], k * e2[0], 0.0051, eps=BN_EPS), bt_definition(k * e1[0], k * e2[0], 0.0051)]
     eps_moves = abs((d[0] - d[1]) / d[2]).item()
-    tol = max(_rounding(learner, z1), 2 * eps_moves)
+    tol = max(rounding, 2 * eps_moves)
     err = abs(moved - base) / max(abs(base), 1e-12)
     record.within("|L(a₁z₁ + b₁, a₂z₂ + b₂) − L(z₁, z₂)| / |L|", err, 0.0, error=err, tolerance=tol,
                   message=f"Barlow Twins' loss moves from {base:.10g} to {moved:.10g} when each view's embedding gets "
@@ -1179,7 +1174,7 @@ def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, siz
     g, z1, z2 = _redundancy_views(seed)
     S, _, M = z1.shape
     learner = impl.build("vicreg", Identity(M, replicas=S), M)
-    e1, e2 = _embeddings(learner, z1), _embeddings(learner, z2)
+    e1, e2, rounding = _embeddings(learner, z1, z2)
     m = (e1 - e2).mean(-2, keepdim=True)                                   # (S, 1, D): the views' mean difference
     b = unit(torch.randn(m.shape, generator=g, dtype=torch.float64))
     b = unit(b - (b * unit(m)).sum(-1, keepdim=True) * unit(m)) * size * e1.std(-2).mean()   # ⊥ m, per replica
@@ -1198,7 +1193,7 @@ def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, siz
                                          f"invariance term does not see it (sim_coeff 0, or the shift not reaching "
                                          f"the loss)")
     ratio = d2 / d1
-    tol = 4 * _rounding(learner, z1) * max(1.0, abs(base) / d1)
+    tol = 4 * rounding * max(1.0, abs(base) / d1)
     record.within("ΔL(2b) / ΔL(b), b on branch 1 only", ratio, 4.0, error=abs(ratio - 4.0) / 4.0, tolerance=tol,
                   message=f"moving branch 1 by b and 2b changes VICReg's loss by {d1:.6g} and {d2:.6g} (ratio "
                           f"{ratio:.6g}, not 4): its variance or covariance term depends on the other branch "
