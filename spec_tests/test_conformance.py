@@ -1188,10 +1188,7 @@ def test_vicreg_regularises_each_branch_on_its_own_batch(impl, record, seed, siz
     base = _loss_with_maps(learner, z1, z2, (same, same))
     d1, d2 = (_loss_with_maps(learner, z1, z2, (moved_by(t), same)) - base for t in (1.0, 2.0))
     _pairing_control(record, learner, z1, z2, base, same)
-    record.within("ΔL(b) (the invariance term's change must reach the loss)", d1, "> 0", error=0.0 if d1 > 0 else 1.0,
-                  tolerance=0.5, message=f"moving branch 1's embedding by b changed VICReg's loss by {d1:.3g}: the "
-                                         f"invariance term does not see it (sim_coeff 0, or the shift not reaching "
-                                         f"the loss)")
+    # the control passing means the invariance term reaches the loss, so ΔL(b) = λ‖b‖²/D > 0 (no separate check)
     ratio = d2 / d1
     tol = 4 * rounding * max(1.0, abs(base) / d1)
     record.within("ΔL(2b) / ΔL(b), b on branch 1 only", ratio, 4.0, error=abs(ratio - 4.0) / 4.0, tolerance=tol,
